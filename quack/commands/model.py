@@ -1,0 +1,249 @@
+"""`quack fit`, `quack encode` and `quack classify`: the research loop on the command line.
+
+Each command checks every input before it writes anything, so a wrong option costs
+one sentence on stderr and exit status 2, never a half-written output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from quack.training import MODEL_DEFAULTS
+
+
+class UsageError(ValueError):
+    """A problem with the command's inputs that the user can fix."""
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"--{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}.")
+
+
+def check_dataset(path: str | Path) -> dict:
+    """The info of a data set that exists and has rows, or a UsageError saying what is wrong."""
+    from quack.dataset import read_info
+
+    path = Path(path).expanduser()
+    if not (path / "rows.parquet").is_file():
+        raise UsageError(f"No quack data set at {path}; build one with `quack ingest PATH --out {path}`.")
+    info = read_info(path)
+    if int(info.get("rows", 0)) == 0:
+        raise UsageError(f"The data set {path} has no rows; ingest files that hold measurements.")
+    return info
+
+
+def check_empty_output(path: str | Path) -> Path:
+    """An output folder that does not exist yet or is empty (so nothing is overwritten)."""
+    path = Path(path).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"The output {path} already exists and is not empty; choose a new folder or remove it.")
+    return path
+
+
+def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack fit``."""
+    p = subparsers.add_parser("fit", help="train an autoencoder on a tokenized data set")
+    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
+    p.add_argument("--out", default="runs/fit", help="folder for checkpoints and logs (default: runs/fit)")
+    model = p.add_argument_group("model")
+    model.add_argument("--embed-size", type=int, default=MODEL_DEFAULTS["embed_size"])
+    model.add_argument("--hidden-size", type=int, default=MODEL_DEFAULTS["hidden_size"])
+    model.add_argument("--layers", type=int, default=MODEL_DEFAULTS["layers"])
+    model.add_argument("--max-decode-length", type=int, default=None)
+    model.add_argument("--learning-rate", type=float, default=MODEL_DEFAULTS["learning_rate"])
+    model.add_argument("--learning-rate-min", type=float, default=MODEL_DEFAULTS["learning_rate_min"])
+    model.add_argument("--lr-max-epochs", type=int, default=MODEL_DEFAULTS["lr_max_epochs"])
+    model.add_argument("--teacher-forcing-ratio", type=float, default=MODEL_DEFAULTS["teacher_forcing_ratio"])
+    trainer = p.add_argument_group("trainer")
+    trainer.add_argument("--max-epochs", type=int, default=10)
+    trainer.add_argument("--max-steps", type=int, default=-1)
+    trainer.add_argument("--batch-size", type=int, default=32)
+    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, mps")
+    trainer.add_argument("--devices", default="auto", help="auto, a count, or a list such as 0,1")
+    trainer.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ...")
+    trainer.add_argument("--num-nodes", type=int, default=1)
+    trainer.add_argument("--precision", default=None, help="32-true, bf16-mixed, 16-mixed, ...")
+    trainer.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)")
+    trainer.add_argument("--resume", default=None, help="checkpoint of an earlier run to continue")
+    trainer.add_argument("--logger", choices=["csv", "tensorboard", "none"], default="csv")
+    trainer.add_argument("--num-workers", type=int, default=0)
+    trainer.add_argument("--no-bucket", action="store_true", help="do not batch records by length")
+    p.set_defaults(func=run_fit)
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Train, test, and print where the best checkpoint is."""
+    from quack.training import fit
+
+    check_dataset(args.data)
+    for name in ("embed_size", "hidden_size", "layers", "max_epochs", "batch_size", "num_nodes"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    _positive("learning-rate", args.learning_rate)
+    _positive("patience", args.patience, allow_zero=True)
+    if args.hidden_size % 2:
+        raise UsageError(f"--hidden-size must be even (half per encoder direction), got {args.hidden_size}.")
+    if not 0.0 <= args.teacher_forcing_ratio <= 1.0:
+        raise UsageError(f"--teacher-forcing-ratio must lie between 0 and 1, got {args.teacher_forcing_ratio}.")
+    if args.resume and not Path(args.resume).expanduser().is_file():
+        raise UsageError(f"--resume names {args.resume}, which does not exist; give a checkpoint file of an earlier run.")
+    options = {
+        "embed_size": args.embed_size,
+        "hidden_size": args.hidden_size,
+        "layers": args.layers,
+        "max_decode_length": args.max_decode_length,
+        "learning_rate": args.learning_rate,
+        "learning_rate_min": args.learning_rate_min,
+        "lr_max_epochs": args.lr_max_epochs,
+        "teacher_forcing_ratio": args.teacher_forcing_ratio,
+    }
+    result = fit(
+        args.data,
+        args.out,
+        options,
+        max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        accelerator=args.accelerator,
+        devices=_devices(str(args.devices)),
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        precision=args.precision,
+        patience=args.patience,
+        resume=args.resume,
+        logger=args.logger,
+        bucket_by_length=not args.no_bucket,
+        num_workers=args.num_workers,
+    )
+    print(
+        f"best checkpoint: {result.checkpoint}\n"
+        f"epochs: {result.epochs}  test loss: {result.test_loss:.4f}  "
+        f"reconstruction token accuracy (greedy): {result.token_accuracy:.4f}"
+    )
+    return 0
+
+
+def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack encode``."""
+    p = subparsers.add_parser("encode", help="encode a data set with a checkpoint and write the latents")
+    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the shipped sample model)")
+    p.add_argument("--out", required=True, help="folder for the encoded output (must be new or empty)")
+    p.add_argument("--layout", choices=["parquet", "indexed"], default="parquet")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--filtered", action="store_true", help="keep only labelled rows (censored, uncensored)")
+    which.add_argument("--evaluate", action="store_true", help="keep only undetermined rows")
+    p.add_argument("--batch-size", type=int, default=None, help="records per batch (default: sized for the device)")
+    p.add_argument("--accelerator", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, gpu, mps")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--precision", default=None)
+    p.set_defaults(func=run_encode)
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    """Predict with AutoencoderWriter on the best device present."""
+    import pytorch_lightning as pl
+
+    from quack.autoencoder import AutoencoderWriter
+    from quack.dataset import QuackDataModule
+    from quack.encoding import BATCH_SIZES, SHIPPED_CHECKPOINT, best_device, check_tokenizer_matches, load_checkpoint
+
+    check_dataset(args.data)
+    out = check_empty_output(args.out)
+    if args.batch_size is not None:
+        _positive("batch-size", args.batch_size)
+    model = load_checkpoint(args.checkpoint or SHIPPED_CHECKPOINT)
+    check_tokenizer_matches(model, args.data)
+    accelerator = args.accelerator
+    if accelerator == "auto":
+        accelerator = {"cuda": "gpu", "mps": "mps"}.get(best_device().type, "cpu")
+    batch_size = args.batch_size or BATCH_SIZES["cuda" if accelerator == "gpu" else accelerator]
+    writer = AutoencoderWriter(
+        write_interval="batch", storage_path=str(out), filtered=args.filtered, evaluate=args.evaluate, layout=args.layout
+    )
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=_devices(str(args.devices)),
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        precision=args.precision,
+        callbacks=[writer],
+        logger=False,
+        enable_model_summary=False,
+    )
+    data = QuackDataModule(args.data, batch_size=batch_size)
+    trainer.predict(model, datamodule=data, return_predictions=False)
+    summary = json.loads((out / "metadata.json").read_text())
+    print(f"wrote {out} ({args.layout}): " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))
+    return 0
+
+
+def add_classify_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack classify``."""
+    p = subparsers.add_parser(
+        "classify", help="train the latent classifier and score undetermined rows with a probability of censorship"
+    )
+    p.add_argument("--encoded", required=True, help="encoded output folder written by `quack encode`")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-size", type=float, default=0.2, help="share of labelled rows held out (default 0.2)")
+    p.add_argument("--epochs", type=int, default=200)
+    p.set_defaults(func=run_classify)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Train on labelled latents, score every row, write ``scores.parquet`` beside the latents."""
+    import pandas as pd
+    import torch
+
+    from quack.autoencoder import load_encoded
+    from quack.classifier import train_classifier
+
+    folder = Path(args.encoded).expanduser()
+    if not (folder / "metadata.json").is_file():
+        raise UsageError(f"No encoded output at {folder}; write one with `quack encode --out {folder}`.")
+    if not 0.0 < args.test_size < 1.0:
+        raise UsageError(f"--test-size must lie between 0 and 1, got {args.test_size}.")
+    _positive("epochs", args.epochs)
+    table = load_encoded(folder)
+    latents = np.stack(table["latent"].to_numpy()) if len(table) else np.zeros((0, 0), np.float32)
+    labels = table["label"].to_numpy()
+    try:
+        report = train_classifier(latents, labels, seed=args.seed, test_size=args.test_size, epochs=args.epochs)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    held_out = np.zeros(len(table), dtype=bool)
+    held_out[report.test_index] = True
+    scores = pd.DataFrame(
+        {"id": table["id"].to_numpy(), "label": labels, "p_censored": report.model.predict_proba(latents), "held_out": held_out}
+    )
+    _atomic(folder / "scores.parquet", lambda tmp: scores.to_parquet(tmp, index=False))
+    _atomic(folder / "classifier.pt", lambda tmp: torch.save(report.model.state_dict(), tmp))
+    undetermined = scores[scores["label"] == 0].sort_values("p_censored", ascending=False)
+    print(
+        f"held-out accuracy {report.accuracy:.4f}  F1 {report.f1:.4f}  confusion {report.confusion}\n"
+        f"scored {len(scores)} rows; {int((undetermined['p_censored'] >= 0.5).sum())} of {len(undetermined)} "
+        f"undetermined rows look censored (p >= 0.5); wrote {folder / 'scores.parquet'}"
+    )
+    return 0
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
