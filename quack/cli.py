@@ -1,0 +1,45 @@
+"""The `quack` command line: sample, ingest, fit, encode, classify.
+
+Every subcommand returns an exit status; a problem the user can fix (a missing file,
+an option out of range, a checkpoint that does not fit the data) ends the command
+with one sentence on stderr and status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from quack.commands.data import add_ingest_parser, add_sample_parser
+from quack.commands.model import add_classify_parser, add_encode_parser, add_fit_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="quack", description="Learn and explore latent features of Censored Planet Quack measurements."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_sample_parser, add_ingest_parser, add_fit_parser, add_encode_parser, add_classify_parser):
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as error:
+        # Library errors a user can cause are ValueErrors (or file errors) with a
+        # sentence meant for them; show that sentence alone.
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"quack {args.command}: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"quack {args.command}: interrupted; files already written are complete, nothing half-written remains.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""`quack fit`, `quack encode` and `quack classify` end to end on a small generated set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from quack.autoencoder import QuackAutoEncoder, load_encoded
+from quack.cli import main
+from quack.dataset import build_dataset, read_info
+from quack.sample import write_sample
+
+TINY = ["--embed-size", "8", "--hidden-size", "16", "--batch-size", "32", "--logger", "none"]
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("cli-model")
+    records, _ = write_sample(work / "sample.json", n=300, seed=5)
+    build_dataset([records], work / "data", vocab_size=400, max_tokens=32)
+    return work / "data"
+
+
+@pytest.fixture(scope="module")
+def trained(sample_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    torch.set_num_threads(1)
+    assert main(["fit", "--data", str(sample_data), "--out", str(out), "--max-epochs", "2", *TINY]) == 0
+    return out
+
+
+def test_fit_writes_a_checkpoint_that_carries_its_tokenizer(trained, sample_data, capsys):
+    last = trained / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    raw = torch.load(last, map_location="cpu", weights_only=True)
+    assert raw["epoch"] == 1
+    model = QuackAutoEncoder.load_from_checkpoint(last, map_location="cpu")
+    assert model.tokenizer.vocab_size == read_info(sample_data)["vocab_size"]
+    assert model.hparams.hidden_size == 16
+
+
+def test_fit_resumes_from_a_checkpoint(trained, sample_data, tmp_path, capsys):
+    last = trained / "checkpoints" / "last.ckpt"
+    code = main(
+        ["fit", "--data", str(sample_data), "--out", str(tmp_path), "--max-epochs", "3", "--resume", str(last), *TINY]
+    )
+    assert code == 0
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # Two epochs came from the first run; resuming ran only the third.
+    assert resumed["epoch"] == 2
+    assert "reconstruction token accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["parquet", "indexed"])
+def test_encode_then_classify(trained, sample_data, tmp_path, layout, capsys):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    out = tmp_path / "encoded"
+    args = ["encode", "--data", str(sample_data), "--checkpoint", str(ckpt), "--out", str(out)]
+    assert main([*args, "--layout", layout, "--accelerator", "cpu", "--batch-size", "64"]) == 0
+    table = load_encoded(out)
+    info = read_info(sample_data)
+    assert len(table) == info["rows"]
+    assert sorted(table["id"]) == list(range(info["rows"]))
+    assert table["latent"].iloc[0].shape == (16,)
+    summary = json.loads((out / "metadata.json").read_text())
+    assert summary["total"] == info["rows"]
+
+    assert main(["classify", "--encoded", str(out), "--epochs", "20"]) == 0
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert len(scores) == info["rows"]
+    assert scores["p_censored"].between(0, 1).all()
+    assert scores["held_out"].sum() > 0
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_encode_filtered_keeps_labelled_rows_only(trained, sample_data, tmp_path):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    out = tmp_path / "filtered"
+    code = main(["encode", "--data", str(sample_data), "--checkpoint", str(ckpt), "--out", str(out), "--filtered"])
+    assert code == 0
+    table = load_encoded(out)
+    assert set(np.unique(table["label"])) <= {1, -1}
+    labels = read_info(sample_data)["rows_per_label"]
+    assert len(table) == int(labels["1"]) + int(labels["-1"])
+
+
+def bad(capsys, argv: list[str], expected: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_set(tmp_path, capsys):
+    bad(capsys, ["fit", "--data", str(tmp_path / "nothing")], "No quack data set at")
+
+
+def test_option_out_of_range(sample_data, tmp_path, capsys):
+    bad(capsys, ["fit", "--data", str(sample_data), "--out", str(tmp_path), "--hidden-size", "15"], "must be even")
+    bad(capsys, ["fit", "--data", str(sample_data), "--teacher-forcing-ratio", "2"], "between 0 and 1")
+    assert not any(tmp_path.iterdir())
+
+
+def test_not_a_checkpoint(sample_data, tmp_path, capsys):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out"
+    bad(capsys, ["encode", "--data", str(sample_data), "--checkpoint", str(junk), "--out", str(out)], "junk.ckpt")
+    assert not out.exists()
+
+
+def test_checkpoint_with_another_tokenizer(trained, tmp_path, capsys):
+    records, _ = write_sample(tmp_path / "other.json", n=120, seed=9)
+    build_dataset([records], tmp_path / "other", vocab_size=300, max_tokens=16)
+    out = tmp_path / "out"
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    bad(capsys, ["encode", "--data", str(tmp_path / "other"), "--checkpoint", str(ckpt), "--out", str(out)], "another tokenizer")
+    assert not out.exists()
+
+
+def test_output_that_exists_is_not_overwritten(trained, sample_data, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    bad(capsys, ["encode", "--data", str(sample_data), "--checkpoint", str(ckpt), "--out", str(out)], "not empty")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_empty_data_set(tmp_path, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    build_dataset([empty], tmp_path / "data", vocab_size=300, max_tokens=16)
+    bad(capsys, ["fit", "--data", str(tmp_path / "data")], "has no rows")
+
+
+def test_classify_without_encoded_output(tmp_path, capsys):
+    bad(capsys, ["classify", "--encoded", str(tmp_path)], "No encoded output")
