@@ -1,0 +1,271 @@
+"""Two- and three-dimensional maps of latent vectors, and neighbours in latent space.
+
+PCA answers at once and serves as the first map; UMAP gives the better map but its
+numba code takes a minute or more to compile in a fresh process, so `warm_umap`
+compiles it in a background thread while the user looks at the PCA map.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "pca",
+    "umap_project",
+    "warm_umap",
+    "umap_ready",
+    "nearest_neighbors",
+    "display_sample",
+]
+
+#: Distance metrics offered for UMAP maps and neighbour search.
+METRICS = ("euclidean", "cosine", "manhattan", "correlation")
+
+# UMAP's cost grows with the input width; 50 principal components keep almost all of
+# the structure of a few-hundred-wide latent and make the fit several times faster.
+_UMAP_INPUT_DIMS = 50
+
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+_warm_done = threading.Event()
+
+
+def _as_matrix(latents: np.ndarray, minimum_rows: int, what: str) -> np.ndarray:
+    x = np.asarray(latents, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{what} needs a 2-D array of latents (rows x features), got shape {x.shape}.")
+    if x.shape[0] < minimum_rows:
+        raise ValueError(f"{what} needs at least {minimum_rows} records, got {x.shape[0]}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} got latents with NaN or infinite values; re-encode the data set.")
+    return x
+
+
+def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Project latents onto their first principal components.
+
+    Parameters
+    ----------
+    latents : numpy.ndarray
+        (N, H) latent vectors.
+    n_components : int, optional
+        Number of output dimensions, by default 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, n_components) float32 coordinates. Signs are fixed (the largest loading of
+        each component is positive), so the same latents always give the same map.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer records than ``n_components + 1`` or the latents are not finite.
+    """
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1, got {n_components}.")
+    x = _as_matrix(latents, n_components + 1, "PCA")
+    centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    # The thin SVD of the centred data gives the components directly; for the widths
+    # here (H up to a few thousand) it is fast and exact.
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    components = vt[:n_components]
+    if components.shape[0] < n_components:
+        components = np.vstack([components, np.zeros((n_components - components.shape[0], x.shape[1]), np.float32)])
+    signs = np.sign(components[np.arange(components.shape[0]), np.abs(components).argmax(axis=1)])
+    signs[signs == 0] = 1
+    return (centred @ (components * signs[:, None]).T).astype(np.float32)
+
+
+def _set_numba_cache(cache_dir: str | os.PathLike | None) -> None:
+    # numba reads NUMBA_CACHE_DIR when it is first imported, so this must run before
+    # umap (which imports numba) is imported anywhere in the process.
+    if cache_dir is not None and "NUMBA_CACHE_DIR" not in os.environ:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
+
+
+def umap_project(
+    latents: np.ndarray,
+    n_components: int = 2,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int | None = None,
+) -> np.ndarray:
+    """Project latents with UMAP.
+
+    Wide latents are first reduced to 50 principal components, which keeps the map's
+    structure and makes the fit several times faster.
+
+    Parameters
+    ----------
+    latents : numpy.ndarray
+        (N, H) latent vectors.
+    n_components : int, optional
+        2 or 3, by default 2.
+    n_neighbors : int, optional
+        Size of the local neighbourhood, by default 15; clipped to N - 1.
+    min_dist : float, optional
+        How tightly points may pack, in [0, 1], by default 0.1.
+    metric : str, optional
+        One of `METRICS`, by default "euclidean".
+    seed : int or None, optional
+        Fixes the layout; UMAP then runs single-threaded. None (default) runs in parallel.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, n_components) float32 coordinates.
+
+    Raises
+    ------
+    ValueError
+        If an option is out of range or there are too few records for a map.
+    """
+    if n_components not in (2, 3):
+        raise ValueError(f"n_components must be 2 or 3, got {n_components}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}.")
+    if not 0.0 <= min_dist <= 1.0:
+        raise ValueError(f"min_dist must lie between 0 and 1, got {min_dist}.")
+    if n_neighbors < 2:
+        raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}.")
+    x = _as_matrix(latents, n_components + 2, "UMAP")
+    if x.shape[1] > _UMAP_INPUT_DIMS and x.shape[0] > _UMAP_INPUT_DIMS:
+        x = pca(x, _UMAP_INPUT_DIMS)
+    import umap
+
+    reducer = umap.UMAP(
+        n_components=n_components,
+        n_neighbors=min(n_neighbors, x.shape[0] - 1),
+        min_dist=min_dist,
+        metric=metric,
+        random_state=seed,
+        # A fixed seed makes UMAP single-threaded; saying so avoids its warning.
+        n_jobs=1 if seed is not None else -1,
+        # With few records the spectral start can fail on a disconnected graph.
+        init="spectral" if x.shape[0] > 2 * n_components + 8 else "random",
+    )
+    return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def _compile_umap() -> None:
+    try:
+        rng = np.random.default_rng(0)
+        umap_project(rng.normal(size=(64, 8)).astype(np.float32), n_neighbors=5)
+    finally:
+        _warm_done.set()
+
+
+def warm_umap(cache_dir: str | os.PathLike | None = None) -> threading.Thread:
+    """Compile UMAP's numba code in a background thread, once per process.
+
+    Parameters
+    ----------
+    cache_dir : str or path-like, optional
+        Folder for numba's on-disk cache, used when ``NUMBA_CACHE_DIR`` is not set
+        already. It must be given before anything imports umap or numba.
+
+    Returns
+    -------
+    threading.Thread
+        The (daemon) thread doing the work; the same thread on every call.
+    """
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is None:
+            _set_numba_cache(cache_dir)
+            _warm_thread = threading.Thread(target=_compile_umap, name="quack-warm-umap", daemon=True)
+            _warm_thread.start()
+        return _warm_thread
+
+
+def umap_ready() -> bool:
+    """Whether `warm_umap` has finished, so a UMAP fit starts without compiling.
+
+    Returns
+    -------
+    bool
+        True once the warm-up fit has run (successfully or not).
+    """
+    return _warm_done.is_set()
+
+
+def nearest_neighbors(
+    latents: np.ndarray, index: int, k: int = 10, metric: str = "euclidean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the records closest to one record in latent space.
+
+    Parameters
+    ----------
+    latents : numpy.ndarray
+        (N, H) latent vectors.
+    index : int
+        Row of the query record.
+    k : int, optional
+        How many neighbours, by default 10 (fewer when the data set is smaller).
+    metric : str, optional
+        "euclidean" (default) or "cosine".
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Row indices (k,) of the neighbours, nearest first, the query itself left out,
+        and their distances (k,).
+
+    Raises
+    ------
+    ValueError
+        If ``index`` is out of range or the metric is unknown.
+    """
+    x = _as_matrix(latents, 1, "Neighbour search")
+    if not 0 <= index < x.shape[0]:
+        raise ValueError(f"Record {index} is out of range: the data set has {x.shape[0]} records.")
+    query = x[index]
+    if metric == "euclidean":
+        distances = np.sqrt(np.maximum(((x - query) ** 2).sum(axis=1), 0.0))
+    elif metric == "cosine":
+        norms = np.linalg.norm(x, axis=1) * np.linalg.norm(query)
+        distances = 1.0 - (x @ query) / np.where(norms == 0, 1.0, norms)
+    else:
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
+    distances[index] = np.inf
+    k = min(k, x.shape[0] - 1)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    nearest = np.argpartition(distances, k - 1)[:k]
+    nearest = nearest[np.argsort(distances[nearest], kind="stable")]
+    return nearest.astype(np.int64), distances[nearest].astype(np.float32)
+
+
+def display_sample(n: int, max_points: int = 100_000, seed: int = 0, keep: list[int] | None = None) -> np.ndarray:
+    """Choose which of ``n`` points to draw when there are too many for a fluid map.
+
+    Parameters
+    ----------
+    n : int
+        Number of points in the data set.
+    max_points : int, optional
+        Most points to draw, by default 100,000.
+    seed : int, optional
+        Seed of the random choice, by default 0, so the same points stay on the map.
+    keep : list of int, optional
+        Rows that must be drawn (a chosen record, say).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted row indices to draw: all rows when ``n <= max_points``.
+    """
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    chosen = np.random.default_rng(seed).choice(n, size=max_points, replace=False)
+    if keep:
+        chosen = np.union1d(chosen, np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))
+    return np.sort(chosen).astype(np.int64)

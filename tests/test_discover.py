@@ -1,0 +1,122 @@
+"""Clusters, candidate ranking, fingerprint proposals and attention per field."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from quack import discover
+
+
+def test_cluster_latents_finds_two_dense_groups():
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=0.3, size=(300, 64)).astype(np.float32)
+    x[:150, :5] += 8.0
+    clusters = discover.cluster_latents(x, min_cluster_size=20)
+    assert clusters.shape == (300,)
+    top_a = np.bincount(clusters[:150][clusters[:150] >= 0]).argmax()
+    top_b = np.bincount(clusters[150:][clusters[150:] >= 0]).argmax()
+    assert top_a != top_b
+    assert (clusters[:150] == top_a).mean() > 0.9 and (clusters[150:] == top_b).mean() > 0.9
+
+
+def test_cluster_latents_rejects_sizes_out_of_range():
+    with pytest.raises(ValueError, match="at least 2"):
+        discover.cluster_latents(np.zeros((10, 3)), min_cluster_size=1)
+    with pytest.raises(ValueError, match="larger than the data set"):
+        discover.cluster_latents(np.zeros((10, 3)), min_cluster_size=50)
+
+
+def test_cluster_summary_counts_labels_and_picks_the_central_response():
+    latents = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [50.0]], dtype=np.float32)
+    clusters = np.array([0, 0, 0, 1, 1, -1])
+    labels = np.array([1, 0, 0, -1, -1, 0])
+    texts = ["a", "b", "c", "d", "e", "f"]
+    table = discover.cluster_summary(clusters, labels, latents, texts)
+    assert table["cluster"].tolist() == [0, 1]
+    first = table.iloc[0]
+    assert (first["size"], first["censored"], first["undetermined"], first["uncensored"]) == (3, 1, 2, 0)
+    assert first["representative"] == 1 and first["representative_text"] == "b"
+    assert table.iloc[1]["undetermined_share"] == 0.0
+
+
+def test_rank_candidates_keeps_only_undetermined_rows_most_likely_first():
+    probabilities = np.array([0.9, 0.2, 0.8, 0.95, 0.5])
+    labels = np.array([1, 0, 0, -1, 0])
+    assert discover.rank_candidates(probabilities, labels).tolist() == [2, 4, 1]
+    assert discover.rank_candidates(probabilities, labels, top=1).tolist() == [2]
+
+
+def test_propose_pattern_matches_every_response_and_escapes_regex_characters():
+    bodies = [
+        "<html><title>Access denied (policy 7.1)</title> id=1</html>",
+        "HTTP/1.1 200 OK\r\n\r\n<html><title>Access denied (policy 7.1)</title> id=22</html>",
+        "<title>Access denied (policy 7.1)</title>",
+    ]
+    pattern = discover.propose_pattern(bodies)
+    assert "Access denied \\(policy 7\\.1\\)" in pattern
+    assert all(re.search(pattern, b, re.DOTALL) for b in bodies)
+    assert not re.search(pattern, "Access denied (policy 7x1)")
+
+
+def test_propose_pattern_tolerates_an_outlier_when_asked():
+    bodies = ["Blocked by the national filter #1", "Blocked by the national filter #2", "something else entirely"]
+    with pytest.raises(ValueError, match="share no text"):
+        discover.propose_pattern(bodies, min_length=12)
+    pattern = discover.propose_pattern(bodies, min_length=12, share=0.6)
+    assert pattern.startswith("Blocked by the national filter")
+
+
+def test_propose_pattern_needs_text():
+    with pytest.raises(ValueError, match="no|None"):
+        discover.propose_pattern(["", "   "])
+
+
+def test_save_user_fingerprint_appends_in_censored_planet_format(tmp_path):
+    path = tmp_path / "user" / "fingerprints.json"
+    discover.save_user_fingerprint(path, "e_unk_user_1", "Access denied \\(policy\\)")
+    discover.save_user_fingerprint(path, "e_unk_user_2", "Blocked")
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"fingerprint": "e_unk_user_1", "pattern": "Access denied \\(policy\\)"},
+        {"fingerprint": "e_unk_user_2", "pattern": "Blocked"},
+    ]
+    assert discover.read_user_fingerprints(path)[1]["fingerprint"] == "e_unk_user_2"
+    assert list(path.parent.glob("*.tmp")) == []
+
+
+@pytest.mark.parametrize(
+    "name, pattern, message",
+    [
+        ("e_unk_user_1", "again", "already has"),
+        ("bad name", "x", "must be letters"),
+        ("", "x", "must be letters"),
+        ("ok", "(unclosed", "not a valid regular expression"),
+        ("ok", "  ", "empty"),
+    ],
+)
+def test_save_user_fingerprint_refuses_bad_entries_and_keeps_the_file(tmp_path, name, pattern, message):
+    path = tmp_path / "fingerprints.json"
+    discover.save_user_fingerprint(path, "e_unk_user_1", "Blocked")
+    before = path.read_text()
+    with pytest.raises(ValueError, match=message):
+        discover.save_user_fingerprint(path, name, pattern)
+    assert path.read_text() == before
+
+
+def test_read_user_fingerprints_names_the_bad_line(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text('{"fingerprint": "a", "pattern": "x"}\n\nnot json\n')
+    with pytest.raises(ValueError, match="line 3"):
+        discover.read_user_fingerprints(path)
+    assert discover.read_user_fingerprints(tmp_path / "missing.json") == []
+
+
+def test_attention_received_and_by_field():
+    attention = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(discover.attention_received(attention, n_decoded=2), [0.25, 0.5, 0.25])
+    shares = discover.attention_by_field(attention, ["special", "body", "body"])
+    assert shares == pytest.approx({"special": 0.5, "body": 0.5})
+    shares = discover.attention_by_field(np.array([0.2, 0.3, 0.5]), ["status", "body", "special"])
+    assert shares == pytest.approx({"status": 0.2, "body": 0.3, "special": 0.5})

@@ -1,0 +1,103 @@
+"""Maps of the latent space and neighbour search."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from quack import projection
+
+
+def two_blobs(n=120, h=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, h)).astype(np.float32)
+    x[: n // 2] += 6.0
+    return x
+
+
+def test_pca_separates_two_groups_on_the_first_axis():
+    x = two_blobs()
+    coords = projection.pca(x, 2)
+    assert coords.shape == (120, 2) and coords.dtype == np.float32
+    first, second = coords[:60, 0], coords[60:, 0]
+    assert first.min() > second.max() or first.max() < second.min()
+
+
+def test_pca_is_deterministic_and_centred():
+    x = two_blobs()
+    a, b = projection.pca(x, 3), projection.pca(x.copy(), 3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-3)
+
+
+def test_pca_rejects_bad_input_with_a_sentence():
+    with pytest.raises(ValueError, match="at least 3 records"):
+        projection.pca(np.zeros((2, 4)), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        projection.pca(np.full((5, 4), np.nan), 2)
+    with pytest.raises(ValueError, match="2-D"):
+        projection.pca(np.zeros(5), 2)
+
+
+def test_umap_maps_neighbours_close_together():
+    x = two_blobs(n=200)
+    coords = projection.umap_project(x, 2, n_neighbors=10, seed=0)
+    assert coords.shape == (200, 2)
+    centre_a, centre_b = coords[:100].mean(axis=0), coords[100:].mean(axis=0)
+    spread = max(coords[:100].std(), coords[100:].std())
+    assert np.linalg.norm(centre_a - centre_b) > 2 * spread
+
+
+def test_umap_three_dimensions_and_same_seed_same_map():
+    x = two_blobs(n=80, h=8)
+    a = projection.umap_project(x, 3, n_neighbors=8, seed=1)
+    b = projection.umap_project(x, 3, n_neighbors=8, seed=1)
+    assert a.shape == (80, 3)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"n_components": 4}, "2 or 3"),
+        ({"metric": "hamming-ish"}, "metric"),
+        ({"min_dist": 2.0}, "min_dist"),
+        ({"n_neighbors": 1}, "n_neighbors"),
+    ],
+)
+def test_umap_rejects_options_out_of_range(options, message):
+    with pytest.raises(ValueError, match=message):
+        projection.umap_project(two_blobs(n=30, h=4), **options)
+
+
+def test_warm_umap_runs_once_in_the_background():
+    first = projection.warm_umap()
+    second = projection.warm_umap()
+    assert first is second and isinstance(first, threading.Thread) and first.daemon
+    first.join(timeout=600)
+    assert projection.umap_ready()
+
+
+def test_nearest_neighbors_finds_the_closest_rows_and_leaves_out_the_query():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0], [0.5, 0.0], [-3.0, 0.0]], dtype=np.float32)
+    index, distance = projection.nearest_neighbors(x, 0, k=3)
+    assert index.tolist() == [3, 1, 4]
+    np.testing.assert_allclose(distance, [0.5, 1.0, 3.0])
+    index, _ = projection.nearest_neighbors(x, 0, k=10)
+    assert 0 not in index and len(index) == 4
+
+
+def test_nearest_neighbors_cosine_and_bad_index():
+    x = np.array([[1.0, 0.0], [10.0, 0.1], [0.0, 1.0]], dtype=np.float32)
+    index, _ = projection.nearest_neighbors(x, 0, k=1, metric="cosine")
+    assert index.tolist() == [1]
+    with pytest.raises(ValueError, match="out of range"):
+        projection.nearest_neighbors(x, 3)
+
+
+def test_display_sample_keeps_everything_when_small_and_the_chosen_rows_when_large():
+    np.testing.assert_array_equal(projection.display_sample(10, max_points=100), np.arange(10))
+    chosen = projection.display_sample(1000, max_points=100, keep=[999, 5])
+    assert 100 <= len(chosen) <= 102 and {999, 5} <= set(chosen.tolist())
+    assert np.all(np.diff(chosen) > 0)
+    np.testing.assert_array_equal(chosen, projection.display_sample(1000, max_points=100, keep=[999, 5]))
