@@ -1,0 +1,511 @@
+"""Stream raw Censored Planet Quack files into flat measurement rows.
+
+Reads Hyperquack v1 and v2 records (echo, discard, HTTP, HTTPS) from ``.tar``,
+``.tar.gz``/``.tgz``, ``.json``/``.jsonl`` and their ``.gz`` forms, one file or a folder
+of them, and yields one :data:`Row` per non-control probe. Everything streams: one line is
+in memory at a time, so memory stays flat however large the input.
+
+Bad input never stops a run. Each problem is counted by reason in :class:`IngestStats`
+and, when asked, listed with its file and line. Only a file that cannot be opened at all
+raises, as a :class:`QuackInputError` naming it.
+
+The format is described in ``docs/quack-format.md`` of the shared project notes; the
+comments below refer to its sections.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tarfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+#: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
+#: known blockpage signature hits far earlier, so longer bodies are cut, not rejected.
+BODY_CHARS = 65536
+
+#: Longest line read; a longer one is skipped without being held in memory.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+
+#: The keys of every row.
+ROW_KEYS = (
+    "source", "line", "probe", "format", "vp", "country", "domain", "service",
+    "anomaly", "controls_failed", "stateful_block", "matches_template", "error",
+    "start_time", "end_time", "elapsed_ms", "sent", "status", "headers", "body",
+    "tls_version", "cipher_suite", "certificate",
+)
+
+Row = dict[str, Any]
+
+# Section 5: the fixed control domains of Hyperquack v1.
+_V1_CONTROL_DOMAINS = frozenset({"example5718349450314.com", "rtyutgyhefdafioasfjhjhi.com"})
+_SERVICES = ("echo", "discard", "http", "https")
+# Section 1: test "https" before "http" when reading the scan type from a name.
+_SERVICE_IN_NAME = re.compile(r"(?<![a-z])(https|http|echo|discard)(?![a-z])")
+_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+# Files that live beside measurements in a folder but hold none: signature lists and the
+# ground truth of a generated sample.
+_NOT_MEASUREMENTS = re.compile(r"signature|\.truth\.")
+
+# Reasons that are ordinary filtering, not bad input: counted, never listed as problems.
+_FILTERED = frozenset({"control probe", "not anomalous", "satellite record", "evaluation record"})
+
+
+class QuackInputError(ValueError):
+    """An input file that cannot be read at all; the message names it and says what to do."""
+
+
+@dataclass
+class IngestStats:
+    """Counts of one ingest run.
+
+    Attributes
+    ----------
+    files : int
+        Files (or archive members) read.
+    lines : int
+        Non-blank lines seen.
+    rows : int
+        Rows yielded.
+    skipped : collections.Counter
+        Skipped items by reason: lines for line-level problems, probes for probe-level ones.
+    problems : list of tuple
+        ``(file, line, reason)`` for each bad-input item, kept only when ``keep_problems``.
+    keep_problems : bool
+        Whether to fill ``problems``.
+    """
+
+    files: int = 0
+    lines: int = 0
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    problems: list[tuple[str, int, str]] = field(default_factory=list)
+    keep_problems: bool = False
+
+    def skip(self, source: str, line: int, reason: str, detail: str = "") -> None:
+        """Count one skipped item and, for bad input, remember where it was."""
+        self.skipped[reason] += 1
+        if self.keep_problems and reason not in _FILTERED:
+            self.problems.append((source, line, f"{reason}: {detail}" if detail else reason))
+
+
+class _BadRecord(Exception):
+    """A record or probe that cannot be turned into a row; args = (reason, detail)."""
+
+
+def iter_rows(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    stats: IngestStats | None = None,
+    geoip_db: str | None = None,
+    anomalies_only: bool = False,
+) -> Iterator[Row]:
+    """Yield one row per non-control probe of every measurement under ``paths``.
+
+    Parameters
+    ----------
+    paths : path or iterable of paths
+        Files or folders. Folders are walked in sorted order and files with other
+        suffixes in them (``servers.txt``, ...) are ignored.
+    stats : IngestStats, optional
+        Filled in while iterating.
+    geoip_db : str, optional
+        MaxMind country or city database, used to fill ``country`` for v1 records
+        (needs the ``geoip2`` package).
+    anomalies_only : bool
+        Keep only probes that failed to match in anomalous records, as the published
+        model was trained.
+
+    Yields
+    ------
+    dict
+        A row with every key of :data:`ROW_KEYS`; missing values are ``None`` or ``""``.
+
+    Raises
+    ------
+    QuackInputError
+        When a path does not exist, has an unsupported suffix, or cannot be opened.
+    """
+    stats = stats if stats is not None else IngestStats()
+    country_of = _geoip_lookup(geoip_db) if geoip_db else None
+    for path, source in _expand(paths):
+        for member_source, stream in _open_streams(path, source, stats):
+            stats.files += 1
+            service_hint = _service_from_name(member_source)
+            for line_no, raw in _read_lines(stream, member_source, stats):
+                stats.lines += 1
+                for row in _rows_of_line(raw, member_source, line_no, service_hint, stats, anomalies_only):
+                    if country_of is not None and not row["country"]:
+                        row["country"] = country_of(row["vp"])
+                    stats.rows += 1
+                    yield row
+
+
+# --- files -------------------------------------------------------------------------------
+
+def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[tuple[Path, str]]:
+    """(path, source name) for every input file; the source is relative to a given folder."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for given in paths:
+        p = Path(given).expanduser()
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.lower().endswith(_SUFFIXES) and not _NOT_MEASUREMENTS.search(name.lower()):
+                        f = Path(root) / name
+                        yield f, f.relative_to(p).as_posix()
+        elif p.is_file():
+            if not p.name.lower().endswith(_SUFFIXES):
+                raise QuackInputError(
+                    f"{p} is not a Quack file; give .tar, .tar.gz, .tgz, .json, .jsonl or their .gz forms."
+                )
+            yield p, p.name
+        else:
+            raise QuackInputError(f"{p} does not exist; check the path.")
+
+
+def _open_streams(path: Path, source: str, stats: IngestStats) -> Iterator[tuple[str, IO[bytes]]]:
+    """Binary streams of the measurement files in ``path``: itself, or the archive's members."""
+    name = path.name.lower()
+    if name.endswith(_TAR_SUFFIXES):
+        yield from _tar_members(path, source, stats)
+        return
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise QuackInputError(f"Cannot open {path} ({exc.strerror}); check that it is readable.") from exc
+    with handle:
+        if name.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=handle)
+            try:
+                stream.peek(1)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise QuackInputError(f"Cannot open {path}: it is not a readable gzip file ({exc}).") from exc
+            yield source, stream
+        else:
+            yield source, handle
+
+
+def _tar_members(path: Path, source: str, stats: IngestStats) -> Iterator[tuple[str, IO[bytes]]]:
+    """Members whose name contains ``results.json`` (section 1), read as a stream."""
+    try:
+        archive = tarfile.open(path, mode="r|*")
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        raise QuackInputError(f"Cannot open {path} as a tar archive ({exc}); check the file.") from exc
+    with archive:
+        try:
+            for member in archive:
+                if not member.isfile() or "results.json" not in member.name:
+                    continue
+                stream = archive.extractfile(member)
+                if stream is None:
+                    continue
+                member_source = f"{source}:{member.name}"
+                if member.name.endswith(".gz"):
+                    stream = gzip.GzipFile(fileobj=stream)
+                yield member_source, stream
+        except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+            stats.skip(source, 0, "truncated archive", f"{exc}; rows read before the damage are kept")
+
+
+def _read_lines(stream: IO[bytes], source: str, stats: IngestStats) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based numbers; a damaged stream ends the file, counted."""
+    line_no = 0
+    try:
+        while True:
+            raw = stream.readline(MAX_LINE_BYTES)
+            if not raw:
+                return
+            line_no += 1
+            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while True:
+                    rest = stream.readline(MAX_LINE_BYTES)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                stats.skip(source, line_no, "line too long", f"over {MAX_LINE_BYTES} bytes")
+                continue
+            if raw.strip():
+                yield line_no, raw
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
+        stats.skip(source, line_no + 1, "truncated file", f"{exc}; rows read before the damage are kept")
+
+
+def _service_from_name(source: str) -> str:
+    """The scan type named in a file or archive name, or ``""``."""
+    found = _SERVICE_IN_NAME.findall(source.lower())
+    return found[-1] if found else ""
+
+
+def _geoip_lookup(db_path: str):
+    """A function from IP to country code backed by a MaxMind database."""
+    try:
+        import geoip2.database
+        import geoip2.errors
+    except ImportError as exc:
+        raise QuackInputError("--geoip needs the geoip2 package; install it with `pip install geoip2`.") from exc
+    try:
+        reader = geoip2.database.Reader(db_path)
+    except (OSError, ValueError) as exc:
+        raise QuackInputError(f"Cannot open the GeoIP database {db_path} ({exc}); give a MaxMind .mmdb file.") from exc
+    lookup = reader.city if "city" in reader.metadata().database_type.lower() else reader.country
+
+    def country_of(ip: str | None) -> str:
+        try:
+            return lookup(ip).country.iso_code or ""
+        except (ValueError, TypeError, geoip2.errors.AddressNotFoundError):
+            return ""
+
+    return country_of
+
+
+# --- records -----------------------------------------------------------------------------
+
+def _rows_of_line(
+    raw: bytes, source: str, line_no: int, service_hint: str, stats: IngestStats, anomalies_only: bool
+) -> list[Row]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        stats.skip(source, line_no, "not UTF-8", f"byte {exc.start}; re-export the file as UTF-8")
+        return []
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        stats.skip(source, line_no, "not JSON", str(exc))
+        return []
+    if not isinstance(record, dict):
+        stats.skip(source, line_no, "unknown shape", f"a JSON {type(record).__name__}, not an object")
+        return []
+    try:
+        kind = _kind(record)
+        if kind in ("satellite record", "evaluation record"):
+            stats.skip(source, line_no, kind)
+            return []
+        parse = _v1_rows if kind == "v1" else _v2_rows
+        rows = parse(record, source, line_no, service_hint, stats, anomalies_only)
+    except _BadRecord as exc:
+        stats.skip(source, line_no, *exc.args)
+        return []
+    if "\\ud" in text or "\\uD" in text:
+        # A lone surrogate escape decodes to a str that Arrow and the tokenizer reject.
+        for row in rows:
+            for key, value in row.items():
+                if isinstance(value, str):
+                    row[key] = value.encode("utf-8", "replace").decode("utf-8")
+    return rows
+
+
+def _kind(record: dict) -> str:
+    """Section 1: ``Server`` means v1; ``vp`` with ``service`` or per-probe templates means v2."""
+    if "Server" in record:
+        return "v1"
+    if "vp" in record:
+        if "test_url" not in record and ("template" in record or "issue" in record):
+            return "evaluation record"
+        probes = record.get("response")
+        has_template = isinstance(probes, list) and any(
+            isinstance(p, dict) and "matches_template" in p for p in probes
+        )
+        if "service" in record or has_template:
+            return "v2"
+        return "satellite record"
+    raise _BadRecord("unknown shape", "neither a Hyperquack v1 (Server) nor v2 (vp, service) record")
+
+
+def _field(record: dict, key: str, kind: type | tuple, required: bool = False):
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise _BadRecord("missing field", f"no {key!r}")
+        return None
+    # bool is an int subclass; a flag written as 1 is still a mistyped flag.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _BadRecord("mistyped field", f"{key!r} is {type(value).__name__}")
+    return value
+
+
+def _v1_rows(record, source, line_no, service_hint, stats, anomalies_only) -> list[Row]:
+    vp = _field(record, "Server", str, required=True)
+    keyword = _field(record, "Keyword", str, required=True)
+    probes = _field(record, "Results", list, required=True)
+    retries = _field(record, "Retries", int)
+    anomaly = _field(record, "Blocked", bool)
+    base = {
+        "source": source, "line": line_no, "format": "v1", "vp": vp, "country": "",
+        "domain": keyword, "anomaly": anomaly,
+        "controls_failed": _field(record, "FailSanity", bool),
+        "stateful_block": _field(record, "StatefulBlock", bool),
+    }
+    if anomalies_only and not anomaly:
+        stats.skipped["not anomalous"] += len(probes)
+        return []
+    rows = []
+    for index, probe in enumerate(probes):
+        try:
+            if not isinstance(probe, dict):
+                raise _BadRecord("mistyped field", f"probe {index} is {type(probe).__name__}")
+            sent = _field(probe, "Sent", str) or ""
+            if _v1_is_control(sent, index, retries):
+                stats.skipped["control probe"] += 1
+                continue
+            success = _field(probe, "Success", bool)
+            if anomalies_only and success:
+                stats.skipped["not anomalous"] += 1
+                continue
+            service = service_hint or _v1_service_from_shape(probe)
+            row = dict(base, probe=index, service=service, matches_template=success, sent=sent,
+                       error=_field(probe, "Error", str) or "")
+            _add_times(row, probe, "StartTime", "EndTime")
+            _add_payload(row, probe.get("Received"), v1=True)
+        except _BadRecord as exc:
+            stats.skip(source, line_no, exc.args[0], f"probe {index}: {exc.args[1]}")
+            continue
+        rows.append(row)
+    return rows
+
+
+def _v1_is_control(sent: str, index: int, retries: int | None) -> bool:
+    """Section 5: by the control domain in ``Sent``; an empty ``Sent`` falls back to position."""
+    if not sent:
+        return retries is not None and index > retries
+    return _sent_host(sent) in _V1_CONTROL_DOMAINS
+
+
+def _sent_host(sent: str) -> str:
+    """The host a v1 probe asked for: the Host header of an echo request, else the whole string."""
+    head, sep, host = sent.partition("Host: ")
+    if not sep:
+        return sent.strip()
+    host = host.split("\r\n", 1)[0].split("\n", 1)[0].strip()
+    if host.startswith("/"):
+        # Section 6: host and path swapped in some echo/discard requests.
+        parts = head.split(" ")
+        return parts[1] if len(parts) > 1 else ""
+    return host
+
+
+def _v1_service_from_shape(probe: dict) -> str:
+    received = probe.get("Received")
+    if isinstance(received, dict):
+        return "https" if received.get("tls") else "http"
+    error = probe.get("Error") or ""
+    if "echo" in error:
+        return "echo"
+    if "Received response" in error:
+        return "discard"
+    sent = probe.get("Sent") or ""
+    return "echo" if sent.startswith("GET ") else ""
+
+
+def _v2_rows(record, source, line_no, service_hint, stats, anomalies_only) -> list[Row]:
+    vp = _field(record, "vp", str, required=True)
+    test_url = _field(record, "test_url", str, required=True)
+    probes = _field(record, "response", list, required=True)
+    anomaly = _field(record, "anomaly", bool)
+    location = _field(record, "location", dict) or {}
+    country = location.get("country_code")
+    service = _field(record, "service", str) or service_hint
+    base = {
+        "source": source, "line": line_no, "format": "v2", "vp": vp,
+        "country": country if isinstance(country, str) else "",
+        "domain": test_url, "service": service.split(":", 1)[0],
+        "anomaly": anomaly,
+        "controls_failed": _field(record, "controls_failed", bool),
+        "stateful_block": _field(record, "stateful_block", bool),
+        "sent": _v2_sent(test_url, service),
+    }
+    if anomalies_only and not anomaly:
+        stats.skipped["not anomalous"] += sum(1 for p in probes if not (isinstance(p, dict) and "control_url" in p))
+        return []
+    rows = []
+    for index, probe in enumerate(probes):
+        try:
+            if not isinstance(probe, dict):
+                raise _BadRecord("mistyped field", f"probe {index} is {type(probe).__name__}")
+            if "control_url" in probe:
+                stats.skipped["control probe"] += 1
+                continue
+            matches = _field(probe, "matches_template", bool)
+            if anomalies_only and matches:
+                stats.skipped["not anomalous"] += 1
+                continue
+            row = dict(base, probe=index, matches_template=matches, error=_field(probe, "error", str) or "")
+            _add_times(row, probe, "start_time", "end_time")
+            _add_payload(row, probe.get("response"), v1=False)
+        except _BadRecord as exc:
+            stats.skip(source, line_no, exc.args[0], f"probe {index}: {exc.args[1]}")
+            continue
+        rows.append(row)
+    return rows
+
+
+def _v2_sent(test_url: str, service: str) -> str:
+    """What a v2 probe sent; v2 does not record it, so it is rebuilt as v1 stored it (section 2)."""
+    if service.startswith(("echo", "discard")):
+        host, slash, path = test_url.partition("/")
+        return f"GET /{path if slash else ''} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    return test_url
+
+
+def _add_times(row: Row, probe: dict, start_key: str, end_key: str) -> None:
+    start = _field(probe, start_key, str)
+    end = _field(probe, end_key, str)
+    row["start_time"] = start or ""
+    row["end_time"] = end or ""
+    row["elapsed_ms"] = None
+    if start and end:
+        try:
+            delta = _parse_time(end) - _parse_time(start)
+        except (ValueError, TypeError):
+            return
+        row["elapsed_ms"] = delta.total_seconds() * 1000.0
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _parse_time(value: str) -> datetime:
+    """RFC 3339 with up to nine fractional digits (section 7), truncated to microseconds."""
+    return datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+
+
+def _add_payload(row: Row, payload: Any, v1: bool) -> None:
+    """Section 4: a string payload is the raw reply; an object is an HTTP(S) response."""
+    row.update(status="", headers="", body="", tls_version=None, cipher_suite=None, certificate=False)
+    if payload is None:
+        return
+    if isinstance(payload, str):
+        row["body"] = payload[:BODY_CHARS]
+        if payload.startswith("HTTP/"):
+            first = payload.split("\n", 1)[0].rstrip("\r")
+            row["status"] = first.split(" ", 1)[1] if " " in first else ""
+        return
+    if not isinstance(payload, dict):
+        raise _BadRecord("mistyped field", f"response is {type(payload).__name__}")
+    row["status"] = _field(payload, "status_line", str) or ""
+    row["body"] = (_field(payload, "body", str) or "")[:BODY_CHARS]
+    headers = _field(payload, "headers", dict) or {}
+    lines = []
+    for name, values in headers.items():
+        for value in values if isinstance(values, list) else [values]:
+            lines.append(f"{name}: {value}")
+    row["headers"] = "\r\n".join(lines)
+    tls = payload.get("tls") if v1 else payload
+    if isinstance(tls, dict):
+        version = tls.get("version" if v1 else "TlsVersion")
+        cipher = tls.get("cipher_suite" if v1 else "CipherSuite")
+        cert = tls.get("cert" if v1 else "Certificate")
+        if isinstance(cert, list):
+            cert = cert[0] if cert else None
+        row["tls_version"] = version if isinstance(version, int) and not isinstance(version, bool) else None
+        row["cipher_suite"] = cipher if isinstance(cipher, int) and not isinstance(cipher, bool) else None
+        row["certificate"] = bool(cert)
