@@ -1,0 +1,705 @@
+"""Sequence-to-sequence GRU autoencoder with attention over Quack token sequences.
+
+The encoder is a bidirectional GRU whose final state is a record's latent vector; the
+decoder is a GRU started from that state that reconstructs the sequence while attending
+over the encoder's states. The design follows Duncan & Chen (Computers & Security 128,
+2023), itself adapted from Raff, *Inside Deep Learning* (Manning, 2022), chapter 11.
+
+Token ids follow the XLM-R convention: ``<s>`` = 0, ``<pad>`` = 1, ``</s>`` = 2,
+``<unk>`` = 3. Batches are batch-first ``LongTensor`` of shape (B, T), right-padded with 1.
+
+The decoder's first input is ``<s>``; at step ``t`` it predicts ``x[:, t]``. With teacher
+forcing its input at step ``t`` is ``x[:, t - 1]``, so all steps are computed at once; when
+it samples, its input is a token drawn from its own previous prediction, one step at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from quack.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
+
+__all__ = [
+    "BOS",
+    "PAD",
+    "EOS",
+    "UNK",
+    "item_path",
+    "AttentionScore",
+    "AttentionModule",
+    "QuackAutoEncoder",
+    "AutoencoderWriter",
+    "load_encoded",
+    "read_metadata",
+]
+
+BOS = 0
+PAD = 1
+EOS = 2
+UNK = 3
+
+# Hyperparameters a checkpoint must carry for ``from_checkpoint`` to rebuild the model.
+_REQUIRED_HPARAMS = ("num_embeddings", "embed_size", "hidden_size")
+
+
+class AttentionScore(nn.Module):
+    """Scaled dot-product attention scores.
+
+    Parameters
+    ----------
+    dim : int
+        The size H of the states and the context; scores are divided by ``sqrt(H)``.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"AttentionScore needs a positive dimension, got {dim}.")
+        self.dim = dim
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Score every state against one context, or against several at once.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            (B, T, H) states to be attended over.
+        context : torch.Tensor
+            (B, H) one context per record, or (B, S, H) for S contexts per record
+            (all decoder steps at once).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T, 1) scores ``h_t . c / sqrt(H)`` for a (B, H) context, or (B, T, S)
+            for a (B, S, H) context.
+        """
+        if context.dim() == 2:
+            return torch.bmm(states, context.unsqueeze(2)) * self.scale
+        return torch.bmm(states, context.transpose(1, 2)) * self.scale
+
+
+class AttentionModule(nn.Module):
+    """Softmax attention weights over states, padding excluded."""
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        attention_scores: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weigh the states by their scores for one context.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            (B, T, H) states.
+        attention_scores : torch.Tensor
+            (B, T, 1) score of each state.
+        mask : torch.Tensor or None
+            (B, T) bool, True where a state is valid; None when all are.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The context (B, H) and the weights (B, T, 1): 0 at masked positions,
+            summing to 1 over the valid ones. The inputs are not modified.
+        """
+        context, weights = self.attend_all(states, attention_scores, mask)
+        return context.squeeze(1), weights
+
+    def attend_all(
+        self,
+        states: torch.Tensor,
+        attention_scores: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weigh the states for S contexts at once.
+
+        Parameters
+        ----------
+        states : torch.Tensor
+            (B, T, H) states.
+        attention_scores : torch.Tensor
+            (B, T, S) score of each state for each of S contexts.
+        mask : torch.Tensor or None
+            (B, T) bool, True where a state is valid; None when all are.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The contexts (B, S, H) and the weights (B, T, S), each column summing to 1
+            over the valid states.
+        """
+        if mask is not None:
+            # The dtype's lowest finite value rather than -inf: a record with no valid
+            # state then gets uniform weights instead of NaN, and valid ones still get
+            # exactly zero weight on padding.
+            fill = torch.finfo(attention_scores.dtype).min
+            attention_scores = attention_scores.masked_fill(~mask.unsqueeze(2), fill)
+        weights = F.softmax(attention_scores, dim=1)
+        contexts = torch.bmm(weights.transpose(1, 2), states)
+        return contexts, weights
+
+
+def _reorder(states: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Permute each record's time steps: ``out[b, t] = states[b, order[b, t]]``."""
+    return states.gather(1, order.unsqueeze(2).expand(-1, -1, states.size(2)))
+
+
+def _per_step_loss(ce: torch.Tensor, valid: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Sum over time steps of each step's mean cross-entropy.
+
+    Parameters
+    ----------
+    ce : torch.Tensor
+        (N,) cross-entropy of each valid target.
+    valid : torch.Tensor
+        (B, S) bool mask of valid targets (N of them are True).
+    steps : torch.Tensor
+        (N,) the time step of each valid target.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss; steps without any valid target add nothing (rather than NaN).
+    """
+    num_steps = valid.size(1)
+    totals = torch.zeros(num_steps, dtype=ce.dtype, device=ce.device).index_add_(0, steps, ce)
+    counts = valid.sum(dim=0).to(ce.dtype)
+    return (totals / counts.clamp(min=1.0)).sum()
+
+
+class QuackAutoEncoder(pl.LightningModule):
+    """Sequence-to-sequence GRU autoencoder with attention.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        Vocabulary size V; every token id must be below it.
+    embed_size : int
+        Embedding size E.
+    hidden_size : int
+        Latent size H (even: the bidirectional encoder has H // 2 per direction).
+    layers : int
+        Depth of the encoder and decoder GRUs.
+    max_decode_length : int or None
+        Decode at most this many steps; None decodes the full input length.
+    learning_rate : float
+        AdamW's initial learning rate.
+    learning_rate_min : float
+        The cosine schedule's floor.
+    lr_max_epochs : int
+        The cosine schedule's period in epochs; -1 takes the trainer's ``max_epochs``,
+        and the rate stays constant when that is unset too.
+    *args : Any
+        Passed to ``LightningModule``.
+    teacher_forcing_ratio : float
+        Chance that a training batch is decoded with teacher forcing rather than by
+        sampling from the decoder's own predictions.
+    **kwargs : Any
+        Passed to ``LightningModule``.
+
+    Attributes
+    ----------
+    tokenizer_json : str or None
+        The tokenizer the model was trained with, serialised; stored in checkpoints.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embed_size: int,
+        hidden_size: int,
+        layers: int = 1,
+        max_decode_length: int | None = None,
+        learning_rate: float = 1e-1,
+        learning_rate_min: float = 1e-4,
+        lr_max_epochs: int = -1,
+        *args: Any,
+        teacher_forcing_ratio: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        _check_hparams(num_embeddings, embed_size, hidden_size, layers, max_decode_length,
+                       teacher_forcing_ratio)
+        self.save_hyperparameters()
+        self.hidden_size = hidden_size
+        self.max_decode_length = max_decode_length
+        self.teacher_forcing_ratio = teacher_forcing_ratio
+        self.learning_rate = learning_rate
+        self.learning_rate_min = learning_rate_min
+        self.lr_max_epochs = lr_max_epochs
+        self.tokenizer_json: str | None = None
+        self._tokenizer_cache: tuple[str, Any] | None = None
+
+        self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=PAD)
+        self.encoder = nn.GRU(embed_size, hidden_size // 2, num_layers=layers,
+                              batch_first=True, bidirectional=True)
+        self.decoder = nn.GRU(embed_size, hidden_size, num_layers=layers, batch_first=True)
+        self.attention_score = AttentionScore(hidden_size)
+        self.attention = AttentionModule()
+        self.predict_word = nn.Sequential(
+            nn.Linear(2 * hidden_size, hidden_size),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, hidden_size),
+            nn.LeakyReLU(),
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, num_embeddings),
+        )
+
+    # ------------------------------------------------------------------ encoding
+
+    def mask_input(self, padded: torch.Tensor) -> torch.Tensor:
+        """Mark the tokens that are not padding.
+
+        Parameters
+        ----------
+        padded : torch.Tensor
+            (B, T) token ids.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T) bool, True where the token is not ``<pad>``; a new tensor.
+        """
+        return padded.ne(PAD)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (B, T) token ids, right-padded with ``<pad>``.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``final`` (B, H): the last layer's forward and backward final states joined,
+            the latent vectors; ``sequence`` (B, T, H): the encoder's states, zero at
+            padding, always T long.
+        """
+        lengths = self.mask_input(x).sum(dim=1).clamp(min=1)
+        embedded = self.embed(x)
+        # cuDNN runs packed sequences natively; on the CPU a packed GRU is several times
+        # slower than a plain one, so there each direction runs unpacked on a suitably
+        # ordered copy of the batch, which gives the same states.
+        if x.is_cuda:
+            return self._encode_packed(embedded, lengths)
+        return self._encode_reversed(embedded, lengths)
+
+    def _encode_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, time, _ = embedded.shape
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, last = self.encoder(packed)
+        sequence, _ = pad_packed_sequence(states, batch_first=True, total_length=time)
+        # ``last`` is (layers * 2, B, H/2), ordered layer by layer, forward then backward.
+        last = last.view(-1, 2, batch, self.hidden_size // 2)[-1]
+        return last.permute(1, 0, 2).reshape(batch, self.hidden_size), sequence
+
+    def _encode_reversed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, time, _ = embedded.shape
+        positions = torch.arange(time, device=embedded.device).expand(batch, time)
+        valid = positions < lengths.unsqueeze(1)
+        # Reverses each record's valid tokens in place and leaves padding where it is;
+        # applying it twice gives the identity.
+        order = torch.where(valid, lengths.unsqueeze(1) - 1 - positions, positions)
+        last_index = (lengths - 1).view(batch, 1, 1)
+        hidden = embedded.new_zeros(1, batch, self.hidden_size // 2)
+        states = embedded
+        for layer in range(self.encoder.num_layers):
+            directions = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(self.encoder, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                inputs = states if not suffix else _reorder(states, order)
+                # Padding comes after each record's tokens, so it never reaches a valid state.
+                outputs, _ = torch.gru(inputs, hidden, weights, True, 1, 0.0, self.training, False, True)
+                directions.append(outputs if not suffix else _reorder(outputs, order))
+            states = torch.cat(directions, dim=2)
+        sequence = states * valid.unsqueeze(2).to(states.dtype)
+        half = self.hidden_size // 2
+        forward_final = sequence[..., :half].gather(1, last_index.expand(-1, 1, half))
+        backward_final = sequence[:, :1, half:]
+        return torch.cat([forward_final, backward_final], dim=2).squeeze(1), sequence
+
+    @torch.no_grad()
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Latent vectors of a batch, in evaluation mode without gradients.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor
+            (B, T) token ids.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, H) latent vectors on the model's device.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            final, _ = self(tokens.to(self.device))
+        finally:
+            self.train(was_training)
+        return final
+
+    # ------------------------------------------------------------------ decoding
+
+    def _decode_steps(self, x: torch.Tensor) -> int:
+        steps = x.size(1)
+        if self.max_decode_length is not None:
+            steps = min(steps, self.max_decode_length)
+        return steps
+
+    def _initial_hidden(self, final: torch.Tensor) -> torch.Tensor:
+        return final.unsqueeze(0).repeat(self.decoder.num_layers, 1, 1).contiguous()
+
+    def _decode_teacher_forced(
+        self, x: torch.Tensor, final: torch.Tensor, sequence: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder states and attention contexts for all steps at once.
+
+        Returns the prediction network's input (B, S, 2H) and the weights (B, T, S).
+        """
+        steps = self._decode_steps(x)
+        start = torch.full((x.size(0), 1), BOS, dtype=x.dtype, device=x.device)
+        inputs = torch.cat([start, x[:, : steps - 1]], dim=1)
+        decoded, _ = self.decoder(self.embed(inputs), self._initial_hidden(final))
+        scores = self.attention_score(sequence, decoded)
+        contexts, weights = self.attention.attend_all(sequence, scores, mask)
+        return torch.cat([contexts, decoded], dim=2), weights
+
+    def _decode_stepwise(
+        self,
+        x: torch.Tensor,
+        final: torch.Tensor,
+        sequence: torch.Tensor,
+        mask: torch.Tensor,
+        mode: str = "teacher",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode one step at a time.
+
+        ``mode`` picks the next input: ``"teacher"`` the true previous token,
+        ``"sample"`` a token drawn from the prediction, ``"greedy"`` the most likely one.
+        Returns the logits (B, S, V), the tokens fed back (B, S) and the weights (B, T, S).
+        """
+        steps = self._decode_steps(x)
+        hidden = self._initial_hidden(final)
+        token = torch.full((x.size(0),), BOS, dtype=x.dtype, device=x.device)
+        all_logits, all_weights, chosen = [], [], []
+        for t in range(steps):
+            out, hidden = self.decoder(self.embed(token).unsqueeze(1), hidden)
+            state = out[:, 0]
+            context, weights = self.attention(sequence, self.attention_score(sequence, state), mask)
+            logits = self.predict_word(torch.cat([context, state], dim=1))
+            all_logits.append(logits)
+            all_weights.append(weights)
+            with torch.no_grad():
+                if mode == "teacher":
+                    token = x[:, t]
+                elif mode == "sample":
+                    token = torch.multinomial(F.softmax(logits.float(), dim=1), 1)[:, 0]
+                else:
+                    token = logits.argmax(dim=1)
+            chosen.append(token)
+        return torch.stack(all_logits, 1), torch.stack(chosen, 1), torch.cat(all_weights, 2)
+
+    def loss_over_time(self, original: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """Sum over time steps of each step's mean cross-entropy, padding ignored.
+
+        Parameters
+        ----------
+        original : torch.Tensor
+            (B, T) target token ids.
+        output : torch.Tensor
+            (B, S, V) logits; only the first ``min(T, S)`` steps are compared.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss. A step where every record is padding adds nothing.
+        """
+        steps = min(original.size(1), output.size(1))
+        target = original[:, :steps]
+        valid = self.mask_input(target)
+        ce = F.cross_entropy(output[:, :steps][valid].float(), target[valid], reduction="none")
+        return _per_step_loss(ce, valid, valid.nonzero()[:, 1])
+
+    def _batch_loss(self, x: torch.Tensor, teacher_forcing: bool, stepwise: bool = False) -> torch.Tensor:
+        """The reconstruction loss of one batch.
+
+        With teacher forcing the decoder runs all steps at once and the prediction network
+        only sees steps whose target is a real token; ``stepwise=True`` runs the same
+        computation one step at a time instead (the reference the fast path must match).
+        """
+        final, sequence = self(x)
+        mask = self.mask_input(x)
+        if not teacher_forcing or stepwise:
+            logits, _, _ = self._decode_stepwise(x, final, sequence, mask,
+                                                 "teacher" if teacher_forcing else "sample")
+            return self.loss_over_time(x, logits)
+        features, _ = self._decode_teacher_forced(x, final, sequence, mask)
+        target = x[:, : features.size(1)]
+        valid = self.mask_input(target)
+        logits = self.predict_word(features[valid])
+        ce = F.cross_entropy(logits.float(), target[valid], reduction="none")
+        return _per_step_loss(ce, valid, valid.nonzero()[:, 1])
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Loss of a training batch, decoded with teacher forcing or by sampling.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            (B, T) token ids.
+        batch_idx : int
+            Index of the batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss, logged as ``train_loss``.
+        """
+        teacher_forcing = bool(torch.rand(()) < self.teacher_forcing_ratio)
+        loss = self._batch_loss(batch, teacher_forcing)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch.size(0))
+        return loss
+
+    def _evaluation_step(self, batch: torch.Tensor, name: str) -> torch.Tensor:
+        # Always teacher-forced: a sampled decode would make the logged losses of
+        # different batches and epochs incomparable.
+        loss = self._batch_loss(batch, teacher_forcing=True)
+        self.log(name, loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=batch.size(0))
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Teacher-forced loss of a validation batch, logged as ``val_loss``.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            (B, T) token ids.
+        batch_idx : int
+            Index of the batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        return self._evaluation_step(batch, "val_loss")
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Teacher-forced loss of a test batch, logged as ``test_loss``.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            (B, T) token ids.
+        batch_idx : int
+            Index of the batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        return self._evaluation_step(batch, "test_loss")
+
+    def predict_step(
+        self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0
+    ) -> tuple[list[dict], torch.Tensor]:
+        """Latent vectors of a batch with its metadata.
+
+        Parameters
+        ----------
+        batch : tuple of (list of dict, torch.Tensor)
+            One metadata dict per record and the (B, T) token ids; a bare tensor gets
+            empty metadata.
+        batch_idx : int
+            Index of the batch.
+        dataloader_idx : int
+            Index of the data loader.
+
+        Returns
+        -------
+        tuple
+            The metadata list, unchanged, and the (B, H) latents as float32 on the CPU.
+        """
+        if isinstance(batch, torch.Tensor):
+            metadata, tokens = [{} for _ in range(batch.size(0))], batch
+        else:
+            metadata, tokens = batch
+        final, _ = self(tokens)
+        return metadata, final.detach().float().cpu()
+
+    def configure_optimizers(self) -> dict:
+        """AdamW with a cosine-annealed learning rate.
+
+        Returns
+        -------
+        dict
+            ``optimizer``: AdamW; ``lr_scheduler``: CosineAnnealingLR stepped each epoch
+            over ``lr_max_epochs`` epochs (or the trainer's ``max_epochs``), flat at
+            ``learning_rate`` when neither is set.
+        """
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate)
+        period = self.lr_max_epochs
+        if period is None or period < 1:
+            max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+            period = max_epochs if max_epochs is not None and max_epochs > 0 else None
+        if period is None:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=1, eta_min=self.learning_rate)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=period, eta_min=self.learning_rate_min)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the tokenizer (a plain string) in the checkpoint."""
+        checkpoint["quack_tokenizer"] = self.tokenizer_json
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the tokenizer stored by ``on_save_checkpoint``."""
+        stored = checkpoint.get("quack_tokenizer")
+        self.tokenizer_json = stored if isinstance(stored, str) else None
+
+    # ------------------------------------------------------------------ for users
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``quack.tokenizer.QuackTokenizer`` the model was trained with, or None."""
+        if self.tokenizer_json is None:
+            return None
+        if self._tokenizer_cache is None or self._tokenizer_cache[0] != self.tokenizer_json:
+            from quack.tokenizer import QuackTokenizer
+
+            self._tokenizer_cache = (self.tokenizer_json, QuackTokenizer.from_json(self.tokenizer_json))
+        return self._tokenizer_cache[1]
+
+    @torch.no_grad()
+    def inspect(self, tokens: torch.Tensor, teacher_forcing: bool = True) -> dict[str, torch.Tensor]:
+        """Reconstruct a batch and show where the decoder looked.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor
+            (B, T) token ids.
+        teacher_forcing : bool
+            Feed the decoder the true previous token (True) or its own most likely
+            one (False, greedy decoding).
+
+        Returns
+        -------
+        dict of torch.Tensor, all on the CPU
+            ``ids`` (B, S) long: the most likely token at each step; ``probs`` (B, S):
+            its probability; ``target_probs`` (B, S): the probability given to the true
+            token; ``attention`` (B, S, T): the decoder's weights over the input
+            positions; ``loss`` (B,): each record's mean cross-entropy. S is the number
+            of decoded steps (T unless ``max_decode_length`` is smaller); at padding
+            positions ``ids`` is ``<pad>`` and the probabilities are 0.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            x = tokens.to(self.device)
+            final, sequence = self(x)
+            mask = self.mask_input(x)
+            if teacher_forcing:
+                features, weights = self._decode_teacher_forced(x, final, sequence, mask)
+                logits = self.predict_word(features)
+            else:
+                logits, _, weights = self._decode_stepwise(x, final, sequence, mask, "greedy")
+        finally:
+            self.train(was_training)
+        target = x[:, : logits.size(1)]
+        valid = self.mask_input(target)
+        log_probs = F.log_softmax(logits.float(), dim=2)
+        best, ids = log_probs.max(dim=2)
+        target_log_probs = log_probs.gather(2, target.unsqueeze(2)).squeeze(2)
+        ce = -(target_log_probs * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        zero = torch.zeros((), device=x.device)
+        return {
+            "ids": ids.masked_fill(~valid, PAD).cpu(),
+            "probs": torch.where(valid, best.exp(), zero).cpu(),
+            "target_probs": torch.where(valid, target_log_probs.exp(), zero).cpu(),
+            "attention": weights.transpose(1, 2).float().cpu(),
+            "loss": ce.cpu(),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: Any = "cpu") -> "QuackAutoEncoder":
+        """Load a model from a Lightning checkpoint without unpickling arbitrary objects.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file; ``~`` is expanded.
+        map_location : Any
+            Where to put the weights, as for ``torch.load``.
+
+        Returns
+        -------
+        QuackAutoEncoder
+            The model in evaluation mode, with its tokenizer restored.
+
+        Raises
+        ------
+        ValueError
+            When the file is missing, unreadable or not a quack autoencoder checkpoint.
+        """
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise ValueError(f"Checkpoint {file} does not exist.")
+        try:
+            checkpoint = torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{file} is not a readable checkpoint ({error.__class__.__name__}).") from None
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or not isinstance(state, dict) \
+                or any(name not in hparams for name in _REQUIRED_HPARAMS):
+            raise ValueError(f"{file} is not a quack autoencoder checkpoint.")
+        try:
+            model = cls(**hparams)
+            model.load_state_dict(state)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"{file} is not a quack autoencoder checkpoint: its hyperparameters or weights do not fit."
+            ) from None
+        model.on_load_checkpoint(checkpoint)
+        return model.eval()
+
+
+def _check_hparams(num_embeddings: int, embed_size: int, hidden_size: int, layers: int,
+                   max_decode_length: int | None, teacher_forcing_ratio: float) -> None:
+    if not isinstance(num_embeddings, int) or num_embeddings <= UNK:
+        raise ValueError(f"num_embeddings must be an integer above {UNK} (the special tokens), got {num_embeddings!r}.")
+    if not isinstance(embed_size, int) or embed_size < 1:
+        raise ValueError(f"embed_size must be a positive integer, got {embed_size!r}.")
+    if not isinstance(hidden_size, int) or hidden_size < 2 or hidden_size % 2:
+        raise ValueError(f"hidden_size must be a positive even integer (the encoder is bidirectional), got {hidden_size!r}.")
+    if not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"layers must be a positive integer, got {layers!r}.")
+    if max_decode_length is not None and (not isinstance(max_decode_length, int) or max_decode_length < 1):
+        raise ValueError(f"max_decode_length must be None or a positive integer, got {max_decode_length!r}.")
+    if not 0.0 <= teacher_forcing_ratio <= 1.0:
+        raise ValueError(f"teacher_forcing_ratio must lie between 0 and 1, got {teacher_forcing_ratio!r}.")
