@@ -23,6 +23,7 @@ __all__ = [
     "propose_pattern",
     "save_user_fingerprint",
     "read_user_fingerprints",
+    "relabel_rows",
     "attention_received",
     "attention_by_field",
 ]
@@ -303,6 +304,48 @@ def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> P
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def relabel_rows(
+    frame: pd.DataFrame, extra_files: list[str | os.PathLike], base_files: list[str | os.PathLike] | None = None
+) -> pd.DataFrame:
+    """Label records again with more fingerprints, without tokenizing them again.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Records of a data set (``quack.dataset.read_rows``) with ``id``, ``label``,
+        ``fingerprint``, ``anomaly`` and ``body``.
+    extra_files : list of path
+        User fingerprint files added after the base lists (later entries win a name).
+    base_files : list of path, optional
+        The lists the data set was labelled with; None means the shipped ones.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id``, ``label`` and ``fingerprint`` of every record, in the frame's order.
+    """
+    from importlib import resources
+
+    from quack.labels import Fingerprints, label_row
+
+    if base_files is None:
+        folder = resources.files("quack") / "fingerprints"
+        base_files = sorted(str(p) for p in folder.iterdir() if str(p).endswith(".json"))
+    fingerprints = Fingerprints.load([str(p) for p in base_files] + [str(p) for p in extra_files if Path(p).is_file()])
+    new_labels, names = [], []
+    for record in frame.to_dict("records"):
+        if "matches_template" not in record:
+            # Only a probe that matched its template in a normal record is labelled
+            # uncensored without a fingerprint, so the flag can be recovered from that.
+            fingerprint = record.get("fingerprint")
+            unnamed = fingerprint is None or fingerprint == "" or bool(pd.isna(fingerprint))
+            record["matches_template"] = int(record["label"]) == -1 and unnamed
+        label, name = label_row(record, fingerprints)
+        new_labels.append(label)
+        names.append(name)
+    return pd.DataFrame({"id": frame["id"].to_numpy(), "label": np.asarray(new_labels, dtype=np.int64), "fingerprint": names})
 
 
 def attention_received(attention: np.ndarray, n_decoded: int | None = None) -> np.ndarray:

@@ -120,3 +120,31 @@ def test_attention_received_and_by_field():
     assert shares == pytest.approx({"special": 0.5, "body": 0.5})
     shares = discover.attention_by_field(np.array([0.2, 0.3, 0.5]), ["status", "body", "special"])
     assert shares == pytest.approx({"status": 0.2, "body": 0.3, "special": 0.5})
+
+
+def test_relabel_rows_adds_user_fingerprints_without_touching_template_matches(tmp_path):
+    import pandas as pd
+
+    user = tmp_path / "user-fingerprints.json"
+    discover.save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
+    frame = pd.DataFrame(
+        {
+            "id": [0, 1, 2, 3, 4],
+            "label": [-1, 0, 0, 1, 0],
+            "fingerprint": [None, None, None, "a_prod_fortiguard_title", None],
+            "anomaly": [False, True, True, True, True],
+            "body": [
+                "Regional content filter (but the probe matched its template)",
+                "<html>Regional content filter: access denied</html>",
+                "",
+                "<h1>FortiGuard Web Filter Service</h1>",
+                "an ordinary page",
+            ],
+        }
+    )
+    before = discover.relabel_rows(frame, [])
+    assert before["label"].tolist() == [-1, 0, 0, 1, 0]
+    after = discover.relabel_rows(frame, [user])
+    assert after["label"].tolist() == [-1, 1, 0, 1, 0]
+    assert after["fingerprint"].tolist()[1] == "e_unk_user_regional"
+    assert after["id"].tolist() == [0, 1, 2, 3, 4]
