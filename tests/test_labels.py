@@ -108,10 +108,14 @@ def test_shared_lists_dedupe_like_upstream():
 
 
 @needs_shared
-def test_fast_matcher_equals_naive_loop_on_real_and_generated_bodies():
+def test_fast_matcher_equals_naive_loop_on_real_and_generated_bodies(tmp_path):
+    from quack.sample import write_sample
+
     paths = [SHARED / "false_positive_signatures.json", SHARED / "blockpage_signatures.json"]
     fps = shared_fingerprints()
     bodies = [r["body"] for r in iter_rows(SHARED) if r["body"]]
+    records, _ = write_sample(tmp_path / "s.json", n=400, seed=11)
+    bodies += sorted({r["body"] for r in iter_rows(records) if r["body"]})
     rnd = random.Random(0)
     patterns = [p.regex.pattern for p in fps.blockpages + fps.false_positives if "\\" not in p.regex.pattern]
     # Texts built from raw pattern strings hit the literal prefilter and the regexes together.
