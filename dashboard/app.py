@@ -1,0 +1,64 @@
+"""quack dashboard: ``streamlit run dashboard/app.py``.
+
+Opens on the built-in sample data and the shipped checkpoint. The pages live in
+``dashboard/app_pages/``, one file each; shared state and every cached computation in
+``dashboard/state.py``.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    # Lets `streamlit run dashboard/app.py` work from a checkout without installing.
+    sys.path.insert(0, str(REPO))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state  # noqa: E402
+
+st.set_page_config(page_title="quack", page_icon=":material/travel_explore:", layout="wide")
+state.start_umap_warmup()
+
+PAGES = {
+    "Explore": [
+        st.Page("app_pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:", default=True),
+        st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("app_pages/discover.py", title="Discover", icon=":material/search_insights:"),
+    ],
+    "Set up": [
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
+        st.Page("app_pages/model.py", title="Model", icon=":material/neurology:"),
+        st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
+    ],
+}
+
+page = st.navigation(PAGES)
+
+st.markdown(
+    """<style>
+    [data-testid="stMetric"]{background:#f7f8fa;border:1px solid #e6e8eb;border-radius:10px;padding:10px 14px}
+    [data-testid="stSidebar"] .qk-side{font-size:13px;color:#3d4653;line-height:1.5}
+    [data-testid="stSidebar"] .qk-side b{color:#1d3557}
+    </style>""",
+    unsafe_allow_html=True,
+)
+
+with st.sidebar:
+    src = state.source()
+    checkpoint = state.checkpoint_path()
+    st.markdown(
+        f'<div class="qk-side"><b>Data</b><br>{src["name"]}<br><br><b>Checkpoint</b><br>{checkpoint.name}</div>',
+        unsafe_allow_html=True,
+    )
+    st.caption("Change them on the Data and Model pages.")
+
+try:
+    page.run()
+except (ValueError, OSError) as error:
+    # Errors a user can cause arrive as one sentence; show it and keep the app usable.
+    st.error(str(error))
+except Exception as error:  # noqa: BLE001 - the page boundary: never a stack trace in the browser
+    logging.getLogger("quack.dashboard").exception("page %s failed", page.title)
+    st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). The other pages still work.")

@@ -1,0 +1,149 @@
+"""Discover: censorship the fingerprints missed, found in the latent space."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from quack.discover import cluster_summary, propose_pattern, rank_candidates
+
+st.title("Discover")
+st.caption(
+    "A classifier trained on the labelled latents scores the undetermined measurements; "
+    "clusters of the latent space group responses that look alike. Both point at "
+    "blockpages the fingerprints do not know yet."
+)
+
+s = state.current()
+enc = state.encoded(s)
+frame = state.rows(s.data_dir)
+labels = state.labels(s.data_dir)
+texts = state.texts(s.data_dir)
+if st.session_state.get(state.LABEL_OVERRIDE):
+    st.info("Labels include your own fingerprints (relabelled on this page).")
+
+classify, cluster = st.tabs(["Latent classifier", "Clusters and fingerprints"])
+
+with classify:
+    report, probability = state.classifier(s)
+    cards = st.columns(4)
+    cards[0].metric("Held-out accuracy", f"{report.accuracy:.1%}")
+    cards[1].metric("Held-out F1 (censored)", f"{report.f1:.3f}")
+    cards[2].metric("Labelled records held out", f"{len(report.test_index):,}")
+    cards[3].metric("Undetermined scoring ≥ 0.5", f"{int(((labels == 0) & (probability >= 0.5)).sum()):,}")
+    left, right = st.columns([1, 2])
+    left.plotly_chart(charts.confusion_figure(report.confusion), config=charts.PLOT_CONFIG, key="confusion")
+    with right:
+        top = st.slider("Candidates to list", 10, 500, 50, 10, key="discover_top")
+        ranked = rank_candidates(probability, labels, top=top)
+        if not len(ranked):
+            st.warning("There are no undetermined records to rank in this data set.")
+        else:
+            table = state.record_table(s.data_dir, labels, ranked.tolist())
+            table.insert(1, "p_censored", np.round(probability[ranked], 3))
+            picked = st.dataframe(
+                table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row", key="candidates"
+            )
+            rows_picked = picked.selection.rows if picked is not None else []
+            candidate = int(ranked[rows_picked[0]]) if rows_picked else int(ranked[0])
+            st.caption(f"Raw response of record {candidate} (p = {probability[candidate]:.3f}):")
+            st.code(texts.iloc[candidate] or "(empty)", language=None, wrap_lines=True, height=160)
+            if st.button("Open this record on the Attention page", key="candidate_attention"):
+                st.session_state[state.RECORD] = candidate
+                st.switch_page("app_pages/attention.py")
+    if len(ranked):
+        coords = state.best_map(s)
+        where = np.full(len(frame), "other", dtype=object)
+        where[labels == 1] = "censored"
+        where[ranked] = "candidate"
+        fig = charts.map_figure(
+            coords,
+            state.hover_table(s.data_dir, np.arange(len(frame))),
+            where,
+            "where the candidates fall",
+            True,
+            title="The candidates on the map (censored in red)",
+        )
+        fig.for_each_trace(
+            lambda t: t.update(marker_color={"candidate": "#f4a261", "censored": charts.LABEL_COLORS["censored"]}.get(
+                t.name.split(" ")[0], charts.OTHER_COLOR))
+        )
+        st.plotly_chart(fig, config=charts.PLOT_CONFIG, key="candidate_map")
+
+with cluster:
+    size = st.slider("Smallest cluster", 5, 200, 25, 5, key="cluster_size")
+    clusters = state.clusters(s, size)
+    summary = cluster_summary(clusters, labels, enc.latents, texts.to_numpy())
+    if summary.empty:
+        st.warning("HDBSCAN found no clusters at this size; lower the smallest cluster size.")
+        st.stop()
+    cards = st.columns(3)
+    cards[0].metric("Clusters", len(summary))
+    cards[1].metric("Records in no cluster", f"{int((clusters < 0).sum()):,}")
+    cards[2].metric("Mostly undetermined clusters", int((summary["undetermined_share"] >= 0.5).sum()))
+    shown = summary.assign(representative_text=[charts.snippet(t, 90) for t in summary["representative_text"]])
+    st.dataframe(
+        shown,
+        hide_index=True,
+        height=260,
+        column_config={
+            "undetermined_share": st.column_config.ProgressColumn("undetermined", min_value=0.0, max_value=1.0, format="percent"),
+            "representative_text": st.column_config.TextColumn("representative response", width="large"),
+        },
+    )
+    # Start from the cluster most worth a look: the most undetermined.
+    best = summary.sort_values(["undetermined_share", "size"], ascending=False)["cluster"].tolist()
+    chosen = st.selectbox(
+        "Cluster", best, key="cluster_choice",
+        format_func=lambda c: f"cluster {c} — {int(summary.set_index('cluster').loc[c, 'size'])} records",
+    )
+    info = summary.set_index("cluster").loc[chosen]
+    members = np.flatnonzero(clusters == chosen)
+    a, b = st.columns([2, 1])
+    a.markdown("**Representative response**")
+    a.code(info["representative_text"] or "(empty)", language=None, wrap_lines=True, height=180)
+    mix = pd.Series({"censored": info["censored"], "undetermined": info["undetermined"], "uncensored": info["uncensored"]})
+    b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
+
+    st.subheader("Propose a fingerprint")
+    undetermined = members[labels[members] == 0]
+    basis = undetermined if len(undetermined) else members
+    share = st.slider("Share of the cluster's responses the pattern must match", 0.5, 1.0, 0.9, 0.05, key="pattern_share")
+    # The responses nearest the cluster's centre are the most typical ones.
+    centre = enc.latents[basis].mean(axis=0)
+    typical = basis[np.argsort(((enc.latents[basis] - centre) ** 2).sum(axis=1))[:20]]
+    try:
+        proposal = propose_pattern([texts.iloc[i] for i in typical], share=share)
+    except ValueError as error:
+        st.warning(str(error))
+        proposal = ""
+    name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}")
+    pattern = st.text_area("Pattern (Python regular expression)", proposal, key=f"fp_pattern_{chosen}_{share}", height=90)
+    if pattern.strip():
+        try:
+            compiled = re.compile(pattern, re.DOTALL)
+        except re.error as error:
+            st.error(f"The pattern is not a valid regular expression: {error}.")
+        else:
+            hits = np.array([bool(compiled.search(t)) for t in texts])
+            cards = st.columns(3)
+            cards[0].metric("Matches in the cluster", f"{int(hits[members].sum()):,} / {len(members):,}")
+            cards[1].metric("Undetermined records it would mark censored", f"{int((hits & (labels == 0)).sum()):,}")
+            cards[2].metric("Records labelled uncensored it matches", f"{int((hits & (labels == -1)).sum()):,}")
+    path = st.text_input("User fingerprint file", str(state.user_fingerprint_file()), key="fp_file")
+    save, relabel = st.columns(2)
+    if save.button("Save fingerprint", type="primary", icon=":material/save:"):
+        from quack.discover import save_user_fingerprint
+
+        try:
+            written = save_user_fingerprint(path, name, pattern)
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            st.session_state[state.FINGERPRINTS] = str(written)
+            st.success(f"Saved {name} to {written}.")
+    if relabel.button("Relabel the data with my fingerprints", icon=":material/label:"):
+        changed = state.relabel(s, path)
+        st.success(f"Relabelled: {changed:,} records changed label. Maps and the classifier now use the new labels.")

@@ -1,0 +1,134 @@
+"""Latent map: every record placed by its latent vector, coloured as asked."""
+
+import numpy as np
+import streamlit as st
+
+from dashboard import charts, state
+from dashboard.selection import selected_ids
+from quack.projection import METRICS, display_sample, nearest_neighbors, umap_ready
+
+st.title("Latent map")
+st.caption(
+    "Each point is one measurement, placed by the autoencoder's latent vector. "
+    "Box- or lasso-select points to list them; click one to see its neighbours."
+)
+
+s = state.current()
+enc = state.encoded(s)
+frame = state.rows(s.data_dir)
+labels = state.labels(s.data_dir)
+
+top = st.columns(4)
+top[0].metric("Records", f"{len(frame):,}")
+top[1].metric("Latent size", enc.latents.shape[1])
+top[2].metric("Encoded at", f"{enc.records_per_s:,.0f} rec/s", help=f"on {enc.device}")
+top[3].metric("Mean reconstruction loss", f"{np.nanmean(enc.loss):.3f}")
+
+COLOURS = {
+    "label": "Label",
+    "country": "Country",
+    "service": "Service",
+    "domain": "Domain",
+    "probability": "Classifier probability",
+    "loss": "Reconstruction loss",
+}
+controls = st.columns([1.2, 0.8, 1.4, 2.6])
+method = controls[0].segmented_control("Projection", ["UMAP", "PCA"], default="UMAP", key="map_method") or "UMAP"
+dims = 3 if (controls[1].segmented_control("View", ["2D", "3D"], default="2D", key="map_dims") == "3D") else 2
+colour = controls[2].selectbox("Colour by", list(COLOURS), format_func=COLOURS.get, key="map_colour")
+with controls[3].expander("UMAP options"):
+    n_neighbors = st.slider("Neighbours", 2, 100, 15, key="umap_neighbors")
+    min_dist = st.slider("Minimum distance", 0.0, 1.0, 0.1, 0.05, key="umap_min_dist")
+    metric = st.selectbox("Metric", METRICS, key="umap_metric")
+
+coords = state.pca_map(s, dims)
+shown = "PCA"
+if method == "UMAP":
+    key, job = state.umap_job(s, dims, n_neighbors, min_dist, metric)
+    if job.done() and job.exception() is None:
+        coords, shown = job.result(), "UMAP"
+    elif job.done():
+        st.warning(f"UMAP failed ({job.exception()}); showing the PCA map.")
+        state.forget(key)
+    else:
+        why = "" if umap_ready() else " (compiling UMAP the first time takes a minute or two)"
+        st.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
+
+        @st.fragment(run_every=2)
+        def _swap_when_ready() -> None:
+            if job.done():
+                st.rerun()
+
+        _swap_when_ready()
+
+chosen = st.session_state.get(state.RECORD)
+drawn = display_sample(len(frame), keep=[chosen] if chosen is not None else None)
+if len(drawn) < len(frame):
+    st.caption(f"Drawing a random {len(drawn):,} of {len(frame):,} records to keep the map fluid.")
+
+hover = state.hover_table(s.data_dir, drawn)
+if colour == "label":
+    values, categorical = charts.label_names(labels)[drawn], True
+elif colour == "probability":
+    values, categorical = state.classifier(s)[1][drawn], False
+elif colour == "loss":
+    values, categorical = enc.loss[drawn], False
+else:
+    values, categorical = frame[colour].to_numpy()[drawn], True
+
+neighbours = []
+if chosen is not None and 0 <= chosen < len(frame):
+    neighbours, distances = nearest_neighbors(enc.latents, int(chosen), k=10)
+fig = charts.map_figure(
+    coords[drawn], hover, values, COLOURS[colour], categorical,
+    title=f"{shown} of the latent space, coloured by {COLOURS[colour].lower()}",
+    highlight=[chosen, *neighbours] if chosen is not None else [],
+)
+event = st.plotly_chart(
+    fig, key="latent_map", on_select="rerun", selection_mode=("points", "box", "lasso"), config=charts.PLOT_CONFIG
+)
+st.caption(f"Map: **{shown}**")
+ids = selected_ids(event)
+# The chart reports its selection on every rerun; act only when it changed, so other
+# controls (the record id below) are not overridden by an old click.
+if ids and ids != st.session_state.get("map_last_selection"):
+    st.session_state["map_last_selection"] = ids
+    st.session_state[state.SELECTION] = ids
+    if len(ids) == 1:
+        st.session_state[state.RECORD] = ids[0]
+        st.rerun()
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Selection")
+    selection = st.session_state.get(state.SELECTION) or []
+    if not selection:
+        st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
+    else:
+        table = state.record_table(s.data_dir, labels, selection)
+        st.caption(f"{len(selection):,} records selected")
+        st.dataframe(table, hide_index=True, height=320)
+        if st.button("Clear selection"):
+            st.session_state[state.SELECTION] = []
+            st.rerun()
+with right:
+    st.subheader("Chosen record")
+    record = st.number_input(
+        "Record id", min_value=0, max_value=len(frame) - 1, value=int(chosen) if chosen is not None else 0,
+        key=f"map_record_{chosen}",
+    )
+    if record != chosen:
+        st.session_state[state.RECORD] = int(record)
+        st.rerun()
+    row = frame.iloc[int(record)]
+    st.markdown(
+        f"**{row['domain']}** · {row['country'] or '—'} · {row['service']} · "
+        f"{charts.LABEL_NAMES.get(int(labels[int(record)]), '')}"
+    )
+    neighbours, distances = nearest_neighbors(enc.latents, int(record), k=10)
+    near = state.record_table(s.data_dir, labels, neighbours.tolist())
+    near.insert(1, "distance", np.round(distances, 3))
+    st.dataframe(near, hide_index=True, height=250)
+    if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):
+        st.session_state[state.RECORD] = int(record)
+        st.switch_page("app_pages/attention.py")

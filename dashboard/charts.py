@@ -1,0 +1,284 @@
+"""Figures and HTML fragments of the dashboard, built from plain arrays and tables.
+
+One palette for labels everywhere: censored red, uncensored teal, undetermined grey.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+LABEL_NAMES = {1: "censored", 0: "undetermined", -1: "uncensored"}
+LABEL_COLORS = {"censored": "#d1495b", "undetermined": "#9aa0a6", "uncensored": "#2a9d8f"}
+# Distinct, colour-blind-friendly hues for categories other than labels.
+CATEGORY_COLORS = [
+    "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377",
+    "#ee8866", "#44bb99", "#bbcc33", "#77aadd", "#994455", "#997700",
+]
+OTHER_COLOR = "#d5d8dc"
+FONT = "Inter, 'Source Sans Pro', sans-serif"
+
+# Plotly's own toolbar downloads every chart as an image.
+PLOT_CONFIG = {
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "filename": "quack-chart", "scale": 2},
+}
+
+
+def label_names(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Names of numeric labels (1 censored, 0 undetermined, -1 uncensored)."""
+    return np.array([LABEL_NAMES.get(int(v), "undetermined") for v in np.asarray(labels)], dtype=object)
+
+
+def _layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        font=dict(family=FONT, size=13),
+        plot_bgcolor="white",
+        legend=dict(itemsizing="constant", bgcolor="rgba(255,255,255,0.8)"),
+        **extra,
+    )
+    return fig
+
+
+def snippet(text: str, length: int = 120) -> str:
+    """A one-line, HTML-safe beginning of a response for hover boxes."""
+    flat = " ".join(str(text or "").split())
+    flat = flat if len(flat) <= length else flat[: length - 1] + "…"
+    return html.escape(flat)
+
+
+MAP_HOVER_COLUMNS = ["id", "domain", "vp", "country", "status", "snippet"]
+_HOVER = (
+    "<b>%{customdata[1]}</b><br>record %{customdata[0]} · vp %{customdata[2]} · %{customdata[3]}"
+    "<br>status %{customdata[4]}<br><i>%{customdata[5]}</i><extra>%{fullData.name}</extra>"
+)
+
+
+def map_figure(
+    coords: np.ndarray,
+    hover: pd.DataFrame,
+    color_values: np.ndarray,
+    color_name: str,
+    categorical: bool,
+    title: str = "",
+    highlight: Sequence[int] = (),
+    max_categories: int = 12,
+) -> go.Figure:
+    """A scatter map of records, WebGL in 2-D, each point carrying its record id.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (N, 2) or (N, 3) coordinates of the drawn records.
+    hover : pandas.DataFrame
+        N rows with the columns of `MAP_HOVER_COLUMNS`; ``id`` goes into ``customdata``.
+    color_values : numpy.ndarray
+        (N,) category names or numbers to colour by.
+    color_name : str
+        What the colour means, for the legend or colour bar.
+    categorical : bool
+        Categories get one trace each (labels in their fixed colours, the most common
+        others in distinct hues, the rest grey); numbers get a colour scale.
+    title : str, optional
+        Chart title.
+    highlight : sequence of int, optional
+        Record ids to ring (a chosen record and its neighbours).
+    max_categories : int, optional
+        Most categories drawn in their own colour, by default 12.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    three = coords.shape[1] == 3
+    custom = hover[MAP_HOVER_COLUMNS].to_numpy(dtype=object)
+    scatter = go.Scatter3d if three else go.Scattergl
+    size = 3 if three else 6
+    fig = go.Figure()
+
+    def axes(idx):
+        xyz = dict(x=coords[idx, 0], y=coords[idx, 1])
+        if three:
+            xyz["z"] = coords[idx, 2]
+        return xyz
+
+    if categorical:
+        values = pd.Series(np.asarray(color_values, dtype=object)).fillna("(none)").astype(str).replace("", "(none)")
+        if set(values.unique()) <= set(LABEL_COLORS):
+            order = [n for n in ("censored", "uncensored", "undetermined") if (values == n).any()]
+            colours = dict(LABEL_COLORS)
+        else:
+            counts = values.value_counts()
+            order = list(counts.index[:max_categories])
+            colours = {name: CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i, name in enumerate(order)}
+            if len(counts) > max_categories:
+                values = values.where(values.isin(order), "other")
+                order.append("other")
+                colours["other"] = OTHER_COLOR
+        # Grey (undetermined / other) underneath so coloured points stay visible.
+        for name in sorted(order, key=lambda n: n in ("undetermined", "other"), reverse=True):
+            idx = np.flatnonzero((values == name).to_numpy())
+            fig.add_trace(
+                scatter(
+                    mode="markers", name=f"{name} ({idx.size:,})", customdata=custom[idx], hovertemplate=_HOVER,
+                    marker=dict(size=size, color=colours[name], opacity=0.8, line=dict(width=0)), **axes(idx),
+                )
+            )
+    else:
+        numbers = np.asarray(color_values, dtype=np.float64)
+        idx = np.arange(len(numbers))
+        fig.add_trace(
+            scatter(
+                mode="markers", name=color_name, customdata=custom, hovertemplate=_HOVER,
+                marker=dict(
+                    size=size, color=numbers, colorscale="RdYlBu_r" if "prob" in color_name else "Viridis",
+                    colorbar=dict(title=dict(text=color_name), thickness=12), opacity=0.85, line=dict(width=0),
+                ),
+                **axes(idx),
+            )
+        )
+    if len(highlight):
+        ids = hover["id"].to_numpy()
+        idx = np.flatnonzero(np.isin(ids, np.asarray(highlight)))
+        if idx.size:
+            fig.add_trace(
+                scatter(
+                    mode="markers", name="chosen & neighbours", customdata=custom[idx], hovertemplate=_HOVER,
+                    marker=dict(size=size + 8, color="rgba(0,0,0,0)", line=dict(width=2, color="#1d3557")),
+                    **axes(idx),
+                )
+            )
+    fig = _layout(fig, height=620, title=dict(text=title, x=0.01), dragmode="select" if not three else "orbit")
+    if not three:
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    else:
+        fig.update_scenes(xaxis_visible=False, yaxis_visible=False, zaxis_visible=False)
+    return fig
+
+
+def counts_bar(counts: pd.Series, title: str, color: str = "#4477aa", labels: bool = False) -> go.Figure:
+    """A horizontal bar chart of counts, largest on top."""
+    counts = counts.sort_values()
+    colours = [LABEL_COLORS.get(str(k), color) for k in counts.index] if labels else color
+    fig = go.Figure(go.Bar(x=counts.to_numpy(), y=[str(k) for k in counts.index], orientation="h", marker_color=colours))
+    return _layout(fig, height=max(180, 28 * len(counts) + 70), title=dict(text=title, x=0.01))
+
+
+def loss_curve(history: list[dict]) -> go.Figure:
+    """Training and validation loss against the optimiser step."""
+    fig = go.Figure()
+    train = [h for h in history if "train_loss" in h]
+    val = [h for h in history if "val_loss" in h]
+    if train:
+        fig.add_trace(go.Scatter(x=[h["step"] for h in train], y=[h["train_loss"] for h in train],
+                                 name="train", mode="lines", line=dict(color="#4477aa")))
+    if val:
+        fig.add_trace(go.Scatter(x=[h["step"] for h in val], y=[h["val_loss"] for h in val],
+                                 name="validation", mode="lines+markers", line=dict(color="#d1495b")))
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title="loss")
+    return _layout(fig, height=320, title=dict(text="Loss", x=0.01))
+
+
+def confusion_figure(confusion: list[list[int]]) -> go.Figure:
+    """The classifier's 2 x 2 confusion matrix (rows true, columns predicted)."""
+    names = ["uncensored", "censored"]
+    z = np.asarray(confusion)
+    fig = go.Figure(
+        go.Heatmap(z=z, x=[f"predicted {n}" for n in names], y=[f"true {n}" for n in names], colorscale="Blues",
+                   text=z, texttemplate="%{text}", showscale=False)
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, height=300, title=dict(text="Held-out confusion matrix", x=0.01))
+
+
+def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_labels: list[str], title: str) -> go.Figure:
+    """Decoder step x input token attention, axes at integer positions with token text as ticks.
+
+    Token pieces repeat, so the axes use positions and show ``position piece`` as tick text.
+    """
+    t_dec, t_enc = attention.shape
+    x_text = [f"{i} {p}" for i, p in enumerate(input_labels[:t_enc])]
+    y_text = [f"{i} {p}" for i, p in enumerate(output_labels[:t_dec])]
+    fig = go.Figure(
+        go.Heatmap(
+            z=attention, x=np.arange(t_enc), y=np.arange(t_dec), colorscale="Reds", zmin=0,
+            customdata=np.array([[f"{y_text[r]} ← {x_text[c]}" for c in range(t_enc)] for r in range(t_dec)]),
+            hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>",
+            colorbar=dict(title=dict(text="weight"), thickness=12),
+        )
+    )
+    step = max(1, t_enc // 60)
+    fig.update_xaxes(tickmode="array", tickvals=list(range(0, t_enc, step)), ticktext=x_text[::step],
+                     tickangle=-60, title="input token")
+    step_y = max(1, t_dec // 60)
+    fig.update_yaxes(tickmode="array", tickvals=list(range(0, t_dec, step_y)), ticktext=y_text[::step_y],
+                     autorange="reversed", title="decoder step (output token)")
+    return _layout(fig, height=max(420, min(1400, 14 * t_dec + 200)), title=dict(text=title, x=0.01))
+
+
+def field_bars(shares: dict[str, dict[str, float]], title: str) -> go.Figure:
+    """Attention share per field, one bar group per set of records (censored, uncensored, ...)."""
+    fields = sorted({f for group in shares.values() for f in group})
+    fig = go.Figure()
+    for group, values in shares.items():
+        fig.add_trace(go.Bar(name=group, x=fields, y=[values.get(f, 0.0) for f in fields],
+                             marker_color=LABEL_COLORS.get(group, "#4477aa")))
+    fig.update_yaxes(title="share of attention", tickformat=".0%")
+    return _layout(fig, height=360, barmode="group", title=dict(text=title, x=0.01))
+
+
+def attention_text_html(pieces: list[str], weights: np.ndarray, fields: list[str]) -> str:
+    """The record's own tokens, each shaded by the attention it receives.
+
+    Returns
+    -------
+    str
+        HTML: one span per token, the background's strength proportional to its weight
+        (the most attended token full strength), the field and weight in the tooltip.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    top = w.max() if w.size and w.max() > 0 else 1.0
+    spans = []
+    previous = None
+    for piece, weight, fld in zip(pieces, w, fields):
+        if fld != previous and fld != "special":
+            spans.append(f'<span class="qk-field">{html.escape(fld)}</span>')
+            previous = fld
+        alpha = 0.08 + 0.85 * weight / top
+        spans.append(
+            f'<span class="qk-tok" title="{html.escape(fld)} · {weight:.3f}" '
+            f'style="background: rgba(209,73,91,{alpha:.2f})">{html.escape(piece)}</span>'
+        )
+    return _TOKEN_STYLE + '<div class="qk-text">' + "".join(spans) + "</div>"
+
+
+def reconstruction_html(original: list[str], rebuilt: list[str], probs: np.ndarray) -> str:
+    """The reconstruction under the original, wrong tokens struck and marked red."""
+    cells = []
+    for i, (want, got) in enumerate(zip(original, rebuilt)):
+        ok = want == got
+        css = "qk-ok" if ok else "qk-bad"
+        tip = f"{i}: {got} (p={float(probs[i]):.2f})" + ("" if ok else f", expected {want}")
+        cells.append(f'<span class="qk-tok {css}" title="{html.escape(tip)}">{html.escape(got)}</span>')
+    wrong = sum(a != b for a, b in zip(original, rebuilt))
+    head = f'<div class="qk-caption">{len(original) - wrong} of {len(original)} tokens right</div>'
+    return _TOKEN_STYLE + head + '<div class="qk-text">' + "".join(cells) + "</div>"
+
+
+_TOKEN_STYLE = """<style>
+.qk-text{font-family:'JetBrains Mono','DejaVu Sans Mono',monospace;font-size:12.5px;line-height:1.9;
+  max-height:420px;overflow-y:auto;border:1px solid #e6e8eb;border-radius:8px;padding:10px;background:#fcfcfd}
+.qk-tok{padding:1px 2px;margin:0 1px;border-radius:3px;white-space:pre-wrap;word-break:break-all}
+.qk-field{display:inline-block;font-size:10px;color:#fff;background:#1d3557;border-radius:8px;padding:0 6px;margin:0 3px}
+.qk-ok{background:rgba(42,157,143,0.12)}
+.qk-bad{background:rgba(209,73,91,0.35);text-decoration:underline wavy #d1495b}
+.qk-caption{font-size:12px;color:#5f6b7a;margin-bottom:4px}
+</style>"""
