@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -25,23 +26,31 @@ SHIPPED_TEXT = [json.loads(line)["pattern"].replace("\\", "") for path in SHIPPE
                 for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@functools.lru_cache(maxsize=None)
 def shared_fingerprints() -> Fingerprints:
     return Fingerprints.load([str(SHARED / "blockpage_signatures.json"), str(SHARED / "false_positive_signatures.json")])
 
 
-def naive_match(paths: list[Path], text: str):
-    """Section 8 literally: a dict per list (repeats keep first position, last pattern), in order."""
+@functools.lru_cache(maxsize=None)
+def naive_lists(paths: tuple[Path, ...]) -> dict:
+    """Section 8 literally: a dict per list, so repeats keep first position and last pattern."""
     lists = {}
     for path in paths:
         entries = {}
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 item = json.loads(line)
-                entries[item["fingerprint"]] = item["pattern"]
+                entries[item["fingerprint"]] = re.compile(item["pattern"], re.DOTALL)
         lists["false" not in path.name] = entries
+    return lists
+
+
+def naive_match(paths: list[Path], text: str):
+    """Every pattern in order, false positives first; the first hit wins."""
+    lists = naive_lists(tuple(paths))
     for blocked in (False, True):
-        for name, pattern in lists.get(blocked, {}).items():
-            if re.compile(pattern, re.DOTALL).search(text):
+        for name, regex in lists.get(blocked, {}).items():
+            if regex.search(text):
                 return blocked, name
     return None, None
 

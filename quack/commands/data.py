@@ -1,0 +1,119 @@
+"""`quack ingest` and `quack sample`: raw measurements in, a tokenized data set out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from quack.tokenizer import TEXT_OFFSET
+
+_LABEL_NAMES = {"1": "censored (1)", "0": "undetermined (0)", "-1": "uncensored (-1)"}
+
+
+def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack ingest``."""
+    p = subparsers.add_parser(
+        "ingest", help="build a tokenized data set from raw Quack files",
+        description="Read Censored Planet Quack files (.tar, .tar.gz, .tgz, .json, .jsonl, .gz; files or folders), "
+                    "label each probe with blockpage fingerprints, tokenize it and write a data set folder.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="raw files or folders")
+    p.add_argument("--out", required=True, help="data set folder (an earlier data set there is replaced)")
+    p.add_argument("--signatures", nargs="+", metavar="FILE", default=None,
+                   help="fingerprint files in Censored Planet's format; a name containing 'false' is a "
+                        "false-positive list (default: the list shipped with quack)")
+    p.add_argument("--vocab-size", type=int, default=4000, help="vocabulary size of a new tokenizer (default: 4000)")
+    p.add_argument("--max-tokens", type=int, default=256, help="most text tokens per record (default: 256)")
+    p.add_argument("--tokenizer-from", metavar="FILE", default=None,
+                   help="reuse the tokenizer of a checkpoint (.ckpt) or a tokenizer.json instead of training one")
+    p.add_argument("--geoip", metavar="FILE", default=None, help="MaxMind database for v1 countries (needs geoip2)")
+    p.add_argument("--anomalies-only", action="store_true", help="keep only failed probes of anomalous records")
+    p.add_argument("--list-problems", action="store_true", help="list every bad input with its file and line")
+    p.set_defaults(func=run_ingest)
+
+
+def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack sample``."""
+    p = subparsers.add_parser(
+        "sample", help="write the built-in sample of Quack measurements",
+        description="Write deterministic Hyperquack v2 measurements and, beside them, their ground truth.",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="measurements file, ending in .json or .jsonl")
+    p.add_argument("--n", type=int, default=5000, help="number of measurements (default: 5000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_sample)
+
+
+def _load_tokenizer(path: str):
+    from quack.tokenizer import QuackTokenizer
+
+    if not Path(path).is_file():
+        raise ValueError(f"--tokenizer-from {path} does not exist; give a checkpoint or a tokenizer.json.")
+    if path.endswith(".json"):
+        return QuackTokenizer.load(path)
+    from quack.encoding import load_checkpoint
+
+    return load_checkpoint(path).tokenizer
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Build the data set and print a summary; returns the exit status."""
+    from tqdm import tqdm
+
+    from quack.dataset import build_dataset
+    from quack.ingest import IngestStats
+
+    tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
+    if tokenizer is None and args.vocab_size < TEXT_OFFSET + 257:
+        raise ValueError(f"--vocab-size must be at least {TEXT_OFFSET + 257}, got {args.vocab_size}.")
+    if tokenizer is None and args.max_tokens < 16:
+        raise ValueError(f"--max-tokens must be at least 16, got {args.max_tokens}.")
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(done: int, stage: str) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            total = bars["ingest"].n if stage != "ingest" and "ingest" in bars else None
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    stats = IngestStats(keep_problems=args.list_problems)
+    try:
+        info = build_dataset(
+            args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer, vocab_size=args.vocab_size,
+            max_tokens=args.max_tokens, geoip_db=args.geoip, anomalies_only=args.anomalies_only,
+            progress=progress, stats=stats,
+        )
+    finally:
+        for bar in bars.values():
+            bar.close()
+    _print_summary(info, args.out)
+    if args.list_problems:
+        print(f"problems ({len(stats.problems)}):")
+        for source, line, reason in stats.problems:
+            print(f"  {source}:{line}: {reason}")
+    return 0
+
+
+def _print_summary(info: dict, out: str) -> None:
+    print(f"files {info['files']}, lines {info['lines']}, rows {info['rows']}")
+    skipped = info["skipped"]
+    print("skipped: " + (", ".join(f"{reason} {n}" for reason, n in skipped.items()) if skipped else "nothing"))
+    labels = info["rows_per_label"]
+    print("labels: " + ", ".join(f"{_LABEL_NAMES[k]} {labels[k]}" for k in ("1", "0", "-1")))
+    print(f"tokens per row: mean {info['mean_tokens']:.1f}, longest {info['longest_sequence']} "
+          f"(vocabulary {info['vocab_size']}, at most {info['max_tokens']} text tokens)")
+    print(f"wrote {out}")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Write the sample and say where; returns the exit status."""
+    from quack.sample import write_sample
+
+    records, truth = write_sample(args.out, n=args.n, seed=args.seed)
+    print(f"wrote {args.n} measurements to {records} and their ground truth to {truth}")
+    return 0
