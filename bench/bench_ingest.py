@@ -1,0 +1,100 @@
+"""Throughput and peak memory of ingest + label + tokenize over generated measurements.
+
+Run from the project root::
+
+    python bench/bench_ingest.py            # 10,000 and 50,000 measurements on 2 cores
+    python bench/bench_ingest.py --n 50000  # one size
+
+Each size runs in a fresh process pinned to two cores (the BPE's thread pool is held to
+two threads as well), so the peak resident memory of one run is not hidden by another.
+Every stage is timed on its own pass over the same file:
+
+* ingest: :func:`quack.ingest.iter_rows` alone;
+* ingest + label: plus :func:`quack.labels.label_row` with the shipped fingerprints;
+* tokenize: :meth:`QuackTokenizer.encode_rows` on rows already in memory;
+* build: :func:`quack.dataset.build_dataset` end to end (both passes, BPE training, Parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CORES = 2
+
+
+def _child(n: int) -> dict:
+    if hasattr(os, "sched_setaffinity"):
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(available[:CORES]))
+    from quack.dataset import build_dataset
+    from quack.ingest import iter_rows
+    from quack.labels import Fingerprints, label_row
+    from quack.sample import write_sample
+    from quack.tokenizer import QuackTokenizer
+
+    result = {"measurements": n, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        records, _ = write_sample(Path(tmp) / "bench.json", n=n, seed=0)
+        result["file_mb"] = records.stat().st_size / 2**20
+        result["rss_before_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        start = time.perf_counter()
+        rows = sum(1 for _ in iter_rows(records))
+        result["rows"] = rows
+        result["ingest_rows_per_s"] = rows / (time.perf_counter() - start)
+
+        fingerprints = Fingerprints.load()
+        start = time.perf_counter()
+        for row in iter_rows(records):
+            label_row(row, fingerprints)
+        result["ingest_label_rows_per_s"] = rows / (time.perf_counter() - start)
+
+        sample = [row for _, row in zip(range(20000), iter_rows(records))]
+        tokenizer = QuackTokenizer.train(sample, vocab_size=4000, max_tokens=256)
+        start = time.perf_counter()
+        for begin in range(0, len(sample), 2048):
+            tokenizer.encode_rows(sample[begin : begin + 2048])
+        result["tokenize_rows_per_s"] = len(sample) / (time.perf_counter() - start)
+        del sample
+
+        rss_mid = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        info = build_dataset(records, Path(tmp) / "data", vocab_size=4000, max_tokens=256)
+        elapsed = time.perf_counter() - start
+        result["build_rows_per_s"] = info["rows"] / elapsed
+        result["build_s"] = elapsed
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["rss_before_build_mb"] = rss_mid
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[10000, 50000], help="measurements per run")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child)))
+        return
+    env = dict(os.environ, RAYON_NUM_THREADS=str(CORES), TOKENIZERS_PARALLELISM="true")
+    for n in args.n:
+        done = subprocess.run([sys.executable, __file__, "--child", str(n)], env=env, capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parents[1])
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{r['measurements']:>6} measurements ({r['rows']} rows, {r['file_mb']:.0f} MB) on {r['cores']} cores: "
+              f"ingest {r['ingest_rows_per_s']:,.0f} rows/s | ingest+label {r['ingest_label_rows_per_s']:,.0f} rows/s | "
+              f"tokenize {r['tokenize_rows_per_s']:,.0f} rows/s | build end to end {r['build_rows_per_s']:,.0f} rows/s "
+              f"({r['build_s']:.1f} s) | peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"(after imports {r['rss_before_mb']:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
