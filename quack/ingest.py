@@ -279,8 +279,8 @@ def _rows_of_line(
         return []
     try:
         record = json.loads(text)
-    except ValueError as exc:
-        stats.skip(source, line_no, "not JSON", str(exc))
+    except (ValueError, RecursionError) as exc:
+        stats.skip(source, line_no, "not JSON", str(exc) or "nested too deeply")
         return []
     if not isinstance(record, dict):
         stats.skip(source, line_no, "unknown shape", f"a JSON {type(record).__name__}, not an object")

@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quack.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, iter_rows
 
@@ -279,3 +281,85 @@ def test_folder_walk_skips_other_files(tmp_path):
     write_lines(sub / "a.jsonl", [v2_record(), v2_record()])
     rows = list(iter_rows(tmp_path))
     assert [r["source"] for r in rows] == ["b.json", "sub/a.jsonl", "sub/a.jsonl"]
+
+
+def test_truncated_gzip_keeps_earlier_rows(tmp_path):
+    path = tmp_path / "results.json.gz"
+    with gzip.open(path, "wb") as f:
+        f.write((json.dumps(v2_record(test_url="y" * 80)) + "\n").encode() * 5000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    stats = IngestStats(keep_problems=True)
+    rows = list(iter_rows(path, stats))
+    assert 0 < len(rows) < 5000 and stats.skipped["truncated file"] == 1
+
+
+def test_deeply_nested_line_is_not_json(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200000 + "\n" + json.dumps(v2_record()) + "\n")
+    stats = IngestStats()
+    assert len(list(iter_rows(path, stats))) == 1 and stats.skipped["not JSON"] == 1
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20))
+json_any = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                        max_leaves=8)
+V1_RECORD = {"Server": "5.6.7.8", "Keyword": "a.org", "Retries": 1, "Blocked": True, "FailSanity": False,
+             "StatefulBlock": False, "Results": []}
+V1_PROBE = {"Sent": "a.org", "Success": False, "Error": "Incorrect web response: status lines don't match",
+            "Received": {"status_line": "403 Forbidden", "headers": {"Server": ["x"]}, "body": "blocked",
+                         "tls": {"version": 771, "cipher_suite": 49199, "cert": "MII"}},
+            "StartTime": "2020-11-14T07:54:49.246304766-05:00", "EndTime": "2020-11-14T07:54:50-05:00"}
+V2_PROBE = {"matches_template": False, "error": "Bodies do not match;", "start_time": "2021-08-01T10:00:01-04:00",
+            "end_time": "2021-08-01T10:00:02.5-04:00",
+            "response": {"status_line": "200 OK", "headers": {"A": ["b"]}, "body": "<html>Surf Safely</html>",
+                         "TlsVersion": 772, "CipherSuite": 4865, "Certificate": ["MII"]}}
+
+
+def mutated(base: dict, keys: list[str]):
+    """``base`` with some keys dropped or set to arbitrary JSON."""
+    return st.builds(
+        lambda changes, drops: {k: v for k, v in {**base, **changes}.items() if k not in drops},
+        st.dictionaries(st.sampled_from(keys), json_any, max_size=3),
+        st.sets(st.sampled_from(keys), max_size=2),
+    )
+
+
+def record_with(base: dict, probe: dict, probes_key: str):
+    probe_keys = sorted(probe) + sorted(probe["response" if "response" in probe else "Received"])
+    return st.builds(lambda r, ps: {**r, probes_key: ps} if probes_key not in r or isinstance(r[probes_key], list) else r,
+                     mutated(base, sorted(base)), st.lists(mutated(probe, probe_keys) | json_any, max_size=4))
+
+
+records = st.one_of(record_with(v2_record(), V2_PROBE, "response"), record_with(V1_RECORD, V1_PROBE, "Results"),
+                    st.dictionaries(st.text(max_size=5), json_any, max_size=4))
+
+
+_CACHE: dict = {}
+
+
+def _labeling_tools():
+    """The shipped fingerprints and a tiny tokenizer, built once for all examples."""
+    from quack.labels import Fingerprints
+    from quack.tokenizer import QuackTokenizer
+
+    if not _CACHE:
+        _CACHE["fingerprints"] = Fingerprints.load()
+        _CACHE["tokenizer"] = QuackTokenizer.train(["<html>blocked page</html>"] * 20, vocab_size=1500, max_tokens=32)
+    return _CACHE["fingerprints"], _CACHE["tokenizer"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(records, min_size=1, max_size=4))
+def test_arbitrary_records_never_raise_and_tokenize_in_range(tmp_path, lines):
+    from quack.labels import label_row
+
+    fingerprints, tokenizer = _labeling_tools()
+    path = write_lines(tmp_path / "h.json", lines)
+    stats = IngestStats(keep_problems=True)
+    rows = list(iter_rows(path, stats))
+    assert stats.lines == len(lines)
+    for row in rows:
+        assert set(row) == set(ROW_KEYS)
+        assert label_row(row, fingerprints)[0] in (-1, 0, 1)
+    assert all(0 <= i < tokenizer.vocab_size for ids in tokenizer.encode_rows(rows) for i in ids)
