@@ -374,10 +374,13 @@ def _v1_rows(record, source, line_no, service_hint, stats, anomalies_only) -> li
 
 
 def _v1_is_control(sent: str, index: int, retries: int | None) -> bool:
-    """Section 5: by the control domain in ``Sent``; an empty ``Sent`` falls back to position."""
-    if not sent:
-        return retries is not None and index > retries
-    return _sent_host(sent) in _V1_CONTROL_DOMAINS
+    """Section 5: test probes are ``Results[0..Retries]``; a control also names a control domain.
+
+    Position alone decides when ``Sent`` is empty; the domain alone when ``Retries`` is missing.
+    """
+    if retries is not None and index > retries:
+        return True
+    return bool(sent) and _sent_host(sent) in _V1_CONTROL_DOMAINS
 
 
 def _sent_host(sent: str) -> str:

@@ -272,6 +272,24 @@ def test_missing_path_and_wrong_suffix_are_clear_errors(tmp_path):
         list(iter_rows(tmp_path / "notes.txt"))
 
 
+def test_v1_control_without_retries_is_found_by_domain(tmp_path):
+    record = {"Server": "5.6.7.8", "Keyword": "a.org", "Blocked": False, "Results": [
+        {"Sent": "a.org", "Success": True}, {"Sent": "rtyutgyhefdafioasfjhjhi.com", "Success": True}]}
+    rows = list(iter_rows(write_lines(tmp_path / "Quack-http.json", [record])))
+    assert [r["probe"] for r in rows] == [0] and rows[0]["service"] == "http"
+
+
+def test_geoip_without_its_package_is_a_clear_error(tmp_path):
+    try:
+        import geoip2  # noqa: F401
+    except ImportError:
+        with pytest.raises(QuackInputError, match="geoip2"):
+            list(iter_rows(write_lines(tmp_path / "a.json", [v2_record()]), geoip_db=str(tmp_path / "x.mmdb")))
+    else:
+        with pytest.raises(QuackInputError, match="x.mmdb"):
+            list(iter_rows(write_lines(tmp_path / "a.json", [v2_record()]), geoip_db=str(tmp_path / "x.mmdb")))
+
+
 def test_folder_walk_skips_other_files(tmp_path):
     write_lines(tmp_path / "b.json", [v2_record()])
     (tmp_path / "servers.txt").write_text("1.2.3.4\n")
