@@ -197,8 +197,8 @@ class QuackTokenizer:
         self.bpe = bpe
         self.max_tokens = max_tokens
         self._bpe_size = bpe.get_vocab_size()
-        caps = {"sent": max(8, max_tokens // 8), "status": max(4, max_tokens // 16), "headers": max_tokens // 3}
-        self._caps = caps
+        # Shares of sent, status and headers; the body gets whatever they leave.
+        self._caps = [max(2, max_tokens // 8), max(2, max_tokens // 16), max_tokens // 3]
 
     @property
     def vocab_size(self) -> int:
@@ -309,18 +309,22 @@ class QuackTokenizer:
         return ids
 
     def _allocate(self, lengths: list[int]) -> list[int]:
-        """Text tokens given to each field, markers excluded, within ``max_tokens``."""
-        present = [length > 0 for length in lengths]
-        budget = self.max_tokens - sum(present)
-        caps = [self._caps["sent"], self._caps["status"], self._caps["headers"], budget]
-        alloc = [min(length, cap) for length, cap in zip(lengths[:3], caps[:3])]
-        alloc.append(max(0, min(lengths[3], budget - sum(alloc))))
-        left = budget - sum(alloc)
+        """Text tokens given to each field, markers excluded, within ``max_tokens``.
+
+        Sent, status and headers take up to their share in turn, the body the rest; what
+        a short field leaves goes back to headers, sent and status. A field left with no
+        tokens loses its marker too.
+        """
+        left = self.max_tokens - sum(length > 0 for length in lengths)
+        alloc = []
+        for length, cap in zip(lengths, self._caps + [left]):
+            take = min(length, cap, left)
+            alloc.append(take)
+            left -= take
         for k in (2, 0, 1):
             extra = min(left, lengths[k] - alloc[k])
             alloc[k] += extra
             left -= extra
-        # A marker with no tokens after it is left out, which frees its slot too.
         return alloc
 
     # --- reading ids back -----------------------------------------------------------------

@@ -75,6 +75,15 @@ def test_long_text_is_truncated_but_static_part_is_not(tok):
     assert tok.decode_tokens(ids)[1] == "ip[0]=10"
 
 
+@pytest.mark.parametrize("max_tokens", [16, 20, 64, 300])
+def test_text_part_never_exceeds_max_tokens(tok, max_tokens):
+    small = QuackTokenizer(tok.bpe, max_tokens=max_tokens)
+    row = make_row(sent="s " * 500, status="t " * 500, headers="h " * 500, body="b " * 500)
+    ids = small.encode_row(row)
+    assert len(ids) == 2 + N_STATIC + max_tokens
+    assert small.token_fields(ids).count("body") > 0
+
+
 def test_prefix_encoding_equals_encoding_the_whole_field(tok):
     for body in ["x" * 5000, "ab " * 2000, "<p>" + "é" * 4000, " " * 300 + "z" * 10, "1234567890" * 500]:
         row = make_row(body=body, headers="")
@@ -120,7 +129,8 @@ row_keys = ["vp", "service", "anomaly", "controls_failed", "stateful_block", "ma
 def test_any_row_gives_ids_below_vocab_size(tok, row, text):
     if isinstance(row, dict):
         row = dict(row, body=text + "\ud800" if text else row.get("body"))
-    ids = tok.encode_row(row)
-    assert all(0 <= i < tok.vocab_size for i in ids)
-    assert len(ids) <= 2 + N_STATIC + tok.max_tokens
-    assert len(tok.decode_tokens(ids)) == len(tok.token_fields(ids)) == len(ids)
+    for tokenizer in (tok, QuackTokenizer(tok.bpe, max_tokens=16)):
+        ids = tokenizer.encode_row(row)
+        assert all(0 <= i < tokenizer.vocab_size for i in ids)
+        assert len(ids) <= 2 + N_STATIC + tokenizer.max_tokens
+        assert len(tokenizer.decode_tokens(ids)) == len(tokenizer.token_fields(ids)) == len(ids)
