@@ -81,6 +81,8 @@ class IngestStats:
         ``(file, line, reason)`` for each bad-input item, kept only when ``keep_problems``.
     keep_problems : bool
         Whether to fill ``problems``.
+    damaged : set of str
+        Files found truncated or corrupt, each counted once however many members it hit.
     """
 
     files: int = 0
@@ -89,6 +91,13 @@ class IngestStats:
     skipped: Counter = field(default_factory=Counter)
     problems: list[tuple[str, int, str]] = field(default_factory=list)
     keep_problems: bool = False
+    damaged: set[str] = field(default_factory=set)
+
+    def damage(self, file_source: str, source: str, line: int, detail: str) -> None:
+        """Count a file that ends early or is corrupt, once per file."""
+        if file_source not in self.damaged:
+            self.damaged.add(file_source)
+            self.skip(source, line, "truncated file", f"{detail}; rows read before the damage are kept")
 
     def skip(self, source: str, line: int, reason: str, detail: str = "") -> None:
         """Count one skipped item and, for bad input, remember where it was."""
@@ -139,7 +148,7 @@ def iter_rows(
         for member_source, stream in _open_streams(path, source, stats):
             stats.files += 1
             service_hint = _service_from_name(member_source)
-            for line_no, raw in _read_lines(stream, member_source, stats):
+            for line_no, raw in _read_lines(stream, member_source, source, stats):
                 stats.lines += 1
                 for row in _rows_of_line(raw, member_source, line_no, service_hint, stats, anomalies_only):
                     if country_of is not None and not row["country"]:
@@ -214,10 +223,10 @@ def _tar_members(path: Path, source: str, stats: IngestStats) -> Iterator[tuple[
                     stream = gzip.GzipFile(fileobj=stream)
                 yield member_source, stream
         except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-            stats.skip(source, 0, "truncated archive", f"{exc}; rows read before the damage are kept")
+            stats.damage(source, source, 0, str(exc))
 
 
-def _read_lines(stream: IO[bytes], source: str, stats: IngestStats) -> Iterator[tuple[int, bytes]]:
+def _read_lines(stream: IO[bytes], source: str, file_source: str, stats: IngestStats) -> Iterator[tuple[int, bytes]]:
     """Non-blank lines with their 1-based numbers; a damaged stream ends the file, counted."""
     line_no = 0
     try:
@@ -236,7 +245,7 @@ def _read_lines(stream: IO[bytes], source: str, stats: IngestStats) -> Iterator[
             if raw.strip():
                 yield line_no, raw
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-        stats.skip(source, line_no + 1, "truncated file", f"{exc}; rows read before the damage are kept")
+        stats.damage(file_source, source, line_no + 1, str(exc))
 
 
 def _service_from_name(source: str) -> str:
