@@ -121,8 +121,8 @@ def iter_rows(
     Parameters
     ----------
     paths : path or iterable of paths
-        Files or folders. Folders are walked in sorted order and files with other
-        suffixes in them (``servers.txt``, ...) are ignored.
+        Files or folders. Folders are walked in sorted order; files with other suffixes
+        (``servers.txt``, ...), signature lists and sample truth files in them are ignored.
     stats : IngestStats, optional
         Filled in while iterating.
     geoip_db : str, optional
@@ -354,9 +354,6 @@ def _v1_rows(record, source, line_no, service_hint, stats, anomalies_only) -> li
         "controls_failed": _field(record, "FailSanity", bool),
         "stateful_block": _field(record, "StatefulBlock", bool),
     }
-    if anomalies_only and not anomaly:
-        stats.skipped["not anomalous"] += len(probes)
-        return []
     rows = []
     for index, probe in enumerate(probes):
         try:
@@ -367,7 +364,7 @@ def _v1_rows(record, source, line_no, service_hint, stats, anomalies_only) -> li
                 stats.skipped["control probe"] += 1
                 continue
             success = _field(probe, "Success", bool)
-            if anomalies_only and success:
+            if anomalies_only and (success or not anomaly):
                 stats.skipped["not anomalous"] += 1
                 continue
             service = service_hint or _v1_service_from_shape(probe)
@@ -435,9 +432,6 @@ def _v2_rows(record, source, line_no, service_hint, stats, anomalies_only) -> li
         "stateful_block": _field(record, "stateful_block", bool),
         "sent": _v2_sent(test_url, service),
     }
-    if anomalies_only and not anomaly:
-        stats.skipped["not anomalous"] += sum(1 for p in probes if not (isinstance(p, dict) and "control_url" in p))
-        return []
     rows = []
     for index, probe in enumerate(probes):
         try:
@@ -447,7 +441,7 @@ def _v2_rows(record, source, line_no, service_hint, stats, anomalies_only) -> li
                 stats.skipped["control probe"] += 1
                 continue
             matches = _field(probe, "matches_template", bool)
-            if anomalies_only and matches:
+            if anomalies_only and (matches or not anomaly):
                 stats.skipped["not anomalous"] += 1
                 continue
             row = dict(base, probe=index, matches_template=matches, error=_field(probe, "error", str) or "")
