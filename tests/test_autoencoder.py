@@ -409,3 +409,19 @@ def test_from_checkpoint_rejects_what_is_not_a_quack_checkpoint(tmp_path):
                                                              hidden_size=32)}, mismatched)
     with pytest.raises(ValueError, match="mismatched.ckpt"):
         QuackAutoEncoder.from_checkpoint(mismatched)
+
+
+def test_checkpoint_carries_a_working_tokenizer(tmp_path):
+    tokenizer_module = pytest.importorskip("quack.tokenizer")
+    texts = ["HTTP/1.1 200 OK\r\nServer: nginx", "HTTP/1.1 403 Forbidden\r\nblocked page"] * 20
+    tokenizer = tokenizer_module.QuackTokenizer.train(texts, vocab_size=1400, max_tokens=32)
+    net = tiny_model(num_embeddings=tokenizer.vocab_size)
+    net.tokenizer_json = tokenizer.to_json()
+    trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path)
+    records = DataLoader([make_tokens([5])[0]] * 4, batch_size=2, collate_fn=collate)
+    trainer.fit(net, records, records)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+
+    loaded = QuackAutoEncoder.from_checkpoint(tmp_path / "model.ckpt")
+    assert isinstance(loaded.tokenizer, tokenizer_module.QuackTokenizer)
+    assert loaded.tokenizer.to_json() == tokenizer.to_json()
