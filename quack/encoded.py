@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,7 +91,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def _plain(name: str, value: Any) -> Any:
     """A metadata value as a plain Python scalar, or a clear error."""
-    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
+    if isinstance(value, (np.generic, torch.Tensor)) and value.ndim == 0:
         value = value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -231,9 +231,12 @@ class AutoencoderWriter(BasePredictionWriter):
             return label == 0
         return True
 
-    def _write_rows(self, rank: int, loader: int, batch_idx: int, metadata: Sequence[dict],
+    def _write_rows(self, rank: int, loader: int, batch_idx: int, metadata: Sequence[dict] | Mapping,
                     latents: torch.Tensor) -> None:
         latents = latents.detach().float().cpu().numpy()
+        if isinstance(metadata, Mapping):
+            # torch's default_collate turns a batch of dicts into a dict of per-field batches.
+            metadata = [dict(zip(metadata, values)) for values in zip(*metadata.values())]
         if len(metadata) != len(latents):
             raise ValueError(
                 f"Batch {batch_idx} has {len(metadata)} metadata entries for {len(latents)} latent vectors."

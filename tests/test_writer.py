@@ -129,6 +129,17 @@ def test_epoch_interval_writes_the_same_rows(tmp_path):
     assert read_metadata(tmp_path / "epoch")["total"] == 9
 
 
+def test_batches_from_default_collate_are_written(tmp_path):
+    rows = [(meta, torch.cat([tokens, torch.ones(10 - len(tokens), dtype=torch.long)]))
+            for meta, tokens in records(6)]
+    net = model()
+    writer = AutoencoderWriter(storage_path=str(tmp_path))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[writer])
+    trainer.predict(net, DataLoader(rows, batch_size=4), return_predictions=False)
+    check_output(load_encoded(tmp_path), net, rows, (1, 0, -1))
+
+
 def test_storage_path_expands_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     rows = records(3)
