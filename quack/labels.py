@@ -8,11 +8,11 @@ list, each in file order; the first hit wins. A repeated name keeps its first po
 its last pattern.
 
 Hundreds of patterns against thousands of bodies stay fast: each pattern is compiled once
-and carries the longest literal it cannot match without. One combined regex, a trie of all
-those literals, tells in a single pass whether any of them occurs; most bodies hit none and
-only the few patterns without a literal are left to run. Otherwise a substring test for
-each literal (C speed) rules most patterns out before their regex runs, and the first hit
-stops the search.
+and carries the literals it cannot match without (a plain run of text, or one string per
+alternative of a group). One combined regex, a trie of all those literals, tells in a
+single pass whether any of them occurs; when none does, only the few patterns without
+literals are left to run. Otherwise substring tests (C speed) rule most patterns out
+before their regex runs, and the first hit stops the search.
 """
 
 from __future__ import annotations
@@ -38,41 +38,63 @@ _SHIPPED = ("blockpages.json", "false_positives.json")
 
 
 class _Pattern:
-    __slots__ = ("name", "regex", "literal")
+    __slots__ = ("name", "regex", "literals")
 
     def __init__(self, name: str, pattern: str) -> None:
         self.name = name
         self.regex = re.compile(pattern, re.DOTALL)
-        self.literal = _required_literal(pattern)
-
-    def search(self, text: str) -> bool:
-        if self.literal is not None and self.literal not in text:
-            return False
-        return self.regex.search(text) is not None
+        self.literals = _required_literals(pattern)
 
 
-def _required_literal(pattern: str) -> str | None:
-    """The longest run of plain characters every match must contain, or None.
+# Literals shorter than this occur in almost any page and would not rule anything out.
+_MIN_LITERAL = 3
 
-    Only top-level literals of the parsed pattern qualify: anything inside a group, a
-    branch or a repeat may be skipped by a match. Case-insensitive patterns get none.
+
+def _required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Strings of which every match must contain at least one, or None when there are none.
+
+    Built from the parsed pattern: a run of plain characters in sequence, or one string
+    per alternative of a group every match must pass through. Parts that a match may
+    skip (optional repeats) and case-insensitive parts give nothing.
     """
     try:
         parsed = _sre_parse.parse(pattern, re.DOTALL)
         if parsed.state.flags & re.IGNORECASE:
             return None
-        best, run = "", []
-        for op, arg in list(parsed) + [(None, None)]:
-            if op is _sre_constants.LITERAL:
-                run.append(chr(arg))
-                continue
-            if len(run) > len(best):
-                best = "".join(run)
-            run = []
+        return _sequence_literals(list(parsed))
     except Exception:
         # The prefilter is an optimisation; any surprise in the private parser disables it.
         return None
-    return best or None
+
+
+def _sequence_literals(items: list) -> tuple[str, ...] | None:
+    candidates: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, arg in items + [(None, None)]:
+        if op is _sre_constants.LITERAL:
+            run.append(chr(arg))
+            continue
+        if run:
+            candidates.append(("".join(run),))
+            run = []
+        found = None
+        if op is _sre_constants.SUBPATTERN:
+            _, add_flags, _, sub = arg
+            if not add_flags & re.IGNORECASE:
+                found = _sequence_literals(list(sub))
+        elif op is _sre_constants.BRANCH:
+            alternatives = [_sequence_literals(list(alt)) for alt in arg[1]]
+            if all(alternatives):
+                found = tuple(literal for alt in alternatives for literal in alt)
+        elif op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT) and arg[0] >= 1:
+            found = _sequence_literals(list(arg[2]))
+        if found:
+            candidates.append(found)
+    candidates = [c for c in candidates if min(map(len, c)) >= _MIN_LITERAL]
+    if not candidates:
+        return None
+    # The rarest test: longest shortest string, then fewest strings.
+    return max(candidates, key=lambda c: (min(map(len, c)), -len(c)))
 
 
 class Fingerprints:
@@ -97,9 +119,15 @@ class Fingerprints:
         self.false_positives = [_Pattern(n, p) for n, p in _dedupe(false_positives)]
         self.blockpages = [_Pattern(n, p) for n, p in _dedupe(blockpages)]
         self.sources = list(sources or [])
-        self._ordered = [(False, e) for e in self.false_positives] + [(True, e) for e in self.blockpages]
-        self._without_literal = [(b, e) for b, e in self._ordered if e.literal is None]
-        literals = {e.literal for _, e in self._ordered if e.literal is not None}
+        # Flat tuples keep the hot loop free of attribute lookups: (blocked, name, regex,
+        # the one literal or None, several literals or None).
+        self._ordered = [
+            (blocked, e.name, e.regex, e.literals[0] if e.literals and len(e.literals) == 1 else None,
+             e.literals if e.literals and len(e.literals) > 1 else None)
+            for blocked, entries in ((False, self.false_positives), (True, self.blockpages)) for e in entries
+        ]
+        self._without_literal = [entry for entry in self._ordered if entry[3] is None and entry[4] is None]
+        literals = {literal for e in self.false_positives + self.blockpages for literal in e.literals or ()}
         self._any_literal = re.compile(_trie_pattern(literals)) if literals else None
 
     @classmethod
@@ -133,9 +161,14 @@ class Fingerprints:
         candidates = self._ordered
         if self._any_literal is not None and self._any_literal.search(text) is None:
             candidates = self._without_literal
-        for blocked, entry in candidates:
-            if entry.search(text):
-                return blocked, entry.name
+        for blocked, name, regex, literal, literals in candidates:
+            if literal is not None:
+                if literal not in text:
+                    continue
+            elif literals is not None and not any(one in text for one in literals):
+                continue
+            if regex.search(text) is not None:
+                return blocked, name
         return None, None
 
 
