@@ -195,3 +195,18 @@ def test_label_rule(kw, expected):
 def test_shipped_matcher_equals_naive_on_arbitrary_text(pieces):
     text = " ".join(pieces)
     assert SHIPPED.match(text) == naive_match(SHIPPED_PATHS, text)
+
+
+@pytest.mark.parametrize("pattern,text", [
+    ("(?i)BLOCKED page", "a blocked Page"),
+    ("(?:optional)?required", "required"),
+    ("(?:abc|defg)hij", "xx defghij"),
+    ("x{0}always", "always"),
+    ("(?:one|t(?i:WO))three", "twothree"),
+    ("(?:ab)+c", "ababc"),
+    ("ab|cd", "cd"),
+])
+def test_prefilter_never_hides_a_match(tmp_path, pattern, text):
+    path = tmp_path / "blockpage_signatures.json"
+    path.write_text(json.dumps({"fingerprint": "p", "pattern": pattern}) + "\n")
+    assert Fingerprints.load([str(path)]).match(text) == (True, "p")
