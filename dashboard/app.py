@@ -38,6 +38,7 @@ page = st.navigation(PAGES)
 
 st.markdown(
     """<style>
+    [data-testid="stMainBlockContainer"]{padding-top:2.2rem}
     [data-testid="stMetric"]{background:#f7f8fa;border:1px solid #e6e8eb;border-radius:10px;padding:10px 14px}
     [data-testid="stSidebar"] .qk-side{font-size:13px;color:#3d4653;line-height:1.5}
     [data-testid="stSidebar"] .qk-side b{color:#1d3557}

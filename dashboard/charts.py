@@ -205,8 +205,9 @@ def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_lab
     Token pieces repeat, so the axes use positions and show ``position piece`` as tick text.
     """
     t_dec, t_enc = attention.shape
-    x_text = [f"{i} {p}" for i, p in enumerate(input_labels[:t_enc])]
-    y_text = [f"{i} {p}" for i, p in enumerate(output_labels[:t_dec])]
+    # Plotly reads tick text as HTML, where "<s>" would start a strike-through.
+    x_text = [f"{i} {html.escape(p)}" for i, p in enumerate(input_labels[:t_enc])]
+    y_text = [f"{i} {html.escape(p)}" for i, p in enumerate(output_labels[:t_dec])]
     fig = go.Figure(
         go.Heatmap(
             z=attention, x=np.arange(t_enc), y=np.arange(t_dec), colorscale="Reds", zmin=0,

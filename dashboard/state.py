@@ -344,13 +344,23 @@ def _texts(path: str, size: int, mtime: int) -> pd.Series:
     headers = frame["headers"].fillna("").astype(str) if "headers" in frame else empty
     body = frame["body"].fillna("").astype(str) if "body" in frame else empty
     # HTTP(S) replies are stored in parts; echo/discard replies are whole in the body.
+    error = frame["error"].fillna("").astype(str) if "error" in frame else empty
     head = (status + "\n" + headers).str.strip()
-    return (head + "\n\n" + body).where(head != "", body)
+    whole = (head + "\n\n" + body).where(head != "", body)
+    # A probe that got no reply at all still says why (a timeout, a reset).
+    return whole.where(whole.str.strip() != "", ("(no response: " + error + ")").where(error != "", ""))
 
 
 def texts(data_dir: Path) -> pd.Series:
     """Each record's response as a person would read it: status line, headers, body."""
     return _texts(*stamp(Path(data_dir) / "rows.parquet"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _snippets(path: str, size: int, mtime: int) -> np.ndarray:
+    from dashboard.charts import snippet
+
+    return np.array([snippet(t) for t in _texts(path, size, mtime).to_numpy()], dtype=object)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -404,13 +414,31 @@ def current() -> Session:
 
 
 def encoded(s: Session):
-    """Latents and reconstruction losses of every record (quack.encoding.Encoded)."""
+    """Latents of every record (quack.encoding.Encoded), losses included once computed.
+
+    The first map needs only the latents, so they are computed alone (about half the
+    work); `encoded_with_loss` adds the reconstruction losses when they are asked for.
+    """
+    from quack.encoding import encode_dataset
+
+    full = _store().get(("encoded", s.key, True))
+    if full is not _MISSING:
+        return full
+    return computed(
+        ("encoded", s.key, False),
+        lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=False),
+        "Encoding the data set",
+    )
+
+
+def encoded_with_loss(s: Session):
+    """Latents and per-record reconstruction losses of every record."""
     from quack.encoding import encode_dataset
 
     return computed(
-        ("encoded", s.key),
-        lambda progress: encode_dataset(s.model, s.data_dir, progress=progress),
-        "Encoding the data set",
+        ("encoded", s.key, True),
+        lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True),
+        "Computing every record's reconstruction loss",
     )
 
 
@@ -594,10 +622,7 @@ def record_table(data_dir: Path, labels: np.ndarray, ids: list[int]) -> pd.DataF
 
 def hover_table(data_dir: Path, drawn: np.ndarray) -> pd.DataFrame:
     """Hover details of the drawn map points (id, domain, vantage point, country, status, snippet)."""
-    from dashboard.charts import snippet
-
     frame = rows(data_dir)
-    body = texts(data_dir).to_numpy()
     return pd.DataFrame(
         {
             "id": frame["id"].to_numpy()[drawn],
@@ -605,7 +630,7 @@ def hover_table(data_dir: Path, drawn: np.ndarray) -> pd.DataFrame:
             "vp": frame["vp"].to_numpy()[drawn],
             "country": frame["country"].to_numpy()[drawn],
             "status": frame["status"].fillna("").astype(str).to_numpy()[drawn],
-            "snippet": [snippet(t) for t in body[drawn]],
+            "snippet": _snippets(*stamp(Path(data_dir) / "rows.parquet"))[drawn],
         }
     )
 
@@ -661,6 +686,27 @@ def field_attention(s: Session, ids: list[int], labels: np.ndarray, teacher_forc
         name: {f: float(np.mean([share.get(f, 0.0) for share in groups[name]])) for f in {k for g in groups[name] for k in g}}
         for name in order
     }
+
+
+def sample_truth(data_dir: Path) -> np.ndarray | None:
+    """The generator's ground truth of every record of the built-in sample, else None.
+
+    Values: ordinary, known_blockpage, unknown_blockpage, reset, timeout ("" when a
+    record has none).
+    """
+    truth_file = cache_root() / "sample" / "sample.truth.jsonl"
+    if source()["kind"] != "sample" or not truth_file.is_file():
+        return None
+    return _truth(*stamp(Path(data_dir) / "rows.parquet"), *stamp(truth_file))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _truth(path: str, size: int, mtime: int, truth_path: str, truth_size: int, truth_mtime: int) -> np.ndarray:
+    keys = ["source", "line", "probe"]
+    frame = _rows(path, size, mtime)[keys]
+    truth = pd.read_json(truth_path, lines=True)[keys + ["truth"]]
+    joined = frame.merge(truth, on=keys, how="left")
+    return joined["truth"].fillna("").to_numpy(dtype=object)
 
 
 # ----------------------------------------------------------------------------------
@@ -829,7 +875,7 @@ def export_table(s: Session, with_latents: bool) -> pd.DataFrame:
     if job.done() and job.exception() is None:
         umap_coords = job.result()
         table["umap_x"], table["umap_y"] = umap_coords[:, 0], umap_coords[:, 1]
-    table["reconstruction_loss"] = enc.loss
+    table["reconstruction_loss"] = encoded_with_loss(s).loss
     stored = _store().get(("classifier", s.key, _digest(labels(s.data_dir).tobytes()), 0))
     if stored is not _MISSING:
         table["p_censored"] = stored[1]

@@ -43,6 +43,14 @@ with classify:
         else:
             table = state.record_table(s.data_dir, labels, ranked.tolist())
             table.insert(1, "p_censored", np.round(probability[ranked], 3))
+            truth = state.sample_truth(s.data_dir)
+            if truth is not None:
+                # The sample's generator knows which undetermined records are unknown
+                # blockpages: a direct check of what the ranking finds.
+                table.insert(2, "ground truth", truth[ranked])
+                found = float(np.mean(truth[ranked[:50]] == "unknown_blockpage"))
+                st.caption(f"Ground truth of the built-in sample: {found:.0%} of the top {min(50, len(ranked))} "
+                           "candidates are blockpages the fingerprints do not know.")
             picked = st.dataframe(
                 table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row", key="candidates"
             )

@@ -22,7 +22,7 @@ top = st.columns(4)
 top[0].metric("Records", f"{len(frame):,}")
 top[1].metric("Latent size", enc.latents.shape[1])
 top[2].metric("Encoded at", f"{enc.records_per_s:,.0f} rec/s", help=f"on {enc.device}")
-top[3].metric("Mean reconstruction loss", f"{np.nanmean(enc.loss):.3f}")
+top[3].metric("Labelled", f"{int((labels != 0).sum()):,}", help="records labelled censored or uncensored by a fingerprint")
 
 COLOURS = {
     "label": "Label",
@@ -72,7 +72,7 @@ if colour == "label":
 elif colour == "probability":
     values, categorical = state.classifier(s)[1][drawn], False
 elif colour == "loss":
-    values, categorical = enc.loss[drawn], False
+    values, categorical = state.encoded_with_loss(s).loss[drawn], False
 else:
     values, categorical = frame[colour].to_numpy()[drawn], True
 
@@ -94,9 +94,8 @@ ids = selected_ids(event)
 if ids and ids != st.session_state.get("map_last_selection"):
     st.session_state["map_last_selection"] = ids
     st.session_state[state.SELECTION] = ids
-    if len(ids) == 1:
-        st.session_state[state.RECORD] = ids[0]
-        st.rerun()
+    st.session_state[state.RECORD] = ids[0]
+    st.rerun()
 
 left, right = st.columns([3, 2])
 with left:

@@ -1,0 +1,189 @@
+"""The dashboard in a real browser: served by `streamlit run`, driven with Chromium.
+
+Loads the app, waits for the latent map, box-selects points with the mouse, opens a
+record's attention heatmap, writes an export, and visits every page; fails on any
+exception or error box. A screenshot of each page goes to ``test-artifacts/``.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+# Cold start on a small machine: sample generation, tokenizing, encoding, and UMAP's
+# first compile all happen inside these waits.
+SLOW_MS = 420_000
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("browser-cache")
+    env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"))
+    from quack.encoding import SHIPPED_CHECKPOINT
+
+    if not Path(SHIPPED_CHECKPOINT).is_file() and "QUACK_CHECKPOINT" not in env:
+        env["QUACK_CHECKPOINT"] = str(small_checkpoint(tmp_path_factory.mktemp("browser-model")))
+        env["QUACK_SAMPLE_SIZE"] = "600"
+    port = free_port()
+    log = open(cache / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            pytest.fail(f"streamlit did not start: {(cache / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield {"url": url, "cache": cache}
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def small_checkpoint(folder: Path) -> Path:
+    from quack.dataset import build_dataset
+    from quack.sample import write_sample
+    from quack.training import fit
+
+    records, _ = write_sample(folder / "train.json", n=600, seed=5)
+    build_dataset([str(records)], folder / "data", vocab_size=1500, max_tokens=128)
+    result = fit(folder / "data", folder / "run", model_options={"embed_size": 32, "hidden_size": 64},
+                 max_epochs=2, batch_size=64, progress_bar=False, logger="none", patience=0)
+    return result.checkpoint
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(SLOW_MS)
+        yield tab
+        browser.close()
+
+
+def no_errors(tab) -> None:
+    found = tab.locator(ERRORS)
+    if found.count():
+        pytest.fail("error on the page: " + " | ".join(found.all_inner_texts())[:2000])
+
+
+def settle(tab) -> None:
+    """Wait until Streamlit has finished running the script."""
+    tab.wait_for_timeout(500)
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=SLOW_MS
+    )
+
+
+def shoot(tab, name: str) -> None:
+    # Streamlit scrolls inside its main container, so grow the window to the content
+    # for a picture of the whole page.
+    height = tab.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], section.main')]"
+        ".map(e => e.scrollHeight), 1000)"
+    )
+    tab.set_viewport_size({"width": 1500, "height": min(int(height) + 40, 6000)})
+    tab.wait_for_timeout(800)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    tab.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def go_to(tab, title: str) -> None:
+    tab.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    tab.get_by_role("heading", name=title).first.wait_for()
+    settle(tab)
+
+
+def test_the_whole_loop_in_a_browser(server, page):
+    page.goto(server["url"])
+    page.get_by_role("heading", name="Latent map").wait_for()
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
+    no_errors(page)
+    page.get_by_text("Map: UMAP").wait_for(timeout=SLOW_MS)
+    settle(page)
+    no_errors(page)
+
+    # Box-select most of the map with the mouse.
+    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.05, area["y"] + area["height"] * 0.05)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.95, area["y"] + area["height"] * 0.95, steps=12)
+    page.mouse.up()
+    page.get_by_text("records selected").wait_for()
+    settle(page)
+    no_errors(page)
+    shoot(page, "latent_map")
+
+    page.get_by_role("button", name="Open on the Attention page").click()
+    page.get_by_role("heading", name="Attention").first.wait_for()
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
+    settle(page)
+    no_errors(page)
+    assert page.locator(".hm, .heatmaplayer").count() > 0, "the attention heatmap is drawn"
+    shoot(page, "attention")
+
+    go_to(page, "Export")
+    target = server["cache"] / "browser-export"
+    path_box = page.get_by_label("Storage path")
+    path_box.fill(str(target))
+    path_box.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Write").click()
+    page.get_by_text(f"Wrote {target}").wait_for()
+    settle(page)
+    no_errors(page)
+    assert (target / "metadata.json").is_file()
+    with page.expect_download() as download:
+        page.get_by_test_id("stDownloadButton").get_by_role("button").click()
+    assert download.value.suggested_filename.endswith(".parquet")
+    shoot(page, "export")
+
+    for title, name in (("Data", "data"), ("Model", "model"), ("Discover", "discover")):
+        go_to(page, title)
+        page.locator('[data-testid="stMetric"]').first.wait_for()
+        settle(page)
+        no_errors(page)
+        shoot(page, name)
+
