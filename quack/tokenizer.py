@@ -78,9 +78,12 @@ def _starts() -> list[int]:
 #: First id of the BPE vocabulary; everything below is specials, static tokens and markers.
 TEXT_OFFSET = _MARKER_START + len(TEXT_FIELDS)
 N_STATIC = len(_STATIC)
+#: Smallest vocabulary: everything below TEXT_OFFSET, the 256 bytes and one merge.
+MIN_VOCAB_SIZE = TEXT_OFFSET + 256 + 1
 #: Bumped whenever the static layout changes, so an old tokenizer document is refused.
 LAYOUT_VERSION = 1
-_MIN_MAX_TOKENS = 16
+#: Smallest text budget: room for the four field markers and a few tokens each.
+MIN_MAX_TOKENS = 16
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -192,8 +195,8 @@ class QuackTokenizer:
     """
 
     def __init__(self, bpe: Tokenizer, max_tokens: int = 256) -> None:
-        if not isinstance(max_tokens, int) or max_tokens < _MIN_MAX_TOKENS:
-            raise ValueError(f"max_tokens must be an integer of at least {_MIN_MAX_TOKENS}, got {max_tokens!r}.")
+        if not isinstance(max_tokens, int) or max_tokens < MIN_MAX_TOKENS:
+            raise ValueError(f"max_tokens must be an integer of at least {MIN_MAX_TOKENS}, got {max_tokens!r}.")
         self.bpe = bpe
         self.max_tokens = max_tokens
         self._bpe_size = bpe.get_vocab_size()
@@ -230,10 +233,9 @@ class QuackTokenizer:
         -------
         QuackTokenizer
         """
-        smallest = TEXT_OFFSET + 256 + 1
-        if not isinstance(vocab_size, int) or vocab_size < smallest:
+        if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(
-                f"vocab_size must be at least {smallest} (specials, static tokens and the 256 bytes), got {vocab_size!r}."
+                f"vocab_size must be at least {MIN_VOCAB_SIZE} (specials, static tokens and the 256 bytes), got {vocab_size!r}."
             )
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

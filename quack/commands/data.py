@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quack.tokenizer import TEXT_OFFSET
+from quack.tokenizer import MIN_MAX_TOKENS, MIN_VOCAB_SIZE
 
 _LABEL_NAMES = {"1": "censored (1)", "0": "undetermined (0)", "-1": "uncensored (-1)"}
 
@@ -65,10 +65,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     from quack.ingest import IngestStats
 
     tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
-    if tokenizer is None and args.vocab_size < TEXT_OFFSET + 257:
-        raise ValueError(f"--vocab-size must be at least {TEXT_OFFSET + 257}, got {args.vocab_size}.")
-    if tokenizer is None and args.max_tokens < 16:
-        raise ValueError(f"--max-tokens must be at least 16, got {args.max_tokens}.")
+    if tokenizer is None and args.vocab_size < MIN_VOCAB_SIZE:
+        raise ValueError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}.")
+    if tokenizer is None and args.max_tokens < MIN_MAX_TOKENS:
+        raise ValueError(f"--max-tokens must be at least {MIN_MAX_TOKENS}, got {args.max_tokens}.")
 
     bars: dict[str, tqdm] = {}
 
