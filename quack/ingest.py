@@ -147,7 +147,8 @@ def iter_rows(
     for path, source in _expand(paths):
         for member_source, stream in _open_streams(path, source, stats):
             stats.files += 1
-            service_hint = _service_from_name(member_source)
+            # v1 records do not name their service: the archive or folder name does.
+            service_hint = _service_from_name(member_source) or _service_from_name(path.parent.as_posix())
             for line_no, raw in _read_lines(stream, member_source, source, stats):
                 stats.lines += 1
                 for row in _rows_of_line(raw, member_source, line_no, service_hint, stats, anomalies_only):

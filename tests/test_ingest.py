@@ -290,6 +290,15 @@ def test_geoip_without_its_package_is_a_clear_error(tmp_path):
             list(iter_rows(write_lines(tmp_path / "a.json", [v2_record()]), geoip_db=str(tmp_path / "x.mmdb")))
 
 
+def test_v1_service_from_the_folder_name(tmp_path):
+    folder = tmp_path / "CP_Quack-discard-2020-11-14-07-54-49"
+    folder.mkdir()
+    record = {"Server": "5.6.7.8", "Keyword": "a.org", "Retries": 0, "Blocked": False,
+              "Results": [{"Sent": "GET / HTTP/1.1\r\nHost: a.org\r\n\r\n", "Success": True}]}
+    [row] = iter_rows(write_lines(folder / "results.json", [record]))
+    assert row["service"] == "discard" and row["source"] == "results.json"
+
+
 def test_folder_walk_skips_other_files(tmp_path):
     write_lines(tmp_path / "b.json", [v2_record()])
     (tmp_path / "servers.txt").write_text("1.2.3.4\n")
