@@ -278,21 +278,21 @@ class QuackTokenizer:
         are enough of them, and only the rare text without enough is encoded whole.
         """
         prefix = self.max_tokens * 4
-        encoded = self.bpe.encode_batch([t[:prefix] for t in texts], add_special_tokens=False)
-        ids: list[list[int]] = []
+        ids: list[list[int]] = [[] for _ in texts]
+        present = [k for k, text in enumerate(texts) if text]
+        encoded = self.bpe.encode_batch([texts[k][:prefix] for k in present], add_special_tokens=False)
         redo = []
-        for k, (text, enc) in enumerate(zip(texts, encoded)):
-            if len(text) <= prefix:
-                ids.append(enc.ids)
+        for k, enc in zip(present, encoded):
+            if len(texts[k]) <= prefix:
+                ids[k] = enc.ids
                 continue
             words = enc.word_ids
             keep = len(words)
             while keep and words[keep - 1] == words[-1]:
                 keep -= 1
             if keep >= self.max_tokens:
-                ids.append(enc.ids[:keep])
+                ids[k] = enc.ids[:keep]
             else:
-                ids.append([])
                 redo.append(k)
         if redo:
             for k, enc in zip(redo, self.bpe.encode_batch([texts[k] for k in redo], add_special_tokens=False)):
@@ -302,12 +302,14 @@ class QuackTokenizer:
     def _assemble(self, row: Mapping[str, Any], field_ids: list[list[int]]) -> list[int]:
         ids = [BOS] + [start + c for start, c in zip(_STATIC_START, static_categories(row))]
         alloc = self._allocate([len(x) for x in field_ids])
-        limit = self._bpe_size
         for k, (take, pieces) in enumerate(zip(alloc, field_ids)):
             if take:
                 ids.append(_MARKER_START + k)
-                ids.extend(TEXT_OFFSET + p if 0 <= p < limit else UNK for p in pieces[:take])
+                ids += [TEXT_OFFSET + p for p in pieces[:take]]
         ids.append(EOS)
+        if max(ids) >= self.vocab_size or min(ids) < 0:
+            # Unreachable with a consistent BPE; kept so the bound holds whatever the model file says.
+            ids = [i if 0 <= i < self.vocab_size else UNK for i in ids]
         return ids
 
     def _allocate(self, lengths: list[int]) -> list[int]:
