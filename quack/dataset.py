@@ -58,6 +58,10 @@ _FLAGS = ("anomaly", "controls_failed", "matches_template", "stateful_block")
 _TEXTS = ("fingerprint", "country", "domain", "service", "vp", "status", "source", "format", "error",
           "start_time", "end_time") + TEXT_FIELDS
 
+# The row fields the tokenizer reads.
+_TOKENIZED = ["vp", "service", "anomaly", "controls_failed", "stateful_block", "matches_template", "tls_version",
+              "cipher_suite", "certificate", "elapsed_ms", "error", *TEXT_FIELDS]
+
 Progress = Callable[[int, str], None]
 
 
@@ -246,7 +250,7 @@ def _tokenize(staging: Path, target: Path, tokenizer: QuackTokenizer, report) ->
     with pq.ParquetWriter(target, _FINAL_SCHEMA) as writer:
         for batch in pq.ParquetFile(staging).iter_batches(batch_size=_BATCH):
             table = pa.Table.from_batches([batch])
-            rows = table.to_pylist()
+            rows = table.select(_TOKENIZED).to_pylist()
             token_lists = tokenizer.encode_rows(rows)
             lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int32, count=len(token_lists))
             offsets = np.zeros(len(token_lists) + 1, dtype=np.int32)
