@@ -54,7 +54,7 @@ def test_token_fields_name_every_position(tok):
     assert fields[1:5] == ["ip"] * 4
     assert fields[5:N_STATIC + 1] == ["service", "anomaly", "controls_failed", "stateful_block", "matches_template",
                                       "tls_version", "cipher_suite", "certificate", "elapsed", "error"]
-    text_fields = [f for f in fields[N_STATIC + 1 : -1]]
+    text_fields = fields[N_STATIC + 1 : -1]
     assert text_fields == sorted(text_fields, key=TEXT_FIELDS.index)
     assert set(text_fields) == set(TEXT_FIELDS)
 
