@@ -14,30 +14,33 @@ kind = st.radio(
     horizontal=True, key="data_kind",
 )
 candidate = None
-if kind == "sample" and current["kind"] != "sample":
-    candidate = {"kind": "sample", "paths": [], "name": SOURCES["sample"]}
-elif kind == "path":
-    typed = st.text_input(
-        "Path", value=current["paths"][0] if current["kind"] == "path" else "",
-        placeholder="/data/CP_Quack-https-2021-05-30-01-01-01.tar.gz or a folder", key="data_path",
-    )
-    if st.button("Load", type="primary", key="data_load") and typed.strip():
-        candidate = state.path_source(typed.strip())
-elif kind == "upload":
-    files = st.file_uploader(
-        "Quack results (.json, .jsonl, .gz, .tar, .tgz)", type=["json", "jsonl", "gz", "tar", "tgz"],
-        accept_multiple_files=True, key="data_upload",
-    )
-    if files and st.button("Load", type="primary", key="upload_load"):
-        candidate = state.upload_source([(f.name, f.getvalue()) for f in files])
-
+try:
+    if kind == "sample" and current["kind"] != "sample":
+        candidate = {"kind": "sample", "paths": [], "name": SOURCES["sample"]}
+    elif kind == "path":
+        typed = st.text_input(
+            "Path", value=current["paths"][0] if current["kind"] == "path" else "",
+            placeholder="/data/CP_Quack-https-2021-05-30-01-01-01.tar.gz or a folder", key="data_path",
+        )
+        if st.button("Load", type="primary", key="data_load") and typed.strip():
+            candidate = state.path_source(typed.strip())
+    elif kind == "upload":
+        files = st.file_uploader(
+            "Quack results (.json, .jsonl, .gz, .tar, .tgz)", type=["json", "jsonl", "gz", "tar", "tgz"],
+            accept_multiple_files=True, key="data_upload",
+        )
+        if files and st.button("Load", type="primary", key="upload_load"):
+            candidate = state.upload_source([(f.name, f.getvalue()) for f in files])
+    if candidate is not None:
+        # Build before switching, so a bad source leaves the session on the data it had.
+        state.dataset_dir(candidate)
+except (ValueError, OSError) as error:
+    st.error(str(error))
+    candidate = None
 if candidate is not None:
-    # Build before switching, so a bad source leaves the session on the data it had.
-    state.dataset_dir(candidate)
     st.session_state[state.SOURCE] = candidate
-    st.session_state.pop(state.SELECTION, None)
-    st.session_state.pop(state.RECORD, None)
-    st.session_state.pop(state.LABEL_OVERRIDE, None)
+    for key in (state.SELECTION, state.RECORD, state.LABEL_OVERRIDE):
+        st.session_state.pop(key, None)
     st.rerun()
 
 s = state.current()

@@ -19,10 +19,14 @@ layout = cols[1].selectbox("Layout", ["parquet", "indexed"], key="export_layout"
                            help="Parquet shards, or one .npz file per record placed by item_path")
 keep = cols[2].radio("Rows", ["all", "labelled only (filtered)", "undetermined only (evaluate)"], key="export_rows")
 if st.button("Write", type="primary", icon=":material/save:", key="export_write"):
-    written = state.write_encoded(
-        s, storage, layout, filtered=keep.startswith("labelled"), evaluate=keep.startswith("undetermined")
-    )
-    st.session_state["export_written"] = str(written)
+    try:
+        written = state.write_encoded(
+            s, storage, layout, filtered=keep.startswith("labelled"), evaluate=keep.startswith("undetermined")
+        )
+    except (ValueError, OSError) as error:
+        st.error(str(error))
+    else:
+        st.session_state["export_written"] = str(written)
 
 written = st.session_state.get("export_written")
 if written:

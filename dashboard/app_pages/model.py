@@ -28,11 +28,16 @@ with choose:
     elif picked != current:
         candidate = str(picked)
     if candidate is not None:
-        state.load_model(candidate)  # raises a one-sentence error before anything changes
-        st.session_state[state.CHECKPOINT] = candidate
-        for key in (state.SELECTION, state.RECORD, state.LABEL_OVERRIDE):
-            st.session_state.pop(key, None)
-        st.rerun()
+        try:
+            state.load_model(candidate)
+        except (ValueError, OSError) as error:
+            # The session keeps its checkpoint; the page goes on showing it.
+            st.error(str(error))
+        else:
+            st.session_state[state.CHECKPOINT] = candidate
+            for key in (state.SELECTION, state.RECORD, state.LABEL_OVERRIDE):
+                st.session_state.pop(key, None)
+            st.rerun()
 
     model = state.load_model()
     hp = model.hparams
