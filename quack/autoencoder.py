@@ -293,10 +293,11 @@ class QuackAutoEncoder(pl.LightningModule):
         """
         lengths = self.mask_input(x).sum(dim=1).clamp(min=1)
         embedded = self.embed(x)
-        # cuDNN runs packed sequences natively; on the CPU a packed GRU is several times
-        # slower than a plain one, so there each direction runs unpacked on a suitably
-        # ordered copy of the batch, which gives the same states.
-        if x.is_cuda:
+        # Packing skips padding, and cuDNN runs packed sequences natively. On the CPU,
+        # though, backpropagating through a packed GRU is several times slower than
+        # through a plain one, so when training there each direction runs unpacked on a
+        # suitably ordered copy of the batch, which gives the same states.
+        if x.is_cuda or not torch.is_grad_enabled():
             return self._encode_packed(embedded, lengths)
         return self._encode_reversed(embedded, lengths)
 

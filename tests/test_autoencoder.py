@@ -173,9 +173,11 @@ def test_encoder_matches_packed_sequences(layers):
     lengths = model.mask_input(batch).sum(dim=1)
     embedded = model.embed(batch)
     packed_final, packed_sequence = model._encode_packed(embedded, lengths)
-    final, sequence = model(batch)
+    final, sequence = model._encode_reversed(embedded, lengths)
     torch.testing.assert_close(final, packed_final)
     torch.testing.assert_close(sequence, packed_sequence)
+    # Training and encoding take different routes to the same latents.
+    torch.testing.assert_close(model(batch)[0], model.encode(batch))
 
 
 def test_latents_do_not_depend_on_extra_padding_or_batch_mates():

@@ -1,0 +1,123 @@
+"""Throughput of the autoencoder: training with both decoders, and encoding.
+
+Training: records per second of one forward + backward + AdamW step, with the
+teacher-forced decoder run all at once against the same decoder run step by step, on the
+same model and batch. Encoding: records per second of ``QuackAutoEncoder.encode`` next to
+a bare bidirectional ``nn.GRU`` forward over the same embedded tensors.
+
+Two kinds of batch are timed. ``mixed``: record lengths drawn uniformly between T/8 and
+T, one record of length T, as a padded batch of real records looks. ``full``: every
+record T tokens long, so no step is padding.
+
+Run ``python bench/bench_autoencoder.py`` from the repository root; it prints a markdown
+table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quack.autoencoder import BOS, EOS, PAD, QuackAutoEncoder  # noqa: E402
+
+
+def make_batch(batch: int, time_steps: int, vocab: int, kind: str, seed: int) -> torch.Tensor:
+    """A right-padded batch of random records; see the module docstring for ``kind``."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "full":
+        lengths = [time_steps] * batch
+    else:
+        lengths = torch.randint(max(2, time_steps // 8), time_steps + 1, (batch,), generator=generator).tolist()
+        lengths[0] = time_steps
+    tokens = torch.full((batch, time_steps), PAD, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        tokens[row, :length] = torch.randint(4, vocab, (length,), generator=generator)
+        tokens[row, 0], tokens[row, length - 1] = BOS, EOS
+    return tokens
+
+
+def seconds(step, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``step`` after one warm-up call."""
+    step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def training_rate(model: QuackAutoEncoder, tokens: torch.Tensor, stepwise: bool, repeats: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model._batch_loss(tokens, teacher_forcing=True, stepwise=stepwise).backward()
+        optimizer.step()
+
+    return tokens.size(0) / seconds(step, repeats, tokens.device)
+
+
+def encoding_rates(model: QuackAutoEncoder, tokens: torch.Tensor, repeats: int) -> tuple[float, float]:
+    bare = nn.GRU(model.hparams.embed_size, model.hidden_size // 2, batch_first=True,
+                  bidirectional=True).to(tokens.device).eval()
+    with torch.no_grad():
+        embedded = model.embed(tokens)
+        ours = seconds(lambda: model.encode(tokens), repeats, tokens.device)
+        plain = seconds(lambda: bare(embedded), repeats, tokens.device)
+    return tokens.size(0) / ours, tokens.size(0) / plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repetitions per figure")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--lengths", nargs="+", type=int, default=[64, 256], help="padded lengths T")
+    parser.add_argument("--kinds", nargs="+", default=["mixed", "full"], choices=["mixed", "full"])
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = QuackAutoEncoder(num_embeddings=7000, embed_size=128, hidden_size=512).to(device)
+    vocab = model.hparams.num_embeddings
+    where = f"{device.type}, {args.threads} threads" if device.type == "cpu" else str(device)
+    print(f"torch {torch.__version__}, {where}; E=128, H=512, V={vocab}, training B=32, encoding B=256; "
+          f"median of {args.repeats} after a warm-up\n")
+
+    print("| T | batch | all at once (rec/s) | step by step (rec/s) | ratio | loss rel. diff |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for time_steps in args.lengths:
+        for kind in args.kinds:
+            tokens = make_batch(32, time_steps, vocab, kind, seed=time_steps).to(device)
+            fast = model._batch_loss(tokens, teacher_forcing=True).item()
+            slow = model._batch_loss(tokens, teacher_forcing=True, stepwise=True).item()
+            all_at_once = training_rate(model, tokens, False, args.repeats)
+            step_by_step = training_rate(model, tokens, True, args.repeats)
+            print(f"| {time_steps} | {kind} | {all_at_once:.1f} | {step_by_step:.1f} | "
+                  f"{all_at_once / step_by_step:.1f} | {abs(fast - slow) / abs(slow):.1e} |", flush=True)
+
+    print("\n| T | batch | QuackAutoEncoder.encode (rec/s) | bare nn.GRU forward (rec/s) |")
+    print("| --- | --- | --- | --- |")
+    for time_steps in args.lengths:
+        for kind in args.kinds:
+            tokens = make_batch(256, time_steps, vocab, kind, seed=time_steps + 1).to(device)
+            ours, plain = encoding_rates(model, tokens, args.repeats)
+            print(f"| {time_steps} | {kind} | {ours:.0f} | {plain:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
