@@ -76,6 +76,7 @@ def build_dataset(
     anomalies_only: bool = False,
     progress: Progress | None = None,
     stats: IngestStats | None = None,
+    allow_empty: bool = True,
 ) -> dict:
     """Ingest, label and tokenize raw Quack files into a data set folder.
 
@@ -101,6 +102,9 @@ def build_dataset(
         ``"tokenize"``.
     stats : IngestStats, optional
         Filled with the ingest counts (pass ``IngestStats(keep_problems=True)`` to list problems).
+    allow_empty : bool
+        Write a data set of no rows when the input holds no measurements; when False,
+        raise instead and leave ``out_dir`` as it was.
 
     Returns
     -------
@@ -110,7 +114,8 @@ def build_dataset(
     Raises
     ------
     QuackInputError
-        For an unreadable input, an unusable output folder, or input with no measurements.
+        For an unreadable input, an unusable output folder, or (unless ``allow_empty``)
+        input with no measurements.
     """
     out = Path(out_dir).expanduser()
     _check_output(out)
@@ -122,7 +127,7 @@ def build_dataset(
     try:
         staging = work / "staging.parquet"
         n_rows = _ingest(paths, staging, fingerprints, stats, geoip_db, anomalies_only, report)
-        if n_rows == 0:
+        if n_rows == 0 and not allow_empty:
             raise QuackInputError(
                 f"Found no measurements in {_describe(paths)} ({_skipped_text(stats)}); "
                 "give Censored Planet Quack files" + (" or drop --anomalies-only." if anomalies_only else ".")
@@ -138,7 +143,7 @@ def build_dataset(
             "rows": n_rows,
             "rows_per_label": {str(k): counts.get(k, 0) for k in (-1, 0, 1)},
             "longest_sequence": longest,
-            "mean_tokens": total_tokens / n_rows,
+            "mean_tokens": total_tokens / n_rows if n_rows else 0.0,
             "vocab_size": tokenizer.vocab_size,
             "max_tokens": tokenizer.max_tokens,
             "files": stats.files,
@@ -473,6 +478,8 @@ class QuackDataModule(pl.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
         ids = self._splits[name]
+        # An empty split (a tiny or empty data set, a zero share) gives an empty loader.
+        shuffle = shuffle and len(ids) > 0
         subset = Subset(self._dataset, ids.tolist())
         options = dict(batch_size=self.batch_size, collate_fn=collate_tokens, num_workers=self.num_workers,
                        persistent_workers=self.num_workers > 0)

@@ -78,8 +78,8 @@ def _starts() -> list[int]:
 #: First id of the BPE vocabulary; everything below is specials, static tokens and markers.
 TEXT_OFFSET = _MARKER_START + len(TEXT_FIELDS)
 N_STATIC = len(_STATIC)
-#: Smallest vocabulary: everything below TEXT_OFFSET, the 256 bytes and one merge.
-MIN_VOCAB_SIZE = TEXT_OFFSET + 256 + 1
+#: Smallest text vocabulary a BPE may be asked for: the 256 bytes.
+MIN_TEXT_VOCAB = 256
 #: Bumped whenever the static layout changes, so an old tokenizer document is refused.
 LAYOUT_VERSION = 1
 #: Smallest text budget: room for the four field markers and a few tokens each.
@@ -224,8 +224,10 @@ class QuackTokenizer:
         rows_or_texts : iterable of dict or str
             Rows as from :func:`quack.ingest.iter_rows`, or texts; consumed once, streaming.
         vocab_size : int
-            Total vocabulary size wanted, static ids included. A small corpus may learn
-            fewer merges; :attr:`vocab_size` tells the size reached.
+            Size of the text vocabulary the BPE learns: the 256 bytes and its merges. The
+            specials, static tokens and field markers come on top (:data:`TEXT_OFFSET`
+            ids), and a small corpus may learn fewer merges; :attr:`vocab_size` tells
+            the total reached.
         max_tokens : int
             Most tokens of the text part of a record.
 
@@ -233,15 +235,13 @@ class QuackTokenizer:
         -------
         QuackTokenizer
         """
-        if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
-            raise ValueError(
-                f"vocab_size must be at least {MIN_VOCAB_SIZE} (specials, static tokens and the 256 bytes), got {vocab_size!r}."
-            )
+        if not isinstance(vocab_size, int) or vocab_size < MIN_TEXT_VOCAB:
+            raise ValueError(f"vocab_size must be at least {MIN_TEXT_VOCAB} (the 256 bytes), got {vocab_size!r}.")
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         bpe.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size - TEXT_OFFSET,
+            vocab_size=vocab_size,
             min_frequency=2,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             special_tokens=[],

@@ -51,6 +51,7 @@ def test_reuses_a_tokenizer_file(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["ingest", "{tmp}/missing.json", "--out", "{tmp}/ds"], "does not exist"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--vocab-size", "100"], "--vocab-size"),
+    (["ingest", "{tmp}/s.truth.jsonl", "--out", "{tmp}/ds"], "no measurements"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--max-tokens", "2"], "--max-tokens"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--signatures", "{tmp}/nope.json"], "nope.json"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--tokenizer-from", "{tmp}/nope.ckpt"], "nope.ckpt"),

@@ -167,7 +167,7 @@ def test_failed_build_leaves_old_data_set_untouched(built, tmp_path):
     assert read_info(out)["max_tokens"] == 16
 
 
-def test_refuses_foreign_output_and_empty_input(tmp_path):
+def test_refuses_foreign_output_and_empty_input_when_asked(tmp_path):
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
@@ -176,8 +176,18 @@ def test_refuses_foreign_output_and_empty_input(tmp_path):
     with pytest.raises(QuackInputError, match="not a quack data set"):
         build_dataset(empty, foreign)
     with pytest.raises(QuackInputError, match="no measurements"):
-        build_dataset(empty, tmp_path / "new")
+        build_dataset(empty, tmp_path / "new", allow_empty=False)
     assert not (tmp_path / "new").exists() and (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_empty_input_gives_an_empty_data_set(tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    info = build_dataset(empty, tmp_path / "data", vocab_size=300)
+    assert info["rows"] == 0 and info["rows_per_label"] == {"-1": 0, "0": 0, "1": 0} and info["longest_sequence"] == 0
+    assert len(QuackDataset(tmp_path / "data")) == 0
+    dm = QuackDataModule(tmp_path / "data")
+    assert list(dm.train_dataloader()) == [] and list(dm.predict_dataloader()) == []
 
 
 def test_anomalies_only(built, tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quack.tokenizer import MIN_MAX_TOKENS, MIN_VOCAB_SIZE
+from quack.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
 
 _LABEL_NAMES = {"1": "censored (1)", "0": "undetermined (0)", "-1": "uncensored (-1)"}
 
@@ -23,7 +23,8 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--signatures", nargs="+", metavar="FILE", default=None,
                    help="fingerprint files in Censored Planet's format; a name containing 'false' is a "
                         "false-positive list (default: the list shipped with quack)")
-    p.add_argument("--vocab-size", type=int, default=4000, help="vocabulary size of a new tokenizer (default: 4000)")
+    p.add_argument("--vocab-size", type=int, default=4000,
+                   help="text (BPE) vocabulary of a new tokenizer; static tokens come on top (default: 4000)")
     p.add_argument("--max-tokens", type=int, default=256, help="most text tokens per record (default: 256)")
     p.add_argument("--tokenizer-from", metavar="FILE", default=None,
                    help="reuse the tokenizer of a checkpoint (.ckpt) or a tokenizer.json instead of training one")
@@ -65,8 +66,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     from quack.ingest import IngestStats
 
     tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
-    if tokenizer is None and args.vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(f"--vocab-size must be at least {MIN_VOCAB_SIZE}, got {args.vocab_size}.")
+    if tokenizer is None and args.vocab_size < MIN_TEXT_VOCAB:
+        raise ValueError(f"--vocab-size must be at least {MIN_TEXT_VOCAB}, got {args.vocab_size}.")
     if tokenizer is None and args.max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"--max-tokens must be at least {MIN_MAX_TOKENS}, got {args.max_tokens}.")
 
@@ -78,7 +79,8 @@ def run_ingest(args: argparse.Namespace) -> int:
             for old in bars.values():
                 old.close()
             total = bars["ingest"].n if stage != "ingest" and "ingest" in bars else None
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False)
+            # disable=None: a bar on a terminal only, never in logs or pipes.
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False, disable=None)
         bar.update(done - bar.n)
 
     stats = IngestStats(keep_problems=args.list_problems)
@@ -86,7 +88,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         info = build_dataset(
             args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer, vocab_size=args.vocab_size,
             max_tokens=args.max_tokens, geoip_db=args.geoip, anomalies_only=args.anomalies_only,
-            progress=progress, stats=stats,
+            progress=progress, stats=stats, allow_empty=False,
         )
     finally:
         for bar in bars.values():
