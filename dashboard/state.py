@@ -356,6 +356,16 @@ def texts(data_dir: Path) -> pd.Series:
     return _texts(*stamp(Path(data_dir) / "rows.parquet"))
 
 
+def bodies(data_dir: Path) -> pd.Series:
+    """Each record's payload text, the text the fingerprints are matched against."""
+    return _bodies(*stamp(Path(data_dir) / "rows.parquet"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _bodies(path: str, size: int, mtime: int) -> pd.Series:
+    return _rows(path, size, mtime)["body"].fillna("").astype(str)
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _snippets(path: str, size: int, mtime: int) -> np.ndarray:
     from dashboard.charts import snippet
@@ -668,6 +678,23 @@ def best_map(s: Session) -> np.ndarray:
     return pca_map(s, 2)
 
 
+def balanced_subset(ids: list[int], labels: np.ndarray, limit: int, seed: int = 0) -> list[int]:
+    """At most ``limit`` of the ids, shared as evenly as the selection allows between labels."""
+    ids_array = np.asarray(ids, dtype=np.int64)
+    groups = [np.random.default_rng(seed).permutation(ids_array[labels[ids_array] == lab]) for lab in (1, -1, 0)]
+    chosen: list[int] = []
+    quota = limit
+    # Hand out the quota round by round so a small group leaves its share to the others.
+    while quota > 0 and any(len(g) for g in groups):
+        share = max(1, quota // sum(1 for g in groups if len(g)))
+        for i, g in enumerate(groups):
+            take = g[:share][: limit - len(chosen)]
+            chosen.extend(int(v) for v in take)
+            groups[i] = g[len(take):]
+        quota = limit - len(chosen)
+    return chosen
+
+
 def field_attention(s: Session, ids: list[int], labels: np.ndarray, teacher_forcing: bool) -> dict[str, dict[str, float]]:
     """Mean attention share per field over records, grouped by label name."""
     from dashboard.charts import label_names
@@ -676,11 +703,15 @@ def field_attention(s: Session, ids: list[int], labels: np.ndarray, teacher_forc
     tokenizer = s.model.tokenizer
     groups: dict[str, list[dict[str, float]]] = {}
     names = label_names(labels[np.asarray(ids, dtype=np.int64)])
+    bar = st.progress(0.0, text="Running the model over the selection")
     for start in range(0, len(ids), 64):
         batch = ids[start : start + 64]
         for result, name in zip(inspect(s, batch, teacher_forcing), names[start : start + 64]):
             fields = tokenizer.token_fields(result["input"].tolist())
             groups.setdefault(str(name), []).append(attention_by_field(result["attention"], fields))
+        done = min(start + 64, len(ids))
+        bar.progress(done / len(ids), text=f"Running the model over the selection — {done:,} / {len(ids):,}")
+    bar.empty()
     order = [n for n in ("censored", "uncensored", "undetermined") if n in groups]
     return {
         name: {f: float(np.mean([share.get(f, 0.0) for share in groups[name]])) for f in {k for g in groups[name] for k in g}}
@@ -707,6 +738,20 @@ def _truth(path: str, size: int, mtime: int, truth_path: str, truth_size: int, t
     truth = pd.read_json(truth_path, lines=True)[keys + ["truth"]]
     joined = frame.merge(truth, on=keys, how="left")
     return joined["truth"].fillna("").to_numpy(dtype=object)
+
+
+@st.cache_data(show_spinner="Looking for text the responses share…", max_entries=64)
+def propose(bodies: tuple[str, ...], share: float) -> str:
+    """A fingerprint pattern common to the responses (quack.discover.propose_pattern), cached.
+
+    Raises
+    ------
+    ValueError
+        When the responses share no usable text.
+    """
+    from quack.discover import propose_pattern
+
+    return propose_pattern(list(bodies), share=share)
 
 
 # ----------------------------------------------------------------------------------

@@ -310,3 +310,38 @@ def test_map_figure_carries_ids_and_keeps_label_colours():
     assert all(t.type == "scattergl" for t in fig.data)
     fig3 = charts.map_figure(np.zeros((6, 3)), hover, np.linspace(0, 1, 6), "Classifier probability", False)
     assert fig3.data[0].type == "scatter3d"
+
+
+def test_data_page_upload_of_a_bad_file_gives_one_sentence(env):
+    at = run_page("data")
+    at.radio(key="data_kind").set_value("upload").run()
+    at.file_uploader(key="data_upload").upload("broken.json", b"{not json at all\n").run()
+    at.button(key="upload_load").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "broken.json" in at.error[0].value
+    assert state.SOURCE not in at.session_state
+
+
+def test_data_page_upload_of_measurements_switches_the_data(env):
+    from quack.sample import write_sample
+
+    upload = Path(env["root"]) / "upload.json"
+    if not upload.exists():
+        write_sample(upload, n=60, seed=11)
+    at = run_page("data")
+    at.radio(key="data_kind").set_value("upload").run()
+    at.file_uploader(key="data_upload").upload("upload.json", upload.read_bytes()).run()
+    at.button(key="upload_load").click().run()
+    assert_clean(at)
+    chosen = at.session_state[state.SOURCE]
+    assert chosen["kind"] == "upload" and chosen["name"] == "upload.json"
+    assert metrics(at)["Records"] != f"{built_rows(env, 'sample'):,}"
+
+
+def test_balanced_subset_shares_the_limit_between_labels():
+    labels = np.array([0] * 187 + [1] * 13 + [-1] * 500)
+    chosen = state.balanced_subset(list(range(700)), labels, 200)
+    assert len(chosen) == len(set(chosen)) == 200
+    counts = {lab: int((labels[chosen] == lab).sum()) for lab in (1, 0, -1)}
+    assert counts[1] == 13 and abs(counts[0] - counts[-1]) <= 1
+    assert sorted(state.balanced_subset([3, 1, 2], labels, 200)) == [1, 2, 3]

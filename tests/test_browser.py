@@ -6,6 +6,7 @@ exception or error box. A screenshot of each page goes to ``test-artifacts/``.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -163,6 +164,14 @@ def test_the_whole_loop_in_a_browser(server, page):
     no_errors(page)
     assert page.locator(".hm, .heatmaplayer").count() > 0, "the attention heatmap is drawn"
     shoot(page, "attention")
+    page.get_by_role("tab", name="Attention over the text").click()
+    page.locator(".qk-text").first.wait_for()
+    shoot(page, "attention_text")
+    page.get_by_role("tab", name="Per field, for a selection").click()
+    page.locator('[data-testid="stPlotlyChart"] .barlayer').first.wait_for()
+    settle(page)
+    no_errors(page)
+    shoot(page, "attention_fields")
 
     go_to(page, "Export")
     target = server["cache"] / "browser-export"
@@ -186,4 +195,9 @@ def test_the_whole_loop_in_a_browser(server, page):
         settle(page)
         no_errors(page)
         shoot(page, name)
+    page.get_by_role("tab", name="Clusters and fingerprints").click()
+    page.get_by_text(re.compile("Propose a fingerprint|found no clusters")).first.wait_for()
+    settle(page)
+    no_errors(page)
+    shoot(page, "discover_clusters")
 

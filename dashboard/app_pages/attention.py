@@ -92,10 +92,9 @@ with per_field:
     if not selection:
         st.warning("No records are selected on the Latent map page; select some there, or use a random sample below.")
         if st.toggle("Use a random sample of every label instead", key="field_random"):
-            rng = np.random.default_rng(0)
-            selection = [int(i) for lab in (1, 0, -1) for i in rng.permutation(np.flatnonzero(labels == lab))[: limit // 3]]
+            selection = list(range(n))
     if selection:
-        ids = selection[:limit]
+        ids = state.balanced_subset(selection, labels, limit)
         groups = state.field_attention(s, ids, labels, teacher_forcing)
         st.caption(f"Attention per field over {len(ids):,} records, censored against uncensored (and undetermined).")
         st.plotly_chart(

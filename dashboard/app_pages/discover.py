@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from quack.discover import cluster_summary, propose_pattern, rank_candidates
+from quack.discover import cluster_summary, rank_candidates
 
 st.title("Discover")
 st.caption(
@@ -95,7 +95,7 @@ with cluster:
     st.dataframe(
         shown,
         hide_index=True,
-        height=260,
+        height=min(300, 38 + 35 * len(shown)),
         column_config={
             "undetermined_share": st.column_config.ProgressColumn("undetermined", min_value=0.0, max_value=1.0, format="percent"),
             "representative_text": st.column_config.TextColumn("representative response", width="large"),
@@ -116,17 +116,25 @@ with cluster:
     b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
 
     st.subheader("Propose a fingerprint")
-    undetermined = members[labels[members] == 0]
-    basis = undetermined if len(undetermined) else members
+    payload = state.bodies(s.data_dir)
+    # Fingerprints match the payload, so only members that have one can suggest a pattern;
+    # undetermined members are the ones a new fingerprint is for.
+    with_text = members[payload.to_numpy()[members] != ""]
+    undetermined = with_text[labels[with_text] == 0]
+    basis = undetermined if len(undetermined) else with_text
     share = st.slider("Share of the cluster's responses the pattern must match", 0.5, 1.0, 0.9, 0.05, key="pattern_share")
-    # The responses nearest the cluster's centre are the most typical ones.
-    centre = enc.latents[basis].mean(axis=0)
-    typical = basis[np.argsort(((enc.latents[basis] - centre) ** 2).sum(axis=1))[:20]]
-    try:
-        proposal = propose_pattern([texts.iloc[i] for i in typical], share=share)
-    except ValueError as error:
-        st.warning(str(error))
-        proposal = ""
+    proposal = ""
+    if not len(basis):
+        st.warning("No record of this cluster has a response to build a pattern from (timeouts and resets); "
+                   "choose another cluster.")
+    else:
+        # The responses nearest the cluster's centre are the most typical ones.
+        centre = enc.latents[basis].mean(axis=0)
+        typical = basis[np.argsort(((enc.latents[basis] - centre) ** 2).sum(axis=1))[:20]]
+        try:
+            proposal = state.propose(tuple(payload.iloc[i] for i in typical), share)
+        except ValueError as error:
+            st.warning(str(error))
     name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}")
     pattern = st.text_area("Pattern (Python regular expression)", proposal, key=f"fp_pattern_{chosen}_{share}", height=90)
     if pattern.strip():
@@ -135,7 +143,7 @@ with cluster:
         except re.error as error:
             st.error(f"The pattern is not a valid regular expression: {error}.")
         else:
-            hits = np.array([bool(compiled.search(t)) for t in texts])
+            hits = np.array([bool(compiled.search(t)) for t in payload])
             cards = st.columns(3)
             cards[0].metric("Matches in the cluster", f"{int(hits[members].sum()):,} / {len(members):,}")
             cards[1].metric("Undetermined records it would mark censored", f"{int((hits & (labels == 0)).sum()):,}")
