@@ -391,17 +391,17 @@ class QuackAutoEncoder(pl.LightningModule):
         sequence: torch.Tensor,
         mask: torch.Tensor,
         mode: str = "teacher",
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one step at a time.
 
         ``mode`` picks the next input: ``"teacher"`` the true previous token,
         ``"sample"`` a token drawn from the prediction, ``"greedy"`` the most likely one.
-        Returns the logits (B, S, V), the tokens fed back (B, S) and the weights (B, T, S).
+        Returns the logits (B, S, V) and the weights (B, T, S).
         """
         steps = self._decode_steps(x)
         hidden = self._initial_hidden(final)
         token = torch.full((x.size(0),), BOS, dtype=x.dtype, device=x.device)
-        all_logits, all_weights, chosen = [], [], []
+        all_logits, all_weights = [], []
         for t in range(steps):
             out, hidden = self.decoder(self.embed(token).unsqueeze(1), hidden)
             state = out[:, 0]
@@ -416,8 +416,7 @@ class QuackAutoEncoder(pl.LightningModule):
                     token = torch.multinomial(F.softmax(logits.float(), dim=1), 1)[:, 0]
                 else:
                     token = logits.argmax(dim=1)
-            chosen.append(token)
-        return torch.stack(all_logits, 1), torch.stack(chosen, 1), torch.cat(all_weights, 2)
+        return torch.stack(all_logits, 1), torch.cat(all_weights, 2)
 
     def loss_over_time(self, original: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """Sum over time steps of each step's mean cross-entropy, padding ignored.
@@ -450,7 +449,7 @@ class QuackAutoEncoder(pl.LightningModule):
         final, sequence = self(x)
         mask = self.mask_input(x)
         if not teacher_forcing or stepwise:
-            logits, _, _ = self._decode_stepwise(x, final, sequence, mask,
+            logits, _ = self._decode_stepwise(x, final, sequence, mask,
                                                  "teacher" if teacher_forcing else "sample")
             return self.loss_over_time(x, logits)
         features, _ = self._decode_teacher_forced(x, final, sequence, mask)
@@ -628,7 +627,7 @@ class QuackAutoEncoder(pl.LightningModule):
                 features, weights = self._decode_teacher_forced(x, final, sequence, mask)
                 logits = self.predict_word(features)
             else:
-                logits, _, weights = self._decode_stepwise(x, final, sequence, mask, "greedy")
+                logits, weights = self._decode_stepwise(x, final, sequence, mask, "greedy")
         finally:
             self.train(was_training)
         target = x[:, : logits.size(1)]
