@@ -122,6 +122,14 @@ class AutoencoderWriter(BasePredictionWriter):
     layout : {"parquet", "indexed"}
         Parquet shards, or one ``.npz`` file per record placed by :func:`item_path`
         (which needs an integer ``id`` in each record's metadata).
+
+    Notes
+    -----
+    Writing Parquet again into the same directory supersedes the earlier run: shard
+    names carry a run name that ``metadata.json`` records, and :func:`load_encoded` reads
+    only that run's shards. The indexed layout replaces each record's files in place, so
+    records an earlier run wrote and a later one skipped stay; write a different
+    selection to a fresh directory.
     """
 
     def __init__(
@@ -320,6 +328,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
     dict
         Counts ``censored``, ``undetermined``, ``uncensored`` and ``total``, and the
         ``layout``, ``run``, ``latent_size`` of the output.
+
+    Raises
+    ------
+    ValueError
+        When the directory has no ``metadata.json``.
     """
     file = Path(path).expanduser() / METADATA_FILE
     if not file.is_file():
@@ -341,6 +354,11 @@ def load_encoded(path: str | os.PathLike) -> pd.DataFrame:
         One row per record: the metadata columns and a ``latent`` column holding float32
         NumPy arrays, ordered by ``id`` when there is one. With a ``metadata.json``, only
         the Parquet shards of the run it describes are read.
+
+    Raises
+    ------
+    ValueError
+        When the directory does not exist.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
