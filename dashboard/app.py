@@ -19,7 +19,6 @@ import streamlit as st  # noqa: E402
 from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="quack", page_icon=":material/travel_explore:", layout="wide")
-state.start_umap_warmup()
 
 PAGES = {
     "Explore": [
@@ -63,3 +62,7 @@ except (ValueError, OSError) as error:
 except Exception as error:  # noqa: BLE001 - the page boundary: never a stack trace in the browser
     logging.getLogger("quack.dashboard").exception("page %s failed", page.title)
     st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). The other pages still work.")
+finally:
+    # Compiling UMAP takes a core for a minute or more; starting it once the page is
+    # drawn keeps both cores for the first encoding, so the first map comes sooner.
+    state.start_umap_warmup()

@@ -56,10 +56,15 @@ def checkpoint_root() -> Path:
 
 
 def start_umap_warmup() -> None:
-    """Compile UMAP in the background, numba's cache kept in the cache folder."""
+    """Compile UMAP in a background thread (once per process)."""
     from quack.projection import warm_umap
 
-    warm_umap(cache_root() / "numba")
+    warm_umap()
+
+
+# numba reads its cache folder when first imported, which may be in any page's job;
+# keep its cache with the dashboard's unless the user chose another place.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
 
 
 def stamp(path: str | os.PathLike) -> tuple[str, int, int]:
@@ -311,12 +316,9 @@ def dataset_dir(src: dict | None = None, model=None) -> Path:
         bar.progress(low + (high - low) * min(share, 1.0), text=f"{verb} {src['name']} — {done:,} records")
 
     try:
-        info = build_dataset(paths, out, tokenizer=model.tokenizer, progress=progress)
+        build_dataset(paths, out, tokenizer=model.tokenizer, progress=progress, allow_empty=False)
     finally:
         bar.empty()
-    if not int(info.get("rows", 0)):
-        shutil.rmtree(out, ignore_errors=True)
-        raise ValueError(f"{src['name']} holds no Quack measurements that could be read.")
     return out
 
 
