@@ -77,7 +77,7 @@ def evaluate(checkpoint: Path, work: Path) -> dict:
 
     model = load_checkpoint(checkpoint)
     data_dir, truth = sample_dataset(work, tokenizer=model.tokenizer)
-    encoded = encode_dataset(model, data_dir, device="cpu")
+    encoded = encode_dataset(model, data_dir, device="cpu", with_loss=False)
     rows = read_rows(data_dir, columns=["label", "tokens"])
     labels = rows["label"].to_numpy()
     report = train_classifier(encoded.latents, labels, seed=0)

@@ -1,0 +1,45 @@
+"""The shipped checkpoint loads safely and reproduces its recorded scores on the sample."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_sample_checkpoint", ROOT / "scripts" / "train_sample_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checkpoint_is_small_weights_only_and_carries_its_tokenizer():
+    assert SHIPPED_CHECKPOINT.stat().st_size < 20 * 2**20
+    raw = torch.load(SHIPPED_CHECKPOINT, map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in raw
+    assert isinstance(raw["quack_tokenizer"], str)
+    model = load_checkpoint(SHIPPED_CHECKPOINT)
+    assert model.tokenizer.vocab_size == model.hparams.num_embeddings
+    assert model.hparams.hidden_size == RECORD["model"]["hidden_size"]
+
+
+@pytest.mark.slow
+def test_reproduces_recorded_held_out_scores(tmp_path):
+    torch.set_num_threads(2)
+    figures = load_script().evaluate(SHIPPED_CHECKPOINT, tmp_path)
+    recorded = RECORD["evaluation"]
+    assert figures["rows"] == recorded["rows"]
+    assert figures["rows_per_label"] == recorded["rows_per_label"]
+    for name in ("latent_classifier", "bag_of_tokens_logistic_regression"):
+        assert figures[name]["accuracy"] == pytest.approx(recorded[name]["accuracy"], abs=0.01)
+        assert figures[name]["f1"] == pytest.approx(recorded[name]["f1"], abs=0.03)
+        assert figures[name]["discovery_top50"] == pytest.approx(recorded[name]["discovery_top50"], abs=0.1)
