@@ -197,6 +197,10 @@ def fit(
     if logger == "csv":
         run_logger = pl.loggers.CSVLogger(out_dir, name="logs")
     elif logger == "tensorboard":
+        import importlib.util
+
+        if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+            raise ValueError("TensorBoard logging needs the tensorboard package: `pip install tensorboard`, or log with csv.")
         run_logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
         run_logger = False
