@@ -150,13 +150,14 @@ def computed(key: Any, compute: Callable[[Callable[[int, int], None]], Any], lab
     return value
 
 
-def background(key: Any, compute: Callable[[], Any]) -> Future:
+def background(key: Any, compute: Callable[[], Any], start: bool = True) -> Future | None:
     """Run ``compute`` in a worker thread once per key; its result is stored under ``key``.
 
     Returns
     -------
-    concurrent.futures.Future
-        The job; already done when the result was stored before.
+    concurrent.futures.Future or None
+        The job; already done when the result was stored before. With ``start=False``
+        no job is started: None unless one exists.
     """
     store = _store()
     value = store.get(key)
@@ -166,6 +167,8 @@ def background(key: Any, compute: Callable[[], Any]) -> Future:
         return done
     with store.lock:
         job = store.jobs.get(key)
+        if not start:
+            return job
         if job is None or (job.done() and job.exception() is not None and not job.running()):
             def run() -> Any:
                 result = compute()
@@ -462,20 +465,25 @@ def pca_map(s: Session, dims: int = 2) -> np.ndarray:
     return computed(("pca", s.key, dims), lambda progress: pca(latents, dims), "Projecting with PCA")
 
 
-def umap_job(s: Session, dims: int, n_neighbors: int, min_dist: float, metric: str) -> tuple[tuple, Future]:
+def umap_job(
+    s: Session, dims: int, n_neighbors: int, min_dist: float, metric: str, start: bool = True
+) -> tuple[tuple, Future | None]:
     """Start (or find) the UMAP map for these options in the background.
 
     Returns
     -------
     tuple
-        The result's key and the job computing it.
+        The result's key and the job computing it (None when ``start`` is False and
+        no job was started before).
     """
     from quack.projection import umap_project
 
     latents = encoded(s).latents
     key = ("umap", s.key, dims, n_neighbors, round(min_dist, 4), metric)
     return key, background(
-        key, lambda: umap_project(latents, dims, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=0)
+        key,
+        lambda: umap_project(latents, dims, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=0),
+        start=start,
     )
 
 
@@ -674,8 +682,8 @@ def nearest(s: Session, record: int, k: int = 10) -> np.ndarray:
 
 def best_map(s: Session) -> np.ndarray:
     """The best 2-D map already computed: UMAP with default options when done, else PCA."""
-    key, job = umap_job(s, 2, 15, 0.1, "euclidean")
-    if job.done() and job.exception() is None:
+    key, job = umap_job(s, 2, 15, 0.1, "euclidean", start=False)
+    if job is not None and job.done() and job.exception() is None:
         return job.result()
     return pca_map(s, 2)
 
@@ -918,8 +926,8 @@ def export_table(s: Session, with_latents: bool) -> pd.DataFrame:
     table["label"] = labels(s.data_dir)
     coords = pca_map(s, 2)
     table["pca_x"], table["pca_y"] = coords[:, 0], coords[:, 1]
-    key, job = umap_job(s, 2, 15, 0.1, "euclidean")
-    if job.done() and job.exception() is None:
+    key, job = umap_job(s, 2, 15, 0.1, "euclidean", start=False)
+    if job is not None and job.done() and job.exception() is None:
         umap_coords = job.result()
         table["umap_x"], table["umap_y"] = umap_coords[:, 0], umap_coords[:, 1]
     table["reconstruction_loss"] = encoded_with_loss(s).loss

@@ -43,23 +43,17 @@ with controls[3].expander("UMAP options"):
 
 coords = state.pca_map(s, dims)
 shown = "PCA"
+umap_options = (dims, n_neighbors, min_dist, metric)
+notice = st.empty()
+failed = False
 if method == "UMAP":
-    key, job = state.umap_job(s, dims, n_neighbors, min_dist, metric)
-    if job.done() and job.exception() is None:
+    key, job = state.umap_job(s, *umap_options, start=False)
+    if job is not None and job.done() and job.exception() is None:
         coords, shown = job.result(), "UMAP"
-    elif job.done():
-        st.warning(f"UMAP failed ({job.exception()}); showing the PCA map.")
+    elif job is not None and job.done():
+        notice.warning(f"UMAP failed ({job.exception()}); showing the PCA map.")
         state.forget(key)
-    else:
-        why = "" if umap_ready() else " (compiling UMAP the first time takes a minute or two)"
-        st.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
-
-        @st.fragment(run_every=2)
-        def _swap_when_ready() -> None:
-            if job.done():
-                st.rerun()
-
-        _swap_when_ready()
+        failed = True
 
 chosen = st.session_state.get(state.RECORD)
 drawn = display_sample(len(frame), keep=[chosen] if chosen is not None else None)
@@ -131,3 +125,16 @@ with right:
     if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):
         st.session_state[state.RECORD] = int(record)
         st.switch_page("app_pages/attention.py")
+
+if method == "UMAP" and shown != "UMAP" and not failed:
+    # Started only now that the PCA map is on screen, so it does not slow the first map.
+    key, job = state.umap_job(s, *umap_options)
+    why = "" if umap_ready() else " (compiling UMAP the first time takes a minute or two)"
+    notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
+
+    @st.fragment(run_every=2)
+    def _swap_when_ready() -> None:
+        if job.done():
+            st.rerun()
+
+    _swap_when_ready()
