@@ -118,6 +118,8 @@ def token_accuracy(model: QuackAutoEncoder, loader, teacher_forcing: bool = Fals
         tokens = batch[1] if isinstance(batch, (tuple, list)) else batch
         tokens = tokens.to(model.device)
         out = model.inspect(tokens, teacher_forcing=teacher_forcing)
+        # With max_decode_length set the model reconstructs only the first steps.
+        tokens = tokens[:, : out["ids"].size(1)]
         mask = tokens != 1
         right += int(((out["ids"] == tokens) & mask).sum())
         total += int(mask.sum())

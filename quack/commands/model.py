@@ -187,7 +187,8 @@ def run_encode(args: argparse.Namespace) -> int:
     data = QuackDataModule(args.data, batch_size=batch_size)
     trainer.predict(model, datamodule=data, return_predictions=False)
     summary = json.loads((out / "metadata.json").read_text())
-    print(f"wrote {out} ({args.layout}): " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))
+    counts = ", ".join(f"{summary[k]} {k}" for k in ("censored", "undetermined", "uncensored", "total") if k in summary)
+    print(f"wrote {out} ({args.layout}): {counts}")
     return 0
 
 
