@@ -916,8 +916,8 @@ def describe_written(folder: str | os.PathLike) -> tuple[dict, pd.DataFrame, pd.
     return summary, listing, preview
 
 
-def export_table(s: Session, with_latents: bool) -> pd.DataFrame:
-    """Metadata, map coordinates, scores and (optionally) latents of every record."""
+def export_table(s: Session, with_latents: bool, with_loss: bool = False) -> pd.DataFrame:
+    """Metadata, map coordinates, scores and (optionally) latents and losses of every record."""
     from quack.dataset import METADATA_COLUMNS
 
     frame = rows(s.data_dir)
@@ -930,7 +930,8 @@ def export_table(s: Session, with_latents: bool) -> pd.DataFrame:
     if job is not None and job.done() and job.exception() is None:
         umap_coords = job.result()
         table["umap_x"], table["umap_y"] = umap_coords[:, 0], umap_coords[:, 1]
-    table["reconstruction_loss"] = encoded_with_loss(s).loss
+    if with_loss:
+        table["reconstruction_loss"] = encoded_with_loss(s).loss
     stored = _store().get(("classifier", s.key, _digest(labels(s.data_dir).tobytes()), 0))
     if stored is not _MISSING:
         table["p_censored"] = stored[1]

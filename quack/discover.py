@@ -221,8 +221,10 @@ def propose_pattern(bodies: list[str], min_length: int = 8, share: float = 1.0, 
         raise ValueError(
             f"The chosen responses share no text of at least {min_length} characters; write the pattern by hand."
         )
-    # Spaces need no escape outside verbose mode and read better in a fingerprint file.
-    return re.escape(best.strip()).replace("\\ ", " ")
+    # Spaces need no escape outside verbose mode, and control characters read better as
+    # \r, \n, \t than as an escaped raw character in a fingerprint file.
+    escaped = re.escape(best.strip()).replace("\\ ", " ")
+    return escaped.replace("\\\r", "\\r").replace("\\\n", "\\n").replace("\\\t", "\\t")
 
 
 def read_user_fingerprints(path: str | os.PathLike) -> list[dict]:

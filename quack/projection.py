@@ -149,8 +149,10 @@ def umap_project(
         random_state=seed,
         # A fixed seed makes UMAP single-threaded; saying so avoids its warning.
         n_jobs=1 if seed is not None else -1,
-        # With few records the spectral start can fail on a disconnected graph.
-        init="spectral" if x.shape[0] > 2 * n_components + 8 else "random",
+        # Measurements repeat, which leaves the neighbour graph in many pieces; the
+        # spectral start then fails and falls back to a random one, scattering the map.
+        # Starting from the principal components keeps the global layout.
+        init="pca" if x.shape[0] > 2 * n_components + 8 else "random",
     )
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 

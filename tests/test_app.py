@@ -282,6 +282,11 @@ def test_export_page_writes_with_the_writer_and_offers_downloads(env, tmp_path):
     at.segmented_control(key="export_format").set_value("CSV").run()
     assert_clean(at)
     assert at.get("download_button")[0].proto.label.endswith(".csv")
+    assert "reconstruction_loss" not in at.dataframe[-1].value.columns
+    at.toggle(key="export_loss").set_value(True).run()
+    assert_clean(at)
+    losses = at.dataframe[-1].value["reconstruction_loss"]
+    assert losses.notna().all() and (losses > 0).all()
 
 
 def test_selected_ids_reads_record_ids_from_customdata():

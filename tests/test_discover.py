@@ -148,3 +148,12 @@ def test_relabel_rows_adds_user_fingerprints_without_touching_template_matches(t
     assert after["label"].tolist() == [-1, 1, 0, 1, 0]
     assert after["fingerprint"].tolist()[1] == "e_unk_user_regional"
     assert after["id"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_propose_pattern_writes_control_characters_readably():
+    bodies = ["HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 1",
+              "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 22"]
+    pattern = discover.propose_pattern(bodies)
+    assert "\r" not in pattern and "\n" not in pattern and "\t" not in pattern
+    assert "Forbidden\\r\\nConnection" in pattern
+    assert all(re.search(pattern, b, re.DOTALL) for b in bodies)

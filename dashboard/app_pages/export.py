@@ -42,12 +42,14 @@ if written:
 st.subheader("Download a table")
 st.caption(
     "Metadata, latent vectors, map coordinates (PCA, and UMAP when computed) and scores "
-    "(reconstruction loss, and the classifier's probability when trained) of every record."
+    "(reconstruction loss when asked, and the classifier's probability once trained) of every record."
 )
-cols = st.columns([1, 1, 3])
+cols = st.columns([1, 1, 1.4, 2])
 fmt = cols[0].segmented_control("Format", ["Parquet", "CSV"], default="Parquet", key="export_format") or "Parquet"
 with_latents = cols[1].toggle("Latent vectors", value=True, key="export_latents")
-table = state.export_table(s, with_latents)
+with_loss = cols[2].toggle("Reconstruction loss", value=False, key="export_loss",
+                           help="Computed on first use: one more pass of the model over every record")
+table = state.export_table(s, with_latents, with_loss)
 st.dataframe(table.head(20), hide_index=True, height=240)
 data, name, mime = state.export_bytes(s, table, fmt, with_latents)
 st.download_button(f"Download {name}", data, file_name=name, mime=mime, type="primary",
