@@ -89,6 +89,10 @@ def test_latent_map_colour_and_projection_controls_change_the_chart(env):
     at.segmented_control(key="map_method").set_value("PCA").run()
     assert_clean(at)
     assert any(c.value == "Map: **PCA**" for c in at.caption)
+    at.segmented_control(key="map_dims").set_value("3D").run()
+    assert_clean(at)
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert traces and all(t["type"] == "scatter3d" for t in traces)
 
 
 def test_latent_map_swaps_in_umap_when_it_is_ready(env):
