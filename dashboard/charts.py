@@ -46,11 +46,11 @@ def _layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
     return fig
 
 
-def snippet(text: str, length: int = 120) -> str:
-    """A one-line, HTML-safe beginning of a response for hover boxes."""
+def snippet(text: str, length: int = 120, for_html: bool = True) -> str:
+    """A one-line beginning of a response; HTML-escaped for hover boxes unless ``for_html`` is False."""
     flat = " ".join(str(text or "").split())
     flat = flat if len(flat) <= length else flat[: length - 1] + "…"
-    return html.escape(flat)
+    return html.escape(flat) if for_html else flat
 
 
 MAP_HOVER_COLUMNS = ["id", "domain", "vp", "country", "status", "snippet"]

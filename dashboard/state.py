@@ -636,7 +636,7 @@ def record_table(data_dir: Path, labels: np.ndarray, ids: list[int]) -> pd.DataF
     table = frame.iloc[idx][[c for c in _TABLE_COLUMNS[2:-1] if c in frame.columns]].copy()
     table.insert(0, "label", label_names(labels[idx]))
     table.insert(0, "id", frame["id"].to_numpy()[idx])
-    table["response"] = [snippet(t, 100) for t in texts(data_dir).to_numpy()[idx]]
+    table["response"] = [snippet(t, 100, for_html=False) for t in texts(data_dir).to_numpy()[idx]]
     return table.reset_index(drop=True)
 
 

@@ -354,3 +354,10 @@ def test_balanced_subset_shares_the_limit_between_labels():
     counts = {lab: int((labels[chosen] == lab).sum()) for lab in (1, 0, -1)}
     assert counts[1] == 13 and abs(counts[0] - counts[-1]) <= 1
     assert sorted(state.balanced_subset([3, 1, 2], labels, 200)) == [1, 2, 3]
+
+
+def test_snippets_are_escaped_for_hover_boxes_only():
+    text = "HTTP/1.1 403 Forbidden\r\n\r\n<b>blocked</b>  a -> b"
+    assert charts.snippet(text) == "HTTP/1.1 403 Forbidden &lt;b&gt;blocked&lt;/b&gt; a -&gt; b"
+    assert charts.snippet(text, for_html=False) == "HTTP/1.1 403 Forbidden <b>blocked</b> a -> b"
+    assert charts.snippet("x" * 50, 10, for_html=False) == "x" * 9 + "…"

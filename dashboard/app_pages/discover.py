@@ -91,7 +91,7 @@ with cluster:
     cards[0].metric("Clusters", len(summary))
     cards[1].metric("Records in no cluster", f"{int((clusters < 0).sum()):,}")
     cards[2].metric("Mostly undetermined clusters", int((summary["undetermined_share"] >= 0.5).sum()))
-    shown = summary.assign(representative_text=[charts.snippet(t, 90) for t in summary["representative_text"]])
+    shown = summary.assign(representative_text=[charts.snippet(t, 90, for_html=False) for t in summary["representative_text"]])
     st.dataframe(
         shown,
         hide_index=True,
