@@ -177,8 +177,10 @@ def loss_curve(history: list[dict]) -> go.Figure:
     train = [h for h in history if "train_loss" in h]
     val = [h for h in history if "val_loss" in h]
     if train:
+        # Markers keep the first few steps of a run visible before there is a line.
         fig.add_trace(go.Scatter(x=[h["step"] for h in train], y=[h["train_loss"] for h in train],
-                                 name="train", mode="lines", line=dict(color="#4477aa")))
+                                 name="train", mode="lines" if len(train) > 30 else "lines+markers",
+                                 line=dict(color="#4477aa")))
     if val:
         fig.add_trace(go.Scatter(x=[h["step"] for h in val], y=[h["val_loss"] for h in val],
                                  name="validation", mode="lines+markers", line=dict(color="#d1495b")))

@@ -201,3 +201,26 @@ def test_the_whole_loop_in_a_browser(server, page):
     no_errors(page)
     shoot(page, "discover_clusters")
 
+
+
+def test_training_runs_in_the_background_with_a_live_curve_and_stops(server, page):
+    page.goto(server["url"])
+    page.get_by_role("heading", name="Latent map").wait_for()
+    go_to(page, "Model")
+    page.get_by_role("tab", name="Train a new model").click()
+    for label, value in (("Embedding size", "8"), ("Hidden size (even)", "16"), ("Epochs", "20"), ("Batch size", "128")):
+        box = page.get_by_label(label)
+        box.fill(value)
+        box.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    stop = page.get_by_role("button", name="Stop training")
+    stop.wait_for()
+    # The loss curve is drawn by the polling fragment while the thread trains.
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
+    no_errors(page)
+    page.wait_for_timeout(10_000)  # a few more steps on the curve for the picture
+    shoot(page, "model_training")
+    stop.click()
+    page.get_by_text("finished; the best checkpoint is saved").wait_for()
+    no_errors(page)
+    assert list((server["cache"] / "checkpoints" / "trained").glob("*.ckpt"))
