@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from quack.atomic import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Session keys, all in one place so pages agree on them.
@@ -789,9 +791,7 @@ def save_upload(name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{hashlib.sha1(data).hexdigest()[:10]}-{safe}"
     if not target.is_file():
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(target, lambda handle: handle.write(data))
     return target
 
 
@@ -836,10 +836,7 @@ def relabel(s: Session, fingerprint_file: str | os.PathLike) -> int:
     frame = rows(s.data_dir)
     new = relabel_rows(frame, [fingerprint_file])
     out = cache_root() / "relabelled" / f"{s.data_dir.name}-{_digest(stamp(fingerprint_file))}.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    new.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+    atomic_write(out, lambda handle: new.to_parquet(handle, index=False))
     st.session_state[LABEL_OVERRIDE] = str(out)
     return int((new["label"].to_numpy() != frame["label"].to_numpy()).sum())
 

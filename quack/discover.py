@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from quack.atomic import atomic_write
 from quack.projection import pca
 
 __all__ = [
@@ -295,17 +295,8 @@ def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> P
     if any(e["fingerprint"] == name for e in entries):
         raise ValueError(f"{path} already has a fingerprint named {name!r}; choose another name.")
     entries.append({"fingerprint": name, "pattern": pattern})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for entry in entries:
-                out.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(text))
 
 
 def relabel_rows(

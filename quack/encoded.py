@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,8 @@ import pyarrow.parquet as pq
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
+
+from quack.atomic import atomic_write
 
 __all__ = ["item_path", "AutoencoderWriter", "load_encoded", "LAYOUTS"]
 
@@ -70,23 +72,6 @@ def item_path(index: int, suffix: str = "png", dir_only: bool = False, is_collec
     if dir_only:
         return stem
     return f"{stem}/{index}.{suffix}"
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file under a hidden temporary name in its directory, then rename it.
-
-    A rename within one directory is atomic, so ``path`` either keeps its old content or
-    gets the whole new one; the temporary file is removed if writing fails.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _plain(name: str, value: Any) -> Any:
@@ -279,7 +264,7 @@ class AutoencoderWriter(BasePredictionWriter):
                 raise ValueError(f"Metadata field {key!r} mixes types across records; it cannot be one column.") from None
         columns[LATENT] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
         table = pa.table(columns)
-        _atomic_write(path, lambda handle: pq.write_table(table, handle))
+        atomic_write(path, lambda handle: pq.write_table(table, handle))
 
     def _write_item(self, row: dict, vector: np.ndarray) -> None:
         index = row.get("id")
@@ -290,8 +275,8 @@ class AutoencoderWriter(BasePredictionWriter):
         base = self.storage_path / item_path(index, "npz").lstrip("/")
         # Metadata first: a record's .npz only ever appears once its .json is complete.
         text = json.dumps(row, sort_keys=True).encode()
-        _atomic_write(base.with_suffix(".json"), lambda handle: handle.write(text))
-        _atomic_write(base, lambda handle: np.savez(handle, latent=vector))
+        atomic_write(base.with_suffix(".json"), lambda handle: handle.write(text))
+        atomic_write(base, lambda handle: np.savez(handle, latent=vector))
 
     def _write_metadata(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         local = [self._counts[name] for name in _LABEL_NAMES.values()]
@@ -312,7 +297,7 @@ class AutoencoderWriter(BasePredictionWriter):
         )
         text = json.dumps(info, indent=2).encode()
         # Every rank writes the same content; each rename is atomic, so the last one wins.
-        _atomic_write(self.storage_path / METADATA_FILE, lambda handle: handle.write(text))
+        atomic_write(self.storage_path / METADATA_FILE, lambda handle: handle.write(text))
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

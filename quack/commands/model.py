@@ -7,8 +7,6 @@ one sentence on stderr and exit status 2, never a half-written output.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +155,7 @@ def run_encode(args: argparse.Namespace) -> int:
     """Predict with AutoencoderWriter on the best device present."""
     import pytorch_lightning as pl
 
-    from quack.autoencoder import AutoencoderWriter
+    from quack.autoencoder import AutoencoderWriter, read_metadata
     from quack.dataset import QuackDataModule
     from quack.encoding import BATCH_SIZES, SHIPPED_CHECKPOINT, best_device, check_tokenizer_matches, load_checkpoint
 
@@ -186,7 +184,7 @@ def run_encode(args: argparse.Namespace) -> int:
     )
     data = QuackDataModule(args.data, batch_size=batch_size)
     trainer.predict(model, datamodule=data, return_predictions=False)
-    summary = json.loads((out / "metadata.json").read_text())
+    summary = read_metadata(out)
     counts = ", ".join(f"{summary[k]} {k}" for k in ("censored", "undetermined", "uncensored", "total") if k in summary)
     print(f"wrote {out} ({args.layout}): {counts}")
     return 0
@@ -209,11 +207,13 @@ def run_classify(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
+    from quack.atomic import atomic_write
     from quack.autoencoder import load_encoded
     from quack.classifier import train_classifier
+    from quack.encoded import METADATA_FILE
 
     folder = Path(args.encoded).expanduser()
-    if not (folder / "metadata.json").is_file():
+    if not (folder / METADATA_FILE).is_file():
         raise UsageError(f"No encoded output at {folder}; write one with `quack encode --out {folder}`.")
     if not 0.0 < args.test_size < 1.0:
         raise UsageError(f"--test-size must lie between 0 and 1, got {args.test_size}.")
@@ -230,8 +230,8 @@ def run_classify(args: argparse.Namespace) -> int:
     scores = pd.DataFrame(
         {"id": table["id"].to_numpy(), "label": labels, "p_censored": report.model.predict_proba(latents), "held_out": held_out}
     )
-    _atomic(folder / "scores.parquet", lambda tmp: scores.to_parquet(tmp, index=False))
-    _atomic(folder / "classifier.pt", lambda tmp: torch.save(report.model.state_dict(), tmp))
+    atomic_write(folder / "scores.parquet", lambda handle: scores.to_parquet(handle, index=False))
+    atomic_write(folder / "classifier.pt", lambda handle: torch.save(report.model.state_dict(), handle))
     undetermined = scores[scores["label"] == 0].sort_values("p_censored", ascending=False)
     print(
         f"held-out accuracy {report.accuracy:.4f}  F1 {report.f1:.4f}  confusion {report.confusion}\n"
@@ -240,11 +240,3 @@ def run_classify(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
