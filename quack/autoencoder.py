@@ -613,7 +613,8 @@ class QuackAutoEncoder(pl.LightningModule):
             ``ids`` (B, S) long: the most likely token at each step; ``probs`` (B, S):
             its probability; ``target_probs`` (B, S): the probability given to the true
             token; ``attention`` (B, S, T): the decoder's weights over the input
-            positions; ``loss`` (B,): each record's mean cross-entropy. S is the number
+            positions; ``loss`` (B,): each record's mean cross-entropy; ``latent``
+            (B, H): the encoder's final state, as :meth:`encode` gives it. S is the number
             of decoded steps (T unless ``max_decode_length`` is smaller); at padding
             positions ``ids`` is ``<pad>`` and the probabilities are 0.
         """
@@ -643,6 +644,7 @@ class QuackAutoEncoder(pl.LightningModule):
             "target_probs": torch.where(valid, target_log_probs.exp(), zero).cpu(),
             "attention": weights.transpose(1, 2).float().cpu(),
             "loss": ce.cpu(),
+            "latent": final.float().cpu(),
         }
 
     @classmethod

@@ -158,8 +158,11 @@ def encode_dataset(
             rows = order[begin : begin + batch_size]
             tokens = collate_tokens([dataset[int(i)] for i in rows]).to(device)
             if with_loss:
-                losses[rows] = model.inspect(tokens, teacher_forcing=True)["loss"].float().cpu().numpy()
-            final = model.encode(tokens)
+                out = model.inspect(tokens, teacher_forcing=True)
+                losses[rows] = out["loss"].numpy()
+                final = out["latent"]
+            else:
+                final = model.encode(tokens)
             latents[rows] = final.float().cpu().numpy()
             if progress is not None:
                 progress(min(begin + batch_size, total), total)
