@@ -63,6 +63,6 @@ except Exception as error:  # noqa: BLE001 - the page boundary: never a stack tr
     logging.getLogger("quack.dashboard").exception("page %s failed", page.title)
     st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). The other pages still work.")
 finally:
-    # Compiling UMAP takes a core for a minute or more; starting it once the page is
+    # Compiling UMAP takes a core for several seconds; starting it once the page is
     # drawn keeps both cores for the first encoding, so the first map comes sooner.
     state.start_umap_warmup()

@@ -129,7 +129,7 @@ with right:
 if method == "UMAP" and shown != "UMAP" and not failed:
     # Started only now that the PCA map is on screen, so it does not slow the first map.
     key, job = state.umap_job(s, *umap_options)
-    why = "" if umap_ready() else " (compiling UMAP the first time takes a minute or two)"
+    why = "" if umap_ready() else " (compiling UMAP the first time adds about ten seconds)"
     notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
 
     @st.fragment(run_every=2)
