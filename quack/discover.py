@@ -336,6 +336,11 @@ def relabel_rows(
             unnamed = fingerprint is None or fingerprint == "" or bool(pd.isna(fingerprint))
             record["matches_template"] = int(record["label"]) == -1 and unnamed
         label, name = label_row(record, fingerprints)
+        fingerprint = record.get("fingerprint")
+        if name is None and label == 0 and isinstance(fingerprint, str) and fingerprint:
+            # Ingest matched this fingerprint on the whole body, of which only the first
+            # FIELD_CHARS characters are stored; the match stands.
+            label, name = int(record["label"]), fingerprint
         new_labels.append(label)
         names.append(name)
     return pd.DataFrame({"id": frame["id"].to_numpy(), "label": np.asarray(new_labels, dtype=np.int64), "fingerprint": names})

@@ -150,6 +150,31 @@ def test_relabel_rows_adds_user_fingerprints_without_touching_template_matches(t
     assert after["id"].tolist() == [0, 1, 2, 3, 4]
 
 
+def test_relabel_keeps_a_match_ingest_found_beyond_the_stored_text(tmp_path):
+    from quack.dataset import build_dataset, read_rows
+    from quack.tokenizer import FIELD_CHARS
+
+    # A page whose blockpage signature lies past the part of the body a data set keeps.
+    body = "<html>" + "x" * (FIELD_CHARS + 500) + "<h1>FortiGuard Web Filter Service</h1></html>"
+    record = {
+        "vp": "1.2.3.4", "location": {"country_code": "XX"}, "service": "http", "test_url": "example.com",
+        "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z", "anomaly": True,
+        "controls_failed": False, "stateful_block": False,
+        "response": [{"matches_template": False, "response": {"status_line": "200 OK", "headers": {}, "body": body},
+                      "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z"}],
+    }
+    source = tmp_path / "long.json"
+    source.write_text(json.dumps(record) + "\n")
+    build_dataset([source], tmp_path / "data", vocab_size=300, max_tokens=64)
+    frame = read_rows(tmp_path / "data", columns=["id", "label", "fingerprint", "anomaly", "body"])
+    assert frame["label"].tolist() == [1] and len(frame["body"][0]) <= FIELD_CHARS
+    user = tmp_path / "user-fingerprints.json"
+    discover.save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
+    after = discover.relabel_rows(frame, [user])
+    assert after["label"].tolist() == [1]
+    assert after["fingerprint"].tolist() == frame["fingerprint"].tolist()
+
+
 def test_propose_pattern_writes_control_characters_readably():
     bodies = ["HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 1",
               "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 22"]
