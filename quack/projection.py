@@ -90,28 +90,35 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
     return (centred @ (components * signs[:, None]).T).astype(np.float32)
 
 
-def _distances(queries: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
-    """(Q, N) distances from each query row to every row of ``x``, in UMAP's units."""
+def _distances(queries, x, metric: str):
+    """(Q, N) torch distances from each query row to every row of ``x``, in UMAP's units."""
     import torch
 
-    q, a = torch.from_numpy(queries), torch.from_numpy(x)
     if metric in ("cosine", "correlation"):
         if metric == "correlation":
-            q, a = q - q.mean(dim=1, keepdim=True), a - a.mean(dim=1, keepdim=True)
-        q, a = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(a, dim=1)
-        return (1.0 - q @ a.T).clamp_(min=0.0).numpy()
-    return torch.cdist(q, a, p=1.0 if metric == "manhattan" else 2.0).numpy()
+            queries, x = queries - queries.mean(dim=1, keepdim=True), x - x.mean(dim=1, keepdim=True)
+        unit_q, unit_x = torch.nn.functional.normalize(queries, dim=1), torch.nn.functional.normalize(x, dim=1)
+        return (1.0 - unit_q @ unit_x.T).clamp_(min=0.0)
+    return torch.cdist(queries, x, p=1.0 if metric == "manhattan" else 2.0)
+
+
+def _tensor(x: np.ndarray):
+    """A torch view of ``x`` (a copy when ``x`` is read-only, which torch cannot share)."""
+    import torch
+
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
 
 
 def _exact_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``k`` nearest rows, itself first, as UMAP's ``precomputed_knn`` takes them."""
     import torch
 
-    n = x.shape[0]
+    data = _tensor(x)
+    n = data.size(0)
     indices, distances = np.empty((n, k), np.int32), np.empty((n, k), np.float32)
     chunk = max(1, _KNN_BLOCK_VALUES // n)
     for start in range(0, n, chunk):
-        block = torch.from_numpy(_distances(x[start: start + chunk], x, metric))
+        block = _distances(data[start: start + chunk], data, metric)
         rows = torch.arange(block.size(0))
         # Records repeat, so several rows may lie at distance 0: the record itself comes first.
         block[rows, rows + start] = -1.0
@@ -281,7 +288,8 @@ def nearest_neighbors(
         raise ValueError(f"Record {index} is out of range: the data set has {x.shape[0]} records.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}.")
-    distances = _distances(x[index: index + 1], x, metric)[0]
+    data = _tensor(x)
+    distances = _distances(data[index: index + 1], data, metric)[0].numpy()
     distances[index] = np.inf
     k = min(k, x.shape[0] - 1)
     if k <= 0:
