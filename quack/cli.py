@@ -8,7 +8,9 @@ with one sentence on stderr and status 2, before anything is written.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
 from quack.commands.data import add_ingest_parser, add_sample_parser
 from quack.commands.model import add_classify_parser, add_encode_parser, add_fit_parser
@@ -25,9 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_advertisements(record: logging.LogRecord) -> bool:
+    """Drop the tips with which Lightning advertises its cloud services on every run."""
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand and return its exit status."""
     args = build_parser().parse_args(argv)
+    # Lightning builds torch pytree specs in a way torch now calls deprecated; the
+    # notice concerns Lightning, not anything a quack user can change.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_advertisements)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as error:

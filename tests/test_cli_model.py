@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,15 @@ def test_fit_resumes_from_a_checkpoint(trained, sample_data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("layout", ["parquet", "indexed"])
-def test_encode_then_classify(trained, sample_data, tmp_path, layout, capsys):
+def test_encode_then_classify(trained, sample_data, tmp_path, layout, capsys, caplog):
     ckpt = trained / "checkpoints" / "last.ckpt"
     out = tmp_path / "encoded"
     args = ["encode", "--data", str(sample_data), "--checkpoint", str(ckpt), "--out", str(out)]
-    assert main([*args, "--layout", layout, "--accelerator", "cpu", "--batch-size", "64"]) == 0
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--layout", layout, "--accelerator", "cpu", "--batch-size", "64"]) == 0
+    # Lightning's own notices about the run come through; its advertisements do not.
+    assert any("GPU available" in r.getMessage() for r in caplog.records)
+    assert not any("Tip:" in r.getMessage() for r in caplog.records)
     table = load_encoded(out)
     info = read_info(sample_data)
     assert len(table) == info["rows"]

@@ -180,6 +180,7 @@ def run_encode(args: argparse.Namespace) -> int:
         precision=args.precision,
         callbacks=[writer],
         logger=False,
+        enable_checkpointing=False,
         enable_model_summary=False,
     )
     data = QuackDataModule(args.data, batch_size=batch_size)
