@@ -4,8 +4,9 @@ Training: records per second of one forward + backward + AdamW step, with the
 teacher-forced decoder run all at once against the same decoder run step by step, on the
 same model and batch, and beside them the work both do alike (see ``shared_step``):
 the step-by-step time divided by that bounds the ratio any all-at-once decoder can reach
-on the machine, even one whose decoder GRU and attention cost nothing. Encoding: records per second of ``QuackAutoEncoder.encode`` next to
-a bare bidirectional ``nn.GRU`` forward over the same embedded tensors.
+on the machine, even one whose decoder GRU and attention cost nothing. Encoding: records
+per second of ``QuackAutoEncoder.encode`` next to a bare bidirectional ``nn.GRU`` forward
+over the same embedded tensors.
 
 Two kinds of batch are timed. ``mixed``: record lengths drawn uniformly between T/8 and
 T, one record of length T, as a padded batch of real records looks. ``full``: every
