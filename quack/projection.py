@@ -7,10 +7,8 @@ it in a background thread while the user looks at the PCA map.
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -128,14 +126,6 @@ def _exact_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarr
     return indices, distances
 
 
-def _set_numba_cache(cache_dir: str | os.PathLike | None) -> None:
-    # numba reads NUMBA_CACHE_DIR when it is first imported, so this must run before
-    # umap (which imports numba) is imported anywhere in the process.
-    if cache_dir is not None and "NUMBA_CACHE_DIR" not in os.environ:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
-
-
 def umap_project(
     latents: np.ndarray,
     n_components: int = 2,
@@ -222,14 +212,11 @@ def _compile_umap() -> None:
         _warm_done.set()
 
 
-def warm_umap(cache_dir: str | os.PathLike | None = None) -> threading.Thread:
+def warm_umap() -> threading.Thread:
     """Compile UMAP's numba code in a background thread, once per process.
 
-    Parameters
-    ----------
-    cache_dir : str or path-like, optional
-        Folder for numba's on-disk cache, used when ``NUMBA_CACHE_DIR`` is not set
-        already. It must be given before anything imports umap or numba.
+    numba keeps what it can in ``NUMBA_CACHE_DIR`` when that is set before it is first
+    imported (the dashboard sets it to its cache folder).
 
     Returns
     -------
@@ -239,7 +226,6 @@ def warm_umap(cache_dir: str | os.PathLike | None = None) -> threading.Thread:
     global _warm_thread
     with _warm_lock:
         if _warm_thread is None:
-            _set_numba_cache(cache_dir)
             _warm_thread = threading.Thread(target=_compile_umap, name="quack-warm-umap", daemon=True)
             _warm_thread.start()
         return _warm_thread
