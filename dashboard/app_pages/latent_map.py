@@ -70,7 +70,7 @@ elif colour == "loss":
 else:
     values, categorical = frame[colour].to_numpy()[drawn], True
 
-neighbours = []
+neighbours, distances = np.empty(0, np.int64), np.empty(0, np.float32)
 if chosen is not None and 0 <= chosen < len(frame):
     neighbours, distances = nearest_neighbors(enc.latents, int(chosen), k=10)
 fig = charts.map_figure(
@@ -118,7 +118,7 @@ with right:
         f"**{row['domain']}** · {row['country'] or '—'} · {row['service']} · "
         f"{charts.LABEL_NAMES.get(int(labels[int(record)]), '')}"
     )
-    neighbours, distances = nearest_neighbors(enc.latents, int(record), k=10)
+    # The rerun above makes the record the chosen one, whose neighbours the map found.
     near = state.record_table(s.data_dir, labels, neighbours.tolist())
     near.insert(1, "distance", np.round(distances, 3))
     st.dataframe(near, hide_index=True, height=250)
