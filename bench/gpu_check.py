@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quack.dataset import build_dataset  # noqa: E402
+from quack.build import build_dataset  # noqa: E402
 from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
 from quack.sample import write_sample  # noqa: E402
 

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from quack.config import check_model_options
 from quack.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
+from quack.tokenizer import BOS, EOS, PAD, UNK
 
 __all__ = [
     "BOS",
@@ -41,11 +43,6 @@ __all__ = [
     "load_encoded",
     "read_metadata",
 ]
-
-BOS = 0
-PAD = 1
-EOS = 2
-UNK = 3
 
 # Hyperparameters a checkpoint must carry for ``from_checkpoint`` to rebuild the model.
 _REQUIRED_HPARAMS = ("num_embeddings", "embed_size", "hidden_size")
@@ -214,6 +211,9 @@ class QuackAutoEncoder(pl.LightningModule):
     ----------
     tokenizer_json : str or None
         The tokenizer the model was trained with, serialised; stored in checkpoints.
+    predict_loss : bool
+        ``predict_step`` also gives each record's teacher-forced reconstruction loss
+        (one decoder pass more); False by default.
     """
 
     def __init__(
@@ -231,8 +231,8 @@ class QuackAutoEncoder(pl.LightningModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        _check_hparams(num_embeddings, embed_size, hidden_size, layers, max_decode_length,
-                       teacher_forcing_ratio)
+        check_model_options(embed_size, hidden_size, layers, max_decode_length, teacher_forcing_ratio,
+                            num_embeddings=num_embeddings)
         self.save_hyperparameters()
         self.hidden_size = hidden_size
         self.max_decode_length = max_decode_length
@@ -241,6 +241,7 @@ class QuackAutoEncoder(pl.LightningModule):
         self.learning_rate_min = learning_rate_min
         self.lr_max_epochs = lr_max_epochs
         self.tokenizer_json: str | None = None
+        self.predict_loss = False
         self._tokenizer_cache: tuple[str, Any] | None = None
 
         self.embed = nn.Embedding(num_embeddings, embed_size, padding_idx=PAD)
@@ -541,12 +542,18 @@ class QuackAutoEncoder(pl.LightningModule):
         Returns
         -------
         tuple
-            The metadata list, unchanged, and the (B, H) latents as float32 on the CPU.
+            The metadata list, unchanged (each dict gains ``reconstruction_loss`` when
+            :attr:`predict_loss` is set), and the (B, H) latents as float32 on the CPU.
         """
         if isinstance(batch, torch.Tensor):
             metadata, tokens = [{} for _ in range(batch.size(0))], batch
         else:
             metadata, tokens = batch
+        if self.predict_loss:
+            out = self.inspect(tokens, teacher_forcing=True)
+            losses = out["loss"].tolist()
+            metadata = [{**meta, "reconstruction_loss": loss} for meta, loss in zip(metadata, losses)]
+            return metadata, out["latent"]
         final, _ = self(tokens)
         return metadata, final.detach().float().cpu()
 
@@ -689,19 +696,3 @@ class QuackAutoEncoder(pl.LightningModule):
             ) from None
         model.on_load_checkpoint(checkpoint)
         return model.eval()
-
-
-def _check_hparams(num_embeddings: int, embed_size: int, hidden_size: int, layers: int,
-                   max_decode_length: int | None, teacher_forcing_ratio: float) -> None:
-    if not isinstance(num_embeddings, int) or num_embeddings <= UNK:
-        raise ValueError(f"num_embeddings must be an integer above {UNK} (the special tokens), got {num_embeddings!r}.")
-    if not isinstance(embed_size, int) or embed_size < 1:
-        raise ValueError(f"embed_size must be a positive integer, got {embed_size!r}.")
-    if not isinstance(hidden_size, int) or hidden_size < 2 or hidden_size % 2:
-        raise ValueError(f"hidden_size must be a positive even integer (the encoder is bidirectional), got {hidden_size!r}.")
-    if not isinstance(layers, int) or layers < 1:
-        raise ValueError(f"layers must be a positive integer, got {layers!r}.")
-    if max_decode_length is not None and (not isinstance(max_decode_length, int) or max_decode_length < 1):
-        raise ValueError(f"max_decode_length must be None or a positive integer, got {max_decode_length!r}.")
-    if not 0.0 <= teacher_forcing_ratio <= 1.0:
-        raise ValueError(f"teacher_forcing_ratio must lie between 0 and 1, got {teacher_forcing_ratio!r}.")

@@ -20,6 +20,7 @@ __all__ = [
     "Option",
     "options",
     "check_model_options",
+    "parse_devices",
     "add_arguments",
     "from_arguments",
 ]
@@ -71,7 +72,8 @@ def _int_or_none(text: str) -> int | None:
     return None if text.lower() in ("none", "") else int(text)
 
 
-def _devices(text: str) -> int | str:
+def parse_devices(text: str) -> int | str:
+    """A device count (``2``) or Lightning's other forms (``auto``, ``0,1``), from a command line."""
     return int(text) if text.isdigit() else text
 
 
@@ -189,7 +191,7 @@ class TrainConfig:
     batch_size: int = _option(32, "records per batch", "Batch size", int, low=1, form_high=1024, step=1)
     seed: int = _option(0, "seeds the split, the shuffling and the weights", "Seed", int, low=0, high=2**31 - 1, step=1)
     accelerator: str = _option("auto", "auto, cpu, gpu or mps", "Accelerator", str, in_form=False)
-    devices: int | str = _option("auto", "auto, a count, or a list such as 0,1", "Devices", _devices, in_form=False)
+    devices: int | str = _option("auto", "auto, a count, or a list such as 0,1", "Devices", parse_devices, in_form=False)
     strategy: str = _option("auto", "auto, ddp, ddp_spawn, ...", "Strategy", str, in_form=False)
     num_nodes: int = _option(1, "machines taking part", "Nodes", int, low=1, in_form=False)
     precision: str | None = _option(None, "32-true, bf16-mixed, 16-mixed, ...", "Precision", _none_or_text, in_form=False)

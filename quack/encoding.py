@@ -1,26 +1,42 @@
-"""Load a checkpoint and encode a whole data set on the best device present.
+"""Load a checkpoint and encode a whole data set: the one encoding path of quack.
 
-The dashboard and the command line both come through here, so a latent vector means
-the same thing wherever it was computed.
+``quack encode``, the dashboard's map and its Export all come through :func:`predict`:
+records in length-sorted batches (little padding, so little wasted work), on the best
+device present, with Lightning's ``Trainer.predict``. :func:`encode_dataset` keeps the
+latents in memory; :func:`write_encoded` hands them to :class:`AutoencoderWriter`. A
+latent vector therefore means the same thing, and costs the same, wherever it is computed.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from quack.autoencoder import QuackAutoEncoder
+from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, read_metadata
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "quack-sample.ckpt"
 
 # Records per batch when encoding: large enough to keep a GPU busy, small enough that
 # a 2-core CPU answers progress often.
 BATCH_SIZES = {"cuda": 1024, "mps": 512, "cpu": 256}
+
+#: Which rows an encoding keeps, and the writer's options that keep them.
+KEEP = {"all": {}, "labelled": {"filtered": True}, "undetermined": {"evaluate": True}}
+
+Progress = Callable[[int, int], None]
+
+# Each loader item is a whole batch, so Lightning has no per-record indices to track;
+# the writer names records by their id and never needs them.
+warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
 
 
 def best_device(preferred: str | None = None) -> torch.device:
@@ -46,6 +62,14 @@ def best_device(preferred: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _accelerator(accelerator: str) -> tuple[str, str]:
+    """Lightning's accelerator name and the device type it means (for the batch size)."""
+    if accelerator in ("auto", None):
+        kind = best_device().type
+        return {"cuda": "gpu", "mps": "mps"}.get(kind, "cpu"), kind
+    return accelerator, {"gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(accelerator, "cpu")
 
 
 def load_checkpoint(path: str | Path) -> QuackAutoEncoder:
@@ -77,17 +101,137 @@ def check_tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> No
     ValueError
         Naming the data set and what to do.
     """
+    from quack.datafolder import DataFolder
     from quack.tokenizer import QuackTokenizer
 
-    path = Path(data_dir) / "tokenizer.json"
-    if not path.is_file():
-        raise ValueError(f"{data_dir} is not a quack data set (no tokenizer.json); build one with `quack ingest`.")
-    ours = QuackTokenizer.load(path).to_json()
+    ours = DataFolder.open(data_dir).tokenizer.to_json()
     if model.tokenizer_json is not None and ours != QuackTokenizer.from_json(model.tokenizer_json).to_json():
         raise ValueError(
             f"The data set {data_dir} was tokenized with another tokenizer than the checkpoint's; "
             "re-ingest it with `quack ingest --tokenizer-from CHECKPOINT` or train a model on it."
         )
+
+
+class _SortedBatches(Dataset):
+    """Whole batches of a data set, records of similar length together.
+
+    Each item is one batch, ``(metadata list, padded tokens)``, so Lightning hands whole
+    batches to the ranks of a distributed run and the metadata of a batch is read from
+    Arrow in one call rather than cell by cell.
+    """
+
+    def __init__(self, data_dir: Path, batch_size: int) -> None:
+        from quack.dataset import QuackDataset
+        from quack.datafolder import DataFolder
+        from quack.schema import columns
+
+        folder = DataFolder.open(data_dir)
+        self.tokens = QuackDataset(folder.path)
+        self.metadata = pq.read_table(folder.rows_path, columns=list(columns("metadata")))
+        order = np.argsort(self.tokens.lengths, kind="stable")
+        self.batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, b: int) -> tuple[list[dict], torch.Tensor]:
+        from quack.dataset import collate_tokens
+
+        rows = self.batches[b]
+        return self.metadata.take(rows).to_pylist(), collate_tokens([self.tokens.tokens(int(i)) for i in rows])
+
+
+class _Progress(pl.Callback):
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.done += len(batch[0])
+        self.progress(min(self.done, self.total), self.total)
+
+
+class _Collect(pl.Callback):
+    """Keeps each record's latent (and loss) in memory, placed by its id."""
+
+    def __init__(self, total: int, latent_size: int) -> None:
+        self.latents = np.zeros((total, latent_size), dtype=np.float32)
+        self.loss = np.full(total, np.nan, dtype=np.float32)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        metadata, latents = outputs
+        ids = np.fromiter((m["id"] for m in metadata), dtype=np.int64, count=len(metadata))
+        self.latents[ids] = latents.numpy()
+        if metadata and "reconstruction_loss" in metadata[0]:
+            self.loss[ids] = [m["reconstruction_loss"] for m in metadata]
+
+
+def predict(
+    model: QuackAutoEncoder,
+    data_dir: str | Path,
+    callbacks: Sequence[pl.Callback],
+    with_loss: bool = False,
+    batch_size: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    precision: str | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Run ``Trainer.predict`` over every record of a data set in length-sorted batches.
+
+    Parameters
+    ----------
+    model : QuackAutoEncoder
+    data_dir : path
+        A data set written by ``quack ingest``, tokenized with the model's tokenizer.
+    callbacks : sequence of Callback
+        What receives the predictions (an :class:`AutoencoderWriter`, say).
+    with_loss : bool
+        Add each record's reconstruction loss to its metadata (one decoder pass more).
+    batch_size : int, optional
+        Records per batch; by default sized for the device.
+    accelerator, devices, strategy, num_nodes, precision
+        As Lightning's Trainer takes them; ``accelerator="auto"`` picks CUDA, then MPS,
+        then the CPU.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    str
+        The device type the records were encoded on.
+
+    Raises
+    ------
+    ValueError
+        When the data set is not one, or was tokenized by another tokenizer.
+    """
+    check_tokenizer_matches(model, data_dir)
+    accelerator, kind = _accelerator(accelerator)
+    batches = _SortedBatches(Path(data_dir).expanduser(), batch_size or BATCH_SIZES.get(kind, 256))
+    extra = [_Progress(progress, len(batches.tokens))] if progress is not None else []
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=precision,
+        callbacks=[*callbacks, *extra],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
+    loader = DataLoader(batches, batch_size=None, shuffle=False)
+    model.predict_loss = with_loss
+    try:
+        trainer.predict(model, dataloaders=loader, return_predictions=False)
+    finally:
+        # The dashboard keeps using the model for single records on the CPU.
+        model.predict_loss = False
+        model.cpu().eval()
+    return kind
 
 
 @dataclass
@@ -116,20 +260,20 @@ def encode_dataset(
     data_dir: str | Path,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     with_loss: bool = True,
 ) -> Encoded:
-    """Encode every row of a tokenized data set.
+    """Encode every row of a tokenized data set into memory, on one device.
 
     Parameters
     ----------
     model : QuackAutoEncoder
     data_dir : path
-        A data set written by ``quack ingest`` / :func:`quack.dataset.build_dataset`.
+        A data set written by ``quack ingest`` / :func:`quack.build.build_dataset`.
     batch_size : int, optional
         Records per batch; by default sized for the device.
     device : str or torch.device, optional
-        Where to run; by default :func:`best_device`.
+        Where to run (``cpu``, ``cuda``, ``cuda:1``, ``mps``); by default :func:`best_device`.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
     with_loss : bool
@@ -139,33 +283,68 @@ def encode_dataset(
     -------
     Encoded
     """
-    from quack.dataset import QuackDataset, collate_tokens, read_rows
+    from quack.datafolder import DataFolder
 
-    check_tokenizer_matches(model, data_dir)
-    dataset = QuackDataset(data_dir)
-    device = best_device(str(device) if device is not None else None)
-    batch_size = batch_size or BATCH_SIZES.get(device.type, 256)
-    total = len(dataset)
-    # Sorting by length keeps padding, and so wasted work, to a minimum; the results
-    # are put back in id order at the end.
-    order = np.argsort(read_rows(data_dir, columns=["n_tokens"])["n_tokens"].to_numpy(), kind="stable")
-    latents = np.zeros((total, model.hparams.hidden_size), dtype=np.float32)
-    losses = np.full(total, np.nan, dtype=np.float32)
-    model = model.to(device).eval()
+    chosen = best_device(str(device) if device is not None else None)
+    accelerator = {"cuda": "gpu", "mps": "mps"}.get(chosen.type, "cpu")
+    devices = [chosen.index] if chosen.type == "cuda" and chosen.index is not None else 1
+    total = DataFolder.open(data_dir).n_rows
+    collect = _Collect(total, model.hparams.hidden_size)
     start = time.perf_counter()
-    with torch.inference_mode():
-        for begin in range(0, total, batch_size):
-            rows = order[begin : begin + batch_size]
-            tokens = collate_tokens([dataset[int(i)] for i in rows]).to(device)
-            if with_loss:
-                out = model.inspect(tokens, teacher_forcing=True)
-                losses[rows] = out["loss"].numpy()
-                final = out["latent"]
-            else:
-                final = model.encode(tokens)
-            latents[rows] = final.float().cpu().numpy()
-            if progress is not None:
-                progress(min(begin + batch_size, total), total)
+    kind = predict(model, data_dir, [collect], with_loss=with_loss, batch_size=batch_size,
+                   accelerator=accelerator, devices=devices, progress=progress)
     elapsed = max(time.perf_counter() - start, 1e-9)
-    model.cpu()
-    return Encoded(np.arange(total, dtype=np.int64), latents, losses, total / elapsed, device.type)
+    return Encoded(np.arange(total, dtype=np.int64), collect.latents, collect.loss, total / elapsed, kind)
+
+
+def write_encoded(
+    model: QuackAutoEncoder,
+    data_dir: str | Path,
+    out: str | Path,
+    layout: str = "parquet",
+    keep: str = "all",
+    with_loss: bool = False,
+    progress: Progress | None = None,
+    **trainer_options,
+) -> dict:
+    """Encode a data set and write the latents with :class:`AutoencoderWriter`.
+
+    Parameters
+    ----------
+    model : QuackAutoEncoder
+    data_dir : path
+        The data set.
+    out : path
+        The output folder; it must be new or empty.
+    layout : {"parquet", "indexed"}
+        The writer's layout.
+    keep : {"all", "labelled", "undetermined"}
+        Which rows to write: every row, the labelled ones (the writer's ``filtered``) or
+        the undetermined ones (its ``evaluate``).
+    with_loss : bool
+        Write each record's reconstruction loss beside its latent.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch.
+    **trainer_options
+        ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
+        ``precision`` as :func:`predict` takes them.
+
+    Returns
+    -------
+    dict
+        The written ``metadata.json``: counts per label, total, layout, run.
+
+    Raises
+    ------
+    ValueError
+        When the output folder is not empty, ``keep`` or ``layout`` is unknown, or the
+        data set does not fit the model.
+    """
+    if keep not in KEEP:
+        raise ValueError(f"Rows to keep must be one of {', '.join(KEEP)}, got {keep!r}.")
+    target = Path(out).expanduser()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"The output {target} already exists and is not empty; choose a new folder or remove it.")
+    writer = AutoencoderWriter(write_interval="batch", storage_path=str(target), layout=layout, **KEEP[keep])
+    predict(model, data_dir, [writer], with_loss=with_loss, progress=progress, **trainer_options)
+    return read_metadata(target)

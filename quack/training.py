@@ -7,6 +7,7 @@ tests on the held-out split and measures reconstruction accuracy there.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +18,8 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from quack.autoencoder import QuackAutoEncoder
-
-MODEL_DEFAULTS: dict[str, Any] = {
-    "embed_size": 64,
-    "hidden_size": 256,
-    "layers": 1,
-    "max_decode_length": None,
-    "learning_rate": 3e-3,
-    "learning_rate_min": 1e-4,
-    "lr_max_epochs": -1,
-    "teacher_forcing_ratio": 0.5,
-}
-
+from quack.config import AutoencoderConfig, TrainConfig
+from quack.tokenizer import PAD
 
 class LossRecorder(pl.Callback):
     """Keeps the losses and progress of a run where another thread can read them.
@@ -120,7 +111,7 @@ def token_accuracy(model: QuackAutoEncoder, loader, teacher_forcing: bool = Fals
         out = model.inspect(tokens, teacher_forcing=teacher_forcing)
         # With max_decode_length set the model reconstructs only the first steps.
         tokens = tokens[:, : out["ids"].size(1)]
-        mask = tokens != 1
+        mask = tokens != PAD
         right += int(((out["ids"] == tokens) & mask).sum())
         total += int(mask.sum())
     return right / max(total, 1)
@@ -129,23 +120,14 @@ def token_accuracy(model: QuackAutoEncoder, loader, teacher_forcing: bool = Fals
 def fit(
     data_dir: str | Path,
     out_dir: str | Path,
-    model_options: dict[str, Any] | None = None,
-    max_epochs: int = 10,
-    batch_size: int = 32,
-    seed: int = 0,
-    accelerator: str = "auto",
-    devices: int | str = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    precision: str | None = None,
-    patience: int = 3,
+    model_options: AutoencoderConfig | dict[str, Any] | None = None,
+    train: TrainConfig | None = None,
+    *,
     resume: str | Path | None = None,
-    logger: str = "csv",
-    bucket_by_length: bool = True,
-    num_workers: int = 0,
+    overwrite: bool = False,
     callbacks: list[pl.Callback] | None = None,
     progress_bar: bool = True,
-    max_steps: int = -1,
+    **train_options: Any,
 ) -> FitResult:
     """Train, test and measure an autoencoder on the data set in ``data_dir``.
 
@@ -155,50 +137,65 @@ def fit(
         A data set written by ``quack ingest``.
     out_dir : path
         Checkpoints and logs go here (``checkpoints/`` and ``logs/`` inside).
-    model_options : dict, optional
-        Hyperparameters of :class:`QuackAutoEncoder` over :data:`MODEL_DEFAULTS`.
-    max_epochs, batch_size, seed, accelerator, devices, strategy, num_nodes, precision
-        As Lightning's Trainer and the data module take them.
-    patience : int
-        Epochs without a better validation loss before stopping early (0 turns it off).
+    model_options : AutoencoderConfig or dict, optional
+        The model's hyperparameters; a dict overrides :class:`AutoencoderConfig`'s defaults.
+    train : TrainConfig, optional
+        How to train; :class:`TrainConfig`'s defaults when None.
     resume : path, optional
-        A checkpoint of an earlier run to continue from.
-    logger : {"csv", "tensorboard", "none"}
-        Where the metrics are logged, offline.
-    bucket_by_length : bool
-        Batch records of similar length together to cut padding.
-    num_workers : int
-        Data loader worker processes.
+        A checkpoint of an earlier run to continue from; it must have the model options
+        and tokenizer of this run.
+    overwrite : bool
+        Replace the checkpoints of an earlier run in ``out_dir``; without it (or
+        ``resume``) a folder that holds checkpoints is refused.
     callbacks : list of Callback, optional
         More callbacks, such as a :class:`LossRecorder`.
     progress_bar : bool
         Show Lightning's progress bar.
-    max_steps : int
-        Stop after this many optimiser steps (-1: no limit).
+    **train_options
+        Fields of :class:`TrainConfig` (``max_epochs``, ``batch_size``, ...) that
+        override ``train``.
 
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    ValueError
+        Before any training, with one sentence: an option out of its bounds, an output
+        that is a file or already holds checkpoints, a ``resume`` checkpoint that is not
+        a quack checkpoint or does not fit this run.
     """
     from quack.dataset import QuackDataModule
 
-    pl.seed_everything(seed, workers=True)
+    config = model_options if isinstance(model_options, AutoencoderConfig) else AutoencoderConfig(**(model_options or {}))
+    run = dataclasses.replace(train or TrainConfig(), **train_options)
     out_dir = Path(out_dir).expanduser()
+    _check_output(out_dir, resume is not None or overwrite)
     data = QuackDataModule(
-        data_dir, batch_size=batch_size, seed=seed, num_workers=num_workers, bucket_by_length=bucket_by_length
+        data_dir, batch_size=run.batch_size, seed=run.seed, num_workers=run.num_workers,
+        bucket_by_length=run.bucket_by_length,
     )
-    options = {**MODEL_DEFAULTS, **(model_options or {})}
-    model = QuackAutoEncoder(num_embeddings=data.tokenizer.vocab_size, **options)
+    if resume is not None:
+        _check_resume(Path(resume).expanduser(), config, data.tokenizer)
+    if overwrite:
+        for old in (out_dir / "checkpoints").glob("*.ckpt"):
+            old.unlink()
+    pl.seed_everything(run.seed, workers=True)
+    model = QuackAutoEncoder(num_embeddings=data.tokenizer.vocab_size, **config.model_kwargs())
     model.tokenizer_json = data.tokenizer.to_json()
     checkpointing = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="quack-{epoch:02d}-{val_loss:.4f}", monitor="val_loss", save_last=True
+        dirpath=out_dir / "checkpoints", filename="quack-{epoch:02d}-{val_loss:.4f}", monitor="val_loss", save_last=True,
+        # The folder holds this run's checkpoints only, so last.ckpt is always the newest.
+        enable_version_counter=False,
     )
     all_callbacks: list[pl.Callback] = [checkpointing, *(callbacks or [])]
-    if patience > 0:
-        all_callbacks.append(EarlyStopping(monitor="val_loss", patience=patience))
-    if logger == "csv":
+    if run.patience > 0:
+        # Not strict: a run cut short by max_steps may end before its first validation.
+        all_callbacks.append(EarlyStopping(monitor="val_loss", patience=run.patience, strict=False))
+    if run.logger == "csv":
         run_logger = pl.loggers.CSVLogger(out_dir, name="logs")
-    elif logger == "tensorboard":
+    elif run.logger == "tensorboard":
         import importlib.util
 
         if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
@@ -207,13 +204,13 @@ def fit(
     else:
         run_logger = False
     trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        max_steps=max_steps,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        precision=precision,
+        max_epochs=run.max_epochs,
+        max_steps=run.max_steps,
+        accelerator=run.accelerator,
+        devices=run.devices,
+        strategy=run.strategy,
+        num_nodes=run.num_nodes,
+        precision=run.precision,
         callbacks=all_callbacks,
         logger=run_logger,
         enable_progress_bar=progress_bar,
@@ -222,10 +219,39 @@ def fit(
         default_root_dir=out_dir,
         log_every_n_steps=10,
     )
-    trainer.fit(model, datamodule=data, ckpt_path=str(resume) if resume else None)
+    # weights_only whatever the environment says: a checkpoint may come from anyone.
+    trainer.fit(model, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     best = checkpointing.best_model_path or checkpointing.last_model_path
     tested = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=progress_bar)
     test_loss = float(tested[0]["test_loss"]) if tested else float("nan")
     accuracy = token_accuracy(model, data.test_dataloader())
     history = next((c.snapshot() for c in all_callbacks if isinstance(c, LossRecorder)), [])
     return FitResult(Path(best), test_loss, accuracy, trainer.current_epoch, history)
+
+
+def _check_output(out_dir: Path, reuse: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"The output {out_dir} is a file; give a folder for checkpoints and logs.")
+    if not reuse and any((out_dir / "checkpoints").glob("*.ckpt")):
+        raise ValueError(
+            f"The output {out_dir} already holds the checkpoints of a run; choose a new folder, "
+            "resume that run with --resume, or replace it with --overwrite."
+        )
+
+
+def _check_resume(path: Path, config: AutoencoderConfig, tokenizer: Any) -> None:
+    """Refuse a checkpoint to resume from that would not fit this run, before any training."""
+    earlier = QuackAutoEncoder.from_checkpoint(path)
+    claimed = {name: earlier.hparams.get(name) for name in config.model_kwargs()}
+    # The optimiser's settings may change on resuming; the network's shape may not.
+    for name in ("embed_size", "hidden_size", "layers"):
+        if claimed[name] != getattr(config, name):
+            raise ValueError(
+                f"The checkpoint {path} was trained with {name} {claimed[name]}, not {getattr(config, name)}; "
+                f"resume with --{name.replace('_', '-')} {claimed[name]} or start a new run."
+            )
+    if earlier.tokenizer_json is not None and earlier.tokenizer.to_json() != tokenizer.to_json():
+        raise ValueError(
+            f"The checkpoint {path} was trained on data of another tokenizer; resume it on its own data set "
+            "or start a new run."
+        )

@@ -208,12 +208,13 @@ def test_encode_is_eval_without_gradients():
 
 
 @pytest.mark.parametrize(
-    "options",
-    [dict(hidden_size=15), dict(num_embeddings=3), dict(layers=0), dict(max_decode_length=0),
-     dict(teacher_forcing_ratio=1.5)],
+    ("options", "message"),
+    [(dict(hidden_size=15), "hidden_size must be even"), (dict(num_embeddings=3), "num_embeddings must be"),
+     (dict(layers=0), "layers must lie between 1 and"), (dict(max_decode_length=0), "max_decode_length must be at least 1"),
+     (dict(teacher_forcing_ratio=1.5), "teacher_forcing_ratio must lie between 0 and 1")],
 )
-def test_bad_hyperparameters_raise(options):
-    with pytest.raises(ValueError):
+def test_bad_hyperparameters_raise(options, message):
+    with pytest.raises(ValueError, match=message):
         tiny_model(**options)
 
 

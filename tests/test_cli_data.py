@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quack.cli import main
-from quack.dataset import read_info
+from quack.datafolder import read_info
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 

@@ -13,7 +13,8 @@ import torch
 
 from quack.autoencoder import QuackAutoEncoder, load_encoded
 from quack.cli import main
-from quack.dataset import build_dataset, read_info
+from quack.build import build_dataset
+from quack.datafolder import read_info
 from quack.sample import write_sample
 
 TINY = ["--embed-size", "8", "--hidden-size", "16", "--batch-size", "32", "--logger", "none"]
@@ -103,7 +104,7 @@ def bad(capsys, argv: list[str], expected: str) -> None:
 
 
 def test_missing_data_set(tmp_path, capsys):
-    bad(capsys, ["fit", "--data", str(tmp_path / "nothing")], "No quack data set at")
+    bad(capsys, ["fit", "--data", str(tmp_path / "nothing")], "is not a quack data set")
 
 
 def test_option_out_of_range(sample_data, tmp_path, capsys):
@@ -147,3 +148,61 @@ def test_empty_data_set(tmp_path, capsys):
 
 def test_classify_without_encoded_output(tmp_path, capsys):
     bad(capsys, ["classify", "--encoded", str(tmp_path)], "No encoded output")
+
+
+def test_a_second_run_into_a_used_folder_is_refused_before_training(trained, sample_data, capsys):
+    before = (trained / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    bad(capsys, ["fit", "--data", str(sample_data), "--out", str(trained), *TINY], "already holds the checkpoints")
+    assert (trained / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+
+
+def test_overwrite_replaces_the_earlier_run_and_last_is_the_new_model(sample_data, tmp_path):
+    run = ["fit", "--data", str(sample_data), "--out", str(tmp_path), "--max-steps", "2", "--max-epochs", "1", *TINY]
+    assert main(run) == 0
+    first = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert main([*run, "--overwrite", "--seed", "1"]) == 0
+    second = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert not any(p.name.startswith("last-v") for p in (tmp_path / "checkpoints").iterdir())
+    assert not torch.equal(first["state_dict"]["embed.weight"], second["state_dict"]["embed.weight"])
+
+
+def test_fit_into_a_file_is_refused_before_training(sample_data, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    bad(capsys, ["fit", "--data", str(sample_data), "--out", str(target), *TINY], "is a file")
+    assert target.read_text() == "mine"
+
+
+def test_resume_with_other_model_options_is_one_sentence(trained, sample_data, tmp_path, capsys):
+    last = trained / "checkpoints" / "last.ckpt"
+    argv = ["fit", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--resume", str(last), *TINY]
+    bad(capsys, [*argv, "--hidden-size", "32"], "was trained with hidden_size 16, not 32")
+    assert not (tmp_path / "r").exists()
+
+
+class _Planted:
+    """Pickles into a call that creates a file: what a crafted checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("content", ["pickle", "random", "truncated"])
+def test_resume_never_unpickles_and_refuses_bad_files_in_one_sentence(
+    trained, sample_data, tmp_path, capsys, monkeypatch, content
+):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "crafted.ckpt"
+    if content == "pickle":
+        torch.save({"state_dict": {}, "hyper_parameters": {"x": _Planted(marker)}}, crafted)
+    elif content == "random":
+        crafted.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        crafted.write_bytes((trained / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    argv = ["fit", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--resume", str(crafted), *TINY]
+    bad(capsys, argv, "crafted.ckpt")
+    assert not marker.exists()

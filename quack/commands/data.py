@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from quack.schema import Label
 from quack.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
 
-_LABEL_NAMES = {"1": "censored (1)", "0": "undetermined (0)", "-1": "uncensored (-1)"}
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     """Build the data set and print a summary; returns the exit status."""
     from tqdm import tqdm
 
-    from quack.dataset import build_dataset
+    from quack.build import build_dataset
     from quack.ingest import IngestStats
 
     tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
@@ -106,7 +106,8 @@ def _print_summary(info: dict, out: str) -> None:
     skipped = info["skipped"]
     print("skipped: " + (", ".join(f"{reason} {n}" for reason, n in skipped.items()) if skipped else "nothing"))
     labels = info["rows_per_label"]
-    print("labels: " + ", ".join(f"{_LABEL_NAMES[k]} {labels[k]}" for k in ("1", "0", "-1")))
+    print("labels: " + ", ".join(f"{label.display} ({label.value}) {labels[str(label.value)]}"
+                                 for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)))
     print(f"tokens per row: mean {info['mean_tokens']:.1f}, longest {info['longest_sequence']} "
           f"(vocabulary {info['vocab_size']}, at most {info['max_tokens']} text tokens)")
     print(f"wrote {out}")

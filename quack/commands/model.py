@@ -7,11 +7,13 @@ one sentence on stderr and exit status 2, never a half-written output.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from quack.training import MODEL_DEFAULTS
+from quack.config import AutoencoderConfig, TrainConfig, add_arguments, from_arguments, parse_devices
+from quack.schema import Label
 
 
 class UsageError(ValueError):
@@ -25,15 +27,12 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> None:
 
 def check_dataset(path: str | Path) -> dict:
     """The info of a data set that exists and has rows, or a UsageError saying what is wrong."""
-    from quack.dataset import read_info
+    from quack.datafolder import DataFolder
 
-    path = Path(path).expanduser()
-    if not (path / "rows.parquet").is_file():
-        raise UsageError(f"No quack data set at {path}; build one with `quack ingest PATH --out {path}`.")
-    info = read_info(path)
-    if int(info.get("rows", 0)) == 0:
-        raise UsageError(f"The data set {path} has no rows; ingest files that hold measurements.")
-    return info
+    try:
+        return DataFolder.open(path, require_rows=True).info
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def check_empty_output(path: str | Path) -> Path:
@@ -45,39 +44,15 @@ def check_empty_output(path: str | Path) -> Path:
 
 
 def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``quack fit``."""
+    """Register ``quack fit``; its model and trainer flags come from :mod:`quack.config`."""
     p = subparsers.add_parser("fit", help="train an autoencoder on a tokenized data set")
     p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
     p.add_argument("--out", default="runs/fit", help="folder for checkpoints and logs (default: runs/fit)")
-    model = p.add_argument_group("model")
-    model.add_argument("--embed-size", type=int, default=MODEL_DEFAULTS["embed_size"])
-    model.add_argument("--hidden-size", type=int, default=MODEL_DEFAULTS["hidden_size"])
-    model.add_argument("--layers", type=int, default=MODEL_DEFAULTS["layers"])
-    model.add_argument("--max-decode-length", type=int, default=None)
-    model.add_argument("--learning-rate", type=float, default=MODEL_DEFAULTS["learning_rate"])
-    model.add_argument("--learning-rate-min", type=float, default=MODEL_DEFAULTS["learning_rate_min"])
-    model.add_argument("--lr-max-epochs", type=int, default=MODEL_DEFAULTS["lr_max_epochs"])
-    model.add_argument("--teacher-forcing-ratio", type=float, default=MODEL_DEFAULTS["teacher_forcing_ratio"])
-    trainer = p.add_argument_group("trainer")
-    trainer.add_argument("--max-epochs", type=int, default=10)
-    trainer.add_argument("--max-steps", type=int, default=-1)
-    trainer.add_argument("--batch-size", type=int, default=32)
-    trainer.add_argument("--seed", type=int, default=0)
-    trainer.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, mps")
-    trainer.add_argument("--devices", default="auto", help="auto, a count, or a list such as 0,1")
-    trainer.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ...")
-    trainer.add_argument("--num-nodes", type=int, default=1)
-    trainer.add_argument("--precision", default=None, help="32-true, bf16-mixed, 16-mixed, ...")
-    trainer.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)")
-    trainer.add_argument("--resume", default=None, help="checkpoint of an earlier run to continue")
-    trainer.add_argument("--logger", choices=["csv", "tensorboard", "none"], default="csv")
-    trainer.add_argument("--num-workers", type=int, default=0)
-    trainer.add_argument("--no-bucket", action="store_true", help="do not batch records by length")
+    p.add_argument("--resume", default=None, help="checkpoint of an earlier run to continue")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out")
+    add_arguments(p.add_argument_group("model"), AutoencoderConfig)
+    add_arguments(p.add_argument_group("trainer"), TrainConfig)
     p.set_defaults(func=run_fit)
-
-
-def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -85,45 +60,14 @@ def run_fit(args: argparse.Namespace) -> int:
     from quack.training import fit
 
     check_dataset(args.data)
-    for name in ("embed_size", "hidden_size", "layers", "max_epochs", "batch_size", "num_nodes"):
-        _positive(name.replace("_", "-"), getattr(args, name))
-    _positive("learning-rate", args.learning_rate)
-    _positive("patience", args.patience, allow_zero=True)
-    if args.hidden_size % 2:
-        raise UsageError(f"--hidden-size must be even (half per encoder direction), got {args.hidden_size}.")
-    if not 0.0 <= args.teacher_forcing_ratio <= 1.0:
-        raise UsageError(f"--teacher-forcing-ratio must lie between 0 and 1, got {args.teacher_forcing_ratio}.")
+    try:
+        model = from_arguments(AutoencoderConfig, args)
+        train = from_arguments(TrainConfig, args)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     if args.resume and not Path(args.resume).expanduser().is_file():
         raise UsageError(f"--resume names {args.resume}, which does not exist; give a checkpoint file of an earlier run.")
-    options = {
-        "embed_size": args.embed_size,
-        "hidden_size": args.hidden_size,
-        "layers": args.layers,
-        "max_decode_length": args.max_decode_length,
-        "learning_rate": args.learning_rate,
-        "learning_rate_min": args.learning_rate_min,
-        "lr_max_epochs": args.lr_max_epochs,
-        "teacher_forcing_ratio": args.teacher_forcing_ratio,
-    }
-    result = fit(
-        args.data,
-        args.out,
-        options,
-        max_epochs=args.max_epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        accelerator=args.accelerator,
-        devices=_devices(str(args.devices)),
-        strategy=args.strategy,
-        num_nodes=args.num_nodes,
-        precision=args.precision,
-        patience=args.patience,
-        resume=args.resume,
-        logger=args.logger,
-        bucket_by_length=not args.no_bucket,
-        num_workers=args.num_workers,
-    )
+    result = fit(args.data, args.out, model, train, resume=args.resume, overwrite=args.overwrite)
     print(
         f"best checkpoint: {result.checkpoint}\n"
         f"epochs: {result.epochs}  test loss: {result.test_loss:.4f}  "
@@ -152,40 +96,28 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    """Predict with AutoencoderWriter on the best device present."""
-    import pytorch_lightning as pl
+    """Encode with AutoencoderWriter on the best device present."""
+    from tqdm import tqdm
 
-    from quack.autoencoder import AutoencoderWriter, read_metadata
-    from quack.dataset import QuackDataModule
-    from quack.encoding import BATCH_SIZES, SHIPPED_CHECKPOINT, best_device, check_tokenizer_matches, load_checkpoint
+    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint, write_encoded
 
     check_dataset(args.data)
     out = check_empty_output(args.out)
     if args.batch_size is not None:
         _positive("batch-size", args.batch_size)
     model = load_checkpoint(args.checkpoint or SHIPPED_CHECKPOINT)
-    check_tokenizer_matches(model, args.data)
-    accelerator = args.accelerator
-    if accelerator == "auto":
-        accelerator = {"cuda": "gpu", "mps": "mps"}.get(best_device().type, "cpu")
-    batch_size = args.batch_size or BATCH_SIZES["cuda" if accelerator == "gpu" else accelerator]
-    writer = AutoencoderWriter(
-        write_interval="batch", storage_path=str(out), filtered=args.filtered, evaluate=args.evaluate, layout=args.layout
-    )
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=_devices(str(args.devices)),
-        strategy=args.strategy,
-        num_nodes=args.num_nodes,
-        precision=args.precision,
-        callbacks=[writer],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
-    data = QuackDataModule(args.data, batch_size=batch_size)
-    trainer.predict(model, datamodule=data, return_predictions=False)
-    summary = read_metadata(out)
+    keep = "labelled" if args.filtered else "undetermined" if args.evaluate else "all"
+    # disable=None: a bar on a terminal only, never in logs or pipes.
+    with tqdm(desc="encode", unit=" rows", file=sys.stderr, leave=False, disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = write_encoded(
+            model, args.data, out, layout=args.layout, keep=keep, progress=progress, batch_size=args.batch_size,
+            accelerator=args.accelerator, devices=parse_devices(str(args.devices)), strategy=args.strategy,
+            num_nodes=args.num_nodes, precision=args.precision,
+        )
     counts = ", ".join(f"{summary[k]} {k}" for k in ("censored", "undetermined", "uncensored", "total") if k in summary)
     print(f"wrote {out} ({args.layout}): {counts}")
     return 0
@@ -233,7 +165,7 @@ def run_classify(args: argparse.Namespace) -> int:
     )
     atomic_write(folder / "scores.parquet", lambda handle: scores.to_parquet(handle, index=False))
     atomic_write(folder / "classifier.pt", lambda handle: torch.save(report.model.state_dict(), handle))
-    undetermined = scores[scores["label"] == 0].sort_values("p_censored", ascending=False)
+    undetermined = scores[scores["label"] == Label.UNDETERMINED].sort_values("p_censored", ascending=False)
     print(
         f"held-out accuracy {report.accuracy:.4f}  F1 {report.f1:.4f}  confusion {report.confusion}\n"
         f"scored {len(scores)} rows; {int((undetermined['p_censored'] >= 0.5).sum())} of {len(undetermined)} "

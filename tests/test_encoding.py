@@ -1,0 +1,81 @@
+"""The one encoding path: the map's in-memory latents and the writer's files agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from quack.autoencoder import QuackAutoEncoder, load_encoded
+from quack.build import build_dataset
+from quack.datafolder import DataFolder, read_rows
+from quack.dataset import QuackDataset
+from quack.encoding import encode_dataset, write_encoded
+from quack.sample import write_sample
+from quack.schema import Label
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("encoding")
+    records, _ = write_sample(work / "sample.json", n=150, seed=11)
+    build_dataset([records], work / "data", vocab_size=300, max_tokens=24)
+    return work / "data"
+
+
+@pytest.fixture()
+def model(data) -> QuackAutoEncoder:
+    torch.manual_seed(0)
+    tokenizer = DataFolder.open(data).tokenizer
+    net = QuackAutoEncoder(num_embeddings=tokenizer.vocab_size, embed_size=8, hidden_size=16)
+    net.tokenizer_json = tokenizer.to_json()
+    return net.eval()
+
+
+def test_latents_come_back_in_id_order_although_batches_are_sorted_by_length(data, model):
+    encoded = encode_dataset(model, data, batch_size=16, with_loss=False)
+    rows = read_rows(data, columns=["id", "n_tokens"])
+    assert len(np.unique(rows["n_tokens"])) > 1, "the sample must mix lengths for this test to mean anything"
+    dataset_tokens = QuackDataset(data)
+    for record in (0, 7, len(rows) - 1):
+        alone = model.encode(dataset_tokens[record].unsqueeze(0))[0].numpy()
+        np.testing.assert_allclose(encoded.latents[record], alone, atol=1e-5)
+    assert np.isnan(encoded.loss).all()
+
+
+def test_the_writer_gets_the_same_latents_and_losses_as_the_map(data, model, tmp_path):
+    in_memory = encode_dataset(model, data, with_loss=True)
+    assert np.isfinite(in_memory.loss).all()
+    summary = write_encoded(model, data, tmp_path / "out", with_loss=True, batch_size=32)
+    table = load_encoded(tmp_path / "out")
+    assert summary["total"] == len(table) == len(in_memory.ids)
+    np.testing.assert_allclose(np.stack(table["latent"].to_numpy()), in_memory.latents, atol=1e-5)
+    np.testing.assert_allclose(table["reconstruction_loss"].to_numpy(), in_memory.loss, rtol=1e-5)
+    # The model is handed back as it came: on the CPU, in eval mode, without the loss pass.
+    assert next(model.parameters()).device.type == "cpu" and not model.training and not model.predict_loss
+
+
+@pytest.mark.parametrize(("keep", "wanted"), [("labelled", {Label.CENSORED, Label.UNCENSORED}),
+                                              ("undetermined", {Label.UNDETERMINED})])
+def test_keep_chooses_the_rows_written(data, model, tmp_path, keep, wanted):
+    write_encoded(model, data, tmp_path / keep, keep=keep)
+    table = load_encoded(tmp_path / keep)
+    labels = read_rows(data, columns=["label"])["label"].to_numpy()
+    assert set(table["label"]) <= set(wanted)
+    assert len(table) == int(np.isin(labels, list(wanted)).sum()) > 0
+
+
+def test_bad_requests_are_refused_before_anything_is_written(data, model, tmp_path):
+    with pytest.raises(ValueError, match="Rows to keep must be one of all, labelled, undetermined"):
+        write_encoded(model, data, tmp_path / "a", keep="some")
+    assert not (tmp_path / "a").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        write_encoded(model, data, taken)
+    assert (taken / "notes.txt").read_text() == "mine"
