@@ -36,7 +36,7 @@ def _child(n: int) -> dict:
     if hasattr(os, "sched_setaffinity"):
         available = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(available[:CORES]))
-    from quack.dataset import build_dataset
+    from quack.build import build_dataset
     from quack.ingest import iter_rows
     from quack.labels import Fingerprints, label_row
     from quack.sample import write_sample

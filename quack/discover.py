@@ -1,37 +1,27 @@
-"""Find censorship the fingerprints missed: clusters of the latent space, candidate
-records ranked by a classifier, fingerprint patterns proposed from their responses,
-and where the model's attention goes, field by field.
+"""Find censorship the fingerprints missed: clusters of the latent space, undetermined
+records ranked by a classifier, and fingerprint patterns proposed from their responses.
+
+Saving a proposed pattern and labeling a data set again with it live in
+:mod:`quack.labels`, beside the fingerprints they extend.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from quack.atomic import atomic_write
 from quack.projection import pca
+from quack.schema import Label
 
-__all__ = [
-    "cluster_latents",
-    "cluster_summary",
-    "rank_candidates",
-    "propose_pattern",
-    "save_user_fingerprint",
-    "read_user_fingerprints",
-    "relabel_rows",
-    "attention_received",
-    "attention_by_field",
-]
+__all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "propose_pattern"]
 
 # HDBSCAN's neighbour search degrades to brute force in hundreds of dimensions; the
 # first principal components keep the cluster structure and make it fast.
 _CLUSTER_DIMS = 16
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# The label columns of a cluster summary, in the order they are shown.
+_LABEL_COLUMNS = (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)
 
 
 def cluster_latents(latents: np.ndarray, min_cluster_size: int = 25, min_samples: int | None = None) -> np.ndarray:
@@ -112,18 +102,14 @@ def cluster_summary(
             {
                 "cluster": int(c),
                 "size": int(members.size),
-                "censored": int((member_labels == 1).sum()),
-                "undetermined": int((member_labels == 0).sum()),
-                "uncensored": int((member_labels == -1).sum()),
-                "undetermined_share": float((member_labels == 0).mean()),
+                **{label.display: int((member_labels == label).sum()) for label in _LABEL_COLUMNS},
+                "undetermined_share": float((member_labels == Label.UNDETERMINED).mean()),
                 "representative": representative,
                 "representative_text": str(texts[representative]),
             }
         )
-    columns = [
-        "cluster", "size", "censored", "undetermined", "uncensored",
-        "undetermined_share", "representative", "representative_text",
-    ]
+    columns = ["cluster", "size", *(label.display for label in _LABEL_COLUMNS),
+               "undetermined_share", "representative", "representative_text"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values(["size", "cluster"], ascending=[False, True], ignore_index=True)
 
@@ -136,7 +122,7 @@ def rank_candidates(probabilities: np.ndarray, labels: np.ndarray, top: int | No
     probabilities : numpy.ndarray
         (N,) probability of censorship of each record.
     labels : numpy.ndarray
-        (N,) labels; only records labelled 0 (undetermined) are ranked.
+        (N,) labels; only undetermined records (0) are ranked.
     top : int or None, optional
         Keep only the first ``top``; None (default) keeps all.
 
@@ -146,7 +132,7 @@ def rank_candidates(probabilities: np.ndarray, labels: np.ndarray, top: int | No
         Row indices, most likely censored first (ties in row order).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    undetermined = np.flatnonzero(np.asarray(labels) == 0)
+    undetermined = np.flatnonzero(np.asarray(labels) == Label.UNDETERMINED)
     order = undetermined[np.argsort(-probabilities[undetermined], kind="stable")]
     return order if top is None else order[:top]
 
@@ -225,170 +211,3 @@ def propose_pattern(bodies: list[str], min_length: int = 8, share: float = 1.0, 
     # \r, \n, \t than as an escaped raw character in a fingerprint file.
     escaped = re.escape(best.strip()).replace("\\ ", " ")
     return escaped.replace("\\\r", "\\r").replace("\\\n", "\\n").replace("\\\t", "\\t")
-
-
-def read_user_fingerprints(path: str | os.PathLike) -> list[dict]:
-    """Read a fingerprint file in Censored Planet's format (one JSON object a line).
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file; a missing file reads as empty.
-
-    Returns
-    -------
-    list of dict
-        ``{"fingerprint": name, "pattern": regex}`` entries in file order.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        return []
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            entries.append({"fingerprint": str(entry["fingerprint"]), "pattern": str(entry["pattern"])})
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}, line {number}, is not a fingerprint entry: {error}.") from None
-    return entries
-
-
-def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> Path:
-    """Add a blockpage fingerprint to a user fingerprint file.
-
-    The file uses Censored Planet's format, one ``{"fingerprint": ..., "pattern": ...}``
-    object a line, so it can be given to the labeller next to the shipped lists.
-    The new file replaces the old one in one rename, so a failure leaves the old intact.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The user fingerprint file; created with its folder when missing.
-    name : str
-        Fingerprint name: letters, digits, ``_``, ``.`` and ``-``; not already in the file.
-    pattern : str
-        Python regular expression, matched with DOTALL against response text.
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-
-    Raises
-    ------
-    ValueError
-        If the name is empty, malformed or taken, or the pattern is empty or not a
-        valid regular expression.
-    """
-    path = Path(path).expanduser()
-    if not name or not _NAME.match(name):
-        raise ValueError(f"Fingerprint name {name!r} must be letters, digits, '_', '.' or '-' and not empty.")
-    if not pattern or not pattern.strip():
-        raise ValueError("The fingerprint pattern is empty.")
-    try:
-        re.compile(pattern, re.DOTALL)
-    except re.error as error:
-        raise ValueError(f"The pattern is not a valid regular expression: {error}.") from None
-    entries = read_user_fingerprints(path)
-    if any(e["fingerprint"] == name for e in entries):
-        raise ValueError(f"{path} already has a fingerprint named {name!r}; choose another name.")
-    entries.append({"fingerprint": name, "pattern": pattern})
-    text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode("utf-8")
-    return atomic_write(path, lambda handle: handle.write(text))
-
-
-def relabel_rows(
-    frame: pd.DataFrame, extra_files: list[str | os.PathLike], base_files: list[str | os.PathLike] | None = None
-) -> pd.DataFrame:
-    """Label records again with more fingerprints, without tokenizing them again.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Records of a data set (``quack.dataset.read_rows``) with ``id``, ``label``,
-        ``fingerprint``, ``anomaly`` and ``body``.
-    extra_files : list of path
-        User fingerprint files added after the base lists (later entries win a name).
-    base_files : list of path, optional
-        The lists the data set was labelled with; None means the shipped ones.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``id``, ``label`` and ``fingerprint`` of every record, in the frame's order.
-    """
-    from importlib import resources
-
-    from quack.labels import Fingerprints, label_row
-
-    if base_files is None:
-        folder = resources.files("quack") / "fingerprints"
-        base_files = sorted(str(p) for p in folder.iterdir() if str(p).endswith(".json"))
-    fingerprints = Fingerprints.load([str(p) for p in base_files] + [str(p) for p in extra_files if Path(p).is_file()])
-    new_labels, names = [], []
-    for record in frame.to_dict("records"):
-        if "matches_template" not in record:
-            # Only a probe that matched its template in a normal record is labelled
-            # uncensored without a fingerprint, so the flag can be recovered from that.
-            fingerprint = record.get("fingerprint")
-            unnamed = fingerprint is None or fingerprint == "" or bool(pd.isna(fingerprint))
-            record["matches_template"] = int(record["label"]) == -1 and unnamed
-        label, name = label_row(record, fingerprints)
-        fingerprint = record.get("fingerprint")
-        if name is None and label == 0 and isinstance(fingerprint, str) and fingerprint:
-            # Ingest matched this fingerprint on the whole body, of which only the first
-            # FIELD_CHARS characters are stored; the match stands.
-            label, name = int(record["label"]), fingerprint
-        new_labels.append(label)
-        names.append(name)
-    return pd.DataFrame({"id": frame["id"].to_numpy(), "label": np.asarray(new_labels, dtype=np.int64), "fingerprint": names})
-
-
-def attention_received(attention: np.ndarray, n_decoded: int | None = None) -> np.ndarray:
-    """How much attention each input token receives, averaged over decoder steps.
-
-    Parameters
-    ----------
-    attention : numpy.ndarray
-        (T_dec, T_enc) attention weights of one record (each row sums to 1).
-    n_decoded : int or None, optional
-        Number of real decoder steps; steps beyond (padding) are ignored.
-
-    Returns
-    -------
-    numpy.ndarray
-        (T_enc,) mean weight per input position; sums to 1 over the positions.
-    """
-    a = np.asarray(attention, dtype=np.float64)
-    if n_decoded is not None:
-        a = a[: max(1, n_decoded)]
-    return a.mean(axis=0)
-
-
-def attention_by_field(attention: np.ndarray, fields: list[str]) -> dict[str, float]:
-    """Share of a record's attention that falls on each field.
-
-    Parameters
-    ----------
-    attention : numpy.ndarray
-        (T_dec, T_enc) attention weights of one record, or (T_enc,) weights already
-        averaged over decoder steps.
-    fields : list of str
-        Field of each input position (``tokenizer.token_fields``), at least T_enc long
-        or exactly the record's length; positions beyond it are ignored.
-
-    Returns
-    -------
-    dict
-        Field name -> share of the attention (shares sum to 1 over the fields).
-    """
-    a = np.asarray(attention, dtype=np.float64)
-    received = a if a.ndim == 1 else a.mean(axis=0)
-    n = min(len(fields), received.shape[0])
-    totals: dict[str, float] = {}
-    for field, weight in zip(fields[:n], received[:n]):
-        totals[field] = totals.get(field, 0.0) + float(weight)
-    whole = sum(totals.values())
-    return {f: (w / whole if whole > 0 else 0.0) for f, w in totals.items()}

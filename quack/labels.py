@@ -1,7 +1,9 @@
-"""Blockpage fingerprints and the labeling rule.
+"""Blockpage fingerprints, the labeling rule, and labeling a data set again.
 
 Fingerprint files use Censored Planet's format: JSON lines of ``{"fingerprint": name,
-"pattern": regex}``, one list of blockpages and one of known false positives. Matching
+"pattern": regex}``, one list of blockpages and one of known false positives. quack ships
+one of each (:func:`shipped_fingerprint_files`); a user's own blockpages go in a file of
+the same format (:func:`save_user_fingerprint`) that :func:`relabel_rows` adds to them. Matching
 follows the upstream Python exactly: every pattern compiled with DOTALL, searched
 unanchored and case-sensitively, the whole false-positive list first, then the blockpage
 list, each in file order; the first hit wins. A repeated name keeps its first position and
@@ -18,10 +20,13 @@ before their regex runs, and the first hit stops the search.
 from __future__ import annotations
 
 import json
+import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
 
 try:
     from re import _parser as _sre_parse
@@ -30,11 +35,32 @@ except ImportError:  # Python 3.10
     import sre_constants as _sre_constants
     import sre_parse as _sre_parse
 
+from quack.atomic import atomic_write
 from quack.ingest import QuackInputError
+from quack.schema import Label
 
-CENSORED, UNDETERMINED, UNCENSORED = 1, 0, -1
+__all__ = [
+    "Fingerprints",
+    "label_row",
+    "shipped_fingerprint_files",
+    "read_user_fingerprints",
+    "save_user_fingerprint",
+    "relabel_rows",
+]
 
-_SHIPPED = ("blockpages.json", "false_positives.json")
+_SHIPPED_FOLDER = Path(__file__).with_name("fingerprints")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def shipped_fingerprint_files() -> list[Path]:
+    """The fingerprint lists shipped in ``quack/fingerprints``, in name order.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The blockpage list and the false-positive list.
+    """
+    return sorted(_SHIPPED_FOLDER.glob("*.json"))
 
 
 class _Pattern:
@@ -131,8 +157,8 @@ class Fingerprints:
         self._any_literal = re.compile(_trie_pattern(literals)) if literals else None
 
     @classmethod
-    def load(cls, paths: list[str] | None = None) -> "Fingerprints":
-        """Read fingerprint files; ``None`` reads the list shipped in ``quack/fingerprints``.
+    def load(cls, paths: list[str | os.PathLike] | None = None) -> "Fingerprints":
+        """Read fingerprint files; ``None`` reads :func:`shipped_fingerprint_files`.
 
         A file whose name contains ``false`` (``false_positive_signatures.json``) is a
         false-positive list; any other is a blockpage list. Given paths replace the shipped
@@ -144,8 +170,7 @@ class Fingerprints:
             When a file is missing or has a line that is not a fingerprint or not a regex.
         """
         if not paths:
-            folder = resources.files("quack") / "fingerprints"
-            paths = [str(folder / name) for name in _SHIPPED]
+            paths = shipped_fingerprint_files()
         false_positives: list[tuple[str, str]] = []
         blockpages: list[tuple[str, str]] = []
         for path in paths:
@@ -227,7 +252,7 @@ def _read_signature_file(path: Path) -> list[tuple[str, str]]:
     return entries
 
 
-def label_row(row: dict[str, Any], fingerprints: Fingerprints) -> tuple[int, str | None]:
+def label_row(row: dict[str, Any], fingerprints: Fingerprints) -> tuple[Label, str | None]:
     """The label of one row and the fingerprint that decided it.
 
     The rule of the published model's pipeline: -1 when the probe matched its template in
@@ -243,14 +268,126 @@ def label_row(row: dict[str, Any], fingerprints: Fingerprints) -> tuple[int, str
 
     Returns
     -------
-    (int, str or None)
+    (Label, str or None)
     """
     if row.get("matches_template") is True and not row.get("anomaly"):
-        return UNCENSORED, None
+        return Label.UNCENSORED, None
     text = row.get("body")
     if not isinstance(text, str) or not text:
-        return UNDETERMINED, None
+        return Label.UNDETERMINED, None
     blocked, name = fingerprints.match(text)
     if blocked is None:
-        return UNDETERMINED, None
-    return (CENSORED if blocked else UNCENSORED), name
+        return Label.UNDETERMINED, None
+    return (Label.CENSORED if blocked else Label.UNCENSORED), name
+
+
+
+def read_user_fingerprints(path: str | os.PathLike) -> list[dict]:
+    """Read a fingerprint file in Censored Planet's format (one JSON object a line).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; a missing file reads as empty.
+
+    Returns
+    -------
+    list of dict
+        ``{"fingerprint": name, "pattern": regex}`` entries in file order.
+
+    Raises
+    ------
+    QuackInputError
+        When the file cannot be read or a line is not a fingerprint.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        return []
+    return [{"fingerprint": name, "pattern": pattern} for name, pattern in _read_signature_file(path)]
+
+
+def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> Path:
+    """Add a blockpage fingerprint to a user fingerprint file.
+
+    The file uses Censored Planet's format, one ``{"fingerprint": ..., "pattern": ...}``
+    object a line, so it can be given to the labeller next to the shipped lists.
+    The new file replaces the old one in one rename, so a failure leaves the old intact.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The user fingerprint file; created with its folder when missing.
+    name : str
+        Fingerprint name: letters, digits, ``_``, ``.`` and ``-``; not already in the file.
+    pattern : str
+        Python regular expression, matched with DOTALL against response text.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        If the name is empty, malformed or taken, or the pattern is empty or not a
+        valid regular expression.
+    """
+    path = Path(path).expanduser()
+    if not name or not _NAME.match(name):
+        raise ValueError(f"Fingerprint name {name!r} must be letters, digits, '_', '.' or '-' and not empty.")
+    if not pattern or not pattern.strip():
+        raise ValueError("The fingerprint pattern is empty.")
+    try:
+        re.compile(pattern, re.DOTALL)
+    except re.error as error:
+        raise ValueError(f"The pattern is not a valid regular expression: {error}.") from None
+    entries = read_user_fingerprints(path)
+    if any(e["fingerprint"] == name for e in entries):
+        raise ValueError(f"{path} already has a fingerprint named {name!r}; choose another name.")
+    entries.append({"fingerprint": name, "pattern": pattern})
+    text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(text))
+
+
+def relabel_rows(
+    frame: pd.DataFrame,
+    extra_files: list[str | os.PathLike],
+    base_files: list[str | os.PathLike] | None = None,
+) -> pd.DataFrame:
+    """Label records again with more fingerprints, without tokenizing them again.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Records of a data set (:func:`quack.datafolder.read_rows`) with ``id``, ``label``,
+        ``fingerprint``, ``anomaly`` and ``body``.
+    extra_files : list of path
+        User fingerprint files added after the base lists (later entries win a name); a
+        file that does not exist yet is skipped.
+    base_files : list of path, optional
+        The lists the data set was labelled with; None means :func:`shipped_fingerprint_files`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id``, ``label`` and ``fingerprint`` of every record, in the frame's order.
+    """
+    base = shipped_fingerprint_files() if base_files is None else [Path(p) for p in base_files]
+    fingerprints = Fingerprints.load(base + [Path(p) for p in extra_files if Path(p).is_file()])
+    new_labels, names = [], []
+    for record in frame.to_dict("records"):
+        fingerprint = record.get("fingerprint")
+        named = isinstance(fingerprint, str) and fingerprint != ""
+        if "matches_template" not in record:
+            # Only a probe that matched its template in a normal record is labelled
+            # uncensored without a fingerprint, so the flag can be recovered from that.
+            record["matches_template"] = int(record["label"]) == Label.UNCENSORED and not named
+        label, name = label_row(record, fingerprints)
+        if name is None and label == Label.UNDETERMINED and named:
+            # Ingest matched this fingerprint on the whole body, of which only the first
+            # FIELD_CHARS characters are stored; the match stands.
+            label, name = Label(int(record["label"])), fingerprint
+        new_labels.append(label)
+        names.append(name)
+    return pd.DataFrame({"id": frame["id"].to_numpy(), "label": np.asarray(new_labels, dtype=np.int64), "fingerprint": names})

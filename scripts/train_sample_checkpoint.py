@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from quack.classifier import binary_scores, split_labelled, train_classifier  # noqa: E402
-from quack.dataset import build_dataset, read_rows  # noqa: E402
+from quack.build import build_dataset  # noqa: E402
+from quack.datafolder import read_rows  # noqa: E402
 from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
 from quack.sample import write_sample  # noqa: E402
 

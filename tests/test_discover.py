@@ -1,6 +1,5 @@
-"""Clusters, candidate ranking, fingerprint proposals and attention per field."""
+"""Clusters, candidate ranking and fingerprint proposals."""
 
-import json
 import re
 
 import numpy as np
@@ -71,108 +70,6 @@ def test_propose_pattern_tolerates_an_outlier_when_asked():
 def test_propose_pattern_needs_text():
     with pytest.raises(ValueError, match="no|None"):
         discover.propose_pattern(["", "   "])
-
-
-def test_save_user_fingerprint_appends_in_censored_planet_format(tmp_path):
-    path = tmp_path / "user" / "fingerprints.json"
-    discover.save_user_fingerprint(path, "e_unk_user_1", "Access denied \\(policy\\)")
-    discover.save_user_fingerprint(path, "e_unk_user_2", "Blocked")
-    lines = path.read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"fingerprint": "e_unk_user_1", "pattern": "Access denied \\(policy\\)"},
-        {"fingerprint": "e_unk_user_2", "pattern": "Blocked"},
-    ]
-    assert discover.read_user_fingerprints(path)[1]["fingerprint"] == "e_unk_user_2"
-    assert list(path.parent.glob("*.tmp")) == []
-
-
-@pytest.mark.parametrize(
-    "name, pattern, message",
-    [
-        ("e_unk_user_1", "again", "already has"),
-        ("bad name", "x", "must be letters"),
-        ("", "x", "must be letters"),
-        ("ok", "(unclosed", "not a valid regular expression"),
-        ("ok", "  ", "empty"),
-    ],
-)
-def test_save_user_fingerprint_refuses_bad_entries_and_keeps_the_file(tmp_path, name, pattern, message):
-    path = tmp_path / "fingerprints.json"
-    discover.save_user_fingerprint(path, "e_unk_user_1", "Blocked")
-    before = path.read_text()
-    with pytest.raises(ValueError, match=message):
-        discover.save_user_fingerprint(path, name, pattern)
-    assert path.read_text() == before
-
-
-def test_read_user_fingerprints_names_the_bad_line(tmp_path):
-    path = tmp_path / "f.json"
-    path.write_text('{"fingerprint": "a", "pattern": "x"}\n\nnot json\n')
-    with pytest.raises(ValueError, match="line 3"):
-        discover.read_user_fingerprints(path)
-    assert discover.read_user_fingerprints(tmp_path / "missing.json") == []
-
-
-def test_attention_received_and_by_field():
-    attention = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(discover.attention_received(attention, n_decoded=2), [0.25, 0.5, 0.25])
-    shares = discover.attention_by_field(attention, ["special", "body", "body"])
-    assert shares == pytest.approx({"special": 0.5, "body": 0.5})
-    shares = discover.attention_by_field(np.array([0.2, 0.3, 0.5]), ["status", "body", "special"])
-    assert shares == pytest.approx({"status": 0.2, "body": 0.3, "special": 0.5})
-
-
-def test_relabel_rows_adds_user_fingerprints_without_touching_template_matches(tmp_path):
-    import pandas as pd
-
-    user = tmp_path / "user-fingerprints.json"
-    discover.save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
-    frame = pd.DataFrame(
-        {
-            "id": [0, 1, 2, 3, 4],
-            "label": [-1, 0, 0, 1, 0],
-            "fingerprint": [None, None, None, "a_prod_fortiguard_title", None],
-            "anomaly": [False, True, True, True, True],
-            "body": [
-                "Regional content filter (but the probe matched its template)",
-                "<html>Regional content filter: access denied</html>",
-                "",
-                "<h1>FortiGuard Web Filter Service</h1>",
-                "an ordinary page",
-            ],
-        }
-    )
-    before = discover.relabel_rows(frame, [])
-    assert before["label"].tolist() == [-1, 0, 0, 1, 0]
-    after = discover.relabel_rows(frame, [user])
-    assert after["label"].tolist() == [-1, 1, 0, 1, 0]
-    assert after["fingerprint"].tolist()[1] == "e_unk_user_regional"
-    assert after["id"].tolist() == [0, 1, 2, 3, 4]
-
-
-def test_relabel_keeps_a_match_ingest_found_beyond_the_stored_text(tmp_path):
-    from quack.dataset import build_dataset, read_rows
-    from quack.tokenizer import FIELD_CHARS
-
-    # A page whose blockpage signature lies past the part of the body a data set keeps.
-    body = "<html>" + "x" * (FIELD_CHARS + 500) + "<h1>FortiGuard Web Filter Service</h1></html>"
-    record = {
-        "vp": "1.2.3.4", "location": {"country_code": "XX"}, "service": "http", "test_url": "example.com",
-        "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z", "anomaly": True,
-        "controls_failed": False, "stateful_block": False,
-        "response": [{"matches_template": False, "response": {"status_line": "200 OK", "headers": {}, "body": body},
-                      "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z"}],
-    }
-    source = tmp_path / "long.json"
-    source.write_text(json.dumps(record) + "\n")
-    build_dataset([source], tmp_path / "data", vocab_size=300, max_tokens=64)
-    frame = read_rows(tmp_path / "data", columns=["id", "label", "fingerprint", "anomaly", "body"])
-    assert frame["label"].tolist() == [1] and len(frame["body"][0]) <= FIELD_CHARS
-    user = tmp_path / "user-fingerprints.json"
-    discover.save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
-    after = discover.relabel_rows(frame, [user])
-    assert after["label"].tolist() == [1]
-    assert after["fingerprint"].tolist() == frame["fingerprint"].tolist()
 
 
 def test_propose_pattern_writes_control_characters_readably():

@@ -9,12 +9,24 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quack.build import build_dataset
+from quack.datafolder import read_rows
 from quack.ingest import QuackInputError, iter_rows
-from quack.labels import Fingerprints, label_row
+from quack.labels import (
+    Fingerprints,
+    label_row,
+    read_user_fingerprints,
+    relabel_rows,
+    save_user_fingerprint,
+    shipped_fingerprint_files,
+)
+from quack.schema import Label
+from quack.tokenizer import FIELD_CHARS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
@@ -210,3 +222,115 @@ def test_prefilter_never_hides_a_match(tmp_path, pattern, text):
     path = tmp_path / "blockpage_signatures.json"
     path.write_text(json.dumps({"fingerprint": "p", "pattern": pattern}) + "\n")
     assert Fingerprints.load([str(path)]).match(text) == (True, "p")
+
+
+def test_save_user_fingerprint_appends_in_censored_planet_format(tmp_path):
+    path = tmp_path / "user" / "fingerprints.json"
+    save_user_fingerprint(path, "e_unk_user_1", "Access denied \\(policy\\)")
+    save_user_fingerprint(path, "e_unk_user_2", "Blocked")
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"fingerprint": "e_unk_user_1", "pattern": "Access denied \\(policy\\)"},
+        {"fingerprint": "e_unk_user_2", "pattern": "Blocked"},
+    ]
+    assert read_user_fingerprints(path)[1]["fingerprint"] == "e_unk_user_2"
+    assert list(path.parent.glob("*.tmp")) == []
+
+
+@pytest.mark.parametrize(
+    "name, pattern, message",
+    [
+        ("e_unk_user_1", "again", "already has"),
+        ("bad name", "x", "must be letters"),
+        ("", "x", "must be letters"),
+        ("ok", "(unclosed", "not a valid regular expression"),
+        ("ok", "  ", "empty"),
+    ],
+)
+def test_save_user_fingerprint_refuses_bad_entries_and_keeps_the_file(tmp_path, name, pattern, message):
+    path = tmp_path / "fingerprints.json"
+    save_user_fingerprint(path, "e_unk_user_1", "Blocked")
+    before = path.read_text()
+    with pytest.raises(ValueError, match=message):
+        save_user_fingerprint(path, name, pattern)
+    assert path.read_text() == before
+
+
+def test_read_user_fingerprints_names_the_bad_line(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text('{"fingerprint": "a", "pattern": "x"}\n\nnot json\n')
+    with pytest.raises(ValueError, match="line 3"):
+        read_user_fingerprints(path)
+    assert read_user_fingerprints(tmp_path / "missing.json") == []
+
+
+def test_relabel_rows_adds_user_fingerprints_without_touching_template_matches(tmp_path):
+    user = tmp_path / "user-fingerprints.json"
+    save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
+    frame = pd.DataFrame(
+        {
+            "id": [0, 1, 2, 3, 4],
+            "label": [-1, 0, 0, 1, 0],
+            "fingerprint": [None, None, None, "a_prod_fortiguard_title", None],
+            "anomaly": [False, True, True, True, True],
+            "body": [
+                "Regional content filter (but the probe matched its template)",
+                "<html>Regional content filter: access denied</html>",
+                "",
+                "<h1>FortiGuard Web Filter Service</h1>",
+                "an ordinary page",
+            ],
+        }
+    )
+    before = relabel_rows(frame, [])
+    assert before["label"].tolist() == [-1, 0, 0, 1, 0]
+    after = relabel_rows(frame, [user])
+    assert after["label"].tolist() == [-1, 1, 0, 1, 0]
+    assert after["fingerprint"].tolist()[1] == "e_unk_user_regional"
+    assert after["id"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_relabel_keeps_a_match_ingest_found_beyond_the_stored_text(tmp_path):
+    # A page whose blockpage signature lies past the part of the body a data set keeps.
+    body = "<html>" + "x" * (FIELD_CHARS + 500) + "<h1>FortiGuard Web Filter Service</h1></html>"
+    record = {
+        "vp": "1.2.3.4", "location": {"country_code": "XX"}, "service": "http", "test_url": "example.com",
+        "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z", "anomaly": True,
+        "controls_failed": False, "stateful_block": False,
+        "response": [{"matches_template": False, "response": {"status_line": "200 OK", "headers": {}, "body": body},
+                      "start_time": "2021-06-01T00:00:00Z", "end_time": "2021-06-01T00:00:01Z"}],
+    }
+    source = tmp_path / "long.json"
+    source.write_text(json.dumps(record) + "\n")
+    build_dataset([source], tmp_path / "data", vocab_size=300, max_tokens=64)
+    frame = read_rows(tmp_path / "data", columns=["id", "label", "fingerprint", "anomaly", "body"])
+    assert frame["label"].tolist() == [1] and len(frame["body"][0]) <= FIELD_CHARS
+    user = tmp_path / "user-fingerprints.json"
+    save_user_fingerprint(user, "e_unk_user_regional", "Regional content filter")
+    after = relabel_rows(frame, [user])
+    assert after["label"].tolist() == [1]
+    assert after["fingerprint"].tolist() == frame["fingerprint"].tolist()
+
+
+def test_shipped_files_are_the_lists_the_default_load_and_relabel_use():
+    files = shipped_fingerprint_files()
+    assert sorted(p.name for p in files) == ["blockpages.json", "false_positives.json"]
+    assert all(p.is_file() for p in files)
+    assert Fingerprints.load().sources == [str(p) for p in files]
+    # Relabelling with no base lists given uses the shipped ones.
+    frame = pd.DataFrame({"id": [0, 1], "label": [0, 0], "fingerprint": [None, None], "anomaly": [True, True],
+                          "body": ["<title>Surf Safely</title>", "nothing known"]})
+    assert relabel_rows(frame, [])["label"].tolist() == [1, 0]
+    assert relabel_rows(frame, [], base_files=files)["label"].tolist() == [1, 0]
+
+
+def test_label_row_gives_label_members():
+    label, name = label_row(row(body="<title>Surf Safely</title>"), SHIPPED)
+    assert label is Label.CENSORED and name == "b_nat_pk_surf_safely"
+
+
+def test_read_user_fingerprints_refuses_a_pattern_that_is_no_regex(tmp_path):
+    path = tmp_path / "user.json"
+    path.write_text('{"fingerprint": "a", "pattern": "(unclosed"}\n')
+    with pytest.raises(QuackInputError, match=r"user\.json line 1 is not a fingerprint"):
+        read_user_fingerprints(path)

@@ -1,0 +1,125 @@
+"""Building a data set folder: two passes over the input, counts, and safe replacement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from quack.build import build_dataset
+from quack.datafolder import DataFolder, read_info, read_rows
+from quack.ingest import QuackInputError, iter_rows
+from quack.sample import write_sample
+from quack.schema import ROW_SCHEMA, columns
+from quack.tokenizer import FIELD_CHARS, QuackTokenizer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    records, truth = write_sample(root / "raw" / "sample.json", n=300, seed=5)
+    calls = []
+    info = build_dataset(records, root / "data", vocab_size=1600, max_tokens=64,
+                         progress=lambda done, stage: calls.append((done, stage)))
+    return root / "data", records, truth, info, calls
+
+
+def test_info_counts_match_the_rows(built):
+    data, _, _, info, calls = built
+    rows = read_rows(data)
+    assert read_info(data) == info
+    assert info["rows"] == len(rows) > 300
+    assert info["rows_per_label"] == {str(k): int((rows["label"] == k).sum()) for k in (-1, 0, 1)}
+    assert info["longest_sequence"] == rows["n_tokens"].max()
+    assert info["mean_tokens"] == pytest.approx(rows["n_tokens"].mean())
+    assert info["sources"] == ["sample.json"] and info["skipped"]["control probe"] > 0
+    assert {stage for _, stage in calls} == {"ingest", "train", "tokenize"}
+    assert calls[-1] == (info["rows"], "tokenize")
+
+
+def test_rows_round_trip_and_join_with_truth(built):
+    data, records, truth, info, _ = built
+    table = pq.read_table(data / "rows.parquet")
+    token_type = table.schema.field("tokens").type
+    assert token_type.num_fields == 1 and token_type.value_type == pa.int32()
+    rows = read_rows(data)
+    assert rows["id"].tolist() == list(range(len(rows)))
+    tokenizer = QuackTokenizer.load(data / "tokenizer.json")
+    raw = list(iter_rows(records))
+    assert [list(t) for t in rows["tokens"]] == tokenizer.encode_rows(raw)
+    assert (rows["n_tokens"] == rows["tokens"].map(len)).all()
+    assert all(max(t) < info["vocab_size"] for t in rows["tokens"])
+    truths = {(t["source"], t["line"], t["probe"]) for t in map(json.loads, truth.read_text().splitlines())}
+    assert set(zip(rows["source"], rows["line"], rows["probe"])) == truths
+    assert rows["body"].str.len().max() <= FIELD_CHARS
+
+
+def test_reused_tokenizer_is_kept(built, tmp_path):
+    data, records, *_ = built
+    tokenizer = QuackTokenizer.load(data / "tokenizer.json")
+    info = build_dataset(records, tmp_path / "again", tokenizer=tokenizer)
+    assert (tmp_path / "again" / "tokenizer.json").read_text() == tokenizer.to_json()
+    assert info["vocab_size"] == tokenizer.vocab_size
+
+
+def test_failed_build_leaves_old_data_set_untouched(built, tmp_path):
+    data, records, *_ = built
+    out = tmp_path / "out"
+    build_dataset(records, out, vocab_size=1600, max_tokens=32)
+    before = (out / "rows.parquet").read_bytes()
+    with pytest.raises(QuackInputError, match=r"missing\.json does not exist"):
+        build_dataset([records, tmp_path / "missing.json"], out)
+    assert (out / "rows.parquet").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no temporary folder is left behind"
+    build_dataset(records, out, vocab_size=1600, max_tokens=16)
+    assert read_info(out)["max_tokens"] == 16
+
+
+def test_refuses_foreign_output_and_empty_input_when_asked(tmp_path):
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    empty = tmp_path / "empty.json"
+    empty.write_text("\n")
+    with pytest.raises(QuackInputError, match="not a quack data set"):
+        build_dataset(empty, foreign)
+    with pytest.raises(QuackInputError, match="no measurements"):
+        build_dataset(empty, tmp_path / "new", allow_empty=False)
+    assert not (tmp_path / "new").exists() and (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_anomalies_only(built, tmp_path):
+    _, records, *_ = built
+    build_dataset(records, tmp_path / "a", vocab_size=1600, anomalies_only=True)
+    rows = read_rows(tmp_path / "a", columns=["anomaly", "matches_template"])
+    assert rows["anomaly"].all() and not rows["matches_template"].any()
+
+
+@needs_shared
+def test_real_files_with_shared_signatures(tmp_path):
+    info = build_dataset(SHARED, tmp_path / "real", vocab_size=1600, max_tokens=64,
+                         signatures=[str(SHARED / "blockpage_signatures.json"), str(SHARED / "false_positive_signatures.json")])
+    # The sums of the per-file counts in tests/test_labels.py.
+    assert info["rows"] == 80
+    assert info["rows_per_label"] == {"-1": 40, "0": 23, "1": 17}
+    assert len(info["sources"]) == 8
+
+
+def test_stored_columns_are_the_row_schema(built):
+    data, *_ = built
+    schema = pq.read_schema(DataFolder.open(data).rows_path)
+    assert schema.names == list(columns())
+    assert [field.type for field in schema] == [field.type for field in ROW_SCHEMA]
+
+
+def test_text_columns_are_cut_and_flags_never_missing(built):
+    data, *_ = built
+    rows = read_rows(data, columns=columns("text") + columns("flag"))
+    assert all(rows[name].str.len().max() <= FIELD_CHARS for name in columns("text"))
+    assert rows[list(columns("flag"))].notna().all().all()
