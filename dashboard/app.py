@@ -1,11 +1,16 @@
 """quack dashboard: ``streamlit run dashboard/app.py``.
 
 Opens on the built-in sample data and the shipped checkpoint. The pages live in
-``dashboard/app_pages/``, one file each; shared state and every cached computation in
-``dashboard/state.py``.
+``dashboard/app_pages/``, one file each. What they share lives in one module per
+concern: ``settings`` (the environment), ``session`` (what a session has chosen),
+``sources`` (sample, files, uploads, checkpoints), ``loaders`` (cached files),
+``results`` (latents, maps, attention), ``jobs`` (the background store and its keys),
+``training_runs``, ``tables`` and ``charts``.
 """
 
+import html
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +21,11 @@ if str(REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import session, settings  # noqa: E402
+
+# numba reads its cache folder when first imported, which may be in any page's job;
+# keep its cache with the dashboard's unless the user chose another place.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.numba_cache_dir()))
 
 st.set_page_config(page_title="quack", page_icon=":material/travel_explore:", layout="wide")
 
@@ -46,10 +55,11 @@ st.markdown(
 )
 
 with st.sidebar:
-    src = state.source()
-    checkpoint = state.checkpoint_path()
+    src = session.source()
+    checkpoint = session.checkpoint()
     st.markdown(
-        f'<div class="qk-side"><b>Data</b><br>{src["name"]}<br><br><b>Checkpoint</b><br>{checkpoint.name}</div>',
+        f'<div class="qk-side"><b>Data</b><br>{html.escape(src["name"])}<br><br>'
+        f'<b>Checkpoint</b><br>{html.escape(checkpoint.name)}</div>',
         unsafe_allow_html=True,
     )
     st.caption("Change them on the Data and Model pages.")
@@ -65,4 +75,6 @@ except Exception as error:  # noqa: BLE001 - the page boundary: never a stack tr
 finally:
     # Compiling UMAP takes a core for several seconds; starting it once the page is
     # drawn keeps both cores for the first encoding, so the first map comes sooner.
-    state.start_umap_warmup()
+    from quack.projection import warm_umap
+
+    warm_umap()

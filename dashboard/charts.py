@@ -1,6 +1,8 @@
 """Figures and HTML fragments of the dashboard, built from plain arrays and tables.
 
-One palette for labels everywhere: censored red, uncensored teal, undetermined grey.
+One palette for labels everywhere, :attr:`quack.schema.Label.colour`: censored red,
+uncensored teal, undetermined grey. Text from records is escaped here, where it
+becomes HTML.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-LABEL_NAMES = {1: "censored", 0: "undetermined", -1: "uncensored"}
-LABEL_COLORS = {"censored": "#d1495b", "undetermined": "#9aa0a6", "uncensored": "#2a9d8f"}
+from dashboard.tables import HOVER_COLUMNS
+from quack.schema import Label
+
+LABEL_COLORS = {name: label.colour for name, label in Label.by_display().items()}
 # Distinct, colour-blind-friendly hues for categories other than labels.
 CATEGORY_COLORS = [
     "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377",
@@ -29,11 +33,6 @@ PLOT_CONFIG = {
 }
 
 
-def label_names(labels: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Names of numeric labels (1 censored, 0 undetermined, -1 uncensored)."""
-    return np.array([LABEL_NAMES.get(int(v), "undetermined") for v in np.asarray(labels)], dtype=object)
-
-
 def _layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
     fig.update_layout(
         height=height,
@@ -46,14 +45,13 @@ def _layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
     return fig
 
 
-def snippet(text: str, length: int = 120, for_html: bool = True) -> str:
-    """A one-line beginning of a response; HTML-escaped for hover boxes unless ``for_html`` is False."""
-    flat = " ".join(str(text or "").split())
-    flat = flat if len(flat) <= length else flat[: length - 1] + "…"
-    return html.escape(flat) if for_html else flat
+def escaped(values: Sequence) -> np.ndarray:
+    """Values as HTML-escaped strings (for Plotly's hover boxes, which read HTML)."""
+    series = pd.Series(np.asarray(values, dtype=object)).fillna("").astype(str)
+    # Metadata repeats a few values many times; escape each distinct one once.
+    return series.map({v: html.escape(v) for v in series.unique()}).to_numpy(dtype=object)
 
 
-MAP_HOVER_COLUMNS = ["id", "domain", "vp", "country", "status", "snippet"]
 _HOVER = (
     "<b>%{customdata[1]}</b><br>record %{customdata[0]} · vp %{customdata[2]} · %{customdata[3]}"
     "<br>status %{customdata[4]}<br><i>%{customdata[5]}</i><extra>%{fullData.name}</extra>"
@@ -77,7 +75,8 @@ def map_figure(
     coords : numpy.ndarray
         (N, 2) or (N, 3) coordinates of the drawn records.
     hover : pandas.DataFrame
-        N rows with the columns of `MAP_HOVER_COLUMNS`; ``id`` goes into ``customdata``.
+        N rows with the columns of :data:`dashboard.tables.HOVER_COLUMNS`, plain text; ``id``
+        goes first into ``customdata``, the rest escaped.
     color_values : numpy.ndarray
         (N,) category names or numbers to colour by.
     color_name : str
@@ -97,7 +96,9 @@ def map_figure(
     plotly.graph_objects.Figure
     """
     three = coords.shape[1] == 3
-    custom = hover[MAP_HOVER_COLUMNS].to_numpy(dtype=object)
+    custom = np.column_stack(
+        [hover["id"].to_numpy(dtype=object)] + [escaped(hover[c].to_numpy()) for c in HOVER_COLUMNS[1:]]
+    )
     scatter = go.Scatter3d if three else go.Scattergl
     size = 3 if three else 6
     fig = go.Figure()
@@ -111,7 +112,7 @@ def map_figure(
     if categorical:
         values = pd.Series(np.asarray(color_values, dtype=object)).fillna("(none)").astype(str).replace("", "(none)")
         if set(values.unique()) <= set(LABEL_COLORS):
-            order = [n for n in ("censored", "uncensored", "undetermined") if (values == n).any()]
+            order = [n for n in LABEL_COLORS if (values == n).any()]
             colours = dict(LABEL_COLORS)
         else:
             counts = values.value_counts()
@@ -122,7 +123,7 @@ def map_figure(
                 order.append("other")
                 colours["other"] = OTHER_COLOR
         # Grey (undetermined / other) underneath so coloured points stay visible.
-        for name in sorted(order, key=lambda n: n in ("undetermined", "other"), reverse=True):
+        for name in sorted(order, key=lambda n: n in (Label.UNDETERMINED.display, "other"), reverse=True):
             idx = np.flatnonzero((values == name).to_numpy())
             fig.add_trace(
                 scatter(
@@ -191,7 +192,8 @@ def loss_curve(history: list[dict]) -> go.Figure:
 
 def confusion_figure(confusion: list[list[int]]) -> go.Figure:
     """The classifier's 2 x 2 confusion matrix (rows true, columns predicted)."""
-    names = ["uncensored", "censored"]
+    # The classifier predicts 0 for uncensored and 1 for censored.
+    names = [Label.UNCENSORED.display, Label.CENSORED.display]
     z = np.asarray(confusion)
     fig = go.Figure(
         go.Heatmap(z=z, x=[f"predicted {n}" for n in names], y=[f"true {n}" for n in names], colorscale="Blues",

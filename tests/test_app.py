@@ -1,19 +1,21 @@
 """Every dashboard page, run headless with Streamlit's AppTest on a small data set and model.
 
-The model and sample are made once per test session; the dashboard's cache folder is a
-temporary one, so the first page also exercises generating and tokenizing the sample.
+The model is trained once per test session and the dashboard's cache folder is a
+temporary one shared by the tests; each test still computes what it checks (a test run
+alone passes too), so none relies on another's results.
 """
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts, state
+from dashboard import charts, jobs, session, tables, training_runs
+from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
+from quack.schema import Label, label_names
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TIMEOUT = 300
@@ -21,7 +23,7 @@ TIMEOUT = 300
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    from quack.dataset import build_dataset
+    from quack.build import build_dataset
     from quack.sample import write_sample
     from quack.training import fit
 
@@ -69,12 +71,21 @@ def built_rows(env, prefix: str) -> int:
     return json.loads(info.read_text())["rows"]
 
 
+def rows_of(env, tmp_path, records: Path) -> int:
+    """Rows a data set of ``records`` has when built apart from the dashboard, with the model's tokenizer."""
+    from quack.build import build_dataset
+    from quack.encoding import load_checkpoint
+
+    tokenizer = load_checkpoint(env["checkpoint"]).tokenizer
+    return build_dataset([str(records)], tmp_path / "expected", tokenizer=tokenizer)["rows"]
+
+
 def test_the_app_opens_on_the_latent_map_of_the_sample(env):
     at = run_page()
     assert_clean(at)
     assert at.title[0].value == "Latent map"
     assert any("Map: **" in c.value for c in at.caption)
-    sample = Path(env["root"]) / "cache" / "sample" / "sample.json"
+    sample = Path(env["root"]) / "cache" / "sample-300-seed0" / "sample.json"
     assert len(sample.read_text().splitlines()) == 300
     assert metrics(at)["Records"] == f"{built_rows(env, 'sample'):,}"
 
@@ -95,18 +106,30 @@ def test_latent_map_colour_and_projection_controls_change_the_chart(env):
     assert traces and all(t["type"] == "scatter3d" for t in traces)
 
 
+def sample_identity(env) -> jobs.Identity:
+    """The identity the dashboard gives the built-in sample under the test checkpoint."""
+    (data_dir,) = (Path(env["root"]) / "cache" / "datasets").glob("sample-*")
+    return jobs.Identity.of(data_dir, env["checkpoint"])
+
+
 def test_latent_map_swaps_in_umap_when_it_is_ready(env):
     at = run_page()
-    deadline = time.monotonic() + 600
-    while not any(c.value == "Map: **UMAP**" for c in at.caption) and time.monotonic() < deadline:
-        time.sleep(2)
-        at.run()
-    assert any(c.value == "Map: **UMAP**" for c in at.caption)
     assert_clean(at)
+    key = jobs.umap_key(sample_identity(env), 2, **UMAP_DEFAULTS)
+    job = jobs.store().submit(key, lambda: None, start=False)
+    assert job is not None, "the page started the UMAP map"
+    if not job.done():
+        assert any(c.value == "Map: **PCA**" for c in at.caption), "PCA is shown while UMAP computes"
+        assert any("Computing the UMAP map" in i.value for i in at.info)
+    coords = job.result(timeout=600)
+    assert coords.shape == (built_rows(env, "sample"), 2)
+    at.run()
+    assert_clean(at)
+    assert any(c.value == "Map: **UMAP**" for c in at.caption)
 
 
 def test_latent_map_record_choice_lists_its_neighbours(env):
-    at = run_page(**{state.RECORD: 5})
+    at = run_page(**{session.RECORD: 5})
     assert_clean(at)
     tables = [d.value for d in at.dataframe]
     neighbours = tables[-1]
@@ -117,7 +140,7 @@ def test_latent_map_record_choice_lists_its_neighbours(env):
 def test_latent_map_lists_a_selection_and_tells_when_there_is_none(env):
     at = run_page()
     assert any("Nothing selected" in i.value for i in at.info)
-    at = run_page(**{state.SELECTION: [1, 2, 3]})
+    at = run_page(**{session.SELECTION: [1, 2, 3]})
     assert_clean(at)
     assert any("3 records selected" in c.value for c in at.caption)
     assert at.dataframe[0].value["id"].tolist() == [1, 2, 3]
@@ -144,7 +167,7 @@ def test_data_page_bad_path_gives_one_sentence_and_keeps_the_sample(env):
     at.button(key="data_load").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
-    assert state.SOURCE not in at.session_state
+    assert session.SOURCE not in at.session_state
     assert metrics(at)["Records"] == f"{built_rows(env, 'sample'):,}", "the page goes on with the sample"
 
 
@@ -159,20 +182,21 @@ def test_data_page_file_without_measurements_is_refused(env, tmp_path):
     assert len(at.error) == 1 and "junk.json" in at.error[0].value
 
 
-def test_data_page_loads_a_file_on_the_server(env):
+def test_data_page_loads_a_file_on_the_server(env, tmp_path):
     from quack.sample import write_sample
 
-    other = Path(env["root"]) / "other.json"
-    if not other.exists():
-        write_sample(other, n=120, seed=9)
-    at = run_page("data")
+    other, _ = write_sample(tmp_path / "other.json", n=120, seed=9)
+    at = run_page("data", **{session.SELECTION: [1, 2], session.RECORD: 2})
     at.radio(key="data_kind").set_value("path").run()
     at.text_input(key="data_path").input(str(other)).run()
     at.button(key="data_load").click().run()
     assert_clean(at)
-    assert at.session_state[state.SOURCE]["kind"] == "path"
-    (info,) = [p for p in (Path(env["root"]) / "cache" / "datasets").glob("*/info.json") if "other.json" in p.read_text()]
-    assert metrics(at)["Records"] == f"{json.loads(info.read_text())['rows']:,}"
+    chosen = at.session_state[session.SOURCE]
+    assert chosen["kind"] == "path" and chosen["name"] == "other.json"
+    assert metrics(at)["Records"] == f"{rows_of(env, tmp_path, other):,}"
+    assert session.SELECTION not in at.session_state and session.RECORD not in at.session_state, (
+        "ids of the old data set are forgotten"
+    )
 
 
 def test_model_page_shows_the_model_and_refuses_a_wrong_checkpoint(env, tmp_path):
@@ -199,7 +223,8 @@ def test_model_page_trains_in_the_background_and_offers_the_result(env):
     number_inputs["Batch size"].set_value(128)
     at.button[[b.label for b in at.button].index("Start training")].click().run()
     assert form is not None and not at.exception
-    run = state.training_run(at.session_state[state.TRAINING])
+    run = training_runs.find(at.session_state[session.TRAINING])
+    assert (run.model.embed_size, run.model.hidden_size, run.train.max_epochs) == (8, 16, 1)
     path = run.future.result(timeout=600)
     assert path.is_file() and path.parent == Path(env["root"]) / "checkpoints" / "trained"
     at.run()
@@ -207,8 +232,19 @@ def test_model_page_trains_in_the_background_and_offers_the_result(env):
     assert run.recorder.snapshot(), "the loss history is recorded while training"
 
 
+def test_model_page_form_refuses_an_odd_hidden_size_in_one_sentence(env):
+    at = run_page("model")
+    number_inputs = {n.label: n for n in at.number_input}
+    assert number_inputs["Hidden size (even)"].value == 256, "the form starts from AutoencoderConfig's defaults"
+    number_inputs["Hidden size (even)"].set_value(15)
+    at.button[[b.label for b in at.button].index("Start training")].click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "even" in at.error[0].value and "15" in at.error[0].value
+    assert session.TRAINING not in at.session_state, "no run starts"
+
+
 def test_attention_page_heatmap_text_and_reconstruction(env):
-    at = run_page("attention", **{state.RECORD: 7})
+    at = run_page("attention", **{session.RECORD: 7})
     assert_clean(at)
     assert at.number_input(key="attention_record").value == 7
     heat = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -224,9 +260,9 @@ def test_attention_page_heatmap_text_and_reconstruction(env):
 
 
 def test_attention_page_per_field_needs_a_selection(env):
-    at = run_page("attention", **{state.RECORD: 0})
+    at = run_page("attention", **{session.RECORD: 0})
     assert any("No records are selected" in w.value for w in at.warning)
-    at = run_page("attention", **{state.RECORD: 0, state.SELECTION: list(range(40))})
+    at = run_page("attention", **{session.RECORD: 0, session.SELECTION: list(range(40))})
     assert_clean(at)
     bars = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     field = [b for b in bars if b["data"] and b["data"][0]["type"] == "bar"]
@@ -265,7 +301,7 @@ def test_discover_page_saves_a_fingerprint_and_relabels(env, tmp_path):
     at.button[[b.label for b in at.button].index("Relabel the data with my fingerprints")].click().run()
     assert_clean(at)
     assert any("Relabelled" in s.value for s in at.success)
-    assert state.LABEL_OVERRIDE in at.session_state
+    assert session.RELABELLED in at.session_state
     at.button[[b.label for b in at.button].index("Save fingerprint")].click().run()
     assert any("already has a fingerprint" in e.value for e in at.error)
 
@@ -309,11 +345,13 @@ def test_map_figure_carries_ids_and_keeps_label_colours():
     import pandas as pd
 
     coords = np.arange(12, dtype=np.float32).reshape(6, 2)
-    hover = pd.DataFrame({c: [str(i) for i in range(6)] for c in charts.MAP_HOVER_COLUMNS}).assign(id=range(10, 16))
-    names = charts.label_names([1, 0, -1, 1, 0, -1])
+    hover = pd.DataFrame({c: [str(i) for i in range(6)] for c in tables.HOVER_COLUMNS}).assign(id=range(10, 16))
+    hover.loc[0, "snippet"] = "<b>blocked</b> a -> b"
+    names = label_names([1, 0, -1, 1, 0, -1])
     fig = charts.map_figure(coords, hover, names, "Label", True, highlight=[12])
     by_name = {t.name.split(" ")[0]: t for t in fig.data}
-    assert by_name["censored"].marker.color == charts.LABEL_COLORS["censored"]
+    assert by_name["censored"].marker.color == Label.CENSORED.colour
+    assert by_name["censored"].customdata[0][5] == "&lt;b&gt;blocked&lt;/b&gt; a -&gt; b", "hover text is escaped"
     assert sorted(int(c[0]) for c in by_name["censored"].customdata) == [10, 13]
     assert by_name["chosen"].customdata[0][0] == 12
     assert all(t.type == "scattergl" for t in fig.data)
@@ -328,36 +366,18 @@ def test_data_page_upload_of_a_bad_file_gives_one_sentence(env):
     at.button(key="upload_load").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "broken.json" in at.error[0].value
-    assert state.SOURCE not in at.session_state
+    assert session.SOURCE not in at.session_state
 
 
-def test_data_page_upload_of_measurements_switches_the_data(env):
+def test_data_page_upload_of_measurements_switches_the_data(env, tmp_path):
     from quack.sample import write_sample
 
-    upload = Path(env["root"]) / "upload.json"
-    if not upload.exists():
-        write_sample(upload, n=60, seed=11)
+    upload, _ = write_sample(tmp_path / "upload.json", n=60, seed=11)
     at = run_page("data")
     at.radio(key="data_kind").set_value("upload").run()
     at.file_uploader(key="data_upload").upload("upload.json", upload.read_bytes()).run()
     at.button(key="upload_load").click().run()
     assert_clean(at)
-    chosen = at.session_state[state.SOURCE]
+    chosen = at.session_state[session.SOURCE]
     assert chosen["kind"] == "upload" and chosen["name"] == "upload.json"
-    assert metrics(at)["Records"] != f"{built_rows(env, 'sample'):,}"
-
-
-def test_balanced_subset_shares_the_limit_between_labels():
-    labels = np.array([0] * 187 + [1] * 13 + [-1] * 500)
-    chosen = state.balanced_subset(list(range(700)), labels, 200)
-    assert len(chosen) == len(set(chosen)) == 200
-    counts = {lab: int((labels[chosen] == lab).sum()) for lab in (1, 0, -1)}
-    assert counts[1] == 13 and abs(counts[0] - counts[-1]) <= 1
-    assert sorted(state.balanced_subset([3, 1, 2], labels, 200)) == [1, 2, 3]
-
-
-def test_snippets_are_escaped_for_hover_boxes_only():
-    text = "HTTP/1.1 403 Forbidden\r\n\r\n<b>blocked</b>  a -> b"
-    assert charts.snippet(text) == "HTTP/1.1 403 Forbidden &lt;b&gt;blocked&lt;/b&gt; a -&gt; b"
-    assert charts.snippet(text, for_html=False) == "HTTP/1.1 403 Forbidden <b>blocked</b> a -> b"
-    assert charts.snippet("x" * 50, 10, for_html=False) == "x" * 9 + "…"
+    assert metrics(at)["Records"] == f"{rows_of(env, tmp_path, upload):,}"

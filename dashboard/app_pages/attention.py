@@ -3,8 +3,9 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state
-from quack.discover import attention_by_field, attention_received
+from dashboard import charts, loaders, results, session, tables
+from quack.attention import attention_by_field, attention_received
+from quack.schema import label_names
 
 st.title("Attention")
 st.caption(
@@ -12,25 +13,26 @@ st.caption(
     "encoder's states of the input tokens. Strong attention marks the parts the model relies on."
 )
 
-s = state.current()
-frame = state.rows(s.data_dir)
-labels = state.labels(s.data_dir)
+s = loaders.current()
+frame = loaders.rows(s.data_dir)
+labels = loaders.labels(s.data_dir)
+names = label_names(labels)
 tokenizer = s.model.tokenizer
 n = len(frame)
 
 controls = st.columns([1, 1.4, 3])
-default = int(st.session_state.get(state.RECORD) or 0)
+default = session.record() or 0
 record = int(controls[0].number_input("Record id", 0, n - 1, min(default, n - 1), key="attention_record"))
-st.session_state[state.RECORD] = record
+session.set_record(record)
 mode = controls[1].segmented_control("Decoding", ["Teacher-forced", "Greedy"], default="Teacher-forced", key="attention_mode")
 teacher_forcing = mode != "Greedy"
 row = frame.iloc[record]
 controls[2].markdown(
     f"**{row['domain']}** · vantage point {row['vp']} · {row['country'] or '—'} · {row['service']} · "
-    f"status {row['status'] or '—'} · label **{charts.LABEL_NAMES.get(int(labels[record]), '')}**"
+    f"status {row['status'] or '—'} · label **{names[record]}**"
 )
 
-result = state.inspect(s, [record], teacher_forcing)[0]
+result = results.inspect(s, [record], teacher_forcing)[0]
 pieces = tokenizer.decode_tokens(result["input"].tolist())
 rebuilt = tokenizer.decode_tokens(result["output"].tolist())
 fields = tokenizer.token_fields(result["input"].tolist())
@@ -58,7 +60,7 @@ with text:
     weights = attention_received(result["attention"])
     st.html(charts.attention_text_html(pieces, weights, fields))
     with st.expander("Raw response"):
-        st.code(state.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True)
+        st.code(loaders.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True)
 
 with rebuild:
     a, b = st.columns(2)
@@ -68,17 +70,18 @@ with rebuild:
     b.html(charts.reconstruction_html(pieces, rebuilt, result["probs"]))
 
 with compare:
-    neighbours = state.nearest(s, record)
-    other_default = int(st.session_state.get(state.SECOND_RECORD) or (neighbours[0] if len(neighbours) else 0))
+    neighbours, _ = results.nearest(s, record)
+    other_default = session.second_record()
+    if other_default is None:
+        other_default = int(neighbours[0]) if len(neighbours) else 0
     other = int(st.number_input("Second record id", 0, n - 1, min(other_default, n - 1), key="attention_second"))
-    st.session_state[state.SECOND_RECORD] = other
-    second = state.inspect(s, [other], teacher_forcing)[0]
+    session.set_second_record(other)
+    second = results.inspect(s, [other], teacher_forcing)[0]
     second_pieces = tokenizer.decode_tokens(second["input"].tolist())
     second_fields = tokenizer.token_fields(second["input"].tolist())
     a, b = st.columns(2)
     for column, rid, res, toks, flds in ((a, record, result, pieces, fields), (b, other, second, second_pieces, second_fields)):
-        r = frame.iloc[rid]
-        column.markdown(f"**Record {rid}** · {r['domain']} · {charts.LABEL_NAMES.get(int(labels[rid]), '')}")
+        column.markdown(f"**Record {rid}** · {frame.iloc[rid]['domain']} · {names[rid]}")
         column.html(charts.attention_text_html(toks, attention_received(res["attention"]), flds))
         column.plotly_chart(
             charts.attention_heatmap(res["attention"], toks, tokenizer.decode_tokens(res["output"].tolist()), f"Record {rid}"),
@@ -87,15 +90,15 @@ with compare:
         )
 
 with per_field:
-    selection = st.session_state.get(state.SELECTION) or []
+    selection = session.selection()
     limit = st.slider("Most records to use", 20, 500, 200, 20, key="field_limit")
     if not selection:
         st.warning("No records are selected on the Latent map page; select some there, or use a random sample below.")
         if st.toggle("Use a random sample of every label instead", key="field_random"):
             selection = list(range(n))
     if selection:
-        ids = state.balanced_subset(selection, labels, limit)
-        groups = state.field_attention(s, ids, labels, teacher_forcing)
+        ids = tables.balanced_subset(selection, labels, limit)
+        groups = results.field_attention(s, ids, teacher_forcing)
         st.caption(f"Attention per field over {len(ids):,} records, censored against uncensored (and undetermined).")
         st.plotly_chart(
             charts.field_bars(groups, "Share of attention per field"), config=charts.PLOT_CONFIG, key="field_bars"

@@ -3,12 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, loaders, session, sources, tables
+from quack.schema import Label, label_names
 
 st.title("Data")
 
 SOURCES = {"sample": "Built-in sample", "path": "A file or folder on this server", "upload": "Upload files"}
-current = state.source()
+current = session.source()
 kind = st.radio(
     "Source", list(SOURCES), format_func=SOURCES.get, index=list(SOURCES).index(current["kind"]),
     horizontal=True, key="data_kind",
@@ -16,45 +17,42 @@ kind = st.radio(
 candidate = None
 try:
     if kind == "sample" and current["kind"] != "sample":
-        candidate = {"kind": "sample", "paths": [], "name": SOURCES["sample"]}
+        candidate = dict(session.SAMPLE)
     elif kind == "path":
         typed = st.text_input(
             "Path", value=current["paths"][0] if current["kind"] == "path" else "",
             placeholder="/data/CP_Quack-https-2021-05-30-01-01-01.tar.gz or a folder", key="data_path",
         )
         if st.button("Load", type="primary", key="data_load") and typed.strip():
-            candidate = state.path_source(typed.strip())
+            candidate = sources.path_source(typed.strip())
     elif kind == "upload":
         files = st.file_uploader(
             "Quack results (.json, .jsonl, .gz, .tar, .tgz)", type=["json", "jsonl", "gz", "tar", "tgz"],
             accept_multiple_files=True, key="data_upload",
         )
         if files and st.button("Load", type="primary", key="upload_load"):
-            candidate = state.upload_source([(f.name, f.getvalue()) for f in files])
+            candidate = sources.upload_source([(f.name, f.getvalue()) for f in files])
     if candidate is not None:
         # Build before switching, so a bad source leaves the session on the data it had.
-        state.dataset_dir(candidate)
+        loaders.dataset_dir(candidate)
 except (ValueError, OSError) as error:
     st.error(str(error))
     candidate = None
 if candidate is not None:
-    st.session_state[state.SOURCE] = candidate
-    for key in (state.SELECTION, state.RECORD, state.LABEL_OVERRIDE):
-        st.session_state.pop(key, None)
+    session.set_source(candidate)
     st.rerun()
 
-s = state.current()
-frame = state.rows(s.data_dir)
-labels = state.labels(s.data_dir)
-about = state.info(s.data_dir)
-named = pd.Series(charts.label_names(labels))
+s = loaders.current()
+frame = loaders.rows(s.data_dir)
+labels = loaders.labels(s.data_dir)
+about = loaders.info(s.data_dir)
+named = pd.Series(label_names(labels))
 
-st.subheader(state.source()["name"])
+st.subheader(session.source()["name"])
 cards = st.columns(5)
 cards[0].metric("Records", f"{len(frame):,}")
-cards[1].metric("Censored", f"{int((labels == 1).sum()):,}")
-cards[2].metric("Undetermined", f"{int((labels == 0).sum()):,}")
-cards[3].metric("Uncensored", f"{int((labels == -1).sum()):,}")
+for card, label in zip(cards[1:4], (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)):
+    card.metric(label.display.capitalize(), f"{int((labels == label).sum()):,}")
 skipped = about.get("skipped") or {}
 cards[4].metric("Skipped", f"{sum(skipped.values()) if isinstance(skipped, dict) else 0:,}",
                 help=", ".join(f"{k}: {v}" for k, v in skipped.items()) if isinstance(skipped, dict) else None)
@@ -69,21 +67,21 @@ st.subheader("Records")
 filters = st.columns([1, 1, 1, 2])
 countries = filters[0].multiselect("Country", sorted(frame["country"].dropna().unique()), key="filter_country")
 services = filters[1].multiselect("Service", sorted(frame["service"].dropna().unique()), key="filter_service")
-wanted = filters[2].multiselect("Label", ["censored", "undetermined", "uncensored"], key="filter_label")
+wanted = filters[2].multiselect("Label", [label.display for label in Label], key="filter_label")
 search = filters[3].text_input("Domain contains", key="filter_domain")
-shown = state.filter_records(frame, labels, countries, services, wanted, search)
+shown = tables.filter_records(frame, labels, countries, services, wanted, search)
 st.caption(f"{len(shown):,} of {len(frame):,} records")
 if not len(shown):
     st.warning("No record matches these filters.")
 else:
     picked = st.dataframe(
-        state.record_table(s.data_dir, labels, shown.tolist()), hide_index=True, height=340,
+        tables.record_table(frame, labels, loaders.texts(s.data_dir), shown), hide_index=True, height=340,
         on_select="rerun", selection_mode="single-row", key="records",
     )
     rows_picked = picked.selection.rows if picked is not None else []
     record = int(shown[rows_picked[0]]) if rows_picked else int(shown[0])
     st.markdown(f"**Raw response of record {record}** ({frame.iloc[record]['domain']})")
-    st.code(state.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True, height=220)
+    st.code(loaders.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True, height=220)
     if st.button("Open on the Attention page", key="data_attention"):
-        st.session_state[state.RECORD] = record
+        session.set_record(record)
         st.switch_page("app_pages/attention.py")

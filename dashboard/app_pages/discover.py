@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, loaders, results, session, tables
 from quack.discover import cluster_summary, rank_candidates
+from quack.labels import save_user_fingerprint
+from quack.schema import Label
 
 st.title("Discover")
 st.caption(
@@ -16,23 +18,23 @@ st.caption(
     "blockpages the fingerprints do not know yet."
 )
 
-s = state.current()
-enc = state.encoded(s)
-frame = state.rows(s.data_dir)
-labels = state.labels(s.data_dir)
-texts = state.texts(s.data_dir)
-if st.session_state.get(state.LABEL_OVERRIDE):
+s = loaders.current()
+enc = results.encoded(s)
+frame = loaders.rows(s.data_dir)
+labels = loaders.labels(s.data_dir)
+texts = loaders.texts(s.data_dir)
+if session.relabelled() is not None:
     st.info("Labels include your own fingerprints (relabelled on this page).")
 
 classify, cluster = st.tabs(["Latent classifier", "Clusters and fingerprints"])
 
 with classify:
-    report, probability = state.classifier(s)
+    report, probability = results.classifier(s)
     cards = st.columns(4)
     cards[0].metric("Held-out accuracy", f"{report.accuracy:.1%}")
     cards[1].metric("Held-out F1 (censored)", f"{report.f1:.3f}")
     cards[2].metric("Labelled records held out", f"{len(report.test_index):,}")
-    cards[3].metric("Undetermined scoring ≥ 0.5", f"{int(((labels == 0) & (probability >= 0.5)).sum()):,}")
+    cards[3].metric("Undetermined scoring ≥ 0.5", f"{int(((labels == Label.UNDETERMINED) & (probability >= 0.5)).sum()):,}")
     left, right = st.columns([1, 2])
     left.plotly_chart(charts.confusion_figure(report.confusion), config=charts.PLOT_CONFIG, key="confusion")
     with right:
@@ -41,9 +43,9 @@ with classify:
         if not len(ranked):
             st.warning("There are no undetermined records to rank in this data set.")
         else:
-            table = state.record_table(s.data_dir, labels, ranked.tolist())
+            table = tables.record_table(frame, labels, texts, ranked)
             table.insert(1, "p_censored", np.round(probability[ranked], 3))
-            truth = state.sample_truth(s.data_dir)
+            truth = loaders.sample_truth(s.data_dir)
             if truth is not None:
                 # The sample's generator knows which undetermined records are unknown
                 # blockpages: a direct check of what the ranking finds.
@@ -59,30 +61,30 @@ with classify:
             st.caption(f"Raw response of record {candidate} (p = {probability[candidate]:.3f}):")
             st.code(texts.iloc[candidate] or "(empty)", language=None, wrap_lines=True, height=160)
             if st.button("Open this record on the Attention page", key="candidate_attention"):
-                st.session_state[state.RECORD] = candidate
+                session.set_record(candidate)
                 st.switch_page("app_pages/attention.py")
     if len(ranked):
-        coords = state.best_map(s)
+        coords = results.best_map(s)
         where = np.full(len(frame), "other", dtype=object)
-        where[labels == 1] = "censored"
+        where[labels == Label.CENSORED] = Label.CENSORED.display
         where[ranked] = "candidate"
         fig = charts.map_figure(
             coords,
-            state.hover_table(s.data_dir, np.arange(len(frame))),
+            tables.hover_table(frame, loaders.snippets(s.data_dir), np.arange(len(frame))),
             where,
             "where the candidates fall",
             True,
             title="The candidates on the map (censored in red)",
         )
         fig.for_each_trace(
-            lambda t: t.update(marker_color={"candidate": "#f4a261", "censored": charts.LABEL_COLORS["censored"]}.get(
+            lambda t: t.update(marker_color={"candidate": "#f4a261", Label.CENSORED.display: Label.CENSORED.colour}.get(
                 t.name.split(" ")[0], charts.OTHER_COLOR))
         )
         st.plotly_chart(fig, config=charts.PLOT_CONFIG, key="candidate_map")
 
 with cluster:
     size = st.slider("Smallest cluster", 5, 200, 25, 5, key="cluster_size")
-    clusters = state.clusters(s, size)
+    clusters = results.clusters(s, size)
     summary = cluster_summary(clusters, labels, enc.latents, texts.to_numpy())
     if summary.empty:
         st.warning("HDBSCAN found no clusters at this size; lower the smallest cluster size.")
@@ -91,7 +93,7 @@ with cluster:
     cards[0].metric("Clusters", len(summary))
     cards[1].metric("Records in no cluster", f"{int((clusters < 0).sum()):,}")
     cards[2].metric("Mostly undetermined clusters", int((summary["undetermined_share"] >= 0.5).sum()))
-    shown = summary.assign(representative_text=[charts.snippet(t, 90, for_html=False) for t in summary["representative_text"]])
+    shown = summary.assign(representative_text=[tables.snippet(t, 90) for t in summary["representative_text"]])
     st.dataframe(
         shown,
         hide_index=True,
@@ -112,15 +114,15 @@ with cluster:
     a, b = st.columns([2, 1])
     a.markdown("**Representative response**")
     a.code(info["representative_text"] or "(empty)", language=None, wrap_lines=True, height=180)
-    mix = pd.Series({"censored": info["censored"], "undetermined": info["undetermined"], "uncensored": info["uncensored"]})
+    mix = pd.Series({label.display: info[label.display] for label in Label})
     b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
 
     st.subheader("Propose a fingerprint")
-    payload = state.bodies(s.data_dir)
+    payload = loaders.bodies(s.data_dir)
     # Fingerprints match the payload, so only members that have one can suggest a pattern;
     # undetermined members are the ones a new fingerprint is for.
     with_text = members[payload.to_numpy()[members] != ""]
-    undetermined = with_text[labels[with_text] == 0]
+    undetermined = with_text[labels[with_text] == Label.UNDETERMINED]
     basis = undetermined if len(undetermined) else with_text
     share = st.slider("Share of the cluster's responses the pattern must match", 0.5, 1.0, 0.9, 0.05, key="pattern_share")
     proposal = ""
@@ -132,7 +134,7 @@ with cluster:
         centre = enc.latents[basis].mean(axis=0)
         typical = basis[np.argsort(((enc.latents[basis] - centre) ** 2).sum(axis=1))[:20]]
         try:
-            proposal = state.propose(tuple(payload.iloc[i] for i in typical), share)
+            proposal = results.propose(tuple(payload.iloc[i] for i in typical), share)
         except ValueError as error:
             st.warning(str(error))
     name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}")
@@ -146,20 +148,18 @@ with cluster:
             hits = np.array([bool(compiled.search(t)) for t in payload])
             cards = st.columns(3)
             cards[0].metric("Matches in the cluster", f"{int(hits[members].sum()):,} / {len(members):,}")
-            cards[1].metric("Undetermined records it would mark censored", f"{int((hits & (labels == 0)).sum()):,}")
-            cards[2].metric("Records labelled uncensored it matches", f"{int((hits & (labels == -1)).sum()):,}")
-    path = st.text_input("User fingerprint file", str(state.user_fingerprint_file()), key="fp_file")
+            cards[1].metric("Undetermined records it would mark censored", f"{int((hits & (labels == Label.UNDETERMINED)).sum()):,}")
+            cards[2].metric("Records labelled uncensored it matches", f"{int((hits & (labels == Label.UNCENSORED)).sum()):,}")
+    path = st.text_input("User fingerprint file", str(session.fingerprint_file()), key="fp_file")
     save, relabel = st.columns(2)
     if save.button("Save fingerprint", type="primary", icon=":material/save:"):
-        from quack.discover import save_user_fingerprint
-
         try:
             written = save_user_fingerprint(path, name, pattern)
         except ValueError as error:
             st.error(str(error))
         else:
-            st.session_state[state.FINGERPRINTS] = str(written)
+            session.set_fingerprint_file(written)
             st.success(f"Saved {name} to {written}.")
     if relabel.button("Relabel the data with my fingerprints", icon=":material/label:"):
-        changed = state.relabel(s, path)
+        changed = loaders.relabel(s, path)
         st.success(f"Relabelled: {changed:,} records changed label. Maps and the classifier now use the new labels.")

@@ -1,12 +1,20 @@
 """Export: write the encoded data set with AutoencoderWriter, or download a table."""
 
+import time
+
 import streamlit as st
 
-from dashboard import state
+from dashboard import loaders, results, session, settings, tables
+from quack.encoded import load_encoded, read_metadata
+from quack.encoding import write_encoded
+from quack.schema import Label
+
+# What the Rows choice says, and which rows quack.encoding.write_encoded keeps for it.
+ROWS = {"all": "all", "labelled only (filtered)": "labelled", "undetermined only (evaluate)": "undetermined"}
 
 st.title("Export")
 
-s = state.current()
+s = loaders.current()
 
 st.subheader("Write the encoded data set")
 st.caption(
@@ -14,30 +22,30 @@ st.caption(
     "on the best device present. The folder must be new or empty."
 )
 cols = st.columns([3, 1, 1.2])
-storage = cols[0].text_input("Storage path", str(state.default_export_dir(s)), key="export_path")
+fresh = settings.cache_root() / "exports" / time.strftime(f"{s.data_dir.name}-%Y%m%d-%H%M%S")
+storage = cols[0].text_input("Storage path", str(fresh), key="export_path")
 layout = cols[1].selectbox("Layout", ["parquet", "indexed"], key="export_layout",
                            help="Parquet shards, or one .npz file per record placed by item_path")
-keep = cols[2].radio("Rows", ["all", "labelled only (filtered)", "undetermined only (evaluate)"], key="export_rows")
+keep = cols[2].radio("Rows", list(ROWS), key="export_rows")
 if st.button("Write", type="primary", icon=":material/save:", key="export_write"):
     try:
-        written = state.write_encoded(
-            s, storage, layout, filtered=keep.startswith("labelled"), evaluate=keep.startswith("undetermined")
-        )
+        with results.progress_bar("Writing the encoded data set") as progress:
+            write_encoded(s.model, s.data_dir, storage, layout=layout, keep=ROWS[keep], progress=progress)
     except (ValueError, OSError) as error:
         st.error(str(error))
     else:
-        st.session_state["export_written"] = str(written)
+        session.set_written(storage)
 
-written = st.session_state.get("export_written")
-if written:
-    summary, files, preview = state.describe_written(written)
+written = session.written()
+if written is not None:
+    summary = read_metadata(written)
     st.success(f"Wrote {written}")
     cards = st.columns(4)
-    for card, key in zip(cards, ("total", "censored", "undetermined", "uncensored")):
+    for card, key in zip(cards, ("total", *(label.display for label in Label))):
         card.metric(key.capitalize(), f"{int(summary.get(key, 0)):,}")
     left, right = st.columns([1, 2])
-    left.dataframe(files, hide_index=True, height=240)
-    right.dataframe(preview, hide_index=True, height=240)
+    left.dataframe(tables.written_files(written), hide_index=True, height=240)
+    right.dataframe(tables.latent_preview(load_encoded(written)), hide_index=True, height=240)
 
 st.subheader("Download a table")
 st.caption(
@@ -49,9 +57,17 @@ fmt = cols[0].segmented_control("Format", ["Parquet", "CSV"], default="Parquet",
 with_latents = cols[1].toggle("Latent vectors", value=True, key="export_latents")
 with_loss = cols[2].toggle("Reconstruction loss", value=False, key="export_loss",
                            help="Computed on first use: one more pass of the model over every record")
-table = state.export_table(s, with_latents, with_loss)
+table = tables.export_table(
+    loaders.rows(s.data_dir),
+    loaders.labels(s.data_dir),
+    results.pca_map(s, 2),
+    umap=results.default_umap(s),
+    loss=results.encoded_with_loss(s).loss if with_loss else None,
+    probability=results.stored_probability(s),
+    latents=results.encoded(s).latents if with_latents else None,
+)
 st.dataframe(table.head(20), hide_index=True, height=240)
-data, name, mime = state.export_bytes(s, table, fmt, with_latents)
+data, name, mime = tables.export_bytes(table, fmt, f"quack-{s.data_dir.name}")
 st.download_button(f"Download {name}", data, file_name=name, mime=mime, type="primary",
                    icon=":material/download:", key="export_download")
 st.caption("Every chart downloads as an image from its toolbar (the camera icon).")

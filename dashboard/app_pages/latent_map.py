@@ -3,9 +3,11 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, jobs, loaders, results, session, tables
+from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
-from quack.projection import METRICS, display_sample, nearest_neighbors, umap_ready
+from quack.projection import METRICS, display_sample, umap_ready
+from quack.schema import Label, label_names
 
 st.title("Latent map")
 st.caption(
@@ -13,16 +15,18 @@ st.caption(
     "Box- or lasso-select points to list them; click one to see its neighbours."
 )
 
-s = state.current()
-enc = state.encoded(s)
-frame = state.rows(s.data_dir)
-labels = state.labels(s.data_dir)
+s = loaders.current()
+enc = results.encoded(s)
+frame = loaders.rows(s.data_dir)
+labels = loaders.labels(s.data_dir)
+names = label_names(labels)
+texts = loaders.texts(s.data_dir)
 
 top = st.columns(4)
 top[0].metric("Records", f"{len(frame):,}")
 top[1].metric("Latent size", enc.latents.shape[1])
 top[2].metric("Encoded at", f"{enc.records_per_s:,.0f} rec/s", help=f"on {enc.device}")
-top[3].metric("Labelled", f"{int((labels != 0).sum()):,}", help="records labelled censored or uncensored by a fingerprint")
+top[3].metric("Labelled", f"{int((labels != Label.UNDETERMINED).sum()):,}", help="records labelled censored or uncensored by a fingerprint")
 
 COLOURS = {
     "label": "Label",
@@ -37,42 +41,42 @@ method = controls[0].segmented_control("Projection", ["UMAP", "PCA"], default="U
 dims = 3 if (controls[1].segmented_control("View", ["2D", "3D"], default="2D", key="map_dims") == "3D") else 2
 colour = controls[2].selectbox("Colour by", list(COLOURS), format_func=COLOURS.get, key="map_colour")
 with controls[3].expander("UMAP options"):
-    n_neighbors = st.slider("Neighbours", 2, 100, 15, key="umap_neighbors")
-    min_dist = st.slider("Minimum distance", 0.0, 1.0, 0.1, 0.05, key="umap_min_dist")
-    metric = st.selectbox("Metric", METRICS, key="umap_metric")
+    n_neighbors = st.slider("Neighbours", 2, 100, UMAP_DEFAULTS["n_neighbors"], key="umap_neighbors")
+    min_dist = st.slider("Minimum distance", 0.0, 1.0, UMAP_DEFAULTS["min_dist"], 0.05, key="umap_min_dist")
+    metric = st.selectbox("Metric", METRICS, index=METRICS.index(UMAP_DEFAULTS["metric"]), key="umap_metric")
 
-coords = state.pca_map(s, dims)
+coords = results.pca_map(s, dims)
 shown = "PCA"
 umap_options = (dims, n_neighbors, min_dist, metric)
 notice = st.empty()
 failed = False
 if method == "UMAP":
-    key, job = state.umap_job(s, *umap_options, start=False)
+    key, job = results.umap_job(s, *umap_options, start=False)
     if job is not None and job.done() and job.exception() is None:
         coords, shown = job.result(), "UMAP"
     elif job is not None and job.done():
         notice.warning(f"UMAP failed ({job.exception()}); showing the PCA map.")
-        state.forget(key)
+        jobs.store().forget(key)
         failed = True
 
-chosen = st.session_state.get(state.RECORD)
+chosen = session.record()
 drawn = display_sample(len(frame), keep=[chosen] if chosen is not None else None)
 if len(drawn) < len(frame):
     st.caption(f"Drawing a random {len(drawn):,} of {len(frame):,} records to keep the map fluid.")
 
-hover = state.hover_table(s.data_dir, drawn)
+hover = tables.hover_table(frame, loaders.snippets(s.data_dir), drawn)
 if colour == "label":
-    values, categorical = charts.label_names(labels)[drawn], True
+    values, categorical = names[drawn], True
 elif colour == "probability":
-    values, categorical = state.classifier(s)[1][drawn], False
+    values, categorical = results.classifier(s)[1][drawn], False
 elif colour == "loss":
-    values, categorical = state.encoded_with_loss(s).loss[drawn], False
+    values, categorical = results.encoded_with_loss(s).loss[drawn], False
 else:
     values, categorical = frame[colour].to_numpy()[drawn], True
 
 neighbours, distances = np.empty(0, np.int64), np.empty(0, np.float32)
 if chosen is not None and 0 <= chosen < len(frame):
-    neighbours, distances = nearest_neighbors(enc.latents, int(chosen), k=10)
+    neighbours, distances = results.nearest(s, chosen)
 fig = charts.map_figure(
     coords[drawn], hover, values, COLOURS[colour], categorical,
     title=f"{shown} of the latent space, coloured by {COLOURS[colour].lower()}",
@@ -85,24 +89,24 @@ st.caption(f"Map: **{shown}**")
 ids = selected_ids(event)
 # The chart reports its selection on every rerun; act only when it changed, so other
 # controls (the record id below) are not overridden by an old click.
-if ids and ids != st.session_state.get("map_last_selection"):
-    st.session_state["map_last_selection"] = ids
-    st.session_state[state.SELECTION] = ids
-    st.session_state[state.RECORD] = ids[0]
+if ids and ids != session.map_event():
+    session.set_map_event(ids)
+    session.set_selection(ids)
+    session.set_record(ids[0])
     st.rerun()
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Selection")
-    selection = st.session_state.get(state.SELECTION) or []
+    selection = session.selection()
     if not selection:
         st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
     else:
-        table = state.record_table(s.data_dir, labels, selection)
+        table = tables.record_table(frame, labels, texts, selection)
         st.caption(f"{len(selection):,} records selected")
         st.dataframe(table, hide_index=True, height=320)
         if st.button("Clear selection"):
-            st.session_state[state.SELECTION] = []
+            session.set_selection([])
             st.rerun()
 with right:
     st.subheader("Chosen record")
@@ -111,24 +115,24 @@ with right:
         key=f"map_record_{chosen}",
     )
     if record != chosen:
-        st.session_state[state.RECORD] = int(record)
+        session.set_record(record)
         st.rerun()
     row = frame.iloc[int(record)]
     st.markdown(
         f"**{row['domain']}** · {row['country'] or '—'} · {row['service']} · "
-        f"{charts.LABEL_NAMES.get(int(labels[int(record)]), '')}"
+        f"{names[int(record)]}"
     )
     # The rerun above makes the record the chosen one, whose neighbours the map found.
-    near = state.record_table(s.data_dir, labels, neighbours.tolist())
+    near = tables.record_table(frame, labels, texts, neighbours)
     near.insert(1, "distance", np.round(distances, 3))
     st.dataframe(near, hide_index=True, height=250)
     if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):
-        st.session_state[state.RECORD] = int(record)
+        session.set_record(record)
         st.switch_page("app_pages/attention.py")
 
 if method == "UMAP" and shown != "UMAP" and not failed:
     # Started only now that the PCA map is on screen, so it does not slow the first map.
-    key, job = state.umap_job(s, *umap_options)
+    key, job = results.umap_job(s, *umap_options)
     why = "" if umap_ready() else " (compiling UMAP the first time adds about ten seconds)"
     notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
 

@@ -1,0 +1,209 @@
+"""Results computed once per process, the threads that compute them, and their keys.
+
+A result (latents, a map, a classifier) is stored under a key built from what it was
+computed from: the data set's and the checkpoint's file versions (an :class:`Identity`)
+and the options. One builder per kind of result makes its key, and both the code that
+computes a result and every reader ask that builder, so no key is ever put together by
+hand and a reader cannot miss a result that is there.
+
+Training runs for minutes and takes every core it is given; maps and other work must
+not wait behind it. Each has its own executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from dashboard import settings
+
+Stamp = tuple[str, int, int]
+
+
+def stamp(path: str | os.PathLike) -> Stamp:
+    """Identity of a file version: resolved path, size and modification time."""
+    p = Path(path).expanduser().resolve()
+    s = p.stat()
+    return (str(p), s.st_size, s.st_mtime_ns)
+
+
+def digest(*parts: Any) -> str:
+    """A short, stable name for some values (their ``repr``)."""
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What every computed result of a session depends on.
+
+    Attributes
+    ----------
+    data : Stamp
+        The data set's ``rows.parquet``.
+    checkpoint : Stamp
+        The checkpoint file.
+    """
+
+    data: Stamp
+    checkpoint: Stamp
+
+    @classmethod
+    def of(cls, data_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> "Identity":
+        """The identity of a data set folder under a checkpoint, as the files are now."""
+        return cls(stamp(Path(data_dir) / "rows.parquet"), stamp(checkpoint))
+
+
+# ----------------------------------------------------------------------------------
+# Key builders: the only places a key is made.
+
+
+def source_key(source: dict) -> str:
+    """Name of a data source in the cache: the sample by size, seed and folder; files by version."""
+    if source["kind"] == "sample":
+        size = settings.sample_size()
+        return "sample-" + digest(size, settings.SAMPLE_SEED, str(settings.sample_folder(size).resolve()))
+    return source["kind"] + "-" + digest([stamp(p) for p in source["paths"]])
+
+
+def dataset_key(source: dict, tokenizer_json: str) -> str:
+    """Folder name of a source's data set tokenized by one tokenizer."""
+    return f"{source_key(source)}-{digest(tokenizer_json)}"
+
+
+def encoded_key(identity: Identity, with_loss: bool) -> tuple:
+    """Key of the latents of every record (with reconstruction losses or without)."""
+    return ("encoded", identity, bool(with_loss))
+
+
+def pca_key(identity: Identity, dims: int) -> tuple:
+    """Key of the PCA map."""
+    return ("pca", identity, int(dims))
+
+
+def umap_key(identity: Identity, dims: int, n_neighbors: int, min_dist: float, metric: str) -> tuple:
+    """Key of a UMAP map; distances equal to four places are the same map."""
+    return ("umap", identity, int(dims), int(n_neighbors), round(float(min_dist), 4), str(metric))
+
+
+def classifier_key(identity: Identity, labels: np.ndarray, seed: int = 0) -> tuple:
+    """Key of the latent classifier trained on these labels."""
+    return ("classifier", identity, digest(np.ascontiguousarray(labels).tobytes()), int(seed))
+
+
+def clusters_key(identity: Identity, min_cluster_size: int) -> tuple:
+    """Key of the HDBSCAN clusters."""
+    return ("clusters", identity, int(min_cluster_size))
+
+
+# ----------------------------------------------------------------------------------
+# The store.
+
+
+class JobStore:
+    """Computed results, most recently used kept, and the executors that compute them.
+
+    Parameters
+    ----------
+    max_items : int
+        Results kept; the least recently used goes first.
+    work_workers : int
+        Threads for maps and other background work.
+    training_workers : int
+        Threads for training runs.
+    """
+
+    def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._jobs: dict[Hashable, Future] = {}
+        self._lock = threading.Lock()
+        self.work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="quack-work")
+        self.training = ThreadPoolExecutor(max_workers=training_workers, thread_name_prefix="quack-train")
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """The result stored under ``key``, else ``default``."""
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def has(self, key: Hashable) -> bool:
+        """Whether a result is stored under ``key``."""
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store a result, dropping the least recently used beyond ``max_items``."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def submit(self, key: Hashable, compute: Callable[[], Any], start: bool = True) -> Future | None:
+        """Compute a result on the work executor, once per key; it is stored under ``key``.
+
+        Returns
+        -------
+        concurrent.futures.Future or None
+            The job, already done when the result was stored before. With
+            ``start=False`` nothing is started: None unless a job exists.
+        """
+        with self._lock:
+            if key in self._items:
+                done: Future = Future()
+                done.set_result(self._items[key])
+                return done
+            job = self._jobs.get(key)
+            if not start:
+                return job
+            # A failed job is tried again; a running or finished one is shared.
+            if job is None or (job.done() and job.exception() is not None):
+                job = self.work.submit(self._run, key, compute)
+                self._jobs[key] = job
+            return job
+
+    def _run(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        result = compute()
+        self.put(key, result)
+        return result
+
+    def finished(self, key: Hashable) -> Any:
+        """The result under ``key`` when it is stored or its job has succeeded, else None."""
+        job = self.submit(key, lambda: None, start=False)
+        if job is not None and job.done() and job.exception() is None:
+            return job.result()
+        return None
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a stored result and its job, so the next ask computes it again."""
+        with self._lock:
+            self._items.pop(key, None)
+            self._jobs.pop(key, None)
+
+    def shutdown(self) -> None:
+        """Stop both executors once their jobs end."""
+        self.work.shutdown(wait=True)
+        self.training.shutdown(wait=True)
+
+
+_store: JobStore | None = None
+_store_lock = threading.Lock()
+
+
+def store() -> JobStore:
+    """The process's store, shared by every session (made on first use)."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = JobStore()
+        return _store

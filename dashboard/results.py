@@ -1,0 +1,222 @@
+"""What is computed from the model: latents, maps, the classifier, clusters, attention.
+
+Results live in the job store (:mod:`dashboard.jobs`) under keys its builders make from
+the session's :class:`~dashboard.jobs.Identity`, so nothing is computed twice for the
+same data set and checkpoint. Long work shows a progress bar only while it runs; a
+result already there comes back at once.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Hashable, Iterator
+
+import numpy as np
+import streamlit as st
+
+from dashboard import jobs, tables
+from dashboard.loaders import Session, labels, load_model
+from quack.schema import Label, label_names
+
+#: The UMAP options a map starts with; other pages use the map made with them.
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean"}
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for the block, moved by calling ``progress(done, total)``; removed at the end."""
+    bar = st.progress(0.0, text=label)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        share = min(done / total, 1.0) if total else 1.0
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        bar.progress(share, text=f"{label} — {done:,} / {total:,} ({rate:,.0f}/s)")
+
+    try:
+        yield progress
+    finally:
+        bar.empty()
+
+
+def computed(key: Hashable, compute: Callable[[Callable[[int, int], None]], Any], label: str) -> Any:
+    """The result stored under ``key``, computed now with a progress bar when absent.
+
+    ``compute(progress)`` makes it; the result is shared by every session: read-only.
+    """
+    store = jobs.store()
+    if store.has(key):
+        return store.get(key)
+    with progress_bar(label) as progress:
+        value = compute(progress)
+    store.put(key, value)
+    return value
+
+
+def encoded(s: Session):
+    """Latents of every record (quack.encoding.Encoded), losses included once computed.
+
+    The first map needs only the latents, computed alone (about half the work);
+    :func:`encoded_with_loss` adds the reconstruction losses when asked.
+    """
+    from quack.encoding import encode_dataset
+
+    full = jobs.store().get(jobs.encoded_key(s.identity, True))
+    if full is not None:
+        return full
+    return computed(jobs.encoded_key(s.identity, False),
+                    lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=False),
+                    "Encoding the data set")
+
+
+def encoded_with_loss(s: Session):
+    """Latents and per-record reconstruction losses of every record."""
+    from quack.encoding import encode_dataset
+
+    return computed(jobs.encoded_key(s.identity, True),
+                    lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True),
+                    "Computing every record's reconstruction loss")
+
+
+def pca_map(s: Session, dims: int = 2) -> np.ndarray:
+    """PCA coordinates of the latents (fast; the first map)."""
+    from quack.projection import pca
+
+    latents = encoded(s).latents
+    return computed(jobs.pca_key(s.identity, dims), lambda progress: pca(latents, dims), "Projecting with PCA")
+
+
+def umap_job(s: Session, dims: int, n_neighbors: int, min_dist: float, metric: str, start: bool = True):
+    """Start (or, with ``start=False``, only find) the UMAP map for these options in the background.
+
+    Returns
+    -------
+    tuple
+        The result's key and the job computing it (None when not started).
+    """
+    from quack.projection import umap_project
+
+    latents = encoded(s).latents
+    key = jobs.umap_key(s.identity, dims, n_neighbors, min_dist, metric)
+
+    def compute() -> np.ndarray:
+        return umap_project(latents, dims, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=0)
+
+    return key, jobs.store().submit(key, compute, start=start)
+
+
+def default_umap(s: Session) -> np.ndarray | None:
+    """The 2-D UMAP map with the default options when it is computed, else None."""
+    return jobs.store().finished(jobs.umap_key(s.identity, 2, **UMAP_DEFAULTS))
+
+
+def best_map(s: Session) -> np.ndarray:
+    """The best 2-D map already computed: the default UMAP when done, else PCA."""
+    found = default_umap(s)
+    return found if found is not None else pca_map(s, 2)
+
+
+def classifier(s: Session, seed: int = 0):
+    """The latent classifier trained on the labelled records, and every record's probability of censorship.
+
+    Returns
+    -------
+    tuple
+        (quack.classifier.ClassifierReport, (N,) probabilities).
+    """
+    from quack.classifier import train_classifier
+
+    latents, lab = encoded(s).latents, labels(s.data_dir)
+
+    def fit(progress: Callable[[int, int], None]):
+        progress(0, 1)
+        report = train_classifier(latents, lab, seed=seed)
+        progress(1, 1)
+        return report, report.model.predict_proba(latents)
+
+    return computed(jobs.classifier_key(s.identity, lab, seed), fit, "Training the latent classifier")
+
+
+def stored_probability(s: Session) -> np.ndarray | None:
+    """Every record's probability of censorship when the classifier was trained on the current labels."""
+    stored = jobs.store().get(jobs.classifier_key(s.identity, labels(s.data_dir)))
+    return None if stored is None else stored[1]
+
+
+def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
+    """HDBSCAN cluster number of each record (-1: in no cluster)."""
+    from quack.discover import cluster_latents
+
+    latents = encoded(s).latents
+    return computed(jobs.clusters_key(s.identity, min_cluster_size),
+                    lambda progress: cluster_latents(latents, min_cluster_size=min_cluster_size),
+                    "Clustering the latent space")
+
+
+def nearest(s: Session, record: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of a record's nearest neighbours in latent space, and their distances."""
+    from quack.projection import nearest_neighbors
+
+    return nearest_neighbors(encoded(s).latents, int(record), k=k)
+
+
+@st.cache_data(show_spinner="Running the model on the record…", max_entries=256)
+def _inspect(
+    checkpoint: str, data_dir: str, version: tuple, ids: tuple[int, ...], teacher_forcing: bool
+) -> list[dict]:
+    # ``version`` (the files' stamps) only keys the cache: a replaced file is run again.
+    import torch
+
+    from quack.dataset import QuackDataset, collate_tokens
+    from quack.tokenizer import PAD
+
+    model = load_model(checkpoint)
+    dataset = QuackDataset(data_dir)
+    tokens = collate_tokens([dataset[i] for i in ids])
+    with torch.inference_mode():
+        out = model.inspect(tokens, teacher_forcing=teacher_forcing)
+    results = []
+    for b, record in enumerate(ids):
+        n = int((tokens[b] != PAD).sum())
+        results.append({
+            "id": record, "input": tokens[b, :n].numpy(), "output": out["ids"][b, :n].numpy(),
+            "probs": out["probs"][b, :n].float().numpy(), "attention": out["attention"][b, :n, :n].float().numpy(),
+            "loss": float(out["loss"][b]),
+        })
+    return results
+
+
+def inspect(s: Session, ids: list[int], teacher_forcing: bool = True) -> list[dict]:
+    """Reconstruction and attention of records, one dict each (id, input, output, probs, attention, loss)."""
+    version = (s.identity.checkpoint, s.identity.data)
+    return _inspect(str(s.checkpoint), str(s.data_dir), version, tuple(int(i) for i in ids), teacher_forcing)
+
+
+def field_attention(s: Session, ids: list[int], teacher_forcing: bool) -> dict[str, dict[str, float]]:
+    """Mean attention share per field over records, grouped by label name (censored first)."""
+    from quack.attention import attention_by_field
+
+    names = label_names(labels(s.data_dir)[np.asarray(ids, dtype=np.int64)])
+    groups: dict[str, list[dict[str, float]]] = {}
+    with progress_bar("Running the model over the selection") as progress:
+        for start in range(0, len(ids), 64):
+            for result, name in zip(inspect(s, ids[start : start + 64], teacher_forcing), names[start : start + 64]):
+                fields = s.model.tokenizer.token_fields(result["input"].tolist())
+                groups.setdefault(str(name), []).append(attention_by_field(result["attention"], fields))
+            progress(min(start + 64, len(ids)), len(ids))
+    return {name: tables.mean_shares(groups[name]) for name in Label.by_display() if name in groups}
+
+
+@st.cache_data(show_spinner="Looking for text the responses share…", max_entries=64)
+def propose(bodies: tuple[str, ...], share: float) -> str:
+    """A fingerprint pattern common to the responses (quack.discover.propose_pattern), cached.
+
+    Raises
+    ------
+    ValueError
+        When the responses share no usable text.
+    """
+    from quack.discover import propose_pattern
+
+    return propose_pattern(list(bodies), share=share)

@@ -1,0 +1,147 @@
+"""What one browser session has chosen, kept in ``st.session_state``.
+
+Every key the pages share is named here, and read or written only through the
+accessors below, so the pages agree on what each holds. Choosing another data source
+or checkpoint goes through :func:`set_source` / :func:`set_checkpoint`, which :func:`reset`
+what referred to the old one (record ids, a selection, relabelled labels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import settings
+
+SOURCE = "quack.source"  # dict: kind ("sample" | "path" | "upload"), paths, name
+CHECKPOINT = "quack.checkpoint"  # str path of the chosen checkpoint
+RECORD = "quack.record"  # int id of the record opened on the Attention page
+SECOND_RECORD = "quack.second_record"  # int id shown beside it
+SELECTION = "quack.selection"  # list of record ids selected on the map
+MAP_EVENT = "quack.map_event"  # the last selection the map reported, to act on changes only
+TRAINING = "quack.training"  # id of this session's training run
+FINGERPRINTS = "quack.user_fingerprints"  # str path of the user fingerprint file
+RELABELLED = "quack.relabelled"  # str path of a relabelled copy of the data set's labels
+WRITTEN = "quack.export_written"  # str path of the last folder the Export page wrote
+
+SAMPLE = {"kind": "sample", "paths": [], "name": "Built-in sample"}
+
+# Record ids, selections and relabelled labels mean something in one data set only.
+_TIED_TO_DATA = (RECORD, SECOND_RECORD, SELECTION, MAP_EVENT, RELABELLED)
+
+
+def reset() -> None:
+    """Forget everything that referred to the previous data set or checkpoint."""
+    for key in _TIED_TO_DATA:
+        st.session_state.pop(key, None)
+
+
+def source() -> dict:
+    """The session's data source; the built-in sample unless another was chosen."""
+    return st.session_state.get(SOURCE) or dict(SAMPLE)
+
+
+def set_source(chosen: dict) -> None:
+    """Switch the session to another data source."""
+    reset()
+    st.session_state[SOURCE] = chosen
+
+
+def checkpoint() -> Path:
+    """The session's checkpoint: the one chosen, else the environment's or the shipped one."""
+    chosen = st.session_state.get(CHECKPOINT)
+    return Path(chosen) if chosen else settings.default_checkpoint()
+
+
+def set_checkpoint(path: str | Path) -> None:
+    """Switch the session to another checkpoint."""
+    reset()
+    st.session_state[CHECKPOINT] = str(path)
+
+
+def record() -> int | None:
+    """The record the session looks at, if one was chosen."""
+    value = st.session_state.get(RECORD)
+    return None if value is None else int(value)
+
+
+def set_record(value: int) -> None:
+    """Choose the record to look at."""
+    st.session_state[RECORD] = int(value)
+
+
+def second_record() -> int | None:
+    """The record shown beside the chosen one on the Attention page, if any."""
+    value = st.session_state.get(SECOND_RECORD)
+    return None if value is None else int(value)
+
+
+def set_second_record(value: int) -> None:
+    """Choose the record to compare with."""
+    st.session_state[SECOND_RECORD] = int(value)
+
+
+def selection() -> list[int]:
+    """Record ids selected on the map (empty when none)."""
+    return list(st.session_state.get(SELECTION) or [])
+
+
+def set_selection(ids: list[int]) -> None:
+    """Replace the selection."""
+    st.session_state[SELECTION] = [int(i) for i in ids]
+
+
+def map_event() -> list[int] | None:
+    """The selection the map reported last."""
+    return st.session_state.get(MAP_EVENT)
+
+
+def set_map_event(ids: list[int]) -> None:
+    """Remember the selection the map reported, so an unchanged one is not acted on again."""
+    st.session_state[MAP_EVENT] = list(ids)
+
+
+def training_id() -> str | None:
+    """The id of this session's training run, if it started one."""
+    return st.session_state.get(TRAINING)
+
+
+def set_training_id(run_id: str | None) -> None:
+    """Remember (or, with None, forget) this session's training run."""
+    if run_id is None:
+        st.session_state.pop(TRAINING, None)
+    else:
+        st.session_state[TRAINING] = run_id
+
+
+def fingerprint_file() -> Path:
+    """The session's user fingerprint file (``user-fingerprints.json`` in the cache folder by default)."""
+    return Path(st.session_state.get(FINGERPRINTS) or settings.cache_root() / "user-fingerprints.json")
+
+
+def set_fingerprint_file(path: str | Path) -> None:
+    """Remember the user fingerprint file last written."""
+    st.session_state[FINGERPRINTS] = str(path)
+
+
+def relabelled() -> Path | None:
+    """The file of the session's relabelled labels, if it relabelled the data."""
+    value = st.session_state.get(RELABELLED)
+    return Path(value) if value else None
+
+
+def set_relabelled(path: str | Path) -> None:
+    """Use relabelled labels from now on."""
+    st.session_state[RELABELLED] = str(path)
+
+
+def written() -> Path | None:
+    """The folder the Export page last wrote, if any."""
+    value = st.session_state.get(WRITTEN)
+    return Path(value) if value else None
+
+
+def set_written(path: str | Path) -> None:
+    """Remember the folder the Export page wrote."""
+    st.session_state[WRITTEN] = str(Path(path).expanduser())
