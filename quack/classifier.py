@@ -8,13 +8,42 @@ censorship: high scores are censorship the fingerprints missed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-CENSORED, UNDETERMINED, UNCENSORED = 1, 0, -1
+from quack.schema import Label
+
+
+class _Dropout(nn.Module):
+    """Dropout whose masks come from the given generator (torch's global one when None).
+
+    A dashboard trains the autoencoder in another thread from the global generator; the
+    classifier draws from its own, so neither run changes the other's random numbers.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.bernoulli(torch.full_like(x, 1.0 - self.p), generator=self.generator)
+        return x * keep / (1.0 - self.p)
+
+
+def _linear(n_in: int, n_out: int, generator: torch.Generator | None) -> nn.Linear:
+    """``nn.Linear(n_in, n_out)`` with torch's default initialisation drawn from ``generator``."""
+    layer = nn.utils.skip_init(nn.Linear, n_in, n_out)
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1.0 / math.sqrt(n_in) if n_in > 0 else 0.0
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
 
 
 class LatentClassifier(nn.Module):
@@ -28,16 +57,23 @@ class LatentClassifier(nn.Module):
         Width of the hidden layer.
     dropout : float
         Dropout before the output layer while training.
+    generator : torch.Generator, optional
+        Draws the initial weights and the dropout masks; None draws from torch's global
+        generator, as torch's own layers do.
     """
 
-    def __init__(self, latent_size: int, hidden_size: int = 64, dropout: float = 0.2) -> None:
+    def __init__(
+        self, latent_size: int, hidden_size: int = 64, dropout: float = 0.2, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.latent_size = latent_size
+        dropout_layer = _Dropout(dropout)
+        dropout_layer.generator = generator
         self.net = nn.Sequential(
-            nn.Linear(latent_size, hidden_size),
+            _linear(latent_size, hidden_size, generator),
             nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_size, 1),
+            dropout_layer,
+            _linear(hidden_size, 1, generator),
         )
         # Standardisation learned from the training latents; kept as buffers so a
         # saved classifier scores new latents exactly as it scored its own.
@@ -117,8 +153,8 @@ def split_labelled(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     train, test = [], []
-    for value in (CENSORED, UNCENSORED):
-        idx = np.flatnonzero(labels == value)
+    for label in Label.labelled():
+        idx = np.flatnonzero(labels == label)
         rng.shuffle(idx)
         n_test = int(round(len(idx) * test_size))
         test.append(idx[:n_test])
@@ -147,7 +183,8 @@ def train_classifier(
     labels : array of shape (N,)
         1 censored, 0 undetermined (ignored here), -1 uncensored.
     seed : int
-        Seeds the split, the balancing and the weights.
+        Seeds the split, the balancing, the weights and the dropout; torch's global
+        generator is neither used nor reseeded.
     test_size : float
         Share of each labelled class held out for the scores.
     epochs : int
@@ -174,31 +211,27 @@ def train_classifier(
         )
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must lie between 0 and 1, got {test_size}.")
-    for value, name in ((CENSORED, "censored"), (UNCENSORED, "uncensored")):
-        if np.sum(labels == value) < 2:
+    for label in Label.labelled():
+        if np.sum(labels == label) < 2:
             raise ValueError(
-                f"The classifier needs at least two {name} rows and found {int(np.sum(labels == value))}; "
+                f"The classifier needs at least two {label.display} rows and found {int(np.sum(labels == label))}; "
                 "use a data set with both labels (or more fingerprints)."
             )
     train_idx, test_idx = split_labelled(labels, test_size, seed)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = LatentClassifier(latents.shape[1], hidden_size)
+    model = LatentClassifier(latents.shape[1], hidden_size, generator=torch.Generator().manual_seed(seed))
     x = torch.from_numpy(latents[train_idx])
-    y = torch.from_numpy((labels[train_idx] == CENSORED).astype(np.float32))
+    y = torch.from_numpy((labels[train_idx] == Label.CENSORED).astype(np.float32))
     model.mean.copy_(x.mean(0))
     model.scale.copy_(x.std(0).clamp_min(1e-6))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     for _ in range(epochs):
-        # Dropout draws from the global generator; reseeding per step keeps runs identical.
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
     model.eval()
     predicted = model.predict_proba(latents[test_idx]) >= 0.5
-    accuracy, f1, confusion = binary_scores(labels[test_idx] == CENSORED, predicted)
+    accuracy, f1, confusion = binary_scores(labels[test_idx] == Label.CENSORED, predicted)
     return ClassifierReport(model, accuracy, f1, confusion, test_idx, len(train_idx))

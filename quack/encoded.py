@@ -35,6 +35,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from quack.atomic import atomic_write
+from quack.schema import Label
 
 __all__ = ["item_path", "AutoencoderWriter", "load_encoded", "LAYOUTS"]
 
@@ -42,8 +43,8 @@ LAYOUTS = ("parquet", "indexed")
 METADATA_FILE = "metadata.json"
 LATENT = "latent"
 
-# Label values of the data set: censored 1, undetermined 0, uncensored -1.
-_LABEL_NAMES = {1: "censored", 0: "undetermined", -1: "uncensored"}
+# metadata.json counts the records of each label under its display name, in this order.
+_LABEL_NAMES = {label: label.display for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)}
 
 
 def item_path(index: int, suffix: str = "png", dir_only: bool = False, is_collection: bool = False) -> str:
@@ -219,9 +220,9 @@ class AutoencoderWriter(BasePredictionWriter):
 
     def _keep(self, label: Any) -> bool:
         if self.filtered:
-            return label in (1, -1)
+            return label in Label.labelled()
         if self.evaluate:
-            return label == 0
+            return label == Label.UNDETERMINED
         return True
 
     def _write_rows(self, rank: int, loader: int, batch_idx: int, metadata: Sequence[dict] | Mapping,

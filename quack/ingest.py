@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from quack.schema import columns
+
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
 #: known blockpage signature hits far earlier, so longer bodies are cut, not rejected.
 BODY_CHARS = 65536
@@ -34,13 +36,8 @@ BODY_CHARS = 65536
 #: Longest line read; a longer one is skipped without being held in memory.
 MAX_LINE_BYTES = 32 * 1024 * 1024
 
-#: The keys of every row.
-ROW_KEYS = (
-    "source", "line", "probe", "format", "vp", "country", "domain", "service",
-    "anomaly", "controls_failed", "stateful_block", "matches_template", "error",
-    "start_time", "end_time", "elapsed_ms", "sent", "status", "headers", "body",
-    "tls_version", "cipher_suite", "certificate",
-)
+#: The keys of every row: the columns :data:`quack.schema.ROW_SCHEMA` marks "ingest".
+ROW_KEYS = columns("ingest")
 
 Row = dict[str, Any]
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from quack.classifier import binary_scores, split_labelled, train_classifier
 
@@ -40,11 +41,28 @@ def test_training_is_balanced_and_held_out_rows_are_labelled_only():
     assert np.sum(labels[test_idx] == -1) == 40
 
 
-def test_same_seed_same_scores():
+def test_same_seed_same_scores_and_torch_global_generator_untouched():
     latents, labels = clusters(40, 80, 20, seed=3)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
     first = train_classifier(latents, labels, seed=7, epochs=30).model.predict_proba(latents)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    # Draws from the global generator between runs (another thread training) change nothing.
+    torch.rand(1000)
     second = train_classifier(latents, labels, seed=7, epochs=30).model.predict_proba(latents)
     np.testing.assert_array_equal(first, second)
+    other = train_classifier(latents, labels, seed=8, epochs=30).model.predict_proba(latents)
+    assert not np.array_equal(first, other)
+
+
+def test_dropout_is_active_while_training_only():
+    latents, labels = clusters(20, 20, 0)
+    model = train_classifier(latents, labels, epochs=5).model
+    x = torch.from_numpy(latents)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
 
 
 def test_one_class_only_is_refused_with_a_sentence():

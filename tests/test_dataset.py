@@ -31,7 +31,7 @@ def test_dataset_items_and_metadata(data):
     item = ds[5]
     assert item.dtype == torch.long and item.tolist() == list(rows["tokens"][5])
     assert ds[-1].tolist() == list(rows["tokens"].iloc[-1])
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="out of range"):
         ds[len(ds)]
     meta, tokens = QuackDataset(data, with_metadata=True)[7]
     assert list(meta) == METADATA_COLUMNS and meta["id"] == 7 and torch.equal(tokens, ds[7])

@@ -360,26 +360,21 @@ records = st.one_of(record_with(v2_record(), V2_PROBE, "response"), record_with(
                     st.dictionaries(st.text(max_size=5), json_any, max_size=4))
 
 
-_CACHE: dict = {}
-
-
-def _labeling_tools():
+@pytest.fixture(scope="module")
+def labeling_tools():
     """The shipped fingerprints and a tiny tokenizer, built once for all examples."""
     from quack.labels import Fingerprints
     from quack.tokenizer import QuackTokenizer
 
-    if not _CACHE:
-        _CACHE["fingerprints"] = Fingerprints.load()
-        _CACHE["tokenizer"] = QuackTokenizer.train(["<html>blocked page</html>"] * 20, vocab_size=1500, max_tokens=32)
-    return _CACHE["fingerprints"], _CACHE["tokenizer"]
+    return Fingerprints.load(), QuackTokenizer.train(["<html>blocked page</html>"] * 20, vocab_size=1500, max_tokens=32)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(records, min_size=1, max_size=4))
-def test_arbitrary_records_never_raise_and_tokenize_in_range(tmp_path, lines):
+def test_arbitrary_records_never_raise_and_tokenize_in_range(tmp_path, labeling_tools, lines):
     from quack.labels import label_row
 
-    fingerprints, tokenizer = _labeling_tools()
+    fingerprints, tokenizer = labeling_tools
     path = write_lines(tmp_path / "h.json", lines)
     stats = IngestStats(keep_problems=True)
     rows = list(iter_rows(path, stats))

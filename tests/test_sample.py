@@ -87,7 +87,11 @@ def test_unknown_pages_are_few_and_shared_across_countries(sample):
     assert all(len(c) >= 2 for c in countries.values())
 
 
-@pytest.mark.parametrize("name,n", [("s.txt", 10), ("s.json", 0), ("s.json", "many")])
-def test_bad_arguments_are_refused(tmp_path, name, n):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("name,n,message", [
+    ("s.txt", 10, r"s\.txt must end in \.json or \.jsonl"),
+    ("s.json", 0, "n must be a positive number of measurements, got 0"),
+    ("s.json", "many", "n must be a positive number of measurements, got 'many'"),
+])
+def test_bad_arguments_are_refused(tmp_path, name, n, message):
+    with pytest.raises(ValueError, match=message):
         write_sample(tmp_path / name, n=n)
