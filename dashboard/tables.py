@@ -51,7 +51,9 @@ def snippets(texts: pd.Series, length: int = 120) -> np.ndarray:
     return np.array([snippet(t, length) for t in texts.to_numpy()], dtype=object)
 
 
-def record_table(frame: pd.DataFrame, labels: np.ndarray, texts: pd.Series, ids: list[int] | np.ndarray) -> pd.DataFrame:
+def record_table(
+    frame: pd.DataFrame, labels: np.ndarray, texts: pd.Series, ids: list[int] | np.ndarray
+) -> pd.DataFrame:
     """A readable table of some records: id, label name, metadata and a response snippet."""
     idx = np.asarray(ids, dtype=np.int64)
     table = frame.iloc[idx][[c for c in RECORD_COLUMNS if c in frame.columns]].copy()
@@ -188,9 +190,12 @@ def written_files(folder: str | Path, limit: int = 200) -> pd.DataFrame:
     """The files an export wrote, relative to its folder, with their sizes (the first ``limit``)."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())[:limit]
-    return pd.DataFrame({"file": [str(p.relative_to(folder)) for p in files], "bytes": [p.stat().st_size for p in files]})
+    return pd.DataFrame(
+        {"file": [str(p.relative_to(folder)) for p in files], "bytes": [p.stat().st_size for p in files]}
+    )
 
 
 def latent_preview(encoded: pd.DataFrame, rows: int = 20, dims: int = 4) -> pd.DataFrame:
     """The first rows of encoded output, each latent cut to its first dimensions for reading."""
-    return encoded.head(rows).assign(latent=lambda t: [np.round(np.asarray(v)[:dims], 3).tolist() for v in t["latent"]])
+    head = encoded.head(rows)
+    return head.assign(latent=[np.round(np.asarray(v, dtype=np.float64)[:dims], 3).tolist() for v in head["latent"]])

@@ -81,7 +81,7 @@ def server(tmp_path_factory):
 
 
 def small_checkpoint(folder: Path) -> Path:
-    from quack.dataset import build_dataset
+    from quack.build import build_dataset
     from quack.sample import write_sample
     from quack.training import fit
 
