@@ -76,16 +76,20 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
     if n_components < 1:
         raise ValueError(f"n_components must be at least 1, got {n_components}.")
     x = _as_matrix(latents, n_components + 1, "PCA")
-    centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    # The thin SVD of the centred data gives the components directly; for the widths
-    # here (H up to a few thousand) it is fast and exact.
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    components = vt[:n_components]
-    if components.shape[0] < n_components:
-        components = np.vstack([components, np.zeros((n_components - components.shape[0], x.shape[1]), np.float32)])
-    signs = np.sign(components[np.arange(components.shape[0]), np.abs(components).argmax(axis=1)])
+    from sklearn.decomposition import PCA
+
+    # scikit-learn picks the solver for the shape (for tall latents, the covariance's eigenvectors):
+    # 100k x 256 float32 to 2, 16 or 50 components takes 0.13-0.16 s against 3.4 s for a full SVD.
+    kept = min(n_components, x.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Identical latents have no variance to share out; their map is a single point.
+        model = PCA(kept, random_state=0).fit(x)
+    components = model.components_
+    signs = np.sign(components[np.arange(kept), np.abs(components).argmax(axis=1)])
     signs[signs == 0] = 1
-    return (centred @ (components * signs[:, None]).T).astype(np.float32)
+    coords = np.zeros((x.shape[0], n_components), dtype=np.float32)
+    coords[:, :kept] = model.transform(x) * signs
+    return coords
 
 
 def _distances(queries, x, metric: str):

@@ -83,3 +83,23 @@ def test_binary_scores_by_hand():
     assert confusion == [[1, 1], [1, 2]]
     assert accuracy == pytest.approx(3 / 5)
     assert f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+
+
+def test_binary_scores_agree_with_scikit_learn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(2)
+    truth, predicted = rng.random(500) < 0.3, rng.random(500) < 0.4
+    accuracy, f1, confusion = binary_scores(truth, predicted)
+    assert accuracy == pytest.approx(accuracy_score(truth, predicted))
+    assert f1 == pytest.approx(f1_score(truth, predicted))
+    assert confusion == confusion_matrix(truth, predicted).tolist()
+
+
+def test_split_holds_out_each_class_in_proportion():
+    labels = np.array([1] * 50 + [-1] * 150 + [0] * 30)
+    train_idx, test_idx = split_labelled(labels, 0.2, seed=1)
+    assert np.sum(labels[test_idx] == 1) == 10 and np.sum(labels[test_idx] == -1) == 30
+    assert not np.any(labels[np.concatenate([train_idx, test_idx])] == 0)
+    other, _ = split_labelled(labels, 0.2, seed=2)
+    assert not np.array_equal(np.sort(train_idx), np.sort(other))

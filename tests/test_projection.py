@@ -1,6 +1,7 @@
 """Maps of the latent space and neighbour search."""
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -28,6 +29,24 @@ def test_pca_is_deterministic_and_centred():
     a, b = projection.pca(x, 3), projection.pca(x.copy(), 3)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-3)
+
+
+def test_pca_equals_the_svd_of_the_centred_latents_with_fixed_signs():
+    x = two_blobs(n=300, h=32, seed=4)
+    x[:, 3] *= 4.0
+    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    components = vt[:3] * np.sign(vt[:3][np.arange(3), np.abs(vt[:3]).argmax(axis=1)])[:, None]
+    np.testing.assert_allclose(projection.pca(x, 3), centred @ components.T, rtol=1e-3, atol=1e-3)
+
+
+def test_pca_of_identical_or_narrow_latents():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(projection.pca(np.ones((10, 4), np.float32), 2), np.zeros((10, 2)))
+    narrow = projection.pca(np.arange(6, dtype=np.float32).reshape(6, 1), 2)
+    assert narrow.shape == (6, 2) and not narrow[:, 1].any()
+    np.testing.assert_allclose(np.abs(narrow[:, 0]), [2.5, 1.5, 0.5, 0.5, 1.5, 2.5])
 
 
 def test_pca_rejects_bad_input_with_a_sentence():
