@@ -17,6 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, item_path, load_encoded, read_metadata
+from quack.dataset import collate_with_metadata
+from quack.tokenizer import BOS, EOS, SPECIALS
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 30
@@ -35,18 +37,12 @@ def records(count: int, seed: int = 0) -> list[tuple[dict, torch.Tensor]]:
     out = []
     for i in range(count):
         length = int(torch.randint(3, 9, (1,), generator=generator))
-        tokens = torch.randint(4, VOCAB, (length,), generator=generator)
-        tokens[0], tokens[-1] = 0, 2
+        tokens = torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator)
+        tokens[0], tokens[-1] = BOS, EOS
         meta = {"id": i, "label": LABELS[i % len(LABELS)], "country": ["US", "CN", "IR"][i % 3],
                 "anomaly": bool(i % 2), "line": i + 1}
         out.append((meta, tokens))
     return out
-
-
-def collate(batch: list[tuple[dict, torch.Tensor]]) -> tuple[list[dict], torch.Tensor]:
-    metadata = [meta for meta, _ in batch]
-    tokens = torch.nn.utils.rnn.pad_sequence([t for _, t in batch], batch_first=True, padding_value=1)
-    return metadata, tokens
 
 
 def model() -> QuackAutoEncoder:
@@ -59,12 +55,12 @@ def predict(storage: str | Path, rows: list, **options) -> QuackAutoEncoder:
     writer = AutoencoderWriter(storage_path=str(storage), **options)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[writer])
-    trainer.predict(net, DataLoader(rows, batch_size=4, collate_fn=collate), return_predictions=False)
+    trainer.predict(net, DataLoader(rows, batch_size=4, collate_fn=collate_with_metadata), return_predictions=False)
     return net
 
 
 def expected_latents(net: QuackAutoEncoder, rows: list) -> dict[int, np.ndarray]:
-    metadata, tokens = collate(rows)
+    metadata, tokens = collate_with_metadata(rows)
     latents = net.encode(tokens).numpy()
     return {meta["id"]: latents[i] for i, meta in enumerate(metadata)}
 
@@ -214,11 +210,7 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     from torch.utils.data import DataLoader
     from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder
-
-    def collate(batch):
-        metadata = [meta for meta, _ in batch]
-        tokens = torch.nn.utils.rnn.pad_sequence([t for _, t in batch], batch_first=True, padding_value=1)
-        return metadata, tokens
+    from quack.dataset import collate_with_metadata
 
     if __name__ == "__main__":
         weights, data, storage = sys.argv[1:4]
@@ -230,7 +222,7 @@ DDP_SCRIPT = textwrap.dedent(
         writer = AutoencoderWriter(storage_path=storage)
         trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])
-        trainer.predict(model, DataLoader(rows, batch_size=4, collate_fn=collate), return_predictions=False)
+        trainer.predict(model, DataLoader(rows, batch_size=4, collate_fn=collate_with_metadata), return_predictions=False)
     """
 )
 
