@@ -13,7 +13,7 @@ passes is reported:
 * ingest: :func:`quack.ingest.iter_rows` alone;
 * ingest + label: plus :func:`quack.labels.label_row` with the shipped fingerprints;
 * tokenize: :meth:`QuackTokenizer.encode_rows` on rows already in memory;
-* build: :func:`quack.dataset.build_dataset` end to end (both passes, BPE training, Parquet).
+* build: :func:`quack.build.build_dataset` end to end (both passes, BPE training, Parquet).
 """
 
 from __future__ import annotations
