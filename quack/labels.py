@@ -3,8 +3,9 @@
 Fingerprint files use Censored Planet's format: JSON lines of ``{"fingerprint": name,
 "pattern": regex}``, one list of blockpages and one of known false positives. quack ships
 one of each (:func:`shipped_fingerprint_files`); a user's own blockpages go in a file of
-the same format (:func:`save_user_fingerprint`) that :func:`relabel_rows` adds to them. Matching
-follows the upstream Python exactly: every pattern compiled with DOTALL, searched
+the same format (:func:`save_user_fingerprint`) that :func:`relabel_rows` adds to them.
+
+Matching follows the upstream Python exactly: every pattern compiled with DOTALL, searched
 unanchored and case-sensitively, the whole false-positive list first, then the blockpage
 list, each in file order; the first hit wins. A repeated name keeps its first position and
 its last pattern.
