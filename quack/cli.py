@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import warnings
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     # notice concerns Lightning, not anything a quack user can change.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_advertisements)
+    signal.signal(signal.SIGTERM, _interrupt_on_terminate)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as error:
@@ -47,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"quack {args.command}: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"quack {args.command}: interrupted; files already written are complete, nothing half-written remains.", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        said = str(interrupt) or "interrupted; files already written are complete, nothing half-written remains."
+        print(f"quack {args.command}: {said}", file=sys.stderr)
         return 130
+
+
+def _interrupt_on_terminate(signum: int, frame: object) -> None:
+    # A scheduler's SIGTERM (a cancelled job, a node drained) ends a command the way
+    # Ctrl-C does, so every command cleans up and says what was left.
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

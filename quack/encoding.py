@@ -9,6 +9,10 @@ latent vector therefore means the same thing, and costs the same, wherever it is
 
 from __future__ import annotations
 
+import re
+import shutil
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -225,9 +229,19 @@ def predict(
     )
     loader = DataLoader(batches, batch_size=None, shuffle=False)
     model.predict_loss = with_loss
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_interrupt = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         trainer.predict(model, dataloaders=loader, return_predictions=False)
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown; give the
+        # caller the interruption back, so it can say what was left behind.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        if main_thread and on_interrupt is not None:
+            signal.signal(signal.SIGINT, on_interrupt)
         # The dashboard keeps using the model for single records on the CPU.
         model.predict_loss = False
         model.cpu().eval()
@@ -305,6 +319,7 @@ def write_encoded(
     keep: str = "all",
     with_loss: bool = False,
     progress: Progress | None = None,
+    overwrite: bool = False,
     **trainer_options,
 ) -> dict:
     """Encode a data set and write the latents with :class:`AutoencoderWriter`.
@@ -325,6 +340,8 @@ def write_encoded(
         Write each record's reconstruction loss beside its latent.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
+    overwrite : bool
+        Start over in a folder that holds encoded output, finished or interrupted.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.
@@ -339,12 +356,60 @@ def write_encoded(
     ValueError
         When the output folder is not empty, ``keep`` or ``layout`` is unknown, or the
         data set does not fit the model.
+    KeyboardInterrupt
+        On Ctrl-C or SIGTERM, with a sentence saying what was left and how to go on.
     """
     if keep not in KEEP:
         raise ValueError(f"Rows to keep must be one of {', '.join(KEEP)}, got {keep!r}.")
     target = Path(out).expanduser()
+    if overwrite:
+        clear_encoded(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ValueError(f"The output {target} already exists and is not empty; choose a new folder or remove it.")
+        raise ValueError(
+            f"The output {target} already exists and is not empty; choose a new folder, or start it over "
+            "with --overwrite when it holds encoded output."
+        )
     writer = AutoencoderWriter(write_interval="batch", storage_path=str(target), layout=layout, **KEEP[keep])
-    predict(model, data_dir, [writer], with_loss=with_loss, progress=progress, **trainer_options)
+    seen = {"done": 0, "total": 0}
+
+    def track(done: int, total: int) -> None:
+        seen.update(done=done, total=total)
+        if progress is not None:
+            progress(done, total)
+
+    try:
+        predict(model, data_dir, [writer], with_loss=with_loss, progress=track, **trainer_options)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted after {seen['done']:,} of {seen['total']:,} records; {target} has no metadata.json, so "
+            "it reads as incomplete; run the same command with --overwrite to start it over."
+        ) from None
     return read_metadata(target)
+
+
+# What the writer, `quack classify` and an interrupted run leave in an output folder.
+_ENCODED_FILE = re.compile(r"(part-.*\.parquet|metadata\.json|scores\.parquet|classifier\.pt|\..*\.tmp)")
+
+
+def clear_encoded(folder: str | Path) -> None:
+    """Empty a folder of encoded output (complete or interrupted) so it can be written again.
+
+    Raises
+    ------
+    ValueError
+        When the folder holds anything the writer does not write; nothing is removed then.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return
+    entries = list(folder.iterdir())
+    strangers = [e.name for e in entries if not (
+        (e.is_file() and _ENCODED_FILE.fullmatch(e.name)) or (e.is_dir() and e.name.isdigit())
+    )]
+    if strangers:
+        raise ValueError(
+            f"{folder} holds files that are not encoded output ({', '.join(sorted(strangers)[:3])}); "
+            "choose a new folder instead of --overwrite."
+        )
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

@@ -206,3 +206,26 @@ def test_resume_never_unpickles_and_refuses_bad_files_in_one_sentence(
     argv = ["fit", "--data", str(sample_data), "--out", str(tmp_path / "r"), "--resume", str(crafted), *TINY]
     bad(capsys, argv, "crafted.ckpt")
     assert not marker.exists()
+
+
+def test_sigterm_during_encode_gives_one_sentence_and_a_rerun_can_start_over(trained, sample_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "encoded"
+    argv = [sys.executable, "-m", "quack.cli", "encode", "--data", str(sample_data), "--checkpoint",
+            str(trained / "checkpoints" / "last.ckpt"), "--out", str(out), "--batch-size", "1", "--accelerator", "cpu"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "quack encode: interrupted after" in err and "Traceback" not in err
+    assert not (out / "metadata.json").exists()
+    assert main(argv[3:] + ["--overwrite"]) == 0
+    assert len(load_encoded(out)) == read_info(sample_data)["rows"]

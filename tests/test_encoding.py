@@ -79,3 +79,28 @@ def test_bad_requests_are_refused_before_anything_is_written(data, model, tmp_pa
     with pytest.raises(ValueError, match="already exists and is not empty"):
         write_encoded(model, data, taken)
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+def test_an_interrupted_write_says_what_it_left_and_overwrite_starts_it_over(data, model, tmp_path):
+    out = tmp_path / "out"
+
+    def interrupt_after_two_batches(done: int, total: int) -> None:
+        if done >= 64:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted after 64 of \d+ records; .* --overwrite"):
+        write_encoded(model, data, out, batch_size=32, progress=interrupt_after_two_batches)
+    assert len(list(out.glob("part-*.parquet"))) == 2 and not (out / "metadata.json").exists()
+    with pytest.raises(ValueError, match="not empty"):
+        write_encoded(model, data, out)
+    summary = write_encoded(model, data, out, overwrite=True)
+    assert summary["total"] == DataFolder.open(data).n_rows == len(load_encoded(out))
+
+
+def test_overwrite_never_removes_files_the_writer_did_not_write(data, model, tmp_path):
+    out = tmp_path / "mixed"
+    out.mkdir()
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files that are not encoded output \(thesis.tex\)"):
+        write_encoded(model, data, out, overwrite=True)
+    assert (out / "thesis.tex").read_text() == "mine"

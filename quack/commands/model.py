@@ -35,14 +35,6 @@ def check_dataset(path: str | Path) -> dict:
         raise UsageError(str(error)) from error
 
 
-def check_empty_output(path: str | Path) -> Path:
-    """An output folder that does not exist yet or is empty (so nothing is overwritten)."""
-    path = Path(path).expanduser()
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"The output {path} already exists and is not empty; choose a new folder or remove it.")
-    return path
-
-
 def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``quack fit``; its model and trainer flags come from :mod:`quack.config`."""
     p = subparsers.add_parser("fit", help="train an autoencoder on a tokenized data set")
@@ -83,6 +75,8 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the shipped sample model)")
     p.add_argument("--out", required=True, help="folder for the encoded output (must be new or empty)")
     p.add_argument("--layout", choices=["parquet", "indexed"], default="parquet")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that holds encoded output, finished or interrupted")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--filtered", action="store_true", help="keep only labelled rows (censored, uncensored)")
     which.add_argument("--evaluate", action="store_true", help="keep only undetermined rows")
@@ -102,7 +96,7 @@ def run_encode(args: argparse.Namespace) -> int:
     from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint, write_encoded
 
     check_dataset(args.data)
-    out = check_empty_output(args.out)
+    out = Path(args.out).expanduser()
     if args.batch_size is not None:
         _positive("batch-size", args.batch_size)
     model = load_checkpoint(args.checkpoint or SHIPPED_CHECKPOINT)
@@ -116,7 +110,7 @@ def run_encode(args: argparse.Namespace) -> int:
         summary = write_encoded(
             model, args.data, out, layout=args.layout, keep=keep, progress=progress, batch_size=args.batch_size,
             accelerator=args.accelerator, devices=parse_devices(str(args.devices)), strategy=args.strategy,
-            num_nodes=args.num_nodes, precision=args.precision,
+            num_nodes=args.num_nodes, precision=args.precision, overwrite=args.overwrite,
         )
     counts = ", ".join(f"{summary[k]} {k}" for k in ("censored", "undetermined", "uncensored", "total") if k in summary)
     print(f"wrote {out} ({args.layout}): {counts}")
