@@ -8,7 +8,9 @@ the same format (:func:`save_user_fingerprint`) that :func:`relabel_rows` adds t
 Matching follows the upstream Python exactly: every pattern compiled with DOTALL, searched
 unanchored and case-sensitively, the whole false-positive list first, then the blockpage
 list, each in file order; the first hit wins. A repeated name keeps its first position and
-its last pattern.
+its last pattern. The patterns run through :func:`quack.patterns.compile_pattern`, with
+Python's results but in bounded time, so one catastrophic signature (``(a+)+$``) cannot
+stall a build or the dashboard; one it cannot bound is refused, naming its file and line.
 
 Hundreds of patterns against thousands of bodies stay fast: each pattern is compiled once
 and carries the literals it cannot match without (a plain run of text, or one string per
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,10 +41,12 @@ except ImportError:  # Python 3.10
 
 from quack.atomic import atomic_write
 from quack.ingest import QuackInputError
+from quack.patterns import BoundedPattern, PatternError, compile_pattern
 from quack.schema import Label
 
 __all__ = [
     "Fingerprints",
+    "FingerprintWarning",
     "label_row",
     "shipped_fingerprint_files",
     "read_user_fingerprints",
@@ -64,13 +69,19 @@ def shipped_fingerprint_files() -> list[Path]:
     return sorted(_SHIPPED_FOLDER.glob("*.json"))
 
 
+class FingerprintWarning(UserWarning):
+    """A fingerprint list that loads but will label nothing; the message names the file."""
+
+
 class _Pattern:
     __slots__ = ("name", "regex", "literals")
 
-    def __init__(self, name: str, pattern: str) -> None:
+    def __init__(self, name: str, pattern: str | BoundedPattern) -> None:
         self.name = name
-        self.regex = re.compile(pattern, re.DOTALL)
-        self.literals = _required_literals(pattern)
+        if not isinstance(pattern, BoundedPattern):
+            pattern = compile_pattern(pattern, f"the fingerprint {name!r}")
+        self.regex = pattern
+        self.literals = _required_literals(pattern.pattern)
 
 
 # Literals shorter than this occur in almost any page and would not rule anything out.
@@ -132,9 +143,15 @@ class Fingerprints:
     false_positives : iterable of (name, pattern)
     blockpages : iterable of (name, pattern)
         Entries in file order; later repeats of a name replace the pattern but keep the
-        first position.
+        first position. A pattern is a string or a compiled
+        :class:`~quack.patterns.BoundedPattern` (which names its file and line in messages).
     sources : list of str, optional
         Where the entries came from, for reports.
+
+    Raises
+    ------
+    quack.patterns.PatternError
+        When a pattern is not a regular expression or cannot be searched in bounded time.
     """
 
     def __init__(
@@ -163,19 +180,29 @@ class Fingerprints:
 
         A file whose name contains ``false`` (``false_positive_signatures.json``) is a
         false-positive list; any other is a blockpage list. Given paths replace the shipped
-        lists.
+        lists. A file with no fingerprint in it is read, with a :class:`FingerprintWarning`
+        naming it.
 
         Raises
         ------
         QuackInputError
-            When a file is missing or has a line that is not a fingerprint or not a regex.
+            When a file is missing or has a line that is not a fingerprint, not a regex, or
+            a regex whose search time cannot be bounded.
         """
         if not paths:
             paths = shipped_fingerprint_files()
-        false_positives: list[tuple[str, str]] = []
-        blockpages: list[tuple[str, str]] = []
+        false_positives: list[tuple[str, BoundedPattern]] = []
+        blockpages: list[tuple[str, BoundedPattern]] = []
         for path in paths:
             entries = _read_signature_file(Path(path))
+            if not entries:
+                # An empty list labels nothing, which a build would report as no censorship.
+                warnings.warn(
+                    f"The signature file {path} holds no fingerprints; no record is labelled by it, "
+                    "so check that it is the file you meant.",
+                    FingerprintWarning,
+                    stacklevel=2,
+                )
             (false_positives if "false" in Path(path).name.lower() else blockpages).extend(entries)
         return cls(false_positives, blockpages, sources=[str(p) for p in paths])
 
@@ -193,13 +220,17 @@ class Fingerprints:
                     continue
             elif literals is not None and not any(one in text for one in literals):
                 continue
-            if regex.search(text) is not None:
+            if regex.search(text):
                 return blocked, name
         return None, None
 
 
 def _trie_pattern(words: set[str]) -> str:
-    """A regex matching any of ``words``, shaped as a trie so each text position costs little."""
+    """A regex matching any of ``words``, shaped as a trie so each text position costs little.
+
+    It is built here from escaped literals alone, with no repeat, so Python's ``re`` runs it
+    in time linear in the text; only the signatures themselves need a bounded engine.
+    """
     trie: dict = {}
     for word in words:
         node = trie
@@ -222,34 +253,46 @@ def _trie_pattern(words: set[str]) -> str:
     return build(trie)
 
 
-def _dedupe(entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    by_name: dict[str, str] = {}
+def _dedupe(entries: Iterable[tuple[str, str | BoundedPattern]]) -> list[tuple[str, str | BoundedPattern]]:
+    by_name: dict[str, str | BoundedPattern] = {}
     for name, pattern in entries:
         by_name[name] = pattern
     return list(by_name.items())
 
 
-def _read_signature_file(path: Path) -> list[tuple[str, str]]:
+def _read_signature_file(path: Path) -> list[tuple[str, BoundedPattern]]:
+    """The entries of a fingerprint file, each pattern compiled and named by file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise QuackInputError(f"Cannot read the signature file {path} ({exc}); give a JSON-lines fingerprint list.") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise QuackInputError(f"Cannot read the signature file {path} ({reason}); give a JSON-lines fingerprint list.") from exc
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
+            if not isinstance(item, dict):
+                raise TypeError(f"a JSON {type(item).__name__}, not an object")
             name, pattern = item["fingerprint"], item["pattern"]
             if not isinstance(name, str) or not isinstance(pattern, str):
                 raise TypeError("fingerprint and pattern must be strings")
-            re.compile(pattern, re.DOTALL)
-        except (ValueError, KeyError, TypeError, re.error) as exc:
+        except RecursionError:
+            raise QuackInputError(
+                f"{path} line {number} is not a fingerprint (its JSON nests too deeply to read); each line must be "
+                '{"fingerprint": name, "pattern": regex}.'
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
             raise QuackInputError(
                 f"{path} line {number} is not a fingerprint ({exc}); each line must be "
                 '{"fingerprint": name, "pattern": regex}.'
             ) from exc
-        entries.append((name, pattern))
+        try:
+            entries.append((name, compile_pattern(pattern, f"{path} line {number}")))
+        except PatternError as exc:
+            # The sentence already names the file and line.
+            raise QuackInputError(str(exc)) from None
     return entries
 
 
@@ -299,12 +342,13 @@ def read_user_fingerprints(path: str | os.PathLike) -> list[dict]:
     Raises
     ------
     QuackInputError
-        When the file cannot be read or a line is not a fingerprint.
+        When the file cannot be read, or a line is not a fingerprint or holds a pattern
+        whose search time cannot be bounded.
     """
     path = Path(path).expanduser()
     if not path.exists():
         return []
-    return [{"fingerprint": name, "pattern": pattern} for name, pattern in _read_signature_file(path)]
+    return [{"fingerprint": name, "pattern": pattern.pattern} for name, pattern in _read_signature_file(path)]
 
 
 def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> Path:
@@ -321,7 +365,8 @@ def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> P
     name : str
         Fingerprint name: letters, digits, ``_``, ``.`` and ``-``; not already in the file.
     pattern : str
-        Python regular expression, matched with DOTALL against response text.
+        Python regular expression, matched with DOTALL against response text; it must be
+        one :func:`quack.patterns.compile_pattern` can search in bounded time.
 
     Returns
     -------
@@ -331,24 +376,26 @@ def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> P
     Raises
     ------
     ValueError
-        If the name is empty, malformed or taken, or the pattern is empty or not a
-        valid regular expression.
+        If the name is empty, malformed or taken, the pattern is empty, not a valid
+        regular expression or not searchable in bounded time, or the file cannot be written.
     """
     path = Path(path).expanduser()
     if not name or not _NAME.match(name):
         raise ValueError(f"Fingerprint name {name!r} must be letters, digits, '_', '.' or '-' and not empty.")
     if not pattern or not pattern.strip():
         raise ValueError("The fingerprint pattern is empty.")
-    try:
-        re.compile(pattern, re.DOTALL)
-    except re.error as error:
-        raise ValueError(f"The pattern is not a valid regular expression: {error}.") from None
+    compile_pattern(pattern, f"the new fingerprint {name!r}")
     entries = read_user_fingerprints(path)
     if any(e["fingerprint"] == name for e in entries):
         raise ValueError(f"{path} already has a fingerprint named {name!r}; choose another name.")
     entries.append({"fingerprint": name, "pattern": pattern})
     text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode("utf-8")
-    return atomic_write(path, lambda handle: handle.write(text))
+    try:
+        return atomic_write(path, lambda handle: handle.write(text))
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write the fingerprint file {path}: {error.strerror or error}; choose a folder you can write to."
+        ) from error
 
 
 def relabel_rows(

@@ -6,6 +6,8 @@ import functools
 import json
 import random
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from quack.datafolder import read_rows
 from quack.ingest import QuackInputError, iter_rows
 from quack.labels import (
     Fingerprints,
+    FingerprintWarning,
     label_row,
     read_user_fingerprints,
     relabel_rows,
@@ -173,12 +176,44 @@ def test_dotall_case_sensitive_and_unanchored(tmp_path):
     assert fps.match("START end") == (None, None)
 
 
-@pytest.mark.parametrize("line", ["{not json", '{"fingerprint": "a"}', '{"fingerprint": "a", "pattern": "("}'])
+@pytest.mark.parametrize("line", [
+    "{not json",
+    '{"fingerprint": "a"}',
+    '{"fingerprint": "a", "pattern": "("}',
+    "[1, 2]",
+    "[" * 100_000,
+    # Nested unbounded repeats beside a lookahead: no linear-time engine takes it.
+    '{"fingerprint": "a", "pattern": "(a+)+(?=b)"}',
+])
 def test_bad_signature_file_names_file_and_line(tmp_path, line):
     path = tmp_path / "sig.json"
     path.write_text('{"fingerprint": "ok", "pattern": "x"}\n' + line + "\n")
-    with pytest.raises(QuackInputError, match=r"sig\.json line 2"):
+    with pytest.raises(QuackInputError, match=r"sig\.json line 2") as caught:
         Fingerprints.load([str(path)])
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_catastrophic_signature_labels_a_long_body_correctly(tmp_path):
+    # Python's re backtracks exponentially on (a+)+$ against a run of a's that fails at the
+    # end; the labeller must still answer, so it runs in a child that a hang would fail.
+    path = tmp_path / "blockpage_signatures.json"
+    path.write_text(json.dumps({"fingerprint": "b_runaway", "pattern": "(a+)+$"}) + "\n")
+    script = (
+        "import sys; from quack.labels import Fingerprints; fps = Fingerprints.load([sys.argv[1]]); "
+        "print(fps.match('a' * 5000 + '!'), fps.match('<p>' + 'a' * 5000))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(None,", "None)", "(True,", "'b_runaway')"]
+
+
+def test_an_empty_signature_file_loads_with_a_warning_naming_it(tmp_path):
+    path = tmp_path / "blockpage_signatures.json"
+    path.write_text("\n")
+    with pytest.warns(FingerprintWarning, match=r"blockpage_signatures\.json holds no fingerprints"):
+        fps = Fingerprints.load([str(path)])
+    assert len(fps) == 0 and fps.match("<h1>Blocked</h1>") == (None, None)
 
 
 def row(**kw):
@@ -244,6 +279,7 @@ def test_save_user_fingerprint_appends_in_censored_planet_format(tmp_path):
         ("bad name", "x", "must be letters"),
         ("", "x", "must be letters"),
         ("ok", "(unclosed", "not a valid regular expression"),
+        ("ok", "(x+)+(?!y)", "nested repeat"),
         ("ok", "  ", "empty"),
     ],
 )
@@ -332,5 +368,17 @@ def test_label_row_gives_label_members():
 def test_read_user_fingerprints_refuses_a_pattern_that_is_no_regex(tmp_path):
     path = tmp_path / "user.json"
     path.write_text('{"fingerprint": "a", "pattern": "(unclosed"}\n')
-    with pytest.raises(QuackInputError, match=r"user\.json line 1 is not a fingerprint"):
+    with pytest.raises(QuackInputError, match=r"user\.json line 1 is not a valid regular expression"):
         read_user_fingerprints(path)
+
+
+def test_save_user_fingerprint_names_a_file_it_cannot_write(tmp_path, monkeypatch):
+    import quack.labels
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quack.labels, "atomic_write", full_disk)
+    path = tmp_path / "fingerprints.json"
+    with pytest.raises(ValueError, match=rf"Cannot write the fingerprint file {re.escape(str(path))}: No space left"):
+        save_user_fingerprint(path, "e_unk_user_1", "Blocked")
