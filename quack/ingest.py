@@ -5,9 +5,12 @@ Reads Hyperquack v1 and v2 records (echo, discard, HTTP, HTTPS) from ``.tar``,
 of them, and yields one :data:`Row` per non-control probe. Everything streams: one line is
 in memory at a time, so memory stays flat however large the input.
 
-Bad input never stops a run. Each problem is counted by reason in :class:`IngestStats`
-and, when asked, listed with its file and line. Only a file that cannot be opened at all
-raises, as a :class:`QuackInputError` naming it.
+Bad records never stop a run. Each problem is counted by reason in :class:`IngestStats`
+and, when asked, listed with its file and line. A file that cannot be opened at all, or
+that ends early or is corrupt, raises a :class:`QuackInputError` naming it; a damaged
+file's earlier rows are kept instead when the caller asks (``keep_partial``). Compressed
+input is read through :func:`quack.limits.bounded_decompression`, so a small file that
+expands without end stops with an error naming it instead of running for hours.
 
 The format is described in ``docs/quack-format.md`` of the shared project notes; the
 comments below refer to its sections.
@@ -15,8 +18,10 @@ comments below refer to its sections.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import os
 import re
 import tarfile
@@ -25,8 +30,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
+from quack import limits
+from quack.limits import bounded_decompression
 from quack.schema import columns
 
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
@@ -54,6 +61,18 @@ _NOT_MEASUREMENTS = re.compile(r"signature|\.truth\.")
 
 # Reasons that are ordinary filtering, not bad input: counted, never listed as problems.
 _FILTERED = frozenset({"control probe", "not anomalous", "satellite record", "evaluation record"})
+# What a damaged or truncated stream raises, whichever compression it uses.
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError)
+# Compressions tarfile's own "r|*" would detect, found by their magic bytes so that each
+# can be read through the decompression bound.
+_COMPRESSIONS = (
+    (b"\x1f\x8b", lambda handle: gzip.GzipFile(fileobj=handle)),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
+
+# Called as damaged(file_source, source, line, detail) when a file ends early or is corrupt.
+_Damaged = Callable[[str, str, int, str], None]
 
 
 class QuackInputError(ValueError):
@@ -79,7 +98,8 @@ class IngestStats:
     keep_problems : bool
         Whether to fill ``problems``.
     damaged : set of str
-        Files found truncated or corrupt, each counted once however many members it hit.
+        Files found truncated or corrupt and kept partially (``keep_partial``), each
+        counted once however many members it hit.
     """
 
     files: int = 0
@@ -112,6 +132,8 @@ def iter_rows(
     stats: IngestStats | None = None,
     geoip_db: str | None = None,
     anomalies_only: bool = False,
+    keep_partial: bool = False,
+    max_expansion: float | None = None,
 ) -> Iterator[Row]:
     """Yield one row per non-control probe of every measurement under ``paths``.
 
@@ -128,6 +150,13 @@ def iter_rows(
     anomalies_only : bool
         Keep only probes that failed to match in anomalous records, as the published
         model was trained.
+    keep_partial : bool
+        Keep the rows read from a file before it ended early or turned out corrupt,
+        counting it as a ``"truncated file"``; by default such a file raises.
+    max_expansion : float, optional
+        Decompressed bytes allowed per compressed byte of a ``.gz`` file, a compressed
+        archive or a compressed archive member; None reads ``QUACK_MAX_EXPANSION``, else
+        :data:`quack.limits.DEFAULT_MAX_EXPANSION`.
 
     Yields
     ------
@@ -137,16 +166,23 @@ def iter_rows(
     Raises
     ------
     QuackInputError
-        When a path does not exist, has an unsupported suffix, or cannot be opened.
+        When a path does not exist, has an unsupported suffix, cannot be opened, or
+        (unless ``keep_partial``) ends early or is corrupt.
+    quack.limits.ExpansionError
+        When a compressed input expands past its allowance.
+    ValueError
+        When ``max_expansion`` or ``QUACK_MAX_EXPANSION`` is not a number of at least 1.
     """
     stats = stats if stats is not None else IngestStats()
+    ratio = limits.max_expansion(max_expansion)
     country_of = _geoip_lookup(geoip_db) if geoip_db else None
     for path, source in _expand(paths):
-        for member_source, stream in _open_streams(path, source, stats):
+        damaged = _damage_handler(path, stats, keep_partial)
+        for member_source, stream in _open_streams(path, source, ratio, damaged):
             stats.files += 1
             # v1 records do not name their service: the archive or folder name does.
             service_hint = _service_from_name(member_source) or _service_from_name(path.parent.as_posix())
-            for line_no, raw in _read_lines(stream, member_source, source, stats):
+            for line_no, raw in _read_lines(stream, member_source, source, stats, damaged):
                 stats.lines += 1
                 for row in _rows_of_line(raw, member_source, line_no, service_hint, stats, anomalies_only):
                     if country_of is not None and not row["country"]:
@@ -156,6 +192,20 @@ def iter_rows(
 
 
 # --- files -------------------------------------------------------------------------------
+
+def _damage_handler(path: Path, stats: IngestStats, keep_partial: bool) -> _Damaged:
+    """What to do when ``path`` ends early or is corrupt: count it, or refuse it."""
+
+    def damaged(file_source: str, source: str, line: int, detail: str) -> None:
+        if not keep_partial:
+            raise QuackInputError(
+                f"{path} ends early or is corrupt ({detail}); replace it with a complete copy, or keep the rows "
+                "read before the damage with `quack ingest --keep-partial`."
+            )
+        stats.damage(file_source, source, line, detail)
+
+    return damaged
+
 
 def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[tuple[Path, str]]:
     """(path, source name) for every input file; the source is relative to a given folder."""
@@ -180,19 +230,22 @@ def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[
             raise QuackInputError(f"{p} does not exist; check the path.")
 
 
-def _open_streams(path: Path, source: str, stats: IngestStats) -> Iterator[tuple[str, IO[bytes]]]:
+def _open(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise QuackInputError(f"Cannot open {path} ({exc.strerror}); check that it is readable.") from exc
+
+
+def _open_streams(path: Path, source: str, ratio: float, damaged: _Damaged) -> Iterator[tuple[str, IO[bytes]]]:
     """Binary streams of the measurement files in ``path``: itself, or the archive's members."""
     name = path.name.lower()
     if name.endswith(_TAR_SUFFIXES):
-        yield from _tar_members(path, source, stats)
+        yield from _tar_members(path, source, ratio, damaged)
         return
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise QuackInputError(f"Cannot open {path} ({exc.strerror}); check that it is readable.") from exc
-    with handle:
+    with _open(path) as handle:
         if name.endswith(".gz"):
-            stream = gzip.GzipFile(fileobj=handle)
+            stream = bounded_decompression(gzip.GzipFile(fileobj=handle), path.stat().st_size, str(path), ratio)
             try:
                 stream.peek(1)
             except (OSError, EOFError, zlib.error) as exc:
@@ -202,30 +255,41 @@ def _open_streams(path: Path, source: str, stats: IngestStats) -> Iterator[tuple
             yield source, handle
 
 
-def _tar_members(path: Path, source: str, stats: IngestStats) -> Iterator[tuple[str, IO[bytes]]]:
+def _tar_members(path: Path, source: str, ratio: float, damaged: _Damaged) -> Iterator[tuple[str, IO[bytes]]]:
     """Members whose name contains ``results.json`` (section 1), read as a stream."""
-    try:
-        archive = tarfile.open(path, mode="r|*")
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise QuackInputError(f"Cannot open {path} as a tar archive ({exc}); check the file.") from exc
-    with archive:
+    with _open(path) as handle:
+        stream: IO[bytes] = handle
+        magic = handle.peek(6)[:6]
+        for prefix, decompressor in _COMPRESSIONS:
+            if magic.startswith(prefix):
+                stream = bounded_decompression(decompressor(handle), path.stat().st_size, str(path), ratio)
+                break
         try:
-            for member in archive:
-                if not member.isfile() or "results.json" not in member.name:
-                    continue
-                stream = archive.extractfile(member)
-                if stream is None:
-                    continue
-                member_source = f"{source}:{member.name}"
-                if member.name.endswith(".gz"):
-                    stream = gzip.GzipFile(fileobj=stream)
-                yield member_source, stream
-        except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-            stats.damage(source, source, 0, str(exc))
+            archive = tarfile.open(fileobj=stream, mode="r|")
+        except _STREAM_ERRORS as exc:
+            raise QuackInputError(f"Cannot open {path} as a tar archive ({exc}); check the file.") from exc
+        with archive:
+            try:
+                for member in archive:
+                    if not member.isfile() or "results.json" not in member.name:
+                        continue
+                    member_stream = archive.extractfile(member)
+                    if member_stream is None:
+                        continue
+                    member_source = f"{source}:{member.name}"
+                    if member.name.endswith(".gz"):
+                        member_stream = bounded_decompression(
+                            gzip.GzipFile(fileobj=member_stream), member.size, f"{path}:{member.name}", ratio
+                        )
+                    yield member_source, member_stream
+            except _STREAM_ERRORS as exc:
+                damaged(source, source, 0, str(exc))
 
 
-def _read_lines(stream: IO[bytes], source: str, file_source: str, stats: IngestStats) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based numbers; a damaged stream ends the file, counted."""
+def _read_lines(
+    stream: IO[bytes], source: str, file_source: str, stats: IngestStats, damaged: _Damaged
+) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based numbers; a damaged stream ends the file."""
     line_no = 0
     try:
         while True:
@@ -242,8 +306,8 @@ def _read_lines(stream: IO[bytes], source: str, file_source: str, stats: IngestS
                 continue
             if raw.strip():
                 yield line_no, raw
-    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-        stats.damage(file_source, source, line_no + 1, str(exc))
+    except _STREAM_ERRORS as exc:
+        damaged(file_source, source, line_no + 1, str(exc))
 
 
 def _service_from_name(source: str) -> str:

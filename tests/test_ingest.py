@@ -6,6 +6,8 @@ import gzip
 import importlib.util
 import io
 import json
+import random
+import re
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quack.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, iter_rows
+from quack.limits import ExpansionError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
@@ -164,6 +167,17 @@ def test_tar_gz_archive_reads_results_members(tmp_path):
     assert rows[0]["source"] == "CP_Quack-http-2021-08-01-01-01-01.tar.gz:CP_Quack-http-2021/results.json"
 
 
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_a_tar_archive_is_read_whatever_its_compression(tmp_path, mode):
+    payload = (json.dumps(v2_record()) + "\n").encode() * 2
+    archive = tmp_path / "scan.tar"
+    with tarfile.open(archive, mode) as tar:
+        info = tarfile.TarInfo("scan/results.json")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    assert len(list(iter_rows(archive))) == 2
+
+
 def test_gzip_json_lines(tmp_path):
     path = tmp_path / "results.jsonl.gz"
     with gzip.open(path, "wb") as f:
@@ -171,19 +185,27 @@ def test_gzip_json_lines(tmp_path):
     assert len(list(iter_rows(path))) == 2
 
 
-def test_truncated_archive_keeps_earlier_rows_and_counts(tmp_path):
-    line = (json.dumps(v2_record(test_url="x" * 50)) + "\n").encode()
+def varied_lines(count: int, seed: int = 0) -> bytes:
+    """JSON lines that compress about as well as real measurements, not a thousandfold."""
+    rnd = random.Random(seed)
+    return b"".join((json.dumps(v2_record(test_url=rnd.randbytes(40).hex())) + "\n").encode() for _ in range(count))
+
+
+def test_truncated_archive_is_refused_naming_it_unless_partial_rows_are_wanted(tmp_path):
     archive = tmp_path / "a.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for i in range(3):
-            data = line * 2000
+            data = varied_lines(2000, seed=i)
             info = tarfile.TarInfo(f"d{i}/results.json")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     whole = archive.read_bytes()
     archive.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(QuackInputError, match=rf"{archive} ends early or is corrupt .*--keep-partial") as caught:
+        list(iter_rows(archive))
+    assert len(str(caught.value).splitlines()) == 1
     stats = IngestStats(keep_problems=True)
-    rows = list(iter_rows(archive, stats))
+    rows = list(iter_rows(archive, stats, keep_partial=True))
     assert 0 < len(rows) < 6000
     assert stats.skipped["truncated file"] == 1, "one damaged archive is one problem"
     assert stats.problems and stats.problems[0][0].startswith("a.tar.gz")
@@ -307,15 +329,63 @@ def test_folder_walk_skips_other_files(tmp_path):
     assert [r["source"] for r in rows] == ["b.json", "sub/a.jsonl", "sub/a.jsonl"]
 
 
-def test_truncated_gzip_keeps_earlier_rows(tmp_path):
+def test_truncated_gzip_is_refused_naming_it_unless_partial_rows_are_wanted(tmp_path):
     path = tmp_path / "results.json.gz"
     with gzip.open(path, "wb") as f:
-        f.write((json.dumps(v2_record(test_url="y" * 80)) + "\n").encode() * 5000)
+        f.write(varied_lines(5000))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(QuackInputError, match=rf"{path} ends early or is corrupt"):
+        list(iter_rows(path))
     stats = IngestStats(keep_problems=True)
-    rows = list(iter_rows(path, stats))
+    rows = list(iter_rows(path, stats, keep_partial=True))
     assert 0 < len(rows) < 5000 and stats.skipped["truncated file"] == 1
+
+
+BOMB_BYTES = 24 * 2**20
+
+
+def bomb_gzip(path: Path) -> Path:
+    """A gzip file of blank text: some 24 KB that expand a thousandfold."""
+    with gzip.open(path, "wb") as f:
+        f.write(b" " * BOMB_BYTES)
+    return path
+
+
+def bomb_archive(path: Path, inner_gzip: bool) -> Path:
+    """A tar.gz whose member expands a thousandfold, or a plain tar holding such a .json.gz."""
+    data = b" " * BOMB_BYTES
+    name = "d/results.json"
+    if inner_gzip:
+        data, name = gzip.compress(data), name + ".gz"
+    with tarfile.open(path, "w" if inner_gzip else "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("make,named", [
+    (lambda tmp: bomb_gzip(tmp / "results.json.gz"), "results.json.gz"),
+    (lambda tmp: bomb_archive(tmp / "a.tar.gz", inner_gzip=False), "a.tar.gz"),
+    (lambda tmp: bomb_archive(tmp / "b.tar", inner_gzip=True), "b.tar:d/results.json.gz"),
+])
+def test_a_file_that_expands_without_bound_stops_naming_it(tmp_path, make, named):
+    path = make(tmp_path)
+    with pytest.raises(ExpansionError, match=rf"{tmp_path}/{re.escape(named)} expands to more than 100 times") as caught:
+        list(iter_rows(path))
+    assert len(str(caught.value).splitlines()) == 1
+    # A larger ratio, given or from the environment, reads the same file to its end.
+    assert list(iter_rows(path, max_expansion=5000)) == []
+
+
+def test_the_expansion_ratio_comes_from_the_environment(tmp_path, monkeypatch):
+    path = bomb_gzip(tmp_path / "results.json.gz")
+    monkeypatch.setenv("QUACK_MAX_EXPANSION", "5000")
+    assert list(iter_rows(path)) == []
+    monkeypatch.setenv("QUACK_MAX_EXPANSION", "lots")
+    with pytest.raises(ValueError, match="QUACK_MAX_EXPANSION must be a number"):
+        list(iter_rows(path))
 
 
 def test_deeply_nested_line_is_not_json(tmp_path):
