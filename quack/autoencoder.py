@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from quack.config import check_model_options
 from quack.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
+from quack.limits import check_checkpoint_shapes
 from quack.tokenizer import BOS, EOS, PAD, UNK
 
 __all__ = [
@@ -687,6 +688,9 @@ class QuackAutoEncoder(pl.LightningModule):
         if not isinstance(hparams, dict) or not isinstance(state, dict) \
                 or any(name not in hparams for name in _REQUIRED_HPARAMS):
             raise ValueError(f"{file} is not a quack autoencoder checkpoint.")
+        # The claimed sizes are checked against the stored tensors before the model is
+        # built, so a small file cannot make the server allocate gigabytes.
+        check_checkpoint_shapes(state, hparams, str(file))
         try:
             model = cls(**hparams)
             model.load_state_dict(state)

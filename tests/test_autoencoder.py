@@ -428,3 +428,27 @@ def test_checkpoint_carries_a_working_tokenizer(tmp_path):
     loaded = QuackAutoEncoder.from_checkpoint(tmp_path / "model.ckpt")
     assert isinstance(loaded.tokenizer, tokenizer_module.QuackTokenizer)
     assert loaded.tokenizer.to_json() == tokenizer.to_json()
+
+
+def test_a_small_checkpoint_claiming_a_huge_model_is_refused_before_allocating(tmp_path):
+    import subprocess
+    import sys
+
+    small = tiny_model()
+    crafted = tmp_path / "claims.ckpt"
+    hparams = {**dict(small.hparams), "num_embeddings": 900_000, "embed_size": 256, "hidden_size": 512}
+    torch.save({"hyper_parameters": hparams, "state_dict": small.state_dict()}, crafted)
+    script = (
+        "import resource, sys\n"
+        "from quack.autoencoder import QuackAutoEncoder\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    QuackAutoEncoder.from_checkpoint({str(crafted)!r})\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    message, grown_mb = out.stdout.strip().splitlines()
+    assert "claims.ckpt does not fit the model its own hyperparameters describe" in message
+    assert int(grown_mb) < 200
