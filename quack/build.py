@@ -4,14 +4,26 @@
 label, once to tokenize) so memory stays flat, and renames the finished folder into place
 so a failed build leaves nothing half-written. The folder's layout is described in
 :mod:`quack.datafolder`; its columns come from :data:`quack.schema.ROW_SCHEMA`.
+
+A build works in a hidden ``.NAME.building-PID-XXXXXXXX`` folder beside the output, PID
+being its process. On Linux the finished folder and an old data set are swapped in one
+step, so the output always holds a whole data set, old or new; elsewhere the old one is
+renamed aside to ``.NAME.old-PID-XXXXXXXX`` first. A build killed before it could tidy
+up leaves these folders behind; the next build of the same output, seeing their process
+gone, renames an old data set back where the output is missing and removes the rest.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import os
+import re
 import shutil
-import tempfile
+import sys
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -20,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quack.datafolder import INFO_FILE, ROWS_FILE, TOKENIZER_FILE, DataFolder
+from quack.datafolder import INFO_FILE, ROWS_FILE, TOKENIZER_FILE, replace_blocker
 from quack.ingest import IngestStats, QuackInputError, iter_rows
 from quack.labels import Fingerprints, label_row
 from quack.schema import Label, columns, schema_of
@@ -45,6 +57,12 @@ _BATCH = 2048
 
 Progress = Callable[[int, str], None]
 
+# The hidden folders a build keeps beside its output, after ".NAME.".
+_STAGE = re.compile(r"(building|old)-(\d+)-[0-9a-f]{8}")
+# renameat2(2): the flag that swaps two paths, and the "relative to the working directory" fd.
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
 
 def build_dataset(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
@@ -58,6 +76,8 @@ def build_dataset(
     progress: Progress | None = None,
     stats: IngestStats | None = None,
     allow_empty: bool = True,
+    keep_partial: bool = False,
+    max_expansion: float | None = None,
 ) -> dict:
     """Ingest, label and tokenize raw Quack files into a data set folder.
 
@@ -66,8 +86,9 @@ def build_dataset(
     paths : path or iterable of paths
         Raw files or folders, as for :func:`quack.ingest.iter_rows`.
     out_dir : path
-        The data set folder. An existing data set there is replaced, only once the new
-        one is complete; a folder holding anything else is refused.
+        The data set folder, created with the user's umask. An existing data set there is
+        replaced, only once the new one is complete; a folder holding anything besides a
+        data set's own files is refused.
     signatures : list of str, optional
         Fingerprint files; None uses the list shipped with quack.
     tokenizer : QuackTokenizer, optional
@@ -86,6 +107,12 @@ def build_dataset(
     allow_empty : bool
         Write a data set of no rows when the input holds no measurements; when False,
         raise instead and leave ``out_dir`` as it was.
+    keep_partial : bool
+        Keep the rows of a truncated or corrupt input file read before the damage; by
+        default such a file stops the build.
+    max_expansion : float, optional
+        Decompressed bytes allowed per compressed byte of an input; see
+        :func:`quack.ingest.iter_rows`.
 
     Returns
     -------
@@ -95,19 +122,31 @@ def build_dataset(
     Raises
     ------
     QuackInputError
-        For an unreadable input, an unusable output folder, or (unless ``allow_empty``)
-        input with no measurements.
+        For an unreadable or damaged input, an unusable output folder, a disk that cannot
+        be written (naming the output), or (unless ``allow_empty``) input with no
+        measurements.
+    quack.limits.ExpansionError
+        When a compressed input expands past its allowance.
     """
     out = Path(out_dir).expanduser()
+    try:
+        _recover(out)
+    except OSError as error:
+        raise _write_error(out, error) from error
     _check_output(out)
     fingerprints = Fingerprints.load(signatures)
     stats = stats if stats is not None else IngestStats()
     report = progress or (lambda done, stage: None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    rows = functools.partial(iter_rows, paths, stats, geoip_db=geoip_db, anomalies_only=anomalies_only,
+                             keep_partial=keep_partial, max_expansion=max_expansion)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = _stage_folder(out, "building")
+    except OSError as error:
+        raise _write_error(out, error) from error
     try:
         staging = work / "staging.parquet"
-        n_rows = _ingest(paths, staging, fingerprints, stats, geoip_db, anomalies_only, report)
+        n_rows = _ingest(rows(), staging, fingerprints, report)
         if n_rows == 0 and not allow_empty:
             raise QuackInputError(
                 f"Found no measurements in {_describe(paths)} ({_skipped_text(stats)}); "
@@ -136,38 +175,121 @@ def build_dataset(
         }
         (work / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         _replace(work, out)
+    except OSError as error:
+        # Reading errors become QuackInputErrors in quack.ingest; what is left is the disk.
+        shutil.rmtree(work, ignore_errors=True)
+        raise _write_error(out, error) from error
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return info
 
 
+def _write_error(out: Path, error: OSError) -> QuackInputError:
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return QuackInputError(
+        f"Cannot write the data set {out}: {reason}; free some space or choose a folder you can write to."
+    )
+
+
 def _check_output(out: Path) -> None:
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not out.is_dir():
         raise QuackInputError(f"The output {out} is a file; give a folder for the data set.")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            DataFolder.open(out)
-        except QuackInputError:
-            raise QuackInputError(
-                f"The output folder {out} holds files that are not a quack data set; choose an empty or new folder."
-            ) from None
+    blocker = replace_blocker(out)
+    if blocker is not None:
+        raise QuackInputError(
+            f"The output folder {out} is not a quack data set that can be replaced ({blocker}); "
+            "choose an empty or new folder."
+        )
+
+
+def _stage_folder(out: Path, kind: str) -> Path:
+    """A new hidden folder beside ``out`` named for this process, with the user's umask."""
+    path = out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if kind == "building":
+        # os.mkdir applies the umask; tempfile.mkdtemp would make it private to the user.
+        os.mkdir(path)
+    return path
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` may still be running; unsure answers yes, so nothing live is removed."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _recover(out: Path) -> None:
+    """Undo what builds of ``out`` killed half-way left: restore an old data set, remove the rest."""
+    prefix = f".{out.name}."
+    try:
+        names = sorted(entry.name for entry in out.parent.iterdir() if entry.name.startswith(prefix))
+    except FileNotFoundError:
+        return
+    for name in names:
+        stage = _STAGE.fullmatch(name[len(prefix):])
+        if stage is None or _running(int(stage.group(2))):
+            continue
+        path = out.parent / name
+        if stage.group(1) == "old" and not os.path.lexists(out):
+            # Killed between the two renames of a swap: the old data set goes back.
+            os.rename(path, out)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _replace(work: Path, out: Path) -> None:
-    """Move the finished folder into place; an old data set goes only after that succeeded."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "data")
+    """Put the finished folder at ``out`` so that ``out`` holds a whole data set at every moment."""
+    # The build may have taken hours: refuse again if the folder gained files meanwhile.
+    _check_output(out)
+    if not os.path.lexists(out):
+        os.rename(work, out)
+        return
+    if _exchange(work, out):
+        # ``work`` now holds the old data set.
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    old = _stage_folder(out, "old")
+    os.rename(out, old)
     try:
-        os.replace(work, out)
-    except OSError:
-        if old is not None:
-            os.replace(old / "data", out)
+        os.rename(work, out)
+    except BaseException:
+        os.rename(old, out)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step; False where the system or file system cannot."""
+    rename = _renameat2()
+    if rename is None:
+        return False
+    if rename(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2() -> Callable[..., int] | None:
+    """Linux's renameat2 from the C library, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
 
 
 def _describe(paths) -> str:
@@ -184,12 +306,12 @@ def _skipped_text(stats: IngestStats) -> str:
     return f"{stats.lines} lines read; skipped: {parts}"
 
 
-def _ingest(paths, staging: Path, fingerprints: Fingerprints, stats: IngestStats, geoip_db, anomalies_only, report) -> int:
+def _ingest(rows: Iterable[dict], staging: Path, fingerprints: Fingerprints, report) -> int:
     """Pass 1: rows with labels, display text cut, into a staging Parquet file."""
     n_rows = 0
     with pq.ParquetWriter(staging, _STAGED_SCHEMA) as writer:
         batch: list[dict] = []
-        for row in iter_rows(paths, stats, geoip_db=geoip_db, anomalies_only=anomalies_only):
+        for row in rows:
             row["label"], row["fingerprint"] = label_row(row, fingerprints)
             batch.append(row)
             if len(batch) == _BATCH:

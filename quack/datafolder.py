@@ -9,6 +9,9 @@ A data set is a folder of three files, renamed into place together when it is bu
 * ``tokenizer.json``: the :class:`~quack.tokenizer.QuackTokenizer` that made the tokens.
 * ``info.json``: counts readable without a scan (rows, rows per label, longest sequence,
   vocabulary size, sources, skipped input by reason).
+
+A new build may replace a folder only when it holds these three files and nothing else
+(:func:`replace_blocker`), so that nothing a user put there is lost with it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ import pyarrow.parquet as pq
 from quack.ingest import QuackInputError
 from quack.tokenizer import QuackTokenizer
 
-__all__ = ["DataFolder", "read_rows", "read_info", "ROWS_FILE", "INFO_FILE", "TOKENIZER_FILE"]
+__all__ = ["DataFolder", "read_rows", "read_info", "replace_blocker", "ROWS_FILE", "INFO_FILE", "TOKENIZER_FILE",
+           "DATA_SET_FILES"]
 
 ROWS_FILE = "rows.parquet"
 INFO_FILE = "info.json"
 TOKENIZER_FILE = "tokenizer.json"
+#: Everything a data set folder holds.
+DATA_SET_FILES = (ROWS_FILE, INFO_FILE, TOKENIZER_FILE)
 
 
 class DataFolder:
@@ -48,7 +54,7 @@ class DataFolder:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser()
-        for name in (ROWS_FILE, INFO_FILE, TOKENIZER_FILE):
+        for name in DATA_SET_FILES:
             if not (self.path / name).is_file():
                 raise QuackInputError(f"{self.path} is not a quack data set (no {name}); build one with `quack ingest`.")
 
@@ -130,3 +136,36 @@ def read_info(data_dir: str | os.PathLike) -> dict:
         When the folder is not a quack data set.
     """
     return DataFolder.open(data_dir).info
+
+
+def replace_blocker(path: str | os.PathLike) -> str | None:
+    """Why a new data set may not replace the folder at ``path``, or None when it may.
+
+    A folder may be replaced when it is missing, empty, or holds exactly a data set's own
+    files as plain files; whatever else it holds would be lost with it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder a build would write.
+
+    Returns
+    -------
+    str or None
+        A clause for a message, such as ``"it holds thesis.tex"``, or None.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return None
+    names = sorted(entry.name for entry in folder.iterdir())
+    if not names:
+        return None
+    others = [name for name in names if name not in DATA_SET_FILES]
+    if others:
+        more = f" and {len(others) - 1} other entries" if len(others) > 1 else ""
+        return f"it holds {others[0]}{more}"
+    for name in DATA_SET_FILES:
+        entry = folder / name
+        if entry.is_symlink() or not entry.is_file():
+            return f"its {name} is missing or not a plain file"
+    return None

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import quack.build
 from quack.build import build_dataset
 from quack.datafolder import DataFolder, read_info, read_rows
 from quack.ingest import QuackInputError, iter_rows
@@ -16,6 +22,7 @@ from quack.sample import write_sample
 from quack.schema import ROW_SCHEMA, columns
 from quack.tokenizer import FIELD_CHARS, QuackTokenizer
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
 
@@ -87,7 +94,7 @@ def test_refuses_foreign_output_and_empty_input_when_asked(tmp_path):
     (foreign / "thesis.tex").write_text("precious")
     empty = tmp_path / "empty.json"
     empty.write_text("\n")
-    with pytest.raises(QuackInputError, match="not a quack data set"):
+    with pytest.raises(QuackInputError, match=r"home is not a quack data set that can be replaced \(it holds thesis\.tex\)"):
         build_dataset(empty, foreign)
     with pytest.raises(QuackInputError, match="no measurements"):
         build_dataset(empty, tmp_path / "new", allow_empty=False)
@@ -123,3 +130,134 @@ def test_text_columns_are_cut_and_flags_never_missing(built):
     rows = read_rows(data, columns=columns("text") + columns("flag"))
     assert all(rows[name].str.len().max() <= FIELD_CHARS for name in columns("text"))
     assert rows[list(columns("flag"))].notna().all().all()
+
+
+def test_a_data_set_with_anything_beside_it_is_not_replaced(built, tmp_path):
+    data, records, *_ = built
+    out = tmp_path / "thesis"
+    build_dataset(records, out, vocab_size=1600, max_tokens=32)
+    (out / "thesis.tex").write_text("precious")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(QuackInputError, match=rf"{out} is not a quack data set that can be replaced \(it holds thesis\.tex\)"):
+        build_dataset(records, out, vocab_size=1600, max_tokens=16)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+
+
+# A build in a child process that dies (os._exit, as SIGKILL would leave it) at a chosen step.
+KILLED_BUILD = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import quack.build as build
+
+    records, out, step = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    if step == "between renames":
+        build._exchange = lambda first, second: False
+        real_rename = os.rename
+
+        def rename(source, target):
+            real_rename(source, target)
+            if Path(source) == out:
+                os._exit(9)
+
+        os.rename = rename
+    elif step == "after the swap":
+        real_exchange = build._exchange
+
+        def exchange(first, second):
+            assert real_exchange(first, second), "this file system cannot swap folders"
+            os._exit(9)
+
+        build._exchange = exchange
+    elif step == "while tokenizing":
+        def progress(done, stage):
+            if stage == "tokenize":
+                os._exit(9)
+
+    build.build_dataset(records, out, vocab_size=1600, max_tokens=16,
+                        progress=progress if step == "while tokenizing" else None)
+""")
+
+
+def killed_build(records: Path, out: Path, step: str) -> None:
+    done = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(records), str(out), step], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 9, done.stderr[-2000:]
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_build_killed_between_the_renames_is_restored_by_the_next_one(built, tmp_path):
+    data, records, *_ = built
+    out = tmp_path / "ds"
+    build_dataset(records, out, vocab_size=1600, max_tokens=32)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    killed_build(records, out, "between renames")
+    assert not out.exists()
+    assert [re.sub(r"-\d+-[0-9a-f]{8}$", "", name) for name in hidden(tmp_path)] == [".ds.building", ".ds.old"]
+    # The next build, even one that fails, first puts the old data set back and tidies up.
+    with pytest.raises(QuackInputError, match="does not exist"):
+        build_dataset([records, tmp_path / "missing.json"], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert hidden(tmp_path) == []
+
+
+@pytest.mark.skipif(quack.build._renameat2() is None, reason="no renameat2 on this system")
+def test_a_build_killed_after_the_swap_leaves_the_new_data_set(built, tmp_path):
+    data, records, *_ = built
+    out = tmp_path / "ds"
+    build_dataset(records, out, vocab_size=1600, max_tokens=32)
+    killed_build(records, out, "after the swap")
+    assert read_info(out)["max_tokens"] == 16
+    assert len(hidden(tmp_path)) == 1, "the old data set waits in the building folder"
+    build_dataset(records, out, vocab_size=1600, max_tokens=24)
+    assert read_info(out)["max_tokens"] == 24 and hidden(tmp_path) == []
+
+
+def test_folders_of_killed_builds_are_removed_and_live_ones_kept(built, tmp_path):
+    data, records, *_ = built
+    out = tmp_path / "ds"
+    killed_build(records, out, "while tokenizing")
+    assert not out.exists() and len(hidden(tmp_path)) == 1
+    live = tmp_path / f".ds.building-{os.getpid()}-0123abcd"
+    live.mkdir()
+    other = tmp_path / ".other.building-1-0123abcd"
+    other.mkdir()
+    build_dataset(records, out, vocab_size=1600, max_tokens=16)
+    assert hidden(tmp_path) == [live.name, other.name]
+    assert DataFolder.open(out).n_rows > 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_the_data_set_folder_follows_the_umask(built, tmp_path, umask):
+    _, records, *_ = built
+    previous = os.umask(umask)
+    try:
+        build_dataset(records, tmp_path / "ds", vocab_size=1600, max_tokens=16)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "ds").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_disk_error_names_the_output_and_keeps_the_old_data_set(built, tmp_path, monkeypatch):
+    _, records, *_ = built
+    out = tmp_path / "ds"
+    build_dataset(records, out, vocab_size=1600, max_tokens=32)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(QuackTokenizer, "save", full_disk)
+    with pytest.raises(QuackInputError, match=rf"^Cannot write the data set {out}: No space left on device; free some"):
+        build_dataset(records, out, vocab_size=1600, max_tokens=16)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and hidden(tmp_path) == []
+
+    def read_only(path, mode=0o777):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(quack.build.os, "mkdir", read_only)
+    with pytest.raises(QuackInputError, match=rf"^Cannot write the data set {tmp_path / 'new'}: Permission denied"):
+        build_dataset(records, tmp_path / "new")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import random
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -55,6 +59,7 @@ def test_reuses_a_tokenizer_file(tmp_path, capsys):
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--max-tokens", "2"], "--max-tokens"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--signatures", "{tmp}/nope.json"], "nope.json"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--tokenizer-from", "{tmp}/nope.ckpt"], "nope.ckpt"),
+    (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--max-expansion", "0.5"], "--max-expansion must be"),
     (["sample", "--out", "{tmp}/s.txt"], ".json"),
     (["sample", "--out", "{tmp}/t.json", "--n", "0"], "n must be"),
 ])
@@ -77,3 +82,73 @@ def test_ingest_real_files_with_their_signatures(tmp_path, capsys):
     assert "files 8, lines 32, rows 80" in out
     assert "censored (1) 17, undetermined (0) 23, uncensored (-1) 40" in out
     assert json.loads((tmp_path / "real" / "info.json").read_text())["rows"] == 80
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_truncated_archive_fails_naming_it_unless_partial_rows_are_kept(tmp_path, capsys):
+    main(["sample", "--out", str(tmp_path / "s.json"), "--n", "400"])
+    lines = (tmp_path / "s.json").read_bytes().splitlines(keepends=True)
+    rnd = random.Random(0)
+    archive = tmp_path / "CP_Quack-http.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(4):
+            data = b"".join(rnd.sample(lines, len(lines)))
+            info = tarfile.TarInfo(f"d{i}/results.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2])
+    capsys.readouterr()
+    assert main(["ingest", str(archive), "--out", str(tmp_path / "ds"), "--vocab-size", "1500"]) == 2
+    err = one_line_error(capsys)
+    assert f"quack ingest: {archive} ends early or is corrupt" in err and "--keep-partial" in err
+    assert not (tmp_path / "ds").exists()
+    assert main(["ingest", str(archive), "--out", str(tmp_path / "ds"), "--vocab-size", "1500", "--keep-partial"]) == 0
+    assert "truncated file 1" in capsys.readouterr().out
+    assert 0 < read_info(tmp_path / "ds")["rows"]
+
+
+def test_a_file_that_expands_too_far_is_refused_unless_allowed(tmp_path, capsys, monkeypatch):
+    main(["sample", "--out", str(tmp_path / "s.json"), "--n", "1"])
+    line = (tmp_path / "s.json").read_bytes().splitlines(keepends=True)[0]
+    bomb = tmp_path / "results.json.gz"
+    bomb.write_bytes(gzip.compress(line * (2 * 2**20 // len(line))))
+    capsys.readouterr()
+    argv = ["ingest", str(bomb), "--out", str(tmp_path / "ds"), "--vocab-size", "1500"]
+    assert main(argv) == 2
+    err = one_line_error(capsys)
+    assert f"{bomb} expands to more than 100 times" in err and "--max-expansion" in err
+    assert not (tmp_path / "ds").exists()
+    assert main(argv + ["--max-expansion", "100000"]) == 0
+    monkeypatch.setenv("QUACK_MAX_EXPANSION", "100000")
+    assert main(argv) == 0
+
+
+def test_an_empty_signature_file_is_named_in_a_warning(tmp_path, capsys):
+    main(["sample", "--out", str(tmp_path / "s.json"), "--n", "40"])
+    (tmp_path / "blockpage_signatures.json").write_text("")
+    capsys.readouterr()
+    code = main(["ingest", str(tmp_path / "s.json"), "--out", str(tmp_path / "ds"), "--vocab-size", "1500",
+                 "--signatures", str(tmp_path / "blockpage_signatures.json")])
+    captured = capsys.readouterr()
+    assert code == 0 and "censored (1) 0" in captured.out
+    assert captured.err.strip() == (
+        f"quack ingest: warning: The signature file {tmp_path / 'blockpage_signatures.json'} holds no fingerprints; "
+        "no record is labelled by it, so check that it is the file you meant."
+    )
+
+
+def test_out_holding_more_than_a_data_set_is_left_alone(tmp_path, capsys):
+    main(["sample", "--out", str(tmp_path / "s.json"), "--n", "40"])
+    argv = ["ingest", str(tmp_path / "s.json"), "--out", str(tmp_path / "ds"), "--vocab-size", "1500"]
+    assert main(argv) == 0
+    (tmp_path / "ds" / "thesis.tex").write_text("precious")
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "it holds thesis.tex" in one_line_error(capsys)
+    assert (tmp_path / "ds" / "thesis.tex").read_text() == "precious"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import warnings
 from pathlib import Path
 
+from quack.limits import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
 from quack.schema import Label
 from quack.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
-
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,8 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
                     "label each probe with blockpage fingerprints, tokenize it and write a data set folder.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="raw files or folders")
-    p.add_argument("--out", required=True, help="data set folder (an earlier data set there is replaced)")
+    p.add_argument("--out", required=True,
+                   help="data set folder (an earlier data set there is replaced; a folder holding other files is refused)")
     p.add_argument("--signatures", nargs="+", metavar="FILE", default=None,
                    help="fingerprint files in Censored Planet's format; a name containing 'false' is a "
                         "false-positive list (default: the list shipped with quack)")
@@ -31,6 +34,11 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--geoip", metavar="FILE", default=None, help="MaxMind database for v1 countries (needs geoip2)")
     p.add_argument("--anomalies-only", action="store_true", help="keep only failed probes of anomalous records")
     p.add_argument("--list-problems", action="store_true", help="list every bad input with its file and line")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="keep the rows of a truncated or corrupt file read before the damage (default: refuse the file)")
+    p.add_argument("--max-expansion", type=float, metavar="N", default=None,
+                   help="most bytes a compressed file may expand to per compressed byte "
+                        f"(default: ${EXPANSION_VARIABLE}, else {DEFAULT_MAX_EXPANSION:g})")
     p.set_defaults(func=run_ingest)
 
 
@@ -64,7 +72,11 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     from quack.build import build_dataset
     from quack.ingest import IngestStats
+    from quack.labels import FingerprintWarning
+    from quack.limits import ExpansionError
 
+    if args.max_expansion is not None and not 1 <= args.max_expansion < math.inf:
+        raise ValueError(f"--max-expansion must be a number of at least 1, got {args.max_expansion:g}.")
     tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
     if tokenizer is None and args.vocab_size < MIN_TEXT_VOCAB:
         raise ValueError(f"--vocab-size must be at least {MIN_TEXT_VOCAB}, got {args.vocab_size}.")
@@ -83,13 +95,26 @@ def run_ingest(args: argparse.Namespace) -> int:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False, disable=None)
         bar.update(done - bar.n)
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # A fingerprint list that labels nothing is worth one line, not a Python warning's two.
+        if issubclass(category, FingerprintWarning):
+            print(f"quack ingest: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     stats = IngestStats(keep_problems=args.list_problems)
     try:
-        info = build_dataset(
-            args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer, vocab_size=args.vocab_size,
-            max_tokens=args.max_tokens, geoip_db=args.geoip, anomalies_only=args.anomalies_only,
-            progress=progress, stats=stats, allow_empty=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", FingerprintWarning)
+            shown, warnings.showwarning = warnings.showwarning, show
+            info = build_dataset(
+                args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer,
+                vocab_size=args.vocab_size, max_tokens=args.max_tokens, geoip_db=args.geoip,
+                anomalies_only=args.anomalies_only, progress=progress, stats=stats, allow_empty=False,
+                keep_partial=args.keep_partial, max_expansion=args.max_expansion,
+            )
+    except ExpansionError as error:
+        raise ValueError(f"{str(error).rstrip('.')} or --max-expansion.") from None
     finally:
         for bar in bars.values():
             bar.close()
