@@ -64,7 +64,7 @@ def sample_size() -> int:
 
 def sample_folder(size: int, seed: int = SAMPLE_SEED) -> Path:
     """The folder of the built-in sample of this size and seed (one folder per pair)."""
-    return cache_root() / f"sample-{size}-seed{seed}"
+    return cache_root() / f"sample-{size}-{seed}"
 
 
 def numba_cache_dir() -> Path:

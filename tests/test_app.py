@@ -85,7 +85,7 @@ def test_the_app_opens_on_the_latent_map_of_the_sample(env):
     assert_clean(at)
     assert at.title[0].value == "Latent map"
     assert any("Map: **" in c.value for c in at.caption)
-    sample = Path(env["root"]) / "cache" / "sample-300-seed0" / "sample.json"
+    sample = Path(env["root"]) / "cache" / "sample-300-0" / "sample.json"
     assert len(sample.read_text().splitlines()) == 300
     assert metrics(at)["Records"] == f"{built_rows(env, 'sample'):,}"
 
