@@ -12,9 +12,13 @@ Two layouts live under a storage directory:
     :func:`item_path` from the record's ``id``, with its metadata in a ``.json`` file of
     the same name beside it.
 
-Both write ``metadata.json`` at the top: the counts of censored, undetermined and
-uncensored records and the total written, summed over all ranks. Every file is written
-under a temporary name and then renamed, so readers never see a half-written file.
+Both write ``metadata.json`` at the top, last: the counts of censored, undetermined and
+uncensored records and the total written, summed over all ranks, and for Parquet every
+rank's shards with their row counts. Every file is written under a temporary name and
+then renamed, so readers never see a half-written file; and :func:`load_encoded` and
+:func:`read_metadata` refuse output whose ``metadata.json`` is missing or lists shards or
+records that are not all there, so an encode that was killed, or a shard deleted since,
+is never read as if it were the whole.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +36,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytorch_lightning as pl
 import torch
+import torch.distributed
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from quack.atomic import atomic_write
 from quack.schema import Label
 
-__all__ = ["item_path", "AutoencoderWriter", "load_encoded", "LAYOUTS"]
+__all__ = ["item_path", "AutoencoderWriter", "load_encoded", "read_metadata", "LAYOUTS"]
 
 LAYOUTS = ("parquet", "indexed")
 METADATA_FILE = "metadata.json"
@@ -112,10 +117,10 @@ class AutoencoderWriter(BasePredictionWriter):
     Notes
     -----
     Writing Parquet again into the same directory supersedes the earlier run: shard
-    names carry a run name that ``metadata.json`` records, and :func:`load_encoded` reads
-    only that run's shards. The indexed layout replaces each record's files in place, so
-    records an earlier run wrote and a later one skipped stay; write a different
-    selection to a fresh directory.
+    names carry a run name, ``metadata.json`` lists the run's shards, and
+    :func:`load_encoded` reads only those. The indexed layout replaces each record's files
+    in place, so records an earlier run wrote and a later one skipped stay; write a
+    different selection to a fresh directory.
     """
 
     def __init__(
@@ -139,6 +144,7 @@ class AutoencoderWriter(BasePredictionWriter):
         self._counts = dict.fromkeys(_LABEL_NAMES.values(), 0)
         self._total = 0
         self._latent_size: int | None = None
+        self._shards: list[dict] = []
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -148,6 +154,7 @@ class AutoencoderWriter(BasePredictionWriter):
         self._counts = dict.fromkeys(_LABEL_NAMES.values(), 0)
         self._total = 0
         self._latent_size = None
+        self._shards = []
         self.storage_path.mkdir(parents=True, exist_ok=True)
 
     def on_predict_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -246,6 +253,7 @@ class AutoencoderWriter(BasePredictionWriter):
         if self.layout == "parquet":
             name = f"part-{self._run}-r{rank:05d}-d{loader}-b{batch_idx:07d}.parquet"
             self._write_shard(self.storage_path / name, rows, vectors)
+            self._shards.append({"file": name, "rows": len(rows)})
         else:
             for row, vector in zip(rows, vectors):
                 self._write_item(row, vector)
@@ -296,13 +304,27 @@ class AutoencoderWriter(BasePredictionWriter):
             evaluate=self.evaluate,
             world_size=trainer.world_size,
         )
+        if self.layout == "parquet":
+            # Gathering also waits for every rank, so the listed shards are all on disk.
+            shards = [shard for rank in _gather(trainer, self._shards) for shard in rank]
+            info["shards"] = sorted(shards, key=lambda shard: shard["file"])
         text = json.dumps(info, indent=2).encode()
         # Every rank writes the same content; each rename is atomic, so the last one wins.
         atomic_write(self.storage_path / METADATA_FILE, lambda handle: handle.write(text))
 
 
+def _gather(trainer: "pl.Trainer", local: list) -> list[list]:
+    """Every rank's ``local`` list, in rank order; only this one outside distributed runs."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list = [None] * torch.distributed.get_world_size()
+        # Lightning's strategies run their collectives on the default (world) group too.
+        torch.distributed.all_gather_object(gathered, local)
+        return gathered
+    return [local]
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The ``metadata.json`` of a written output directory.
+    """The ``metadata.json`` of a written output directory, once the output is checked whole.
 
     Parameters
     ----------
@@ -312,18 +334,26 @@ def read_metadata(path: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        Counts ``censored``, ``undetermined``, ``uncensored`` and ``total``, and the
-        ``layout``, ``run``, ``latent_size`` of the output.
+        Counts ``censored``, ``undetermined``, ``uncensored`` and ``total``, the
+        ``layout``, ``run``, ``latent_size`` of the output, and for Parquet its ``shards``
+        (``file`` and ``rows`` of each).
 
     Raises
     ------
     ValueError
-        When the directory has no ``metadata.json``.
+        When the directory does not exist, holds no encoded output, or is incomplete: no
+        ``metadata.json`` (the encode did not finish), or a listed shard missing or
+        holding another number of rows, or fewer indexed records than listed.
     """
-    file = Path(path).expanduser() / METADATA_FILE
-    if not file.is_file():
-        raise ValueError(f"{file} does not exist; was prediction with an AutoencoderWriter finished?")
-    return json.loads(file.read_text())
+    root = Path(path).expanduser()
+    info = _metadata(root)
+    if info.get("layout") == "indexed":
+        found = sum(1 for _ in root.rglob("*.npz"))
+        _check_records(root, info, found)
+    else:
+        for shard in _listed_shards(root, info):
+            _check_shard(root, shard, _shard(root, shard, lambda file: pq.ParquetFile(file).metadata.num_rows))
+    return info
 
 
 def load_encoded(path: str | os.PathLike) -> pd.DataFrame:
@@ -338,22 +368,22 @@ def load_encoded(path: str | os.PathLike) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per record: the metadata columns and a ``latent`` column holding float32
-        NumPy arrays, ordered by ``id`` when there is one. With a ``metadata.json``, only
-        the Parquet shards of the run it describes are read.
+        NumPy arrays, ordered by ``id`` when there is one. Only the Parquet shards
+        ``metadata.json`` lists are read.
 
     Raises
     ------
     ValueError
-        When the directory does not exist.
+        When the directory does not exist, holds no encoded output, or is incomplete (see
+        :func:`read_metadata`); the message names the directory and how to write it again.
     """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise ValueError(f"Encoded output directory {root} does not exist.")
-    info = json.loads((root / METADATA_FILE).read_text()) if (root / METADATA_FILE).is_file() else {}
-    layout = info.get("layout")
-    if layout is None:
-        layout = "parquet" if any(root.glob("part-*.parquet")) else "indexed"
-    frames = _read_shards(root, info.get("run")) if layout == "parquet" else _read_items(root)
+    info = _metadata(root)
+    if info.get("layout") == "indexed":
+        frames = _read_items(root)
+        _check_records(root, info, sum(len(frame) for frame in frames))
+    else:
+        frames = _read_shards(root, _listed_shards(root, info))
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame({LATENT: pd.Series([], dtype=object)})
@@ -363,11 +393,81 @@ def load_encoded(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def _read_shards(root: Path, run: str | None) -> list[pd.DataFrame]:
-    pattern = f"part-{run}-*.parquet" if run else "part-*.parquet"
+def _again(root: Path) -> str:
+    return f"encode it again with `quack encode --out {root} --overwrite`"
+
+
+def _metadata(root: Path) -> dict:
+    """The output's ``metadata.json``, or the sentence saying why there is none to trust."""
+    if not root.is_dir():
+        raise ValueError(f"Encoded output directory {root} does not exist; write one with `quack encode --out {root}`.")
+    file = root / METADATA_FILE
+    if not file.is_file():
+        if next(root.glob("part-*.parquet"), None) is None and next(root.rglob("*.npz"), None) is None:
+            raise ValueError(f"No encoded output at {root}; write one with `quack encode --out {root}`.")
+        raise ValueError(
+            f"{root} is incomplete: it has no {METADATA_FILE}, so the encode that wrote it did not finish; {_again(root)}."
+        )
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not an object")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{root} is incomplete: its {METADATA_FILE} cannot be read ({error}); {_again(root)}.") from None
+    return info
+
+
+def _listed_shards(root: Path, info: dict) -> list[dict]:
+    """The shards ``metadata.json`` lists; for output written before shards were listed, its run's."""
+    if "shards" not in info:
+        run = info.get("run")
+        pattern = f"part-{run}-*.parquet" if run else "part-*.parquet"
+        return [{"file": file.name, "rows": None} for file in sorted(root.glob(pattern))]
+    shards = info["shards"]
+    # Only plain names of files in the folder, so that metadata.json cannot point elsewhere.
+    if not isinstance(shards, list) or not all(
+        isinstance(shard, dict) and isinstance(shard.get("file"), str) and Path(shard["file"]).name == shard["file"]
+        and isinstance(shard.get("rows"), int) for shard in shards
+    ):
+        raise ValueError(f"{root} is incomplete: its {METADATA_FILE} does not list its shards as quack writes them; "
+                         f"{_again(root)}.")
+    return shards
+
+
+def _shard(root: Path, shard: dict, read: Callable[[Path], Any]) -> Any:
+    """``read`` applied to a listed shard; a missing or unreadable one makes the output incomplete."""
+    try:
+        return read(root / shard["file"])
+    except FileNotFoundError:
+        raise ValueError(f"{root} is incomplete: its shard {shard['file']} is missing; {_again(root)}.") from None
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(
+            f"{root} is incomplete: its shard {shard['file']} cannot be read ({error}); {_again(root)}."
+        ) from None
+
+
+def _check_shard(root: Path, shard: dict, rows: int) -> None:
+    if shard["rows"] is not None and rows != shard["rows"]:
+        raise ValueError(
+            f"{root} is incomplete: its shard {shard['file']} holds {rows} rows where {METADATA_FILE} lists "
+            f"{shard['rows']}; {_again(root)}."
+        )
+
+
+def _check_records(root: Path, info: dict, found: int) -> None:
+    # An earlier run into the same folder may have left more records, never fewer.
+    if found < info.get("total", 0):
+        raise ValueError(
+            f"{root} is incomplete: it holds {found} of the {info['total']} records its {METADATA_FILE} lists; "
+            f"{_again(root)}."
+        )
+
+
+def _read_shards(root: Path, shards: list[dict]) -> list[pd.DataFrame]:
     frames = []
-    for file in sorted(root.glob(pattern)):
-        table = pq.read_table(file)
+    for shard in shards:
+        table = _shard(root, shard, pq.read_table)
+        _check_shard(root, shard, table.num_rows)
         column = table.column(LATENT).combine_chunks()
         vectors = np.asarray(column.flatten(), dtype=np.float32).reshape(len(column), column.type.list_size)
         frame = table.drop_columns([LATENT]).to_pandas()

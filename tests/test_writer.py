@@ -250,5 +250,68 @@ def test_two_process_ddp_predict_writes_every_row_once(tmp_path):
     info = read_metadata(tmp_path / "out")
     labels = [meta["label"] for meta, _ in rows]
     assert (info["total"], info["world_size"]) == (21, 2)
+    assert [shard["file"] for shard in info["shards"]] == [shard.name for shard in shards]
+    assert sum(shard["rows"] for shard in info["shards"]) == 21
     assert (info["censored"], info["undetermined"], info["uncensored"]) == (
         labels.count(1), labels.count(0), labels.count(-1))
+
+
+def test_metadata_lists_every_shard_with_its_rows(tmp_path):
+    predict(tmp_path, records(10))
+    info = read_metadata(tmp_path)
+    assert info["shards"] == [{"file": shard.name, "rows": pq.ParquetFile(shard).metadata.num_rows}
+                              for shard in sorted(tmp_path.glob("part-*.parquet"))]
+    assert [shard["rows"] for shard in info["shards"]] == [4, 4, 2]
+
+
+def assert_refused(folder: Path, message: str) -> None:
+    for reader in (load_encoded, read_metadata):
+        with pytest.raises(ValueError, match=message) as caught:
+            reader(folder)
+        assert len(str(caught.value).splitlines()) == 1
+        assert f"encode it again with `quack encode --out {folder} --overwrite`" in str(caught.value)
+
+
+@pytest.mark.parametrize("layout", ["parquet", "indexed"])
+def test_output_of_a_killed_encode_is_refused(tmp_path, layout):
+    predict(tmp_path, records(14), layout=layout)
+    # Killed before the end of prediction: every record written, metadata.json never.
+    (tmp_path / "metadata.json").unlink()
+    assert_refused(tmp_path, rf"{tmp_path} is incomplete: it has no metadata\.json, so the encode that wrote it did not finish")
+
+
+def test_output_missing_a_shard_is_refused(tmp_path):
+    predict(tmp_path, records(14))
+    shard = sorted(tmp_path.glob("part-*.parquet"))[1]
+    shard.unlink()
+    assert_refused(tmp_path, rf"{tmp_path} is incomplete: its shard {shard.name} is missing")
+
+
+def test_a_shard_with_other_rows_is_refused(tmp_path):
+    predict(tmp_path, records(14))
+    shard = sorted(tmp_path.glob("part-*.parquet"))[0]
+    pq.write_table(pq.read_table(shard).slice(0, 1), shard)
+    assert_refused(tmp_path, rf"its shard {shard.name} holds 1 rows where metadata\.json lists 4")
+
+
+def test_indexed_output_missing_a_record_is_refused(tmp_path):
+    predict(tmp_path, records(14), layout="indexed")
+    (tmp_path / item_path(5, "npz").lstrip("/")).unlink()
+    assert_refused(tmp_path, rf"{tmp_path} is incomplete: it holds 13 of the 14 records")
+
+
+def test_a_folder_without_encoded_output_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=rf"No encoded output at {tmp_path}; write one with `quack encode"):
+        load_encoded(tmp_path)
+
+
+def test_classify_refuses_output_missing_a_shard(tmp_path, capsys):
+    from quack.cli import main
+
+    predict(tmp_path, records(40))
+    sorted(tmp_path.glob("part-*.parquet"))[-1].unlink()
+    assert main(["classify", "--encoded", str(tmp_path), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"quack classify: {tmp_path} is incomplete: its shard") and len(err.splitlines()) == 1
+    assert not (tmp_path / "scores.parquet").exists()

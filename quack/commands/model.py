@@ -137,14 +137,13 @@ def run_classify(args: argparse.Namespace) -> int:
     from quack.atomic import atomic_write
     from quack.autoencoder import load_encoded
     from quack.classifier import train_classifier
-    from quack.encoded import METADATA_FILE
 
     folder = Path(args.encoded).expanduser()
-    if not (folder / METADATA_FILE).is_file():
-        raise UsageError(f"No encoded output at {folder}; write one with `quack encode --out {folder}`.")
     if not 0.0 < args.test_size < 1.0:
         raise UsageError(f"--test-size must lie between 0 and 1, got {args.test_size}.")
     _positive("epochs", args.epochs)
+    # Refuses a folder with no encoded output, and output that is not whole (an encode
+    # killed before metadata.json, a shard deleted since), so every row gets a score.
     table = load_encoded(folder)
     latents = np.stack(table["latent"].to_numpy()) if len(table) else np.zeros((0, 0), np.float32)
     labels = table["label"].to_numpy()
