@@ -162,7 +162,8 @@ def replace_blocker(path: str | os.PathLike) -> str | None:
         return None
     others = [name for name in names if name not in DATA_SET_FILES]
     if others:
-        more = f" and {len(others) - 1} other entries" if len(others) > 1 else ""
+        more = len(others) - 1
+        more = f" and {more} other {'entry' if more == 1 else 'entries'}" if more else ""
         return f"it holds {others[0]}{more}"
     for name in DATA_SET_FILES:
         entry = folder / name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quack.build import build_dataset
-from quack.datafolder import DataFolder, read_info, read_rows
+from quack.datafolder import DATA_SET_FILES, DataFolder, read_info, read_rows, replace_blocker
 from quack.ingest import QuackInputError
 from quack.sample import write_sample
 from quack.tokenizer import QuackTokenizer
@@ -65,3 +65,22 @@ def test_a_data_set_of_no_rows_is_refused_only_when_rows_are_required(tmp_path):
     assert DataFolder.open(tmp_path / "data").n_rows == 0
     with pytest.raises(QuackInputError, match=r"data set .*data has no rows; ingest files that hold measurements"):
         DataFolder.open(tmp_path / "data", require_rows=True)
+
+
+def test_only_a_folder_of_exactly_a_data_sets_files_may_be_replaced(tmp_path, data):
+    assert replace_blocker(tmp_path / "new") is None
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    assert replace_blocker(folder) is None
+    for name in DATA_SET_FILES:
+        (folder / name).write_bytes((data / name).read_bytes())
+    assert replace_blocker(folder) is None
+    (folder / "thesis.tex").write_text("precious")
+    (folder / "notes").mkdir()
+    assert replace_blocker(folder) == "it holds notes and 1 other entry"
+    (folder / "notes").rmdir()
+    assert replace_blocker(folder) == "it holds thesis.tex"
+    (folder / "thesis.tex").unlink()
+    (folder / "info.json").unlink()
+    (folder / "info.json").mkdir()
+    assert replace_blocker(folder) == "its info.json is missing or not a plain file"
