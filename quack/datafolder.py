@@ -162,8 +162,8 @@ def replace_blocker(path: str | os.PathLike) -> str | None:
         return None
     others = [name for name in names if name not in DATA_SET_FILES]
     if others:
-        more = len(others) - 1
-        more = f" and {more} other {'entry' if more == 1 else 'entries'}" if more else ""
+        extra = len(others) - 1
+        more = f" and {extra} other {'entry' if extra == 1 else 'entries'}" if extra else ""
         return f"it holds {others[0]}{more}"
     for name in DATA_SET_FILES:
         entry = folder / name
