@@ -177,13 +177,13 @@ def test_dotall_case_sensitive_and_unanchored(tmp_path):
 
 
 @pytest.mark.parametrize("line", [
-    "{not json",
-    '{"fingerprint": "a"}',
-    '{"fingerprint": "a", "pattern": "("}',
-    "[1, 2]",
-    "[" * 100_000,
+    pytest.param("{not json", id="not-json"),
+    pytest.param('{"fingerprint": "a"}', id="no-pattern"),
+    pytest.param('{"fingerprint": "a", "pattern": "("}', id="not-a-regex"),
+    pytest.param("[1, 2]", id="not-an-object"),
+    pytest.param("[" * 100_000, id="nested-100000-deep"),
     # Nested unbounded repeats beside a lookahead: no linear-time engine takes it.
-    '{"fingerprint": "a", "pattern": "(a+)+(?=b)"}',
+    pytest.param('{"fingerprint": "a", "pattern": "(a+)+(?=b)"}', id="catastrophic"),
 ])
 def test_bad_signature_file_names_file_and_line(tmp_path, line):
     path = tmp_path / "sig.json"
