@@ -155,7 +155,10 @@ class AutoencoderWriter(BasePredictionWriter):
         self._total = 0
         self._latent_size = None
         self._shards = []
-        self.storage_path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage_path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _disk_error(self.storage_path, error) from error
 
     def on_predict_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         """Finish the run; ``metadata.json`` is written whatever the write interval."""
@@ -273,7 +276,7 @@ class AutoencoderWriter(BasePredictionWriter):
                 raise ValueError(f"Metadata field {key!r} mixes types across records; it cannot be one column.") from None
         columns[LATENT] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
         table = pa.table(columns)
-        atomic_write(path, lambda handle: pq.write_table(table, handle))
+        _write(path, lambda handle: pq.write_table(table, handle))
 
     def _write_item(self, row: dict, vector: np.ndarray) -> None:
         index = row.get("id")
@@ -284,8 +287,8 @@ class AutoencoderWriter(BasePredictionWriter):
         base = self.storage_path / item_path(index, "npz").lstrip("/")
         # Metadata first: a record's .npz only ever appears once its .json is complete.
         text = json.dumps(row, sort_keys=True).encode()
-        atomic_write(base.with_suffix(".json"), lambda handle: handle.write(text))
-        atomic_write(base, lambda handle: np.savez(handle, latent=vector))
+        _write(base.with_suffix(".json"), lambda handle: handle.write(text))
+        _write(base, lambda handle: np.savez(handle, latent=vector))
 
     def _write_metadata(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         local = [self._counts[name] for name in _LABEL_NAMES.values()]
@@ -310,7 +313,20 @@ class AutoencoderWriter(BasePredictionWriter):
             info["shards"] = sorted(shards, key=lambda shard: shard["file"])
         text = json.dumps(info, indent=2).encode()
         # Every rank writes the same content; each rename is atomic, so the last one wins.
-        atomic_write(self.storage_path / METADATA_FILE, lambda handle: handle.write(text))
+        _write(self.storage_path / METADATA_FILE, lambda handle: handle.write(text))
+
+
+def _disk_error(path: Path, error: OSError) -> OSError:
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return OSError(f"Cannot write {path}: {reason}; free some space or choose a folder you can write to.")
+
+
+def _write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write a file whole or not at all; a disk error names the file."""
+    try:
+        atomic_write(path, write)
+    except OSError as error:
+        raise _disk_error(path, error) from error
 
 
 def _gather(trainer: "pl.Trainer", local: list) -> list[list]:
