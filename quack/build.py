@@ -86,9 +86,9 @@ def build_dataset(
     paths : path or iterable of paths
         Raw files or folders, as for :func:`quack.ingest.iter_rows`.
     out_dir : path
-        The data set folder, created with the user's umask. An existing data set there is
-        replaced, only once the new one is complete; a folder holding anything besides a
-        data set's own files is refused.
+        The data set folder, created with the user's umask; a link to a folder is
+        followed. An existing data set there is replaced, only once the new one is
+        complete; a folder holding anything besides a data set's own files is refused.
     signatures : list of str, optional
         Fingerprint files; None uses the list shipped with quack.
     tokenizer : QuackTokenizer, optional
@@ -129,6 +129,9 @@ def build_dataset(
         When a compressed input expands past its allowance.
     """
     out = Path(out_dir).expanduser()
+    if out.is_symlink():
+        # The data set goes where the link points, as with any other path through a link.
+        out = out.resolve()
     try:
         _recover(out)
     except OSError as error:

@@ -261,3 +261,13 @@ def test_a_disk_error_names_the_output_and_keeps_the_old_data_set(built, tmp_pat
     monkeypatch.setattr(quack.build.os, "mkdir", read_only)
     with pytest.raises(QuackInputError, match=rf"^Cannot write the data set {tmp_path / 'new'}: Permission denied"):
         build_dataset(records, tmp_path / "new")
+
+
+def test_an_output_given_as_a_link_builds_where_it_points(built, tmp_path):
+    _, records, *_ = built
+    target = tmp_path / "disk" / "target"
+    build_dataset(records, target, vocab_size=1600, max_tokens=32)
+    (tmp_path / "link").symlink_to(target)
+    build_dataset(records, tmp_path / "link", vocab_size=1600, max_tokens=16)
+    assert (tmp_path / "link").is_symlink() and read_info(target)["max_tokens"] == 16
+    assert hidden(tmp_path) == [] and hidden(tmp_path / "disk") == []
