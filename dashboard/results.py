@@ -176,15 +176,15 @@ def _inspect(
     tokens = collate_tokens([dataset[i] for i in ids])
     with torch.inference_mode():
         out = model.inspect(tokens, teacher_forcing=teacher_forcing)
-    results = []
+    answers = []
     for b, record in enumerate(ids):
         n = int((tokens[b] != PAD).sum())
-        results.append({
+        answers.append({
             "id": record, "input": tokens[b, :n].numpy(), "output": out["ids"][b, :n].numpy(),
             "probs": out["probs"][b, :n].float().numpy(), "attention": out["attention"][b, :n, :n].float().numpy(),
             "loss": float(out["loss"][b]),
         })
-    return results
+    return answers
 
 
 def inspect(s: Session, ids: list[int], teacher_forcing: bool = True) -> list[dict]:
