@@ -140,16 +140,18 @@ def build_dataset(
     fingerprints = Fingerprints.load(signatures)
     stats = stats if stats is not None else IngestStats()
     report = progress or (lambda done, stage: None)
-    rows = functools.partial(iter_rows, paths, stats, geoip_db=geoip_db, anomalies_only=anomalies_only,
-                             keep_partial=keep_partial, max_expansion=max_expansion)
+    work = _stage_name(out, "building")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = _stage_folder(out, "building")
+        # os.mkdir applies the umask; tempfile.mkdtemp would make the folder private to the user.
+        os.mkdir(work)
     except OSError as error:
         raise _write_error(out, error) from error
     try:
         staging = work / "staging.parquet"
-        n_rows = _ingest(rows(), staging, fingerprints, report)
+        rows = iter_rows(paths, stats, geoip_db=geoip_db, anomalies_only=anomalies_only,
+                         keep_partial=keep_partial, max_expansion=max_expansion)
+        n_rows = _ingest(rows, staging, fingerprints, report)
         if n_rows == 0 and not allow_empty:
             raise QuackInputError(
                 f"Found no measurements in {_describe(paths)} ({_skipped_text(stats)}); "
@@ -206,13 +208,9 @@ def _check_output(out: Path) -> None:
         )
 
 
-def _stage_folder(out: Path, kind: str) -> Path:
-    """A new hidden folder beside ``out`` named for this process, with the user's umask."""
-    path = out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    if kind == "building":
-        # os.mkdir applies the umask; tempfile.mkdtemp would make it private to the user.
-        os.mkdir(path)
-    return path
+def _stage_name(out: Path, kind: str) -> Path:
+    """A new hidden path beside ``out`` that names this process, for :func:`_recover`."""
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _running(pid: int) -> bool:
@@ -258,7 +256,7 @@ def _replace(work: Path, out: Path) -> None:
         # ``work`` now holds the old data set.
         shutil.rmtree(work, ignore_errors=True)
         return
-    old = _stage_folder(out, "old")
+    old = _stage_name(out, "old")
     os.rename(out, old)
     try:
         os.rename(work, out)
