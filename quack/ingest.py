@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from quack import limits
-from quack.limits import bounded_decompression
 from quack.schema import columns
 
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
@@ -245,7 +244,7 @@ def _open_streams(path: Path, source: str, ratio: float, damaged: _Damaged) -> I
         return
     with _open(path) as handle:
         if name.endswith(".gz"):
-            stream = bounded_decompression(gzip.GzipFile(fileobj=handle), path.stat().st_size, str(path), ratio)
+            stream = limits.bounded_decompression(gzip.GzipFile(fileobj=handle), path.stat().st_size, str(path), ratio)
             try:
                 stream.peek(1)
             except (OSError, EOFError, zlib.error) as exc:
@@ -262,7 +261,7 @@ def _tar_members(path: Path, source: str, ratio: float, damaged: _Damaged) -> It
         magic = handle.peek(6)[:6]
         for prefix, decompressor in _COMPRESSIONS:
             if magic.startswith(prefix):
-                stream = bounded_decompression(decompressor(handle), path.stat().st_size, str(path), ratio)
+                stream = limits.bounded_decompression(decompressor(handle), path.stat().st_size, str(path), ratio)
                 break
         try:
             archive = tarfile.open(fileobj=stream, mode="r|")
@@ -278,7 +277,7 @@ def _tar_members(path: Path, source: str, ratio: float, damaged: _Damaged) -> It
                         continue
                     member_source = f"{source}:{member.name}"
                     if member.name.endswith(".gz"):
-                        member_stream = bounded_decompression(
+                        member_stream = limits.bounded_decompression(
                             gzip.GzipFile(fileobj=member_stream), member.size, f"{path}:{member.name}", ratio
                         )
                     yield member_source, member_stream

@@ -95,18 +95,11 @@ def run_ingest(args: argparse.Namespace) -> int:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False, disable=None)
         bar.update(done - bar.n)
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        # A fingerprint list that labels nothing is worth one line, not a Python warning's two.
-        if issubclass(category, FingerprintWarning):
-            print(f"quack ingest: warning: {message}", file=sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
-
     stats = IngestStats(keep_problems=args.list_problems)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", FingerprintWarning)
-            shown, warnings.showwarning = warnings.showwarning, show
+            warnings.showwarning = _as_one_line(FingerprintWarning, warnings.showwarning)
             info = build_dataset(
                 args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer,
                 vocab_size=args.vocab_size, max_tokens=args.max_tokens, geoip_db=args.geoip,
@@ -124,6 +117,22 @@ def run_ingest(args: argparse.Namespace) -> int:
         for source, line, reason in stats.problems:
             print(f"  {source}:{line}: {reason}")
     return 0
+
+
+def _as_one_line(category: type[Warning], show_others):
+    """A ``warnings.showwarning`` that prints ``category`` as one ``quack ingest: warning:`` line.
+
+    A fingerprint list that labels nothing is worth a line of its own, not the two lines
+    and source location of a Python warning; other warnings are shown as before.
+    """
+
+    def show(message, warning_category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(warning_category, category):
+            print(f"quack ingest: warning: {message}", file=sys.stderr)
+        else:
+            show_others(message, warning_category, filename, lineno, file, line)
+
+    return show
 
 
 def _print_summary(info: dict, out: str) -> None:
