@@ -209,7 +209,7 @@ def test_training_runs_in_the_background_with_a_live_curve_and_stops(server, pag
     go_to(page, "Model")
     page.get_by_role("tab", name="Train a new model").click()
     for label, value in (("Embedding size", "8"), ("Hidden size (even)", "16"), ("Epochs", "20"), ("Batch size", "128")):
-        box = page.get_by_label(label)
+        box = page.get_by_role("spinbutton", name=label, exact=True)
         box.fill(value)
         box.press("Tab")
     page.get_by_role("button", name="Start training").click()
