@@ -14,6 +14,7 @@ import sys
 import warnings
 
 from quack.commands.data import add_ingest_parser, add_sample_parser
+from quack.commands.evaluate import add_evaluate_parser
 from quack.commands.model import add_classify_parser, add_encode_parser, add_fit_parser
 
 
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quack", description="Learn and explore latent features of Censored Planet Quack measurements."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_sample_parser, add_ingest_parser, add_fit_parser, add_encode_parser, add_classify_parser):
+    for add in (add_sample_parser, add_ingest_parser, add_fit_parser, add_encode_parser, add_classify_parser,
+                add_evaluate_parser):
         add(subparsers)
     return parser
 
