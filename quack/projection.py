@@ -16,6 +16,10 @@ __all__ = [
     "METRICS",
     "pca",
     "umap_project",
+    "fit_sample",
+    "umap_at_scale",
+    "density",
+    "select_region",
     "warm_umap",
     "umap_ready",
     "nearest_neighbors",
@@ -205,6 +209,166 @@ def umap_project(
         # which it warns about; maps never do.
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def fit_sample(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Rows to fit a map on when there are too many: at most ``size``, every label represented.
+
+    Each label present gets at least its share of an even split (or all its rows, when it
+    has fewer), so the rare censored rows are not drowned by the uncensored ones; the rest
+    of ``size`` goes to the labels in proportion to their counts.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        (N,) label of each row.
+    size : int
+        Most rows to return.
+    seed : int, optional
+        Seed of the random choice within each label, by default 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted row indices; all rows when ``N <= size``.
+    """
+    labels = np.asarray(labels)
+    if len(labels) <= size:
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+    floor = size // (2 * len(groups))
+    take = [min(len(g), floor) for g in groups]
+    spare = size - sum(take)
+    left = np.array([len(g) - t for g, t in zip(groups, take)], dtype=np.float64)
+    extra = np.floor(spare * left / left.sum()).astype(int) if left.sum() else np.zeros(len(groups), int)
+    chosen = [rng.choice(g, size=t + e, replace=False) for g, t, e in zip(groups, take, extra)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def umap_at_scale(
+    latents: np.ndarray,
+    labels: np.ndarray,
+    n_components: int = 2,
+    fit_rows: int = 50_000,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int | None = 0,
+    progress=None,
+) -> np.ndarray:
+    """A UMAP map of any number of latents: fitted on a bounded sample, the rest placed by it.
+
+    UMAP's cost grows faster than the rows; a map of a million records is fitted on
+    :func:`fit_sample` rows and every other record is placed at the distance-weighted mean
+    of its ``n_neighbors`` nearest fitted records, in batches.
+
+    Parameters
+    ----------
+    latents : numpy.ndarray
+        (N, H) latent vectors.
+    labels : numpy.ndarray
+        (N,) labels, so the fitted sample keeps every label.
+    n_components, n_neighbors, min_dist, metric, seed
+        As for :func:`umap_project`.
+    fit_rows : int, optional
+        Most rows UMAP is fitted on, by default 50,000; 0 or a value of at least N fits
+        on everything.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while the other rows are placed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, n_components) float32 coordinates.
+    """
+    import torch
+
+    x = _as_matrix(latents, n_components + 2, "UMAP")
+    if not fit_rows or x.shape[0] <= fit_rows:
+        coords = umap_project(x, n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=seed)
+        if progress is not None:
+            progress(x.shape[0], x.shape[0])
+        return coords
+    fitted = fit_sample(labels, fit_rows, seed=seed or 0)
+    if x.shape[1] > _UMAP_INPUT_DIMS:
+        x = pca(x, _UMAP_INPUT_DIMS)
+    coords = np.empty((x.shape[0], n_components), dtype=np.float32)
+    coords[fitted] = umap_project(x[fitted], n_components, n_neighbors=n_neighbors, min_dist=min_dist,
+                                  metric=metric, seed=seed)
+    rest = np.setdiff1d(np.arange(x.shape[0]), fitted)
+    reference, placed = _tensor(np.ascontiguousarray(x[fitted])), torch.from_numpy(coords[fitted])
+    k = min(n_neighbors, len(fitted))
+    chunk = max(1, _KNN_BLOCK_VALUES // len(fitted))
+    for start in range(0, len(rest), chunk):
+        rows = rest[start: start + chunk]
+        distances, nearest = _distances(_tensor(np.ascontiguousarray(x[rows])), reference, metric).topk(
+            k, dim=1, largest=False)
+        # Closer fitted records pull harder; an exact duplicate lands on its twin.
+        weights = 1.0 / (distances + 1e-6)
+        weights /= weights.sum(dim=1, keepdim=True)
+        coords[rows] = (weights.unsqueeze(2) * placed[nearest]).sum(dim=1).numpy()
+        if progress is not None:
+            progress(len(fitted) + min(start + chunk, len(rest)), x.shape[0])
+    return coords
+
+
+def density(coords: np.ndarray, bins: int = 256, extent: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of all map points on a grid, for a density layer under the drawn points.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (N, 2) map coordinates.
+    bins : int, optional
+        Cells along each axis, by default 256.
+    extent : tuple, optional
+        ``(x0, x1, y0, y1)``; by default the points' own range.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(counts, x_centres, y_centres)``: counts is (bins, bins), rows along y.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    if extent is None:
+        extent = (coords[:, 0].min(), coords[:, 0].max(), coords[:, 1].min(), coords[:, 1].max()) if len(coords) else (0, 1, 0, 1)
+    counts, xs, ys = np.histogram2d(coords[:, 1], coords[:, 0], bins=bins, range=[extent[2:], extent[:2]])
+    return counts, (ys[:-1] + ys[1:]) / 2, (xs[:-1] + xs[1:]) / 2
+
+
+def select_region(coords: np.ndarray, boxes=(), lassos=()) -> np.ndarray:
+    """Rows of all map points inside any of the boxes or lasso polygons, drawn or not.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (N, 2) map coordinates.
+    boxes : sequence of (x0, x1, y0, y1)
+        Rectangles, corners in any order.
+    lassos : sequence of (xs, ys)
+        Closed polygons given by their vertices.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted row indices.
+    """
+    x, y = np.asarray(coords[:, 0], dtype=np.float64), np.asarray(coords[:, 1], dtype=np.float64)
+    inside = np.zeros(len(x), dtype=bool)
+    for x0, x1, y0, y1 in boxes:
+        inside |= (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
+    for xs, ys in lassos:
+        px, py = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        crossings = np.zeros(len(x), dtype=bool)
+        # Even-odd rule: a point is inside when a ray to its right crosses the edges an odd number of times.
+        for ax, ay, bx, by in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
+            spans = (ay > y) != (by > y)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                at = ax + (y - ay) * (bx - ax) / (by - ay)
+            crossings ^= spans & (x < at)
+        inside |= crossings
+    return np.flatnonzero(inside).astype(np.int64)
 
 
 def _compile_umap() -> None:

@@ -164,3 +164,47 @@ def test_display_sample_keeps_everything_when_small_and_the_chosen_rows_when_lar
     assert 100 <= len(chosen) <= 102 and {999, 5} <= set(chosen.tolist())
     assert np.all(np.diff(chosen) > 0)
     np.testing.assert_array_equal(chosen, projection.display_sample(1000, max_points=100, keep=[999, 5]))
+
+
+def test_fit_sample_keeps_every_label_and_the_bound():
+    labels = np.array([1] * 30 + [0] * 3_000 + [-1] * 20_000)
+    chosen = projection.fit_sample(labels, 2_000, seed=1)
+    assert len(chosen) <= 2_000 and len(np.unique(chosen)) == len(chosen)
+    kept = labels[chosen]
+    assert (kept == 1).sum() == 30  # the rare class whole
+    assert (kept == 0).sum() >= 2_000 // 6 and (kept == -1).sum() >= 2_000 // 6
+    assert np.array_equal(projection.fit_sample(labels[:100], 2_000), np.arange(100))
+
+
+def test_umap_at_scale_places_unfitted_rows_beside_their_group():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=20, size=(3, 8))
+    group = np.repeat([0, 1, 2], 400)
+    latents = (centres[group] + rng.normal(size=(1_200, 8))).astype(np.float32)
+    labels = np.where(group == 0, 1, -1)
+    done = []
+    coords = projection.umap_at_scale(latents, labels, fit_rows=300, seed=0, progress=lambda d, t: done.append((d, t)))
+    assert coords.shape == (1_200, 2) and np.isfinite(coords).all()
+    assert done[-1] == (1_200, 1_200)
+    centroids = np.stack([coords[group == g].mean(axis=0) for g in range(3)])
+    spread = max(np.linalg.norm(coords[group == g] - centroids[g], axis=1).mean() for g in range(3))
+    gaps = min(np.linalg.norm(centroids[a] - centroids[b]) for a in range(3) for b in range(a + 1, 3))
+    assert gaps > 2 * spread
+
+
+def test_select_region_counts_points_that_are_not_drawn():
+    grid = np.stack(np.meshgrid(np.arange(100.0), np.arange(100.0)), axis=-1).reshape(-1, 2)
+    box = projection.select_region(grid, boxes=[(9.5, 19.5, 29.5, 39.5)])
+    assert len(box) == 100 and set(grid[box, 0]) == set(range(10, 20))
+    # A lasso triangle whose long side runs half a cell above the diagonal y = x.
+    triangle = projection.select_region(grid, lassos=[([-1, 50.5, 50.5], [-0.5, -0.5, 51])])
+    inside = grid[triangle]
+    assert (inside[:, 1] <= inside[:, 0] + 0.5).all() and len(triangle) == sum(min(x + 1, 51) for x in range(51))
+    both = projection.select_region(grid, boxes=[(9.5, 19.5, 29.5, 39.5)], lassos=[([-1, 50.5, 50.5], [-0.5, -0.5, 51])])
+    assert len(both) == len(np.union1d(box, triangle))
+
+
+def test_density_counts_every_point_once():
+    coords = np.random.default_rng(0).normal(size=(10_000, 2))
+    counts, ys, xs = projection.density(coords, bins=64)
+    assert counts.shape == (64, 64) and counts.sum() == 10_000 and len(xs) == len(ys) == 64
