@@ -5,7 +5,8 @@ Opens on the built-in sample data and the shipped checkpoint. The pages live in
 concern: ``settings`` (the environment), ``session`` (what a session has chosen),
 ``sources`` (sample, files, uploads, checkpoints), ``loaders`` (cached files),
 ``results`` (latents, maps, attention), ``jobs`` (the background store and its keys),
-``training_runs``, ``tables`` and ``charts``.
+``training_runs``, ``tables``, ``charts`` and ``errors`` (what a browser is told when
+something fails).
 """
 
 import html
@@ -21,7 +22,7 @@ if str(REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import session, settings  # noqa: E402
+from dashboard import errors, session, settings  # noqa: E402
 
 # numba reads its cache folder when first imported, which may be in any page's job;
 # keep its cache with the dashboard's unless the user chose another place.
@@ -68,10 +69,10 @@ try:
     page.run()
 except (ValueError, OSError) as error:
     # Errors a user can cause arrive as one sentence; show it and keep the app usable.
-    st.error(str(error))
+    errors.show(error)
 except Exception as error:  # noqa: BLE001 - the page boundary: never a stack trace in the browser
     logging.getLogger("quack.dashboard").exception("page %s failed", page.title)
-    st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). The other pages still work.")
+    errors.show(f"Something went wrong on this page ({type(error).__name__}: {error}); the other pages still work.")
 finally:
     # Compiling UMAP takes a core for several seconds; starting it once the page is
     # drawn keeps both cores for the first encoding, so the first map comes sooner.

@@ -1,13 +1,16 @@
 """Figures and HTML fragments of the dashboard, built from plain arrays and tables.
 
 One palette for labels everywhere, :attr:`quack.schema.Label.colour`: censored red,
-uncensored teal, undetermined grey. Text from records is escaped here, where it
-becomes HTML.
+uncensored teal, undetermined grey. Text from records, uploads and users is escaped
+here, where it becomes HTML (Plotly reads hover boxes, legends and tick labels as
+HTML) or Markdown (:func:`markdown_text`), so it always reads as itself.
 """
 
 from __future__ import annotations
 
 import html
+import re
+import string
 from typing import Sequence
 
 import numpy as np
@@ -50,6 +53,21 @@ def escaped(values: Sequence) -> np.ndarray:
     series = pd.Series(np.asarray(values, dtype=object)).fillna("").astype(str)
     # Metadata repeats a few values many times; escape each distinct one once.
     return series.map({v: html.escape(v) for v in series.unique()}).to_numpy(dtype=object)
+
+
+# CommonMark lets a backslash escape any ASCII punctuation character, and Streamlit's
+# extensions (colours, icons, math) are all spelled with punctuation.
+_MARKDOWN_ACTIVE = re.compile("([" + re.escape(string.punctuation) + "])")
+
+
+def markdown_text(value) -> str:
+    """A value as Markdown that shows it literally: punctuation escaped, line breaks as spaces.
+
+    For text from data or a browser put into ``st.markdown``, ``st.caption``, headers
+    and alert boxes, which all read Markdown: a domain such as ``[x](http://…)`` or
+    ``<b>`` then shows as typed, never as a link, an image or markup.
+    """
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
 _HOVER = (
@@ -127,7 +145,8 @@ def map_figure(
             idx = np.flatnonzero((values == name).to_numpy())
             fig.add_trace(
                 scatter(
-                    mode="markers", name=f"{name} ({idx.size:,})", customdata=custom[idx], hovertemplate=_HOVER,
+                    mode="markers", name=f"{html.escape(name)} ({idx.size:,})", customdata=custom[idx],
+                    hovertemplate=_HOVER,
                     marker=dict(size=size, color=colours[name], opacity=0.8, line=dict(width=0)), **axes(idx),
                 )
             )
@@ -136,10 +155,11 @@ def map_figure(
         idx = np.arange(len(numbers))
         fig.add_trace(
             scatter(
-                mode="markers", name=color_name, customdata=custom, hovertemplate=_HOVER,
+                mode="markers", name=html.escape(color_name), customdata=custom, hovertemplate=_HOVER,
                 marker=dict(
                     size=size, color=numbers, colorscale="RdYlBu_r" if "prob" in color_name else "Viridis",
-                    colorbar=dict(title=dict(text=color_name), thickness=12), opacity=0.85, line=dict(width=0),
+                    colorbar=dict(title=dict(text=html.escape(color_name)), thickness=12), opacity=0.85,
+                    line=dict(width=0),
                 ),
                 **axes(idx),
             )
@@ -155,7 +175,8 @@ def map_figure(
                     **axes(idx),
                 )
             )
-    fig = _layout(fig, height=620, title=dict(text=title, x=0.01), dragmode="select" if not three else "orbit")
+    fig = _layout(fig, height=620, title=dict(text=html.escape(title), x=0.01),
+                  dragmode="select" if not three else "orbit")
     if not three:
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
@@ -165,11 +186,11 @@ def map_figure(
 
 
 def counts_bar(counts: pd.Series, title: str, color: str = "#4477aa", labels: bool = False) -> go.Figure:
-    """A horizontal bar chart of counts, largest on top."""
+    """A horizontal bar chart of counts, largest on top; the categories (from data) escaped."""
     counts = counts.sort_values()
     colours = [LABEL_COLORS.get(str(k), color) for k in counts.index] if labels else color
-    fig = go.Figure(go.Bar(x=counts.to_numpy(), y=[str(k) for k in counts.index], orientation="h", marker_color=colours))
-    return _layout(fig, height=max(180, 28 * len(counts) + 70), title=dict(text=title, x=0.01))
+    fig = go.Figure(go.Bar(x=counts.to_numpy(), y=list(escaped(counts.index)), orientation="h", marker_color=colours))
+    return _layout(fig, height=max(180, 28 * len(counts) + 70), title=dict(text=html.escape(title), x=0.01))
 
 
 def loss_curve(history: list[dict]) -> go.Figure:

@@ -66,11 +66,16 @@ class Identity:
 
 
 def source_key(source: dict) -> str:
-    """Name of a data source in the cache: the sample by size, seed and folder; files by version."""
+    """Name of a data source in the cache: the sample by size, seed and folder; files by version.
+
+    Files read keeping a truncated file's first rows make another data set than the same
+    files read whole.
+    """
     if source["kind"] == "sample":
         size = settings.sample_size()
         return "sample-" + digest(size, settings.SAMPLE_SEED, str(settings.sample_folder(size).resolve()))
-    return source["kind"] + "-" + digest([stamp(p) for p in source["paths"]])
+    partial = "-partial" if source.get("keep_partial") else ""
+    return source["kind"] + "-" + digest([stamp(p) for p in source["paths"]]) + partial
 
 
 def dataset_key(source: dict, tokenizer_json: str) -> str:

@@ -18,6 +18,7 @@ import streamlit as st
 from dashboard import jobs, session, settings, sources, tables
 from dashboard.jobs import Identity, Stamp, stamp
 from quack.atomic import atomic_write
+from quack.ingest import QuackInputError
 
 
 @dataclass
@@ -55,14 +56,27 @@ def load_model(path: str | Path | None = None):
     return _load_model(*stamp(path))
 
 
+#: The Data page's box that keeps the rows of a damaged file read before the damage.
+KEEP_PARTIAL_LABEL = "Keep the rows read before damage in a truncated file"
+
+# How quack.ingest's refusal of a damaged file advises the command line; the dashboard's
+# advice is the box above.
+_CLI_KEEP_PARTIAL = "keep the rows read before the damage with `quack ingest --keep-partial`"
+
+
 def dataset_dir(source: dict | None = None, model=None) -> Path:
     """The tokenized data set of a source (the session's) under a model's tokenizer, built on first use.
+
+    An upload may hold at most :func:`dashboard.settings.upload_max_rows` measurements;
+    the build stops once it has read more.
 
     Raises
     ------
     ValueError
-        When the files cannot be read or hold no measurements.
+        When the files cannot be read, hold no measurements, are damaged (unless the
+        source keeps partial files) or, uploaded, hold too many measurements.
     """
+    from dashboard.charts import markdown_text
     from quack.build import build_dataset
 
     source = source or session.source()
@@ -71,22 +85,34 @@ def dataset_dir(source: dict | None = None, model=None) -> Path:
     if (out / "rows.parquet").is_file():
         return out
     paths = sources.files_of(source)
+    most = settings.upload_max_rows() if source["kind"] == "upload" else None
     stages = {"ingest": (0.0, 0.45, "Reading"), "train": (0.45, 0.55, "Training a tokenizer on"),
               "tokenize": (0.55, 1.0, "Tokenizing")}
     seen = {"ingest": 0}
-    bar = st.progress(0.0, text=f"Reading {source['name']}…")
+    bar = st.progress(0.0, text=f"Reading {markdown_text(source['name'])}…")
 
     def progress(done: int, stage: str) -> None:
+        if most is not None and stage == "ingest" and done > most:
+            # Raised inside the build, which then removes its half-made folder.
+            raise ValueError(
+                f"{source['name']} holds more than {most:,} measurements, more than an upload may "
+                "(QUACK_UPLOAD_MAX_ROWS); put the files in a folder this server shares and load them from there."
+            )
         low, high, verb = stages.get(stage, (0.0, 1.0, "Preparing"))
         if stage == "ingest":
             seen["ingest"] = done
             share = 0.5  # the number of records is unknown until the files are read
         else:
             share = done / seen["ingest"] if seen["ingest"] else 0.0
-        bar.progress(low + (high - low) * min(share, 1.0), text=f"{verb} {source['name']} — {done:,} records")
+        bar.progress(low + (high - low) * min(share, 1.0),
+                     text=f"{verb} {markdown_text(source['name'])} — {done:,} records")
 
     try:
-        build_dataset(paths, out, tokenizer=model.tokenizer, progress=progress, allow_empty=False)
+        build_dataset(paths, out, tokenizer=model.tokenizer, progress=progress, allow_empty=False,
+                      keep_partial=bool(source.get("keep_partial")))
+    except QuackInputError as error:
+        advice = f"tick “{KEEP_PARTIAL_LABEL}” on the Data page and load it again"
+        raise ValueError(str(error).replace(_CLI_KEEP_PARTIAL, advice)) from None
     finally:
         bar.empty()
     return out

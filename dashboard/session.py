@@ -116,8 +116,8 @@ def set_training_id(run_id: str | None) -> None:
 
 
 def fingerprint_file() -> Path:
-    """The session's user fingerprint file (``user-fingerprints.json`` in the cache folder by default)."""
-    return Path(st.session_state.get(FINGERPRINTS) or settings.cache_root() / "user-fingerprints.json")
+    """The session's user fingerprint file (``user-fingerprints.json`` in the fingerprint folder by default)."""
+    return Path(st.session_state.get(FINGERPRINTS) or settings.fingerprint_folder() / "user-fingerprints.json")
 
 
 def set_fingerprint_file(path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Where the dashboard keeps things, as the environment sets it.
+"""Where the dashboard keeps things, and what it lets a browser do, as the environment sets it.
 
 Every environment variable the dashboard reads is read here, when asked and not at
 import, so a test or a second server can point the same code elsewhere:
@@ -7,6 +7,10 @@ import, so a test or a second server can point the same code elsewhere:
 - ``QUACK_CHECKPOINT``: the checkpoint a new session starts with (the shipped one).
 - ``QUACK_CHECKPOINT_DIR``: where trained checkpoints are saved and found (``checkpoints/``).
 - ``QUACK_SAMPLE_SIZE``: measurements in the built-in sample (5000).
+- ``QUACK_DATA_ROOTS``: the folders whose files a path typed in a browser may name
+  (:func:`data_roots`).
+- ``QUACK_UPLOAD_LIMIT_MB``: megabytes all uploads together may take (4096).
+- ``QUACK_UPLOAD_MAX_ROWS``: measurements an uploaded data source may hold (2,000,000).
 
 Nothing here creates a folder; whoever writes into one creates it.
 """
@@ -16,11 +20,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from quack.roots import Roots
+
 REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_SAMPLE_SIZE = 5000
 #: The built-in sample is always drawn with this seed, so its ground truth is stable.
 SAMPLE_SEED = 0
+#: Megabytes of uploads kept at most, all sessions together.
+DEFAULT_UPLOAD_LIMIT_MB = 4096
+#: Measurements an uploaded data source may hold; larger data belongs in a shared folder.
+DEFAULT_UPLOAD_MAX_ROWS = 2_000_000
+
+
+def _positive_whole_number(variable: str, default: int) -> int:
+    """The value of an environment variable that must be a positive whole number.
+
+    Raises
+    ------
+    ValueError
+        When the variable is set to anything else.
+    """
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{variable} must be a positive whole number, got {text!r}; fix it and restart.")
+    return int(text)
 
 
 def cache_root() -> Path:
@@ -46,6 +72,45 @@ def default_checkpoint() -> Path:
     return Path(chosen).expanduser() if chosen else shipped_checkpoint()
 
 
+def own_folders() -> list[Path]:
+    """The folders shared when ``QUACK_DATA_ROOTS`` is unset: the cache folder, the checkpoint
+    folder and the repository's own ``checkpoints/`` (the shipped model), all absolute."""
+    return [folder.absolute() for folder in (cache_root(), checkpoint_root(), shipped_checkpoint().parent)]
+
+
+def data_roots() -> Roots:
+    """The folders a path typed in a browser may name: ``QUACK_DATA_ROOTS``, else :func:`own_folders`.
+
+    Raises
+    ------
+    ValueError
+        When ``QUACK_DATA_ROOTS`` names a folder that is not absolute.
+    """
+    return Roots.from_environment(own_folders())
+
+
+def upload_limit_bytes() -> int:
+    """Bytes all uploads together may take: ``QUACK_UPLOAD_LIMIT_MB`` megabytes, 4096 by default.
+
+    Raises
+    ------
+    ValueError
+        When the variable is not a positive whole number.
+    """
+    return _positive_whole_number("QUACK_UPLOAD_LIMIT_MB", DEFAULT_UPLOAD_LIMIT_MB) * 1_000_000
+
+
+def upload_max_rows() -> int:
+    """Measurements an uploaded data source may hold: ``QUACK_UPLOAD_MAX_ROWS``, 2,000,000 by default.
+
+    Raises
+    ------
+    ValueError
+        When the variable is not a positive whole number.
+    """
+    return _positive_whole_number("QUACK_UPLOAD_MAX_ROWS", DEFAULT_UPLOAD_MAX_ROWS)
+
+
 def sample_size() -> int:
     """Measurements in the built-in sample: ``QUACK_SAMPLE_SIZE``, 5000 by default.
 
@@ -54,17 +119,27 @@ def sample_size() -> int:
     ValueError
         When the variable is not a positive whole number.
     """
-    text = os.environ.get("QUACK_SAMPLE_SIZE", "").strip()
-    if not text:
-        return DEFAULT_SAMPLE_SIZE
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"QUACK_SAMPLE_SIZE must be a positive whole number, got {text!r}; fix it and restart.")
-    return int(text)
+    return _positive_whole_number("QUACK_SAMPLE_SIZE", DEFAULT_SAMPLE_SIZE)
 
 
 def sample_folder(size: int, seed: int = SAMPLE_SEED) -> Path:
     """The folder of the built-in sample of this size and seed (one folder per pair)."""
     return cache_root() / f"sample-{size}-{seed}"
+
+
+def upload_folder() -> Path:
+    """Where uploaded files are kept, named by their content."""
+    return cache_root() / "uploads"
+
+
+def export_folder() -> Path:
+    """The one folder the Export page writes into; a browser names only a folder inside it."""
+    return cache_root() / "exports"
+
+
+def fingerprint_folder() -> Path:
+    """The one folder of user fingerprint files; a browser names only a file inside it."""
+    return cache_root() / "fingerprints"
 
 
 def numba_cache_dir() -> Path:

@@ -1,7 +1,11 @@
 """Where data and checkpoints come from: the built-in sample, files on the server, uploads.
 
 A data source is a small dict a session keeps: ``kind`` ("sample", "path" or
-"upload"), ``paths`` (the files read) and ``name`` (what the sidebar shows).
+"upload"), ``paths`` (the files read), ``name`` (what the sidebar shows) and, for files,
+``keep_partial`` (whether a truncated file's earlier rows are kept).
+
+A browser names server files only inside the shared folders, and its uploads are kept
+within one limit for all sessions; a checkpoint upload is kept only once it loads.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from dashboard import settings
 from quack.atomic import atomic_write
@@ -56,50 +64,166 @@ def files_of(source: dict) -> list[str]:
     return [str(sample_files())] if source["kind"] == "sample" else [str(p) for p in source["paths"]]
 
 
-def path_source(path: str) -> dict:
-    """A data source for a file or folder on the server.
+def path_source(text: str, keep_partial: bool = False) -> dict:
+    """A data source for a file or folder on the server, typed in a browser.
+
+    Only a path inside a shared folder (:func:`dashboard.settings.data_roots`) is
+    accepted, after ``..`` and links are resolved.
+
+    Parameters
+    ----------
+    text : str
+        The path as typed; a relative one is looked for in each shared folder.
+    keep_partial : bool
+        Keep the rows of a truncated file read before the damage.
 
     Raises
     ------
     ValueError
-        When the path does not exist.
+        One sentence, the same whether the path is outside the shared folders or missing.
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ValueError(f"{p} does not exist on this server; give the path of a Quack results file or folder.")
-    return {"kind": "path", "paths": [str(p.resolve())], "name": p.name or str(p)}
+    real = settings.data_roots().resolve_readable(text)
+    return {"kind": "path", "paths": [str(real)], "name": real.name or str(real), "keep_partial": keep_partial}
+
+
+# Uploads from every session are checked against one limit; the check and the write
+# happen under this lock, so two uploads at once cannot both pass it.
+_UPLOADS = threading.Lock()
+
+
+def _upload_name(name: str, data: bytes, suffix: str = "") -> str:
+    """A file name for an upload: its content's hash, then its own name made safe."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name) or "upload"
+    if suffix and not safe.endswith(suffix):
+        safe += suffix
+    return f"{hashlib.sha1(data).hexdigest()[:10]}-{safe}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def _keep(target: Path, name: str, data: bytes) -> bool:
+    """Write ``data`` to ``target`` unless it is there; False when it was.
+
+    Raises
+    ------
+    ValueError
+        When keeping it would take the uploads past :func:`dashboard.settings.upload_limit_bytes`.
+    """
+    with _UPLOADS:
+        if target.is_file():
+            return False
+        limit = settings.upload_limit_bytes()
+        folder = settings.upload_folder()
+        used = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+        if used + len(data) > limit:
+            raise ValueError(
+                f"{name!r} ({_megabytes(len(data))}) was not kept: uploads already take {_megabytes(used)} of the "
+                f"{_megabytes(limit)} this server keeps for them (QUACK_UPLOAD_LIMIT_MB), so ask its operator "
+                "to make room or put the file in a shared folder."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda handle: handle.write(data))
+        return True
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Keep an uploaded file in the cache folder, named by its content so a re-upload is reused."""
-    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name) or "upload"
-    folder = settings.cache_root() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{hashlib.sha1(data).hexdigest()[:10]}-{safe}"
-    if not target.is_file():
-        atomic_write(target, lambda handle: handle.write(data))
-    return target
-
-
-def upload_source(files: list[tuple[str, bytes]]) -> dict:
-    """A data source for uploaded files, given as (name, content) pairs.
+    """Keep an uploaded file in the upload folder, named by its content so a re-upload is reused.
 
     Raises
     ------
     ValueError
-        When no file was given.
+        When keeping it would take the uploads past their limit.
+    """
+    target = settings.upload_folder() / _upload_name(name, data)
+    _keep(target, name, data)
+    return target
+
+
+@contextmanager
+def upload_source(files: list[tuple[str, bytes]], keep_partial: bool = False) -> Iterator[dict]:
+    """A data source for uploaded files, given as (name, content) pairs, for the block's use.
+
+    The files this call newly keeps are deleted again when the block raises, so uploads
+    that make no data set do not stay behind.
+
+    Parameters
+    ----------
+    files : list of (str, bytes)
+        The uploads.
+    keep_partial : bool
+        Keep the rows of a truncated file read before the damage.
+
+    Raises
+    ------
+    ValueError
+        When no file was given or the uploads would pass their limit.
     """
     if not files:
         raise ValueError("No file was uploaded.")
-    paths = [str(save_upload(name, data)) for name, data in files]
-    name = files[0][0] if len(files) == 1 else f"{len(files)} uploaded files"
-    return {"kind": "upload", "paths": paths, "name": name}
+    paths, created = [], []
+    try:
+        for name, data in files:
+            target = settings.upload_folder() / _upload_name(name, data)
+            if _keep(target, name, data):
+                created.append(target)
+            paths.append(str(target))
+        name = files[0][0] if len(files) == 1 else f"{len(files)} uploaded files"
+        yield {"kind": "upload", "paths": paths, "name": name, "keep_partial": keep_partial}
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_upload_folder() -> Path:
+    """Where uploaded checkpoints are kept once they have loaded; only these are offered."""
+    return settings.upload_folder() / "checkpoints"
+
+
+def save_checkpoint_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded checkpoint if it loads as a quack checkpoint; a refused one is deleted at once.
+
+    It is written under a name no listing offers, loaded, and only then given its
+    ``.ckpt`` name in :func:`checkpoint_upload_folder`.
+
+    Returns
+    -------
+    pathlib.Path
+        The kept checkpoint.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the upload when it is not a usable checkpoint or would take
+        the uploads past their limit.
+    """
+    from quack.encoding import load_checkpoint
+
+    target = checkpoint_upload_folder() / _upload_name(name, data, ".ckpt")
+    if target.is_file():
+        return target
+    pending = settings.upload_folder() / f".pending-{uuid.uuid4().hex}"
+    _keep(pending, name, data)
+    try:
+        load_checkpoint(pending)
+    except ValueError as error:
+        pending.unlink(missing_ok=True)
+        # The library names the file it read; the person knows it by the name they uploaded.
+        raise ValueError(str(error).replace(str(pending), repr(name))) from None
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(pending, target)
+    return target
 
 
 def list_checkpoints() -> list[Path]:
     """Checkpoints on disk: the shipped one first, then trained and uploaded ones, newest first."""
     found = {p.resolve() for p in settings.checkpoint_root().rglob("*.ckpt")}
-    found |= {p.resolve() for p in (settings.cache_root() / "uploads").glob("*.ckpt")}
+    found |= {p.resolve() for p in checkpoint_upload_folder().glob("*.ckpt")}
     shipped = settings.shipped_checkpoint().resolve()
     others = sorted(found - {shipped}, key=lambda p: p.stat().st_mtime, reverse=True)
     return ([shipped] if shipped.is_file() else []) + others

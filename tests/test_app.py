@@ -5,7 +5,12 @@ temporary one shared by the tests; each test still computes what it checks (a te
 alone passes too), so none relies on another's results.
 """
 
+import hashlib
+import html
 import json
+import os
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ def env(workspace, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("QUACK_CHECKPOINT_DIR", str(workspace["root"] / "checkpoints"))
     monkeypatch.setenv("QUACK_CHECKPOINT", str(workspace["checkpoint"]))
     monkeypatch.setenv("QUACK_SAMPLE_SIZE", "300")
+    monkeypatch.delenv("QUACK_DATA_ROOTS", raising=False)
     return workspace
 
 
@@ -54,6 +60,27 @@ def run_page(page: str | None = None, **session) -> AppTest:
     if page is not None:
         at.switch_page(f"app_pages/{page}.py").run()
     return at
+
+
+def plain(markdown: str) -> str:
+    """Text as a browser shows it, from Markdown whose punctuation the dashboard escaped."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def markup(markdown: str) -> bool:
+    """Whether Markdown holds a tag, link or image that was not escaped."""
+    return re.search(r"(?<!\\)[<\[]", markdown) is not None
+
+
+def errors_of(at: AppTest) -> list[str]:
+    return [plain(e.value) for e in at.error]
+
+
+def shared(env, name: str) -> Path:
+    """A path inside the dashboard's cache folder, which the server shares by default."""
+    folder = Path(env["root"]) / "cache" / "shared-by-tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def assert_clean(at: AppTest) -> None:
@@ -160,57 +187,103 @@ def test_data_page_counts_and_filters(env):
     assert any("No record matches" in w.value for w in at.warning)
 
 
-def test_data_page_bad_path_gives_one_sentence_and_keeps_the_sample(env):
-    at = run_page("data")
+def load_path(at: AppTest, typed: str) -> AppTest:
     at.radio(key="data_kind").set_value("path").run()
-    at.text_input(key="data_path").input("/no/such/quack/file.json").run()
-    at.button(key="data_load").click().run()
-    assert not at.exception
-    assert len(at.error) == 1 and "does not exist" in at.error[0].value
-    assert session.SOURCE not in at.session_state
-    assert metrics(at)["Records"] == f"{built_rows(env, 'sample'):,}", "the page goes on with the sample"
+    at.text_input(key="data_path").input(typed).run()
+    return at.button(key="data_load").click().run()
 
 
-def test_data_page_file_without_measurements_is_refused(env, tmp_path):
-    junk = tmp_path / "junk.json"
+def test_path_boxes_refuse_everything_outside_the_shared_folders_in_one_sentence(env, tmp_path):
+    from quack.sample import write_sample
+
+    real, _ = write_sample(tmp_path / "outside.json", n=20, seed=2)
+    seen = set()
+    at = run_page("data")
+    folder = shared(env, "")
+    for typed in (str(real), str(tmp_path / "missing.json"), "/", "/proc/self/environ",
+                  f"{folder}/{os.path.relpath(real, folder)}"):
+        load_path(at, typed)
+        assert not at.exception and len(at.error) == 1, typed
+        seen.add(errors_of(at)[0])
+    at = run_page("model")
+    for typed in ("/etc/passwd", str(tmp_path / "missing.ckpt")):
+        at.text_input(key="ckpt_path").input(typed).run()
+        at.button(key="ckpt_use_path").click().run()
+        assert not at.exception and len(at.error) == 1, typed
+        seen.add(errors_of(at)[0])
+    (sentence,) = seen
+    assert sentence.startswith("That path is not a file or folder this server shares")
+    assert str(tmp_path) not in sentence and "passwd" not in sentence
+    assert metrics(at)["Embedding / hidden"] == "16 / 32", "the session keeps its checkpoint"
+    assert session.SOURCE not in at.session_state, "and its data"
+
+
+def test_errors_name_no_server_path_outside_the_shared_folders(env, monkeypatch, tmp_path):
+    hidden = tmp_path / "private-place" / "gone.ckpt"
+    monkeypatch.setenv("QUACK_CHECKPOINT", str(hidden))
+    at = run_page()
+    assert not at.exception and len(at.error) == 1
+    assert "private-place" not in at.error[0].value and "[server path]" in errors_of(at)[0]
+
+
+def test_the_served_app_shows_no_error_details():
+    import tomllib
+
+    config = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_data_page_file_without_measurements_is_refused(env):
+    junk = shared(env, "junk.json")
     junk.write_text("this is not json\n{\"also\": \"not a measurement\"}\n")
-    at = run_page("data")
-    at.radio(key="data_kind").set_value("path").run()
-    at.text_input(key="data_path").input(str(junk)).run()
-    at.button(key="data_load").click().run()
+    at = load_path(run_page("data"), str(junk))
     assert not at.exception
-    assert len(at.error) == 1 and "junk.json" in at.error[0].value
+    assert len(at.error) == 1 and "junk.json" in errors_of(at)[0]
 
 
 def test_data_page_loads_a_file_on_the_server(env, tmp_path):
     from quack.sample import write_sample
 
-    other, _ = write_sample(tmp_path / "other.json", n=120, seed=9)
+    other, _ = write_sample(shared(env, "other.json"), n=120, seed=9)
     at = run_page("data", **{session.SELECTION: [1, 2], session.RECORD: 2})
-    at.radio(key="data_kind").set_value("path").run()
-    at.text_input(key="data_path").input(str(other)).run()
-    at.button(key="data_load").click().run()
+    load_path(at, "shared-by-tests/other.json")
     assert_clean(at)
     chosen = at.session_state[session.SOURCE]
-    assert chosen["kind"] == "path" and chosen["name"] == "other.json"
+    assert chosen["kind"] == "path" and chosen["name"] == "other.json" and chosen["paths"] == [str(other.resolve())]
     assert metrics(at)["Records"] == f"{rows_of(env, tmp_path, other):,}"
     assert session.SELECTION not in at.session_state and session.RECORD not in at.session_state, (
         "ids of the old data set are forgotten"
     )
 
 
-def test_model_page_shows_the_model_and_refuses_a_wrong_checkpoint(env, tmp_path):
+def test_model_page_shows_the_model_and_refuses_a_wrong_checkpoint(env):
     at = run_page("model")
     assert_clean(at)
     shown = metrics(at)
     assert int(shown["Parameters"].replace(",", "")) > 0 and shown["Embedding / hidden"] == "16 / 32"
-    bad = tmp_path / "not-a-model.ckpt"
+    bad = shared(env, "not-a-model.ckpt")
     bad.write_bytes(b"definitely not a checkpoint")
     at.text_input(key="ckpt_path").input(str(bad)).run()
     at.button(key="ckpt_use_path").click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "not-a-model.ckpt" in at.error[0].value
+    assert len(at.error) == 1 and "not-a-model.ckpt" in errors_of(at)[0]
     assert metrics(at)["Embedding / hidden"] == "16 / 32", "the previous checkpoint stays in use"
+
+
+def test_model_page_refuses_a_checkpoint_claiming_a_huge_model_and_keeps_no_trace_of_it(env):
+    from test_settings import crafted_checkpoint
+
+    uploads = Path(env["root"]) / "cache" / "uploads"
+    before = {p for p in uploads.rglob("*")} if uploads.is_dir() else set()
+    at = run_page("model")
+    at.get("file_uploader")[0].upload("huge.ckpt", crafted_checkpoint(10**9)).run()
+    at.button(key="ckpt_use_upload").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert re.fullmatch(r"'huge\.ckpt' claims hyperparameters quack does not build \(num_embeddings .*\)[^.]*\.",
+                        errors_of(at)[0])
+    assert metrics(at)["Embedding / hidden"] == "16 / 32"
+    assert {p for p in uploads.rglob("*")} == before, "the refused upload is deleted at once"
+    assert not any("huge" in str(option) for option in at.selectbox(key="ckpt_pick").options)
 
 
 def test_model_page_trains_in_the_background_and_offers_the_result(env):
@@ -239,7 +312,7 @@ def test_model_page_form_refuses_an_odd_hidden_size_in_one_sentence(env):
     number_inputs["Hidden size (even)"].set_value(15)
     at.button[[b.label for b in at.button].index("Start training")].click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "even" in at.error[0].value and "15" in at.error[0].value
+    assert errors_of(at) == ["“Hidden size (even)” must be even (half per encoder direction), got 15."]
     assert session.TRAINING not in at.session_state, "no run starts"
 
 
@@ -286,39 +359,84 @@ def test_discover_page_classifier_candidates_and_clusters(env):
     assert int(metrics(at)["Clusters"]) >= 1
 
 
-def test_discover_page_saves_a_fingerprint_and_relabels(env, tmp_path):
+def pattern_box(at: AppTest):
+    return [t for t in at.text_area if t.label.startswith("Pattern")][0]
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    return at.button[[b.label for b in at.button].index(label)].click().run()
+
+
+def test_discover_page_saves_a_fingerprint_and_relabels(env):
     at = run_page("discover")
     at.slider(key="cluster_size").set_value(10).run()
-    fp_file = tmp_path / "mine.json"
-    at.text_input(key="fp_file").input(str(fp_file)).run()
+    at.text_input(key="fp_file").input("mine.json").run()
     name_box = [t for t in at.text_input if t.label == "Fingerprint name"][0]
     name_box.input("e_unk_test_everything").run()
-    pattern_box = [t for t in at.text_area if t.label.startswith("Pattern")][0]
-    pattern_box.input("HTTP|html|\\d").run()
-    at.button[[b.label for b in at.button].index("Save fingerprint")].click().run()
+    pattern_box(at).input("HTTP|html|\\d").run()
+    click(at, "Save fingerprint")
     assert_clean(at)
+    fp_file = Path(env["root"]) / "cache" / "fingerprints" / "mine.json"
     assert json.loads(fp_file.read_text().splitlines()[0])["fingerprint"] == "e_unk_test_everything"
-    at.button[[b.label for b in at.button].index("Relabel the data with my fingerprints")].click().run()
+    click(at, "Relabel the data with my fingerprints")
     assert_clean(at)
     assert any("Relabelled" in s.value for s in at.success)
     assert session.RELABELLED in at.session_state
-    at.button[[b.label for b in at.button].index("Save fingerprint")].click().run()
-    assert any("already has a fingerprint" in e.value for e in at.error)
+    click(at, "Save fingerprint")
+    assert any("already has a fingerprint" in e for e in errors_of(at))
 
 
-def test_export_page_writes_with_the_writer_and_offers_downloads(env, tmp_path):
+def test_discover_page_stops_a_pattern_that_runs_too_long_in_one_sentence(env):
+    at = run_page("discover")
+    at.slider(key="cluster_size").set_value(10).run()
+    started = time.monotonic()
+    pattern_box(at).input("(.|.)+(?<=\\x00)").run(timeout=60)
+    assert time.monotonic() - started < 30
+    assert not at.exception and len(at.error) == 1
+    assert re.fullmatch(r"The pattern '\(\.\|\.\)\+\(\?<=\\x00\)' in the Discover page's pattern box ran longer "
+                        r"than [^;]*; simplify it [^.]*\.", errors_of(at)[0])
+    assert not any(m.label == "Matches in the cluster" for m in at.metric)
+
+
+def test_fingerprint_files_are_names_in_one_folder_and_the_package_is_never_written(env, tmp_path):
+    from quack.labels import shipped_fingerprint_files
+
+    shipped = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped_fingerprint_files()}
+    folder = Path(env["root"]) / "cache" / "fingerprints"
+    at = run_page("discover")
+    at.slider(key="cluster_size").set_value(10).run()
+    pattern_box(at).input("planted").run()
+    for typed in ("../../planted/new/evil.py", str(tmp_path / "evil.json"), *map(str, shipped), ".hidden"):
+        at.text_input(key="fp_file").input(typed).run()
+        for button in ("Save fingerprint", "Relabel the data with my fingerprints"):
+            click(at, button)
+            assert not at.exception and len(at.error) == 1, (typed, button)
+            assert "cannot be used as the fingerprint file's name" in errors_of(at)[0]
+    assert not list(tmp_path.iterdir()) and not (Path(env["root"]) / "planted").exists()
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped} == shipped
+    assert all(p.parent == folder for p in folder.rglob("*")), "nothing outside the fingerprint folder either"
+    at.text_input(key="fp_file").input("never-saved.json").run()
+    click(at, "Relabel the data with my fingerprints")
+    assert errors_of(at) == ["There is no fingerprint file named 'never-saved.json' yet; save a fingerprint to it first."]
+
+
+def export(at: AppTest, name: str) -> AppTest:
+    at.text_input(key="export_name").input(name).run()
+    return at.button(key="export_write").click().run()
+
+
+def test_export_page_writes_with_the_writer_and_offers_downloads(env):
     at = run_page("export")
     assert_clean(at)
-    out = tmp_path / "written"
-    at.text_input(key="export_path").input(str(out)).run()
     at.radio(key="export_rows").set_value("labelled only (filtered)").run()
-    at.button(key="export_write").click().run()
+    export(at, "labelled-export")
     assert_clean(at)
+    out = Path(env["root"]) / "cache" / "exports" / "labelled-export"
     summary = json.loads((out / "metadata.json").read_text())
-    assert any(f"Wrote {out}" in s.value for s in at.success)
+    assert any(plain(s.value) == "Wrote the export labelled-export" for s in at.success)
     assert metrics(at)["Undetermined"] == "0" and int(summary["censored"]) + int(summary["uncensored"]) > 0
     at.button(key="export_write").click().run()
-    assert any("not empty" in e.value for e in at.error)
+    assert errors_of(at) == ["An export named 'labelled-export' already exists; choose another name."]
     at.segmented_control(key="export_format").set_value("CSV").run()
     assert_clean(at)
     assert at.get("download_button")[0].proto.label.endswith(".csv")
@@ -327,6 +445,24 @@ def test_export_page_writes_with_the_writer_and_offers_downloads(env, tmp_path):
     assert_clean(at)
     losses = at.dataframe[-1].value["reconstruction_loss"]
     assert losses.notna().all() and (losses > 0).all()
+
+
+def test_export_names_a_folder_in_the_export_folder_and_writes_nowhere_else(env, tmp_path):
+    exports = Path(env["root"]) / "cache" / "exports"
+    before = set(exports.iterdir()) if exports.is_dir() else set()
+    at = run_page("export")
+    for typed in (str(tmp_path / "quack-export"), "/etc/quack-export", "../escaped", "a/b", ".hidden"):
+        export(at, typed)
+        assert not at.exception and len(at.error) == 1, typed
+        assert "cannot be used as the export folder's name" in errors_of(at)[0]
+    assert not list(tmp_path.iterdir()) and not (Path(env["root"]) / "cache" / "escaped").exists()
+    assert (set(exports.iterdir()) if exports.is_dir() else set()) == before
+
+
+def test_export_page_reports_an_export_removed_since_in_one_sentence(env):
+    gone = Path(env["root"]) / "cache" / "exports" / "never-written"
+    at = run_page("export", **{session.WRITTEN: str(gone)})
+    assert not at.exception and len(at.error) == 1 and "never-written" in errors_of(at)[0]
 
 
 def test_selected_ids_reads_record_ids_from_customdata():
@@ -365,7 +501,7 @@ def test_data_page_upload_of_a_bad_file_gives_one_sentence(env):
     at.file_uploader(key="data_upload").upload("broken.json", b"{not json at all\n").run()
     at.button(key="upload_load").click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "broken.json" in at.error[0].value
+    assert len(at.error) == 1 and "broken.json" in errors_of(at)[0]
     assert session.SOURCE not in at.session_state
 
 
@@ -381,3 +517,95 @@ def test_data_page_upload_of_measurements_switches_the_data(env, tmp_path):
     chosen = at.session_state[session.SOURCE]
     assert chosen["kind"] == "upload" and chosen["name"] == "upload.json"
     assert metrics(at)["Records"] == f"{rows_of(env, tmp_path, upload):,}"
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.radio(key="data_kind").set_value("upload").run()
+    at.file_uploader(key="data_upload").upload(name, data).run()
+    return at.button(key="upload_load").click().run()
+
+
+def kept_uploads(env) -> set[Path]:
+    return {p for p in (Path(env["root"]) / "cache" / "uploads").rglob("*") if p.is_file()}
+
+
+def test_data_uploads_are_bounded_by_size_and_by_rows_and_a_refused_one_is_not_kept(env, monkeypatch, tmp_path):
+    from quack.sample import write_sample
+
+    records, _ = write_sample(tmp_path / "many.json", n=60, seed=12)
+    before = kept_uploads(env)
+    monkeypatch.setenv("QUACK_UPLOAD_MAX_ROWS", "10")
+    at = upload(run_page("data"), "many.json", records.read_bytes())
+    assert errors_of(at) == [
+        "many.json holds more than 10 measurements, more than an upload may (QUACK_UPLOAD_MAX_ROWS); "
+        "put the files in a folder this server shares and load them from there."
+    ]
+    monkeypatch.setenv("QUACK_UPLOAD_LIMIT_MB", "1")
+    at = upload(run_page("data"), "big.json", b"{}\n" * 400_000)
+    assert not at.exception and len(at.error) == 1 and "QUACK_UPLOAD_LIMIT_MB" in errors_of(at)[0]
+    assert kept_uploads(env) == before
+    assert session.SOURCE not in at.session_state
+
+
+def test_a_truncated_upload_gets_the_pages_advice_and_loads_partially_when_asked(env, tmp_path):
+    import gzip
+
+    from quack.sample import write_sample
+
+    records, _ = write_sample(tmp_path / "cut.json", n=80, seed=13)
+    packed = gzip.compress(records.read_bytes())
+    at = upload(run_page("data"), "cut.json.gz", packed[: len(packed) // 2])
+    assert not at.exception and len(at.error) == 1
+    assert "--keep-partial" not in errors_of(at)[0]
+    assert "tick “Keep the rows read before damage in a truncated file” on the Data page" in errors_of(at)[0]
+    at.checkbox(key="upload_keep_partial").check().run()
+    at.button(key="upload_load").click().run()
+    assert_clean(at)
+    assert at.session_state[session.SOURCE]["keep_partial"] is True
+    assert 0 < int(metrics(at)["Records"].replace(",", "")) < rows_of(env, tmp_path, records)
+
+
+def test_html_and_markdown_in_an_upload_and_its_fields_show_as_text(env, tmp_path):
+    from quack.sample import write_sample
+
+    records, _ = write_sample(tmp_path / "fields.json", n=40, seed=14)
+    domain, vp = "<b>bold</b>[link](http://evil.example)", "<i>vp</i>"
+    country = "<a href='http://evil.example'>c</a>"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    for line in lines:
+        line.update(test_url=domain, vp=vp)
+        line["location"]["country_code"] = country
+    name = "<b>up</b>![img](http://evil.example/x.png).json"
+    at = upload(run_page("data"), name, "\n".join(map(json.dumps, lines)).encode())
+    assert_clean(at)
+    (sidebar,) = [m.value for m in at.markdown if 'class="qk-side"' in m.value]
+    assert "&lt;b&gt;up&lt;/b&gt;" in sidebar and "<b>up" not in sidebar
+    (heading,) = [h.value for h in at.subheader if "up" in h.value]
+    assert plain(heading) == name and not markup(heading)
+    (raw,) = [m.value for m in at.markdown if m.value.startswith("**Raw response")]
+    assert domain in plain(raw) and not markup(raw)
+    by_country = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][1]
+    assert by_country["data"][0]["y"] == [html.escape(country)]
+    at.switch_page("app_pages/attention.py").run()
+    assert_clean(at)
+    (fields,) = [m.value for m in at.markdown if "vantage point" in m.value]
+    assert domain in plain(fields) and vp in plain(fields) and not markup(fields)
+
+
+def test_figures_escape_every_value_from_data():
+    import pandas as pd
+
+    marked = {"domain": "<b>d</b>", "vp": "<i>v</i>", "country": "<a href='x'>c</a>", "status": "<b>200</b>",
+              "snippet": "<i>s</i>"}
+    hover = pd.DataFrame({c: [marked.get(c, 0)] * 3 for c in tables.HOVER_COLUMNS}).assign(id=[1, 2, 3])
+    for colour, categorical in (("domain", True), ("vp", True)):
+        fig = charts.map_figure(np.zeros((3, 2)), hover, hover[colour].to_numpy(), "<b>colour</b>", categorical,
+                                title="<i>title</i>")
+        assert [t.name for t in fig.data] == [f"{html.escape(marked[colour])} (3)"], "legends are escaped"
+        assert fig.layout.title.text == "&lt;i&gt;title&lt;/i&gt;"
+        assert list(fig.data[0].customdata[0][1:]) == [html.escape(marked[c]) for c in tables.HOVER_COLUMNS[1:]]
+    numeric = charts.map_figure(np.zeros((3, 2)), hover, np.ones(3), "<b>colour</b>", False)
+    assert numeric.data[0].name == "&lt;b&gt;colour&lt;/b&gt;"
+    bars = charts.counts_bar(pd.Series({"<b>x</b>": 3, "plain": 1}), "By <i>country</i>")
+    assert list(bars.data[0].y) == ["plain", "&lt;b&gt;x&lt;/b&gt;"] and "<i>" not in bars.layout.title.text
+    assert charts.markdown_text("[a](http://e)\n<b>*x*</b>") == r"\[a\]\(http\:\/\/e\) \<b\>\*x\*\<\/b\>"

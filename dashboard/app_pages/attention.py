@@ -27,9 +27,10 @@ session.set_record(record)
 mode = controls[1].segmented_control("Decoding", ["Teacher-forced", "Greedy"], default="Teacher-forced", key="attention_mode")
 teacher_forcing = mode != "Greedy"
 row = frame.iloc[record]
+md = charts.markdown_text
 controls[2].markdown(
-    f"**{row['domain']}** · vantage point {row['vp']} · {row['country'] or '—'} · {row['service']} · "
-    f"status {row['status'] or '—'} · label **{names[record]}**"
+    f"**{md(row['domain'])}** · vantage point {md(row['vp'])} · {md(row['country'] or '—')} · "
+    f"{md(row['service'])} · status {md(row['status'] or '—')} · label **{names[record]}**"
 )
 
 result = results.inspect(s, [record], teacher_forcing)[0]
@@ -81,7 +82,7 @@ with compare:
     second_fields = tokenizer.token_fields(second["input"].tolist())
     a, b = st.columns(2)
     for column, rid, res, toks, flds in ((a, record, result, pieces, fields), (b, other, second, second_pieces, second_fields)):
-        column.markdown(f"**Record {rid}** · {frame.iloc[rid]['domain']} · {names[rid]}")
+        column.markdown(f"**Record {rid}** · {md(frame.iloc[rid]['domain'])} · {names[rid]}")
         column.html(charts.attention_text_html(toks, attention_received(res["attention"]), flds))
         column.plotly_chart(
             charts.attention_heatmap(res["attention"], toks, tokenizer.decode_tokens(res["output"].tolist()), f"Record {rid}"),

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, loaders, session, sources, tables
+from dashboard import charts, errors, loaders, session, settings, sources, tables
 from quack.schema import Label, label_names
 
 st.title("Data")
@@ -21,22 +21,28 @@ try:
     elif kind == "path":
         typed = st.text_input(
             "Path", value=current["paths"][0] if current["kind"] == "path" else "",
-            placeholder="/data/CP_Quack-https-2021-05-30-01-01-01.tar.gz or a folder", key="data_path",
+            placeholder="CP_Quack-https-2021-05-30-01-01-01.tar.gz, or a folder, in a folder this server shares",
+            help=charts.markdown_text("Only files and folders inside the folders this server shares can be read: "
+                                      + ", ".join(str(folder) for folder in settings.data_roots().folders)),
+            key="data_path",
         )
+        keep_partial = st.checkbox(loaders.KEEP_PARTIAL_LABEL, key="data_keep_partial")
         if st.button("Load", type="primary", key="data_load") and typed.strip():
-            candidate = sources.path_source(typed.strip())
+            candidate = sources.path_source(typed, keep_partial)
+            # Build before switching, so a bad source leaves the session on the data it had.
+            loaders.dataset_dir(candidate)
     elif kind == "upload":
         files = st.file_uploader(
             "Quack results (.json, .jsonl, .gz, .tar, .tgz)", type=["json", "jsonl", "gz", "tar", "tgz"],
             accept_multiple_files=True, key="data_upload",
         )
+        keep_partial = st.checkbox(loaders.KEEP_PARTIAL_LABEL, key="upload_keep_partial")
         if files and st.button("Load", type="primary", key="upload_load"):
-            candidate = sources.upload_source([(f.name, f.getvalue()) for f in files])
-    if candidate is not None:
-        # Build before switching, so a bad source leaves the session on the data it had.
-        loaders.dataset_dir(candidate)
+            # Uploads that make no data set are deleted again as the block fails.
+            with sources.upload_source([(f.name, f.getvalue()) for f in files], keep_partial) as candidate:
+                loaders.dataset_dir(candidate)
 except (ValueError, OSError) as error:
-    st.error(str(error))
+    errors.show(error)
     candidate = None
 if candidate is not None:
     session.set_source(candidate)
@@ -48,7 +54,7 @@ labels = loaders.labels(s.data_dir)
 about = loaders.info(s.data_dir)
 named = pd.Series(label_names(labels))
 
-st.subheader(session.source()["name"])
+st.subheader(charts.markdown_text(session.source()["name"]))
 cards = st.columns(5)
 cards[0].metric("Records", f"{len(frame):,}")
 for card, label in zip(cards[1:4], (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)):
@@ -80,7 +86,7 @@ else:
     )
     rows_picked = picked.selection.rows if picked is not None else []
     record = int(shown[rows_picked[0]]) if rows_picked else int(shown[0])
-    st.markdown(f"**Raw response of record {record}** ({frame.iloc[record]['domain']})")
+    st.markdown(f"**Raw response of record {record}** ({charts.markdown_text(frame.iloc[record]['domain'])})")
     st.code(loaders.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True, height=220)
     if st.button("Open on the Attention page", key="data_attention"):
         session.set_record(record)

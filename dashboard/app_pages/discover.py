@@ -1,15 +1,48 @@
 """Discover: censorship the fingerprints missed, found in the latent space."""
 
-import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, loaders, results, session, tables
+from dashboard import charts, errors, loaders, results, session, settings, tables
 from quack.discover import cluster_summary, rank_candidates
 from quack.labels import save_user_fingerprint
+from quack.patterns import PatternError, compile_pattern
+from quack.roots import resolve_writable_name
 from quack.schema import Label
+
+#: Seconds one pattern may search all the records for, whatever the engine; past it the
+#: pattern is refused, so no pattern holds the server.
+SCAN_SECONDS = 10
+
+
+def pattern_hits(pattern: str, texts: pd.Series) -> np.ndarray:
+    """Which texts the pattern occurs in, searched in bounded time.
+
+    Raises
+    ------
+    quack.patterns.PatternError
+        One sentence naming the pattern when it is invalid, refused as unsafe, or takes
+        too long on one text or on all of them.
+    """
+    compiled = compile_pattern(pattern, "the Discover page's pattern box")
+    deadline = time.monotonic() + SCAN_SECONDS
+    return np.array([compiled.search(text, deadline=deadline) for text in texts], dtype=bool)
+
+
+def fingerprint_path(name: str) -> Path:
+    """The user fingerprint file of a name typed on the page, always in the fingerprint folder.
+
+    Raises
+    ------
+    ValueError
+        When the name is not a plain file name.
+    """
+    return resolve_writable_name(settings.fingerprint_folder(), name.strip(), "the fingerprint file's name")
+
 
 st.title("Discover")
 st.caption(
@@ -136,30 +169,39 @@ with cluster:
         try:
             proposal = results.propose(tuple(payload.iloc[i] for i in typical), share)
         except ValueError as error:
-            st.warning(str(error))
+            st.warning(charts.markdown_text(errors.public(error)))
     name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}")
     pattern = st.text_area("Pattern (Python regular expression)", proposal, key=f"fp_pattern_{chosen}_{share}", height=90)
     if pattern.strip():
         try:
-            compiled = re.compile(pattern, re.DOTALL)
-        except re.error as error:
-            st.error(f"The pattern is not a valid regular expression: {error}.")
+            hits = pattern_hits(pattern, payload)
+        except PatternError as error:
+            errors.show(error)
         else:
-            hits = np.array([bool(compiled.search(t)) for t in payload])
             cards = st.columns(3)
             cards[0].metric("Matches in the cluster", f"{int(hits[members].sum()):,} / {len(members):,}")
             cards[1].metric("Undetermined records it would mark censored", f"{int((hits & (labels == Label.UNDETERMINED)).sum()):,}")
             cards[2].metric("Records labelled uncensored it matches", f"{int((hits & (labels == Label.UNCENSORED)).sum()):,}")
-    path = st.text_input("User fingerprint file", str(session.fingerprint_file()), key="fp_file")
+    file_name = st.text_input(
+        "User fingerprint file", session.fingerprint_file().name, key="fp_file",
+        help="A file name such as my-fingerprints.json; the dashboard keeps every user fingerprint file in one folder.",
+    )
     save, relabel = st.columns(2)
     if save.button("Save fingerprint", type="primary", icon=":material/save:"):
         try:
-            written = save_user_fingerprint(path, name, pattern)
+            written = save_user_fingerprint(fingerprint_path(file_name), name, pattern)
         except ValueError as error:
-            st.error(str(error))
+            errors.show(error)
         else:
             session.set_fingerprint_file(written)
-            st.success(f"Saved {name} to {written}.")
+            st.success(charts.markdown_text(f"Saved {name} to the fingerprint file {written.name}."))
     if relabel.button("Relabel the data with my fingerprints", icon=":material/label:"):
-        changed = loaders.relabel(s, path)
-        st.success(f"Relabelled: {changed:,} records changed label. Maps and the classifier now use the new labels.")
+        try:
+            fingerprints = fingerprint_path(file_name)
+            if not fingerprints.is_file():
+                raise ValueError(f"There is no fingerprint file named {file_name.strip()!r} yet; save a fingerprint to it first.")
+            changed = loaders.relabel(s, fingerprints)
+        except (ValueError, OSError) as error:
+            errors.show(error)
+        else:
+            st.success(f"Relabelled: {changed:,} records changed label. Maps and the classifier now use the new labels.")

@@ -4,9 +4,10 @@ import time
 
 import streamlit as st
 
-from dashboard import loaders, results, session, settings, tables
+from dashboard import charts, errors, loaders, results, session, settings, tables
 from quack.encoded import load_encoded, read_metadata
 from quack.encoding import write_encoded
+from quack.roots import resolve_writable_name
 from quack.schema import Label
 
 # What the Rows choice says, and which rows quack.encoding.write_encoded keeps for it.
@@ -19,33 +20,44 @@ s = loaders.current()
 st.subheader("Write the encoded data set")
 st.caption(
     "Runs the model over every record with Lightning's Trainer.predict and AutoencoderWriter, "
-    "on the best device present. The folder must be new or empty."
+    "on the best device present, into a new folder of the dashboard's export folder."
 )
 cols = st.columns([3, 1, 1.2])
-fresh = settings.cache_root() / "exports" / time.strftime(f"{s.data_dir.name}-%Y%m%d-%H%M%S")
-storage = cols[0].text_input("Storage path", str(fresh), key="export_path")
+name = cols[0].text_input(
+    "Export folder name", time.strftime(f"{s.data_dir.name}-%Y%m%d-%H%M%S"), key="export_name",
+    help="A new name: letters, digits, '.', '_' and '-'. Every export is kept in the dashboard's export folder.",
+)
 layout = cols[1].selectbox("Layout", ["parquet", "indexed"], key="export_layout",
                            help="Parquet shards, or one .npz file per record placed by item_path")
 keep = cols[2].radio("Rows", list(ROWS), key="export_rows")
 if st.button("Write", type="primary", icon=":material/save:", key="export_write"):
     try:
+        target = resolve_writable_name(settings.export_folder(), name.strip(), "the export folder's name")
+        if target.exists():
+            raise ValueError(f"An export named {name.strip()!r} already exists; choose another name.")
         with results.progress_bar("Writing the encoded data set") as progress:
-            write_encoded(s.model, s.data_dir, storage, layout=layout, keep=ROWS[keep], progress=progress)
+            write_encoded(s.model, s.data_dir, target, layout=layout, keep=ROWS[keep], progress=progress)
     except (ValueError, OSError) as error:
-        st.error(str(error))
+        errors.show(error)
     else:
-        session.set_written(storage)
+        session.set_written(target)
 
 written = session.written()
 if written is not None:
-    summary = read_metadata(written)
-    st.success(f"Wrote {written}")
-    cards = st.columns(4)
-    for card, key in zip(cards, ("total", *(label.display for label in Label))):
-        card.metric(key.capitalize(), f"{int(summary.get(key, 0)):,}")
-    left, right = st.columns([1, 2])
-    left.dataframe(tables.written_files(written), hide_index=True, height=240)
-    right.dataframe(tables.latent_preview(load_encoded(written)), hide_index=True, height=240)
+    try:
+        summary = read_metadata(written)
+        preview = tables.latent_preview(load_encoded(written))
+    except (ValueError, OSError) as error:
+        # The folder may have been removed or left incomplete since it was written.
+        errors.show(error)
+    else:
+        st.success(charts.markdown_text(f"Wrote the export {written.name}"))
+        cards = st.columns(4)
+        for card, key in zip(cards, ("total", *(label.display for label in Label))):
+            card.metric(key.capitalize(), f"{int(summary.get(key, 0)):,}")
+        left, right = st.columns([1, 2])
+        left.dataframe(tables.written_files(written), hide_index=True, height=240)
+        right.dataframe(preview, hide_index=True, height=240)
 
 st.subheader("Download a table")
 st.caption(

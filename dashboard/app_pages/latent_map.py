@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, jobs, loaders, results, session, tables
+from dashboard import charts, errors, jobs, loaders, results, session, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
 from quack.projection import METRICS, display_sample, umap_ready
@@ -55,7 +55,7 @@ if method == "UMAP":
     if job is not None and job.done() and job.exception() is None:
         coords, shown = job.result(), "UMAP"
     elif job is not None and job.done():
-        notice.warning(f"UMAP failed ({job.exception()}); showing the PCA map.")
+        notice.warning(charts.markdown_text(errors.public(f"UMAP failed ({job.exception()}); showing the PCA map.")))
         jobs.store().forget(key)
         failed = True
 
@@ -118,10 +118,8 @@ with right:
         session.set_record(record)
         st.rerun()
     row = frame.iloc[int(record)]
-    st.markdown(
-        f"**{row['domain']}** · {row['country'] or '—'} · {row['service']} · "
-        f"{names[int(record)]}"
-    )
+    md = charts.markdown_text
+    st.markdown(f"**{md(row['domain'])}** · {md(row['country'] or '—')} · {md(row['service'])} · {names[int(record)]}")
     # The rerun above makes the record the chosen one, whose neighbours the map found.
     near = tables.record_table(frame, labels, texts, neighbours)
     near.insert(1, "distance", np.round(distances, 3))

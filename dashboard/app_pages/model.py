@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, loaders, session, sources, training_runs
+from dashboard import charts, errors, loaders, session, settings, sources, training_runs
 from quack.config import AutoencoderConfig, TrainConfig, options
 from quack.encoding import best_device
 
@@ -20,22 +20,24 @@ with choose:
         "Checkpoint", choices, index=choices.index(current), format_func=sources.describe_checkpoint, key="ckpt_pick"
     )
     extra = st.columns(2)
-    typed = extra[0].text_input("…or a checkpoint file on this server", key="ckpt_path")
+    typed = extra[0].text_input("…or a checkpoint file in a folder this server shares", key="ckpt_path")
     uploaded = extra[1].file_uploader("…or upload one (.ckpt)", type=["ckpt"], key="ckpt_upload")
     candidate = None
-    if typed.strip() and st.button("Use this file", key="ckpt_use_path"):
-        candidate = typed.strip()
-    elif uploaded is not None and st.button("Use the upload", key="ckpt_use_upload"):
-        candidate = str(sources.save_upload(uploaded.name, uploaded.getvalue()))
-    elif picked != current:
-        candidate = str(picked)
-    if candidate is not None:
-        try:
+    try:
+        if typed.strip() and st.button("Use this file", key="ckpt_use_path"):
+            candidate = settings.data_roots().resolve_readable(typed)
+        elif uploaded is not None and st.button("Use the upload", key="ckpt_use_upload"):
+            # Kept only once it loads; a refused upload is deleted at once.
+            candidate = sources.save_checkpoint_upload(uploaded.name, uploaded.getvalue())
+        elif picked != current:
+            candidate = picked
+        if candidate is not None:
             loaders.load_model(candidate)
-        except (ValueError, OSError) as error:
-            # The session keeps its checkpoint; the page goes on showing it.
-            st.error(str(error))
-        else:
+    except (ValueError, OSError) as error:
+        # The session keeps its checkpoint; the page goes on showing it.
+        errors.show(error)
+    else:
+        if candidate is not None:
             session.set_checkpoint(candidate)
             st.rerun()
 
@@ -49,6 +51,18 @@ with choose:
     cards[4].metric("File size", f"{session.checkpoint().stat().st_size / 1e6:.1f} MB")
     with st.expander("All hyperparameters"):
         st.json(dict(hp))
+
+
+def form_message(error: ValueError, *configs: type) -> str:
+    """A config's refusal in the form's words: the option's label where the message names its flag."""
+    text = str(error)
+    for config in configs:
+        for f, option in options(config):
+            # quack.config names an option in its messages as its command-line flag.
+            flag = "--" + f.name.replace("_", "-")
+            if text.startswith(flag + " "):
+                return f"“{option.label}” {text[len(flag) + 1:]}"
+    return text
 
 
 def option_inputs(config: type, columns: list, start: int) -> dict:
@@ -78,8 +92,8 @@ with train:
     run = training_runs.find(session.training_id())
     if run is None or run.future.done():
         st.caption(
-            f"Trains on the current data set ({session.source()['name']}) with its tokenizer, in the background; "
-            "the pages stay usable meanwhile."
+            f"Trains on the current data set ({charts.markdown_text(session.source()['name'])}) with its tokenizer, "
+            "in the background; the pages stay usable meanwhile."
         )
         with st.form("train_form"):
             columns = st.columns(FORM_COLUMNS)
@@ -91,7 +105,7 @@ with train:
                 model_config = AutoencoderConfig(**model_values)
                 train_config = TrainConfig(**train_values)
             except ValueError as error:
-                st.error(str(error))
+                errors.show(form_message(error, AutoencoderConfig, TrainConfig))
             else:
                 run = training_runs.start(loaders.current().data_dir, model_config, train_config)
                 session.set_training_id(run.run_id)
@@ -108,10 +122,11 @@ with train:
         if run.future.done():
             error = run.future.exception()
             if error is not None:
-                st.error(f"Training {run.run_id} failed: {error}")
+                errors.show(f"Training {run.run_id} failed: {error}")
             else:
                 path = run.future.result()
-                st.success(f"Training {run.run_id} finished; the best checkpoint is saved as {path}.")
+                st.success(charts.markdown_text(
+                    f"Training {run.run_id} finished; the best checkpoint is saved as {errors.public(str(path))}."))
                 if st.button("Use the new checkpoint", type="primary", key="use_trained"):
                     session.set_checkpoint(path)
                     session.set_training_id(None)
