@@ -4,6 +4,9 @@ Run from the project root::
 
     python bench/bench_ingest.py            # 10,000 and 50,000 measurements on 2 cores
     python bench/bench_ingest.py --n 50000  # one size
+    python bench/bench_ingest.py --workers 1 2   # quack ingest --workers over 8 files of 5,000
+
+Without ``--workers``:
 
 Each size runs in a fresh process pinned to two cores (the BPE's thread pool is held to
 two threads as well), so the peak resident memory of one run is not hidden by another.
@@ -14,6 +17,12 @@ passes is reported:
 * ingest + label: plus :func:`quack.labels.label_row` with the shipped fingerprints;
 * tokenize: :meth:`QuackTokenizer.encode_rows` on rows already in memory;
 * build: :func:`quack.build.build_dataset` end to end (both passes, BPE training, Parquet).
+
+With ``--workers``, one process pinned to two cores writes ``--files`` sample files of
+``--n`` measurements (seeds 0, 1, ...) and builds a data set of them end to end with
+each number of workers in turn, interleaved, three rounds, so that the machine's
+neighbours slow every count alike; the fastest round of each is reported, once with the
+tokenizer given (as ``quack ingest --tokenizer-from``) and once training it.
 """
 
 from __future__ import annotations
@@ -33,16 +42,14 @@ REPEAT = 3
 
 
 def _child(n: int) -> dict:
-    if hasattr(os, "sched_setaffinity"):
-        available = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, set(available[:CORES]))
+    cores = _pin()
     from quack.build import build_dataset
     from quack.ingest import iter_rows
     from quack.labels import Fingerprints, label_row
     from quack.sample import write_sample
     from quack.tokenizer import QuackTokenizer
 
-    result = {"measurements": n, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    result = {"measurements": n, "cores": cores}
     with tempfile.TemporaryDirectory() as tmp:
         records, _ = write_sample(Path(tmp) / "bench.json", n=n, seed=0)
         result["file_mb"] = records.stat().st_size / 2**20
@@ -86,16 +93,79 @@ def _child(n: int) -> dict:
     return result
 
 
+def _pin() -> int | None:
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, set(available[:CORES]))
+    return len(os.sched_getaffinity(0))
+
+
+def _workers_child(counts: list[int], n: int, files: int) -> dict:
+    cores = _pin()
+    from quack.build import build_dataset
+    from quack.sample import write_sample
+
+    result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw"
+        for seed in range(files):
+            write_sample(raw / f"scan-{seed}.json", n=n, seed=seed)
+        result["mb"] = sum(p.stat().st_size for p in raw.glob("scan-*.json")) / 2**20
+        # The tokenizer every given-tokenizer build reuses, as a SLURM array's parts would.
+        build_dataset(raw, Path(tmp) / "first", vocab_size=4000, max_tokens=256)
+        from quack.datafolder import DataFolder
+
+        first = DataFolder.open(Path(tmp) / "first")
+        tokenizer, result["rows"] = first.tokenizer, first.n_rows
+        for _ in range(REPEAT):
+            for count in counts:
+                for mode, given in (("given", tokenizer), ("trained", None)):
+                    start = time.perf_counter()
+                    build_dataset(raw, Path(tmp) / "data", tokenizer=given, vocab_size=4000, max_tokens=256,
+                                  workers=count)
+                    elapsed = time.perf_counter() - start
+                    key = f"{mode}-{count}"
+                    result["runs"][key] = min(result["runs"].get(key, elapsed), elapsed)
+    return result
+
+
+def _print_workers(r: dict, counts: list[int]) -> None:
+    print(f"quack ingest of {r['files']} files x {r['measurements']} measurements ({r['rows']} rows, "
+          f"{r['mb']:.0f} MB) on {r['cores']} cores, fastest of {REPEAT} interleaved rounds:")
+    for mode, words in (("given", "tokenizer given"), ("trained", "tokenizer trained")):
+        base = r["rows"] / r["runs"][f"{mode}-{counts[0]}"]
+        parts = []
+        for count in counts:
+            rate = r["rows"] / r["runs"][f"{mode}-{count}"]
+            parts.append(f"{count} worker{'s' if count > 1 else ''} {rate:,.0f} rows/s ({rate / base:.2f}x)")
+        print(f"  {words}: " + " | ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[10000, 50000], help="measurements per run")
+    parser.add_argument("--n", type=int, nargs="+", default=None,
+                        help="measurements per run (default: 10000 50000; with --workers: 5000 per file)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None, help="compare these numbers of workers")
+    parser.add_argument("--files", type=int, default=8, help="input files with --workers (default: 8)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.workers:
+        print(json.dumps(_workers_child(args.workers, args.child, args.files)))
+        return
     if args.child:
         print(json.dumps(_child(args.child)))
         return
     env = dict(os.environ, RAYON_NUM_THREADS=str(CORES), TOKENIZERS_PARALLELISM="true")
-    for n in args.n:
+    if args.workers:
+        n = (args.n or [5000])[0]
+        command = [sys.executable, __file__, "--child", str(n), "--files", str(args.files), "--workers",
+                   *map(str, args.workers)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[1])
+        _print_workers(json.loads(done.stdout.strip().splitlines()[-1]), args.workers)
+        return
+    for n in args.n or [10000, 50000]:
         done = subprocess.run([sys.executable, __file__, "--child", str(n)], env=env, capture_output=True, text=True,
                               check=True, cwd=Path(__file__).resolve().parents[1])
         r = json.loads(done.stdout.strip().splitlines()[-1])

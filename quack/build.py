@@ -1,8 +1,12 @@
 """Build a data set folder from raw Quack files: ingest, label, tokenize.
 
-:func:`build_dataset` streams the input twice over a staging file (once to ingest and
-label, once to tokenize) so memory stays flat, and renames the finished folder into place
-so a failed build leaves nothing half-written. The folder's layout is described in
+:func:`build_dataset` streams the input in chunks (:func:`quack.ingest.iter_chunks`) so
+memory stays flat, and renames the finished folder into place so a failed build leaves
+nothing half-written. Given a tokenizer, each chunk is parsed, labelled and tokenized in
+one pass; otherwise a first pass stages each chunk's labelled rows in a part file, the
+tokenizer is trained on them, and a second pass tokenizes the parts. Chunks and parts
+are handled in worker processes when asked (:class:`quack.parallel.Workers`) and joined
+in input order, so the data set is the same whatever the number of workers. The folder's layout is described in
 :mod:`quack.datafolder`; its columns come from :data:`quack.schema.ROW_SCHEMA`.
 
 A build works in a hidden ``.NAME.building-PID-XXXXXXXX`` folder beside the output, PID
@@ -24,6 +28,8 @@ import re
 import shutil
 import sys
 import uuid
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -33,8 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quack.datafolder import INFO_FILE, ROWS_FILE, TOKENIZER_FILE, replace_blocker
-from quack.ingest import IngestStats, QuackInputError, iter_rows
-from quack.labels import Fingerprints, label_row
+from quack.ingest import Chunk, IngestStats, QuackInputError, chunk_rows, geoip_lookup, iter_chunks
+from quack.labels import FingerprintWarning, Fingerprints, label_row
+from quack.parallel import Workers
 from quack.schema import Label, columns, schema_of
 from quack.tokenizer import FIELD_CHARS, TEXT_FIELDS, QuackTokenizer
 
@@ -51,7 +58,6 @@ _STAGED_SCHEMA = _plain_schema(columns("ingest") + ("label", "fingerprint"))
 _STORED_SCHEMA = _plain_schema(columns())
 _TEXTS = columns("text")
 _FLAGS = columns("flag")
-_TOKENIZED = list(columns("tokenized"))
 _INT32 = (-(2**31), 2**31 - 1)
 _BATCH = 2048
 
@@ -78,6 +84,7 @@ def build_dataset(
     allow_empty: bool = True,
     keep_partial: bool = False,
     max_expansion: float | None = None,
+    workers: int = 1,
 ) -> dict:
     """Ingest, label and tokenize raw Quack files into a data set folder.
 
@@ -113,6 +120,9 @@ def build_dataset(
     max_expansion : float, optional
         Decompressed bytes allowed per compressed byte of an input; see
         :func:`quack.ingest.iter_rows`.
+    workers : int
+        Processes that parse, label and tokenize (the files and archives are read here);
+        the data set, its row order and the counts are the same for any number.
 
     Returns
     -------
@@ -138,6 +148,8 @@ def build_dataset(
         raise _write_error(out, error) from error
     _check_output(out)
     fingerprints = Fingerprints.load(signatures)
+    if geoip_db:
+        geoip_lookup(geoip_db)
     stats = stats if stats is not None else IngestStats()
     report = progress or (lambda done, stage: None)
     work = _stage_name(out, "building")
@@ -148,27 +160,34 @@ def build_dataset(
     except OSError as error:
         raise _write_error(out, error) from error
     try:
-        staging = work / "staging.parquet"
-        rows = iter_rows(paths, stats, geoip_db=geoip_db, anomalies_only=anomalies_only,
-                         keep_partial=keep_partial, max_expansion=max_expansion)
-        n_rows = _ingest(rows, staging, fingerprints, report)
-        if n_rows == 0 and not allow_empty:
-            raise QuackInputError(
-                f"Found no measurements in {_describe(paths)} ({_skipped_text(stats)}); "
-                "give Censored Planet Quack files" + (" or drop --anomalies-only." if anomalies_only else ".")
-            )
-        if tokenizer is None:
-            report(0, "train")
-            tokenizer = QuackTokenizer.train(_staged_texts(staging), vocab_size=vocab_size, max_tokens=max_tokens)
-            report(n_rows, "train")
-        counts, longest, total_tokens = _tokenize(staging, work / ROWS_FILE, tokenizer, report)
-        staging.unlink()
+        staging = work / "staging"
+        staging.mkdir()
+        chunks = iter_chunks(paths, keep_partial=keep_partial, max_expansion=max_expansion,
+                             keep_problems=stats.keep_problems)
+        options = _RowOptions(staging, geoip_db, anomalies_only, stats.keep_problems)
+        with Workers(workers) as pool, pq.ParquetWriter(work / ROWS_FILE, _STORED_SCHEMA) as writer:
+            rows = _RowsWriter(writer)
+            found = _Found(paths, stats, allow_empty, anomalies_only)
+            results = _chunk_results(pool, chunks, options, fingerprints, stats, report, tokenizer)
+            if tokenizer is not None:
+                rows.write_all(results)
+                found.check()
+            else:
+                parts = list(results)
+                found.check()
+                report(0, "train")
+                tokenizer = QuackTokenizer.train(_staged_texts(parts), vocab_size=vocab_size, max_tokens=max_tokens)
+                report(found.rows, "train")
+                tokenized = pool.map(_tokenize_part, parts, here=(tokenizer,), there=(tokenizer.to_json(),))
+                rows.write_all(tokenized, lambda done: report(done, "tokenize"))
+        shutil.rmtree(staging)
+        n_rows, counts = rows.done, rows.counts
         tokenizer.save(work / TOKENIZER_FILE)
         info = {
             "rows": n_rows,
             "rows_per_label": {str(int(label)): counts.get(label, 0) for label in sorted(Label)},
-            "longest_sequence": longest,
-            "mean_tokens": total_tokens / n_rows if n_rows else 0.0,
+            "longest_sequence": rows.longest,
+            "mean_tokens": rows.total / n_rows if n_rows else 0.0,
             "vocab_size": tokenizer.vocab_size,
             "max_tokens": tokenizer.max_tokens,
             "files": stats.files,
@@ -307,24 +326,89 @@ def _skipped_text(stats: IngestStats) -> str:
     return f"{stats.lines} lines read; skipped: {parts}"
 
 
-def _ingest(rows: Iterable[dict], staging: Path, fingerprints: Fingerprints, report) -> int:
-    """Pass 1: rows with labels, display text cut, into a staging Parquet file."""
-    n_rows = 0
-    with pq.ParquetWriter(staging, _STAGED_SCHEMA) as writer:
-        batch: list[dict] = []
-        for row in rows:
-            row["label"], row["fingerprint"] = label_row(row, fingerprints)
-            batch.append(row)
-            if len(batch) == _BATCH:
-                writer.write_table(_rows_table(batch))
-                n_rows += len(batch)
-                batch = []
-                report(n_rows, "ingest")
-        if batch:
-            writer.write_table(_rows_table(batch))
-            n_rows += len(batch)
-    report(n_rows, "ingest")
-    return n_rows
+class _Found:
+    """The rows a build found, and its refusal of input with none (unless a data set of no rows is allowed)."""
+
+    def __init__(self, paths, stats: IngestStats, allow_empty: bool, anomalies_only: bool) -> None:
+        self.paths, self.stats, self.allow_empty, self.anomalies_only = paths, stats, allow_empty, anomalies_only
+        self.before = stats.rows
+
+    @property
+    def rows(self) -> int:
+        return self.stats.rows - self.before
+
+    def check(self) -> None:
+        if self.rows == 0 and not self.allow_empty:
+            raise QuackInputError(
+                f"Found no measurements in {_describe(self.paths)} ({_skipped_text(self.stats)}); "
+                "give Censored Planet Quack files" + (" or drop --anomalies-only." if self.anomalies_only else ".")
+            )
+
+
+@dataclass(frozen=True)
+class _RowOptions:
+    """How a chunk becomes labelled rows; the same in every process."""
+
+    staging: Path
+    geoip_db: str | None
+    anomalies_only: bool
+    keep_problems: bool
+
+
+def _chunk_results(
+    pool: Workers, chunks: Iterable[Chunk], options: _RowOptions, fingerprints: Fingerprints, stats: IngestStats,
+    report: Progress, tokenizer: QuackTokenizer | None,
+) -> Iterator[pa.Table | Path]:
+    """Each chunk's labelled rows in input order: tokenized, given a tokenizer, else as a staging part.
+
+    Each chunk's counts join ``stats`` as its result comes back, so they add up in input
+    order, as one process reading alone would count them; a chunk with no rows gives nothing.
+    """
+    before = stats.rows
+    here = (options, fingerprints, tokenizer)
+    there = (options, tuple(fingerprints.sources), tokenizer.to_json() if tokenizer is not None else None)
+    for chunk_stats, result in pool.map(_chunk_rows, chunks, here=here, there=there):
+        stats.merge(chunk_stats)
+        report(stats.rows - before, "ingest")
+        if result is not None:
+            yield result
+    report(stats.rows - before, "ingest")
+
+
+def _chunk_rows(
+    chunk: Chunk, options: _RowOptions, fingerprints: Fingerprints | tuple[str, ...],
+    tokenizer: QuackTokenizer | str | None,
+) -> tuple[IngestStats, pa.Table | Path | None]:
+    """One chunk's rows, labelled, display text cut: tokenized, or else in a staging part of their own."""
+    if not isinstance(fingerprints, Fingerprints):
+        fingerprints = _worker_fingerprints(fingerprints)
+    stats = IngestStats(keep_problems=options.keep_problems)
+    tables, batch = [], []
+    for row in chunk_rows(chunk, stats, geoip_db=options.geoip_db, anomalies_only=options.anomalies_only):
+        row["label"], row["fingerprint"] = label_row(row, fingerprints)
+        batch.append(row)
+        if len(batch) == _BATCH:
+            tables.append(_rows_table(batch))
+            batch = []
+    if batch:
+        tables.append(_rows_table(batch))
+    if not tables:
+        return stats, None
+    table = pa.concat_tables(tables)
+    if tokenizer is not None:
+        return stats, _with_tokens(table, tokenizer)
+    part = options.staging / f"part-{chunk.index:08d}.parquet"
+    pq.write_table(table, part)
+    return stats, part
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_fingerprints(sources: tuple[str, ...]) -> Fingerprints:
+    """The build's fingerprints in a worker process, loaded for its first chunk only."""
+    with warnings.catch_warnings():
+        # The build warned of an empty list once already, in its own process.
+        warnings.simplefilter("ignore", FingerprintWarning)
+        return Fingerprints.load(list(sources))
 
 
 def _rows_table(rows: list[dict]) -> pa.Table:
@@ -347,37 +431,54 @@ def _cut(value: Any) -> str:
     return value[:FIELD_CHARS] if isinstance(value, str) else ""
 
 
-def _staged_texts(staging: Path) -> Iterator[dict]:
-    for batch in pq.ParquetFile(staging).iter_batches(batch_size=_BATCH, columns=list(TEXT_FIELDS)):
-        texts = [batch.column(name).to_pylist() for name in TEXT_FIELDS]
-        for row in zip(*texts):
-            yield dict(zip(TEXT_FIELDS, row))
+def _staged_texts(parts: list[Path]) -> Iterator[dict]:
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH, columns=list(TEXT_FIELDS)):
+            texts = [batch.column(name).to_pylist() for name in TEXT_FIELDS]
+            for row in zip(*texts):
+                yield dict(zip(TEXT_FIELDS, row))
 
 
-def _tokenize(staging: Path, target: Path, tokenizer: QuackTokenizer, report) -> tuple[dict, int, int]:
-    """Pass 2: add ids and tokens to the staged rows."""
-    counts: dict[int, int] = {}
-    longest = total = done = 0
-    with pq.ParquetWriter(target, _STORED_SCHEMA) as writer:
-        for batch in pq.ParquetFile(staging).iter_batches(batch_size=_BATCH):
-            table = pa.Table.from_batches([batch])
-            rows = table.select(_TOKENIZED).to_pylist()
-            token_lists = tokenizer.encode_rows(rows)
-            lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int32, count=len(token_lists))
-            offsets = np.zeros(len(token_lists) + 1, dtype=np.int32)
-            np.cumsum(lengths, out=offsets[1:])
-            flat = np.fromiter((i for t in token_lists for i in t), dtype=np.int32, count=int(offsets[-1]))
-            tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
-            ids = pa.array(np.arange(done, done + len(rows), dtype=np.int64))
-            table = table.add_column(0, "id", ids).append_column("tokens", tokens).append_column("n_tokens", pa.array(lengths))
-            writer.write_table(table.cast(_STORED_SCHEMA))
-            for label, n in zip(*np.unique(table.column("label").to_numpy(), return_counts=True)):
-                counts[int(label)] = counts.get(int(label), 0) + int(n)
-            longest = max(longest, int(lengths.max()))
-            total += int(lengths.sum())
-            done += len(rows)
-            report(done, "tokenize")
-    return counts, longest, total
+class _RowsWriter:
+    """Writes tokenized tables to the rows file in order, numbering the rows and counting what info.json says."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.counts: dict[int, int] = {}
+        self.longest = self.total = self.done = 0
+
+    def write_all(self, tables: Iterable[pa.Table], report: Callable[[int], None] | None = None) -> None:
+        for table in tables:
+            ids = pa.array(np.arange(self.done, self.done + table.num_rows, dtype=np.int64))
+            self.writer.write_table(table.add_column(0, "id", ids).cast(_STORED_SCHEMA))
+            labels, n = np.unique(table.column("label").to_numpy(), return_counts=True)
+            for label, count in zip(labels.tolist(), n.tolist()):
+                self.counts[label] = self.counts.get(label, 0) + count
+            lengths = table.column("n_tokens").to_numpy()
+            self.longest = max(self.longest, int(lengths.max()))
+            self.total += int(lengths.sum())
+            self.done += table.num_rows
+            if report is not None:
+                report(self.done)
+
+
+def _tokenize_part(part: Path, tokenizer: QuackTokenizer | str) -> pa.Table:
+    """A staging part with its tokens."""
+    return _with_tokens(pq.read_table(part), tokenizer)
+
+
+def _with_tokens(table: pa.Table, tokenizer: QuackTokenizer | str) -> pa.Table:
+    """Labelled rows with their ``tokens`` and ``n_tokens`` columns added."""
+    if not isinstance(tokenizer, QuackTokenizer):
+        tokenizer = _worker_tokenizer(tokenizer)
+    tokens = tokenizer.encode_table(table)
+    return table.append_column("tokens", tokens).append_column("n_tokens", pc.list_value_length(tokens))
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_tokenizer(document: str) -> QuackTokenizer:
+    """The build's tokenizer in a worker process, read for its first job only."""
+    return QuackTokenizer.from_json(document)
 
 
 def _sources(rows_path: Path) -> list[str]:

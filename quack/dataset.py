@@ -2,24 +2,26 @@
 
 :class:`QuackDataset` gives one record's tokens (and metadata) at a time from Arrow
 buffers; :class:`QuackDataModule` splits the records and batches them for training and
-prediction. Data sets are written by :func:`quack.build.build_dataset`.
+prediction. Data sets are written by :func:`quack.build.build_dataset`; a folder of parts
+reads as one data set. Given another tokenizer than the data set's (a checkpoint's),
+:class:`QuackDataset` tokenizes the stored rows again with it as it opens them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from quack.datafolder import DataFolder
 from quack.schema import columns
-from quack.tokenizer import PAD, QuackTokenizer
+from quack.tokenizer import PAD, TOKENIZED_COLUMNS, QuackTokenizer
 
 __all__ = [
     "METADATA_COLUMNS",
@@ -43,9 +45,20 @@ class QuackDataset(Dataset):
     Parameters
     ----------
     data_dir : path
-        A data set folder written by :func:`quack.build.build_dataset`.
+        A data set folder written by :func:`quack.build.build_dataset`, or a folder of parts.
     with_metadata : bool
         Items are ``(metadata dict, tokens)`` instead of ``tokens``.
+    tokenizer : QuackTokenizer, optional
+        The tokenizer the items must be in. When it is not the data set's, the stored rows
+        are tokenized again with it (streamed in batches; the tokens are those a fresh
+        ingest with this tokenizer would store).
+    progress : callable, optional
+        Called as ``progress(done, total)`` while tokenizing again.
+
+    Attributes
+    ----------
+    retokenized : bool
+        Whether the tokens were made here with ``tokenizer``.
 
     Raises
     ------
@@ -53,15 +66,25 @@ class QuackDataset(Dataset):
         When the folder is not a quack data set.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, with_metadata: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        with_metadata: bool = False,
+        tokenizer: QuackTokenizer | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         folder = DataFolder.open(data_dir)
-        table = pq.read_table(folder.rows_path, columns=METADATA_COLUMNS + ["tokens", "n_tokens"])
-        tokens = table.column("tokens").combine_chunks()
+        self.retokenized = tokenizer is not None and tokenizer.to_json() != folder.tokenizer.to_json()
+        table = folder.read_table(METADATA_COLUMNS + ([] if self.retokenized else ["tokens"]))
+        if self.retokenized:
+            tokens = _tokenized_again(folder, tokenizer, progress)
+        else:
+            tokens = table.column("tokens").combine_chunks()
+        self._meta = {name: table.column(name).combine_chunks() for name in METADATA_COLUMNS}
         self._offsets = np.asarray(tokens.offsets)
         self._values = np.asarray(tokens.values)
-        self.lengths = table.column("n_tokens").to_numpy()
+        self.lengths = np.diff(self._offsets).astype(np.int32)
         self.with_metadata = with_metadata
-        self._meta = {name: table.column(name).combine_chunks() for name in METADATA_COLUMNS}
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -69,6 +92,11 @@ class QuackDataset(Dataset):
     def tokens(self, i: int) -> torch.Tensor:
         """The token ids of row ``i`` as a LongTensor."""
         return torch.from_numpy(self._values[self._offsets[i] : self._offsets[i + 1]].astype(np.int64))
+
+    @property
+    def metadata_table(self) -> pa.Table:
+        """The :data:`METADATA_COLUMNS` of every row, in id order."""
+        return pa.table(self._meta)
 
     def metadata(self, i: int) -> dict:
         """The :data:`METADATA_COLUMNS` of row ``i`` as plain Python values."""
@@ -82,6 +110,19 @@ class QuackDataset(Dataset):
         if self.with_metadata:
             return self.metadata(i), self.tokens(i)
         return self.tokens(i)
+
+
+def _tokenized_again(
+    folder: DataFolder, tokenizer: QuackTokenizer, progress: Callable[[int, int], None] | None
+) -> pa.ListArray:
+    """Every row's tokens under ``tokenizer``, from the stored text, in id order."""
+    pieces, done = [], 0
+    for batch in folder.iter_batches(list(TOKENIZED_COLUMNS)):
+        pieces.append(tokenizer.encode_table(pa.Table.from_batches([batch])))
+        done += batch.num_rows
+        if progress is not None:
+            progress(done, folder.n_rows)
+    return pa.concat_arrays(pieces) if pieces else pa.array([], type=pa.list_(pa.int32()))
 
 
 def collate_tokens(batch: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -145,7 +186,7 @@ class QuackDataModule(pl.LightningDataModule):
     Parameters
     ----------
     data_dir : path
-        A data set folder written by :func:`quack.build.build_dataset`.
+        A data set folder written by :func:`quack.build.build_dataset`, or a folder of parts.
     batch_size : int
     split : (float, float, float)
         Train, validation and test shares; they must add up to 1.

@@ -5,6 +5,8 @@ records in length-sorted batches (little padding, so little wasted work), on the
 device present, with Lightning's ``Trainer.predict``. :func:`encode_dataset` keeps the
 latents in memory; :func:`write_encoded` hands them to :class:`AutoencoderWriter`. A
 latent vector therefore means the same thing, and costs the same, wherever it is computed.
+A data set tokenized by another tokenizer than the checkpoint's is tokenized again with
+the checkpoint's, from its stored rows, as it is read (:class:`quack.dataset.QuackDataset`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -94,22 +95,34 @@ def load_checkpoint(path: str | Path) -> QuackAutoEncoder:
     return model.eval()
 
 
+def tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> bool:
+    """Whether a data set's stored tokens are the checkpoint's tokenizer's (else encoding tokenizes again).
+
+    Raises
+    ------
+    QuackInputError
+        When the folder is not a data set.
+    """
+    from quack.datafolder import DataFolder
+
+    if model.tokenizer_json is None:
+        return True
+    return DataFolder.open(data_dir).tokenizer.to_json() == model.tokenizer.to_json()
+
+
 def check_tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> None:
     """Raise when a data set was tokenized with another tokenizer than the checkpoint's.
 
-    Token ids only mean something under the tokenizer that produced them, so encoding
-    a data set with a model trained under another vocabulary gives meaningless latents.
+    :func:`predict` tokenizes such a data set again and needs no check; a reader of the
+    stored ``tokens`` column with the model's vocabulary does, since token ids only mean
+    something under the tokenizer that produced them.
 
     Raises
     ------
     ValueError
         Naming the data set and what to do.
     """
-    from quack.datafolder import DataFolder
-    from quack.tokenizer import QuackTokenizer
-
-    ours = DataFolder.open(data_dir).tokenizer.to_json()
-    if model.tokenizer_json is not None and ours != QuackTokenizer.from_json(model.tokenizer_json).to_json():
+    if not tokenizer_matches(model, data_dir):
         raise ValueError(
             f"The data set {data_dir} was tokenized with another tokenizer than the checkpoint's; "
             "re-ingest it with `quack ingest --tokenizer-from CHECKPOINT` or train a model on it."
@@ -121,17 +134,15 @@ class _SortedBatches(Dataset):
 
     Each item is one batch, ``(metadata list, padded tokens)``, so Lightning hands whole
     batches to the ranks of a distributed run and the metadata of a batch is read from
-    Arrow in one call rather than cell by cell.
+    Arrow in one call rather than cell by cell. The tokens are the checkpoint's
+    tokenizer's, made from the stored rows when the data set has another's.
     """
 
-    def __init__(self, data_dir: Path, batch_size: int) -> None:
+    def __init__(self, data_dir: Path, batch_size: int, tokenizer=None, progress: Progress | None = None) -> None:
         from quack.dataset import QuackDataset
-        from quack.datafolder import DataFolder
-        from quack.schema import columns
 
-        folder = DataFolder.open(data_dir)
-        self.tokens = QuackDataset(folder.path)
-        self.metadata = pq.read_table(folder.rows_path, columns=list(columns("metadata")))
+        self.tokens = QuackDataset(data_dir, tokenizer=tokenizer, progress=progress)
+        self.metadata = self.tokens.metadata_table
         order = np.argsort(self.tokens.lengths, kind="stable")
         self.batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
@@ -181,6 +192,7 @@ def predict(
     num_nodes: int = 1,
     precision: str | None = None,
     progress: Progress | None = None,
+    retokenize_progress: Progress | None = None,
 ) -> str:
     """Run ``Trainer.predict`` over every record of a data set in length-sorted batches.
 
@@ -188,7 +200,9 @@ def predict(
     ----------
     model : QuackAutoEncoder
     data_dir : path
-        A data set written by ``quack ingest``, tokenized with the model's tokenizer.
+        A data set written by ``quack ingest``, or a folder of parts; when another
+        tokenizer than the model's made its tokens, its rows are tokenized again with the
+        model's first.
     callbacks : sequence of Callback
         What receives the predictions (an :class:`AutoencoderWriter`, say).
     with_loss : bool
@@ -200,6 +214,8 @@ def predict(
         then the CPU.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
+    retokenize_progress : callable, optional
+        Called as ``progress(done, total)`` while the rows are tokenized again.
 
     Returns
     -------
@@ -209,11 +225,11 @@ def predict(
     Raises
     ------
     ValueError
-        When the data set is not one, or was tokenized by another tokenizer.
+        When the data set is not one.
     """
-    check_tokenizer_matches(model, data_dir)
     accelerator, kind = _accelerator(accelerator)
-    batches = _SortedBatches(Path(data_dir).expanduser(), batch_size or BATCH_SIZES.get(kind, 256))
+    batches = _SortedBatches(Path(data_dir).expanduser(), batch_size or BATCH_SIZES.get(kind, 256), model.tokenizer,
+                             retokenize_progress)
     extra = [_Progress(progress, len(batches.tokens))] if progress is not None else []
     trainer = pl.Trainer(
         accelerator=accelerator,
@@ -276,6 +292,7 @@ def encode_dataset(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
     with_loss: bool = True,
+    retokenize_progress: Progress | None = None,
 ) -> Encoded:
     """Encode every row of a tokenized data set into memory, on one device.
 
@@ -283,7 +300,8 @@ def encode_dataset(
     ----------
     model : QuackAutoEncoder
     data_dir : path
-        A data set written by ``quack ingest`` / :func:`quack.build.build_dataset`.
+        A data set written by ``quack ingest`` / :func:`quack.build.build_dataset`, or a
+        folder of parts; tokenized again with the model's tokenizer when it has another.
     batch_size : int, optional
         Records per batch; by default sized for the device.
     device : str or torch.device, optional
@@ -292,6 +310,9 @@ def encode_dataset(
         Called as ``progress(done, total)`` after each batch.
     with_loss : bool
         Also compute each record's reconstruction loss (one decoder pass more).
+    retokenize_progress : callable, optional
+        Called as ``progress(done, total)`` while a data set of another tokenizer is
+        tokenized again with the model's.
 
     Returns
     -------
@@ -306,7 +327,8 @@ def encode_dataset(
     collect = _Collect(total, model.hparams.hidden_size)
     start = time.perf_counter()
     kind = predict(model, data_dir, [collect], with_loss=with_loss, batch_size=batch_size,
-                   accelerator=accelerator, devices=devices, progress=progress)
+                   accelerator=accelerator, devices=devices, progress=progress,
+                   retokenize_progress=retokenize_progress)
     elapsed = max(time.perf_counter() - start, 1e-9)
     return Encoded(np.arange(total, dtype=np.int64), collect.latents, collect.loss, total / elapsed, kind)
 
@@ -320,6 +342,7 @@ def write_encoded(
     with_loss: bool = False,
     progress: Progress | None = None,
     overwrite: bool = False,
+    retokenize_progress: Progress | None = None,
     **trainer_options,
 ) -> dict:
     """Encode a data set and write the latents with :class:`AutoencoderWriter`.
@@ -328,7 +351,8 @@ def write_encoded(
     ----------
     model : QuackAutoEncoder
     data_dir : path
-        The data set.
+        The data set, or a folder of parts; tokenized again with the model's tokenizer
+        when it has another.
     out : path
         The output folder; it must be new or empty.
     layout : {"parquet", "indexed"}
@@ -342,6 +366,8 @@ def write_encoded(
         Called as ``progress(done, total)`` after each batch.
     overwrite : bool
         Start over in a folder that holds encoded output, finished or interrupted.
+    retokenize_progress : callable, optional
+        Called as ``progress(done, total)`` while the rows are tokenized again.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.
@@ -355,7 +381,7 @@ def write_encoded(
     ------
     ValueError
         When the output folder is not empty, ``keep`` or ``layout`` is unknown, or the
-        data set does not fit the model.
+        folder is not a data set.
     KeyboardInterrupt
         On Ctrl-C or SIGTERM, with a sentence saying what was left and how to go on.
     """
@@ -378,7 +404,8 @@ def write_encoded(
             progress(done, total)
 
     try:
-        predict(model, data_dir, [writer], with_loss=with_loss, progress=track, **trainer_options)
+        predict(model, data_dir, [writer], with_loss=with_loss, progress=track,
+                retokenize_progress=retokenize_progress, **trainer_options)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted after {seen['done']:,} of {seen['total']:,} records; {target} has no metadata.json, so "

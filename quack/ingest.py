@@ -5,6 +5,12 @@ Reads Hyperquack v1 and v2 records (echo, discard, HTTP, HTTPS) from ``.tar``,
 of them, and yields one :data:`Row` per non-control probe. Everything streams: one line is
 in memory at a time, so memory stays flat however large the input.
 
+The input is read in :class:`Chunk` objects, whole lines of one or more files in input
+order (:func:`iter_chunks`), which :func:`chunk_rows` turns into rows in this process or
+in another: ``quack ingest --workers`` parses chunks in parallel and keeps their order, so
+the rows, their order and the counts are those of one process reading alone
+(:func:`iter_rows`).
+
 Bad records never stop a run. Each problem is counted by reason in :class:`IngestStats`
 and, when asked, listed with its file and line. A file that cannot be opened at all, or
 that ends early or is corrupt, raises a :class:`QuackInputError` naming it; a damaged
@@ -19,6 +25,7 @@ comments below refer to its sections.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import json
 import lzma
@@ -41,6 +48,10 @@ BODY_CHARS = 65536
 
 #: Longest line read; a longer one is skipped without being held in memory.
 MAX_LINE_BYTES = 32 * 1024 * 1024
+
+#: Bytes of lines in a :class:`Chunk`: a few seconds of parsing, so chunks spread evenly over
+#: worker processes while the lines in flight stay a small multiple of this per worker.
+CHUNK_BYTES = 2 * 2**20
 
 #: The keys of every row: the columns :data:`quack.schema.ROW_SCHEMA` marks "ingest".
 ROW_KEYS = columns("ingest")
@@ -121,6 +132,54 @@ class IngestStats:
         if self.keep_problems and reason not in _FILTERED:
             self.problems.append((source, line, f"{reason}: {detail}" if detail else reason))
 
+    def merge(self, other: "IngestStats") -> None:
+        """Add the counts (and problems, in order) of ``other``, a later part of the same run."""
+        self.files += other.files
+        self.lines += other.lines
+        self.rows += other.rows
+        self.skipped.update(other.skipped)
+        if self.keep_problems:
+            self.problems.extend(other.problems)
+        self.damaged |= other.damaged
+
+    def _take(self) -> "IngestStats":
+        """The counts since the last take, moved into a new object; ``damaged`` stays, for once-per-file."""
+        taken = IngestStats(self.files, self.lines, self.rows, self.skipped, self.problems, self.keep_problems,
+                            set(self.damaged))
+        self.files = self.lines = self.rows = 0
+        self.skipped, self.problems = Counter(), []
+        return taken
+
+    def _empty(self) -> bool:
+        return not (self.files or self.lines or self.rows or self.skipped)
+
+
+@dataclass
+class _Segment:
+    """Lines of one file or archive member, and what the reader counted just before them."""
+
+    before: IngestStats
+    source: str
+    service_hint: str
+    lines: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    """Whole lines of the input in order, with what reading them counted; picklable.
+
+    Attributes
+    ----------
+    index : int
+        Position among the chunks of one run, from 0.
+    segments : list
+        Lines of one file or member each, with the files opened, lines too long and
+        damage the reader counted before them; at most about :data:`CHUNK_BYTES` of lines.
+    """
+
+    index: int
+    segments: list[_Segment] = field(default_factory=list)
+
 
 class _BadRecord(Exception):
     """A record or probe that cannot be turned into a row; args = (reason, detail)."""
@@ -173,21 +232,97 @@ def iter_rows(
         When ``max_expansion`` or ``QUACK_MAX_EXPANSION`` is not a number of at least 1.
     """
     stats = stats if stats is not None else IngestStats()
+    if geoip_db:
+        geoip_lookup(geoip_db)
+    chunks = iter_chunks(paths, keep_partial=keep_partial, max_expansion=max_expansion,
+                         keep_problems=stats.keep_problems)
+    for chunk in chunks:
+        yield from chunk_rows(chunk, stats, geoip_db=geoip_db, anomalies_only=anomalies_only)
+
+
+def iter_chunks(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    keep_partial: bool = False,
+    max_expansion: float | None = None,
+    keep_problems: bool = False,
+) -> Iterator[Chunk]:
+    """The input's lines in :class:`Chunk` objects, in input order, for :func:`chunk_rows`.
+
+    Reading (opening, decompressing within bounds, cutting lines) happens here, in one
+    process; parsing and everything after it happens in :func:`chunk_rows`, anywhere.
+
+    Parameters
+    ----------
+    paths, keep_partial, max_expansion
+        As for :func:`iter_rows`.
+    keep_problems : bool
+        List the reader's problems (lines too long, damaged files) with their place.
+
+    Yields
+    ------
+    Chunk
+
+    Raises
+    ------
+    QuackInputError, quack.limits.ExpansionError, ValueError
+        As :func:`iter_rows`, when the reading reaches the file at fault.
+    """
     ratio = limits.max_expansion(max_expansion)
-    country_of = _geoip_lookup(geoip_db) if geoip_db else None
+    # What the reader counts goes, in order, before the lines that follow it.
+    counted = IngestStats(keep_problems=keep_problems)
+    chunk, size = Chunk(0), 0
     for path, source in _expand(paths):
-        damaged = _damage_handler(path, stats, keep_partial)
+        damaged = _damage_handler(path, counted, keep_partial)
         for member_source, stream in _open_streams(path, source, ratio, damaged):
-            stats.files += 1
+            counted.files += 1
             # v1 records do not name their service: the archive or folder name does.
             service_hint = _service_from_name(member_source) or _service_from_name(path.parent.as_posix())
-            for line_no, raw in _read_lines(stream, member_source, source, stats, damaged):
-                stats.lines += 1
-                for row in _rows_of_line(raw, member_source, line_no, service_hint, stats, anomalies_only):
-                    if country_of is not None and not row["country"]:
-                        row["country"] = country_of(row["vp"])
-                    stats.rows += 1
-                    yield row
+            segment = None
+            for line_no, raw in _read_lines(stream, member_source, source, counted, damaged):
+                if segment is None or not counted._empty():
+                    segment = _Segment(counted._take(), member_source, service_hint)
+                    chunk.segments.append(segment)
+                segment.lines.append((line_no, raw))
+                size += len(raw)
+                if size >= CHUNK_BYTES:
+                    yield chunk
+                    chunk, size, segment = Chunk(chunk.index + 1), 0, None
+    if not counted._empty():
+        chunk.segments.append(_Segment(counted._take(), "", ""))
+    if chunk.segments:
+        yield chunk
+
+
+def chunk_rows(
+    chunk: Chunk, stats: IngestStats, geoip_db: str | None = None, anomalies_only: bool = False
+) -> Iterator[Row]:
+    """Yield the rows of a chunk's lines, adding its counts to ``stats`` in input order.
+
+    Parameters
+    ----------
+    chunk : Chunk
+        From :func:`iter_chunks`.
+    stats : IngestStats
+        Filled in while iterating; merging the stats of every chunk in order gives the
+        counts and problems of :func:`iter_rows`.
+    geoip_db, anomalies_only
+        As for :func:`iter_rows`.
+
+    Yields
+    ------
+    dict
+        Rows as :func:`iter_rows` yields them.
+    """
+    country_of = geoip_lookup(geoip_db) if geoip_db else None
+    for segment in chunk.segments:
+        stats.merge(segment.before)
+        for line_no, raw in segment.lines:
+            stats.lines += 1
+            for row in _rows_of_line(raw, segment.source, line_no, segment.service_hint, stats, anomalies_only):
+                if country_of is not None and not row["country"]:
+                    row["country"] = country_of(row["vp"])
+                stats.rows += 1
+                yield row
 
 
 # --- files -------------------------------------------------------------------------------
@@ -315,8 +450,23 @@ def _service_from_name(source: str) -> str:
     return found[-1] if found else ""
 
 
-def _geoip_lookup(db_path: str):
-    """A function from IP to country code backed by a MaxMind database."""
+def geoip_lookup(db_path: str) -> Callable[[str | None], str]:
+    """A function from IP to country code backed by a MaxMind database, opened once per version of the file.
+
+    Raises
+    ------
+    QuackInputError
+        When the ``geoip2`` package is missing or the file is not a MaxMind database.
+    """
+    try:
+        version = os.stat(db_path).st_mtime_ns
+    except OSError:
+        version = None
+    return _open_geoip(db_path, version)
+
+
+@functools.lru_cache(maxsize=2)
+def _open_geoip(db_path: str, version: int | None) -> Callable[[str | None], str]:
     try:
         import geoip2.database
         import geoip2.errors

@@ -27,7 +27,10 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import pyarrow as pa
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from quack.schema import columns
 
 BOS, PAD, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -36,6 +39,11 @@ SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 FIELD_CHARS = 4096
 
 TEXT_FIELDS = ("sent", "status", "headers", "body")
+
+#: The columns of a stored row that make its tokens (:data:`quack.schema.ROW_SCHEMA`'s "tokenized").
+TOKENIZED_COLUMNS = columns("tokenized")
+# Rows turned into Python objects at a time by encode_table: the BPE's batch, memory bounded.
+_TABLE_BATCH = 2048
 
 _TLS = {768: "ssl3", 769: "1.0", 770: "1.1", 771: "1.2", 772: "1.3"}
 # The suites seen most in Quack HTTPS replies get their own token; the rest share buckets.
@@ -267,6 +275,27 @@ class QuackTokenizer:
             ids = self._encode_texts([t.encode("utf-8", "replace").decode("utf-8") for t in texts])
         n = len(TEXT_FIELDS)
         return [self._assemble(row, ids[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
+
+    def encode_table(self, table: pa.Table) -> pa.ListArray:
+        """Token ids of every row of an Arrow table, as ``list<int32>``, in row order.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            Rows holding :data:`TOKENIZED_COLUMNS` (other columns are ignored), such as
+            the rows of a data set: their stored text is exactly the text tokenized, so
+            a data set's rows give the tokens a fresh ingest with this tokenizer would.
+
+        Returns
+        -------
+        pyarrow.ListArray
+        """
+        selected = table.select(list(TOKENIZED_COLUMNS))
+        pieces = [
+            pa.array(self.encode_rows(selected.slice(start, _TABLE_BATCH).to_pylist()), type=pa.list_(pa.int32()))
+            for start in range(0, selected.num_rows, _TABLE_BATCH)
+        ]
+        return pa.concat_arrays(pieces) if pieces else pa.array([], type=pa.list_(pa.int32()))
 
     def _encode_texts(self, texts: list[str]) -> list[list[int]]:
         """BPE ids of each text, enough of them for any field's share of ``max_tokens``.

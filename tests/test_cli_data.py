@@ -137,10 +137,12 @@ def test_an_empty_signature_file_is_named_in_a_warning(tmp_path, capsys):
                  "--signatures", str(tmp_path / "blockpage_signatures.json")])
     captured = capsys.readouterr()
     assert code == 0 and "censored (1) 0" in captured.out
-    assert captured.err.strip() == (
+    warning, *progress = captured.err.strip().splitlines()
+    assert warning == (
         f"quack ingest: warning: The signature file {tmp_path / 'blockpage_signatures.json'} holds no fingerprints; "
         "no record is labelled by it, so check that it is the file you meant."
     )
+    assert [line.split()[2] for line in progress] == ["ingest", "train", "tokenize"]
 
 
 def test_out_holding_more_than_a_data_set_is_left_alone(tmp_path, capsys):

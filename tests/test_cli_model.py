@@ -15,6 +15,7 @@ from quack.autoencoder import QuackAutoEncoder, load_encoded
 from quack.cli import main
 from quack.build import build_dataset
 from quack.datafolder import read_info
+from quack.encoding import load_checkpoint
 from quack.sample import write_sample
 
 TINY = ["--embed-size", "8", "--hidden-size", "16", "--batch-size", "32", "--logger", "none"]
@@ -121,13 +122,63 @@ def test_not_a_checkpoint(sample_data, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_checkpoint_with_another_tokenizer(trained, tmp_path, capsys):
+def test_a_data_set_of_another_tokenizer_is_tokenized_again_as_a_fresh_ingest_would(trained, tmp_path, capsys):
     records, _ = write_sample(tmp_path / "other.json", n=120, seed=9)
     build_dataset([records], tmp_path / "other", vocab_size=300, max_tokens=16)
-    out = tmp_path / "out"
     ckpt = trained / "checkpoints" / "last.ckpt"
-    bad(capsys, ["encode", "--data", str(tmp_path / "other"), "--checkpoint", str(ckpt), "--out", str(out)], "another tokenizer")
-    assert not out.exists()
+    build_dataset([records], tmp_path / "fresh", tokenizer=load_checkpoint(ckpt).tokenizer)
+    encode = ["encode", "--checkpoint", str(ckpt), "--accelerator", "cpu"]
+    capsys.readouterr()
+    assert main([*encode, "--data", str(tmp_path / "other"), "--out", str(tmp_path / "again")]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "tokenized by another tokenizer" in line]
+    assert said == [f"{tmp_path / 'other'} was tokenized by another tokenizer than the checkpoint's; "
+                    f"tokenizing its {read_info(tmp_path / 'other')['rows']:,} rows again with the checkpoint's"]
+    assert main([*encode, "--data", str(tmp_path / "fresh"), "--out", str(tmp_path / "fresh-encoded")]) == 0
+    assert "tokenized by another tokenizer" not in capsys.readouterr().out
+    again, fresh = load_encoded(tmp_path / "again"), load_encoded(tmp_path / "fresh-encoded")
+    assert again["id"].tolist() == fresh["id"].tolist() == list(range(read_info(tmp_path / "fresh")["rows"]))
+    np.testing.assert_allclose(np.stack(again["latent"].to_numpy()), np.stack(fresh["latent"].to_numpy()), atol=1e-6)
+
+
+def test_fit_and_encode_take_a_folder_of_parts(trained, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    tokenizer = load_checkpoint(ckpt).tokenizer
+    for part, seed in (("part-1", 21), ("part-2", 22)):
+        records, _ = write_sample(tmp_path / "raw" / f"{part}.json", n=40, seed=seed)
+        build_dataset([records], tmp_path / "year" / part, tokenizer=tokenizer)
+    rows = read_info(tmp_path / "year")["rows"]
+    assert rows == sum(read_info(tmp_path / "year" / part)["rows"] for part in ("part-1", "part-2"))
+    assert main(["fit", "--data", str(tmp_path / "year"), "--out", str(tmp_path / "run"), "--max-epochs", "1",
+                 *TINY]) == 0
+    out = tmp_path / "encoded"
+    assert main(["encode", "--data", str(tmp_path / "year"), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--accelerator", "cpu"]) == 0
+    assert "tokenized by another tokenizer" not in capsys.readouterr().out
+    assert sorted(load_encoded(out)["id"]) == list(range(rows))
+
+
+def test_progress_into_a_pipe_is_a_few_lines_per_stage(sample_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "quack.cli"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fit = subprocess.run([*command, "fit", "--data", str(sample_data), "--out", str(tmp_path / "run"),
+                          "--max-epochs", "3", *TINY, "--batch-size", "8"],
+                         capture_output=True, text=True, env=environment, timeout=600)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    encode = subprocess.run([*command, "encode", "--data", str(sample_data), "--checkpoint",
+                             str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "encoded"),
+                             "--accelerator", "cpu", "--batch-size", "4"],
+                            capture_output=True, text=True, env=environment, timeout=600)
+    assert encode.returncode == 0, encode.stderr[-2000:]
+    for done, stage in ((fit, "quack fit: train "), (encode, "quack encode: encode ")):
+        lines = [line for line in done.stderr.splitlines() if line.startswith(stage)]
+        assert 2 <= len(lines) <= 11, done.stderr[-2000:]
+        assert lines[-1].startswith(f"{stage}100%")
+        # Lightning's own bar would redraw into the pipe, a line per step.
+        assert "it/s]" not in done.stderr and "Epoch 0:" not in done.stderr
 
 
 def test_output_that_exists_is_not_overwritten(trained, sample_data, tmp_path, capsys):

@@ -39,6 +39,9 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-expansion", type=float, metavar="N", default=None,
                    help="most bytes a compressed file may expand to per compressed byte "
                         f"(default: ${EXPANSION_VARIABLE}, else {DEFAULT_MAX_EXPANSION:g})")
+    p.add_argument("--workers", type=int, metavar="N", default=None,
+                   help="processes that parse, label and tokenize; the data set is the same for any number "
+                        "(default: the cores this process may use)")
     p.set_defaults(func=run_ingest)
 
 
@@ -51,6 +54,10 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="measurements file, ending in .json or .jsonl")
     p.add_argument("--n", type=int, default=5000, help="number of measurements (default: 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--realistic", action="store_true",
+                   help="the harder sample: unknown blockpages of the kinds met in real data (security suites, "
+                        "router parental controls, corporate blocked.cgi, bare redirects, empty replies), sharing "
+                        "boilerplate with ordinary pages and varying per request")
     p.set_defaults(func=run_sample)
 
 
@@ -68,36 +75,27 @@ def _load_tokenizer(path: str):
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Build the data set and print a summary; returns the exit status."""
-    from tqdm import tqdm
-
     from quack.build import build_dataset
     from quack.ingest import IngestStats
     from quack.labels import FingerprintWarning
     from quack.limits import ExpansionError
+    from quack.parallel import available_cores
+    from quack.progress import Stages
 
     if args.max_expansion is not None and not 1 <= args.max_expansion < math.inf:
         raise ValueError(f"--max-expansion must be a number of at least 1, got {args.max_expansion:g}.")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}.")
     tokenizer = _load_tokenizer(args.tokenizer_from) if args.tokenizer_from else None
     if tokenizer is None and args.vocab_size < MIN_TEXT_VOCAB:
         raise ValueError(f"--vocab-size must be at least {MIN_TEXT_VOCAB}, got {args.vocab_size}.")
     if tokenizer is None and args.max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"--max-tokens must be at least {MIN_MAX_TOKENS}, got {args.max_tokens}.")
 
-    bars: dict[str, tqdm] = {}
-
-    def progress(done: int, stage: str) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            total = bars["ingest"].n if stage != "ingest" and "ingest" in bars else None
-            # disable=None: a bar on a terminal only, never in logs or pipes.
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows", file=sys.stderr, leave=False, disable=None)
-        bar.update(done - bar.n)
-
     stats = IngestStats(keep_problems=args.list_problems)
+    progress = Stages("quack ingest", totals_from={"train": "ingest", "tokenize": "ingest"})
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), progress:
             warnings.simplefilter("always", FingerprintWarning)
             warnings.showwarning = _as_one_line(FingerprintWarning, warnings.showwarning)
             info = build_dataset(
@@ -105,12 +103,10 @@ def run_ingest(args: argparse.Namespace) -> int:
                 vocab_size=args.vocab_size, max_tokens=args.max_tokens, geoip_db=args.geoip,
                 anomalies_only=args.anomalies_only, progress=progress, stats=stats, allow_empty=False,
                 keep_partial=args.keep_partial, max_expansion=args.max_expansion,
+                workers=args.workers or available_cores(),
             )
     except ExpansionError as error:
         raise ValueError(f"{str(error).rstrip('.')} or --max-expansion.") from None
-    finally:
-        for bar in bars.values():
-            bar.close()
     _print_summary(info, args.out)
     if args.list_problems:
         print(f"problems ({len(stats.problems)}):")
@@ -151,6 +147,6 @@ def run_sample(args: argparse.Namespace) -> int:
     """Write the sample and say where; returns the exit status."""
     from quack.sample import write_sample
 
-    records, truth = write_sample(args.out, n=args.n, seed=args.seed)
+    records, truth = write_sample(args.out, n=args.n, seed=args.seed, realistic=args.realistic)
     print(f"wrote {args.n} measurements to {records} and their ground truth to {truth}")
     return 0

@@ -38,7 +38,8 @@ def check_dataset(path: str | Path) -> dict:
 def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``quack fit``; its model and trainer flags come from :mod:`quack.config`."""
     p = subparsers.add_parser("fit", help="train an autoencoder on a tokenized data set")
-    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
+    p.add_argument("--data", required=True,
+                   help="data set folder written by `quack ingest`, or a folder of such data sets (parts)")
     p.add_argument("--out", default="runs/fit", help="folder for checkpoints and logs (default: runs/fit)")
     p.add_argument("--resume", default=None, help="checkpoint of an earlier run to continue")
     p.add_argument("--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out")
@@ -59,7 +60,10 @@ def run_fit(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     if args.resume and not Path(args.resume).expanduser().is_file():
         raise UsageError(f"--resume names {args.resume}, which does not exist; give a checkpoint file of an earlier run.")
-    result = fit(args.data, args.out, model, train, resume=args.resume, overwrite=args.overwrite)
+    # Lightning's bar redraws on a terminal; into a log it would write a line per redraw.
+    on_terminal = sys.stderr.isatty()
+    result = fit(args.data, args.out, model, train, resume=args.resume, overwrite=args.overwrite,
+                 progress_bar=on_terminal, callbacks=[] if on_terminal else [_training_progress()])
     print(
         f"best checkpoint: {result.checkpoint}\n"
         f"epochs: {result.epochs}  test loss: {result.test_loss:.4f}  "
@@ -68,10 +72,38 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_progress():
+    """A Lightning callback that reports training steps through :class:`quack.progress.Progress`."""
+    import pytorch_lightning as pl
+
+    from quack.progress import Progress
+
+    class TrainingProgress(pl.Callback):
+        def __init__(self) -> None:
+            self.progress: Progress | None = None
+
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            total = trainer.estimated_stepping_batches
+            self.progress = Progress("quack fit", "train", int(total) if np.isfinite(total) else None, unit="steps")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self.progress is not None:
+                self.progress.update(trainer.global_step)
+
+        def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if self.progress is not None:
+                self.progress.close()
+                self.progress = None
+
+    return TrainingProgress()
+
+
 def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``quack encode``."""
     p = subparsers.add_parser("encode", help="encode a data set with a checkpoint and write the latents")
-    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
+    p.add_argument("--data", required=True,
+                   help="data set folder written by `quack ingest`, or a folder of such data sets (parts); "
+                        "tokenized again with the checkpoint's tokenizer when it has another")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the shipped sample model)")
     p.add_argument("--out", required=True, help="folder for the encoded output (must be new or empty)")
     p.add_argument("--layout", choices=["parquet", "indexed"], default="parquet")
@@ -91,24 +123,23 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_encode(args: argparse.Namespace) -> int:
     """Encode with AutoencoderWriter on the best device present."""
-    from tqdm import tqdm
+    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint, tokenizer_matches, write_encoded
+    from quack.progress import Stages
 
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint, write_encoded
-
-    check_dataset(args.data)
+    info = check_dataset(args.data)
     out = Path(args.out).expanduser()
     if args.batch_size is not None:
         _positive("batch-size", args.batch_size)
     model = load_checkpoint(args.checkpoint or SHIPPED_CHECKPOINT)
     keep = "labelled" if args.filtered else "undetermined" if args.evaluate else "all"
-    # disable=None: a bar on a terminal only, never in logs or pipes.
-    with tqdm(desc="encode", unit=" rows", file=sys.stderr, leave=False, disable=None) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    if not tokenizer_matches(model, args.data):
+        print(f"{args.data} was tokenized by another tokenizer than the checkpoint's; "
+              f"tokenizing its {info['rows']:,} rows again with the checkpoint's", flush=True)
+    with Stages("quack encode") as progress:
         summary = write_encoded(
-            model, args.data, out, layout=args.layout, keep=keep, progress=progress, batch_size=args.batch_size,
+            model, args.data, out, layout=args.layout, keep=keep, batch_size=args.batch_size,
+            progress=lambda done, total: progress(done, "encode", total),
+            retokenize_progress=lambda done, total: progress(done, "tokenize", total),
             accelerator=args.accelerator, devices=parse_devices(str(args.devices)), strategy=args.strategy,
             num_nodes=args.num_nodes, precision=args.precision, overwrite=args.overwrite,
         )

@@ -1,0 +1,198 @@
+"""Run the jobs of one command in worker processes, results in the order the jobs came.
+
+:class:`Workers` is a pool of spawned processes (safe wherever Python runs: no fork of a
+process that may hold threads), started only when a map has at least two jobs, so a small
+input never pays for starting processes; while they start, the calling process does jobs
+itself. A map reads its jobs lazily and keeps at most two per worker in flight, so the
+input may be far larger than memory; results come back in job order, which keeps every
+output the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import chain
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+__all__ = ["Workers", "available_cores"]
+
+T = TypeVar("T")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _start_worker() -> None:
+    # Ctrl-C reaches every process of the terminal's group; the parent alone decides what
+    # stops, and tells its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One thread per worker for the tokenizer's native pool: the workers are the parallelism.
+    os.environ["RAYON_NUM_THREADS"] = "1"
+
+
+class Workers:
+    """Up to ``count`` worker processes for the maps of one command; a context manager.
+
+    Parameters
+    ----------
+    count : int
+        Worker processes; 1 runs every job in this process.
+
+    Raises
+    ------
+    ValueError
+        When ``count`` is not a positive integer.
+    """
+
+    def __init__(self, count: int) -> None:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"The number of workers must be a positive integer, got {count!r}.")
+        self.count = count
+        self._pool: ProcessPoolExecutor | None = None
+        # Whether a worker has finished a job, so all have most likely started.
+        self._started = False
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers; a job already running is let finish, waiting ones are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            self._started = False
+
+    def map(
+        self, function: Callable[..., T], jobs: Iterable[Any], here: tuple = (), there: tuple = ()
+    ) -> Iterator[T]:
+        """``function(job, *args)`` for every job, results in job order.
+
+        Parameters
+        ----------
+        function : callable
+            A module-level function (worker processes import it by name).
+        jobs : iterable
+            Read lazily; an error raised while reading is raised after the results of the
+            jobs read before it, as a loop in one process would.
+        here : tuple
+            Further arguments when the job runs in this process (loaded objects, say).
+        there : tuple
+            Further arguments when it runs in a worker: picklable and cheap to send with
+            every job (paths, documents), from which the function builds what it needs.
+
+        Yields
+        ------
+        object
+            Each job's result.
+
+        Raises
+        ------
+        ChildProcessError
+            When a worker process died (killed for memory, say).
+        """
+        jobs = iter(jobs)
+        first = next(jobs, _END)
+        second = next(jobs, _END) if first is not _END else _END
+        if second is _END or self.count == 1:
+            for job in chain(() if first is _END else (first,), () if second is _END else (second,), jobs):
+                yield function(job, *here)
+            return
+        yield from self._remote(function, chain((first, second), jobs), here, there)
+
+    def _remote(self, function: Callable[..., T], jobs: Iterator[Any], here: tuple, there: tuple) -> Iterator[T]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker)
+        reader = _Reader(jobs)
+        # Futures of the workers and jobs done here, in job order.
+        pending: deque[Future | _Ran] = deque()
+        try:
+            while True:
+                while reader.more and sum(isinstance(p, Future) for p in pending) < 2 * self.count:
+                    job = reader.next()
+                    if job is not _END:
+                        pending.append(self._pool.submit(function, job, *there))
+                if not pending:
+                    break
+                head = pending[0]
+                if isinstance(head, Future) and not head.done() and not self._started and reader.more:
+                    # A worker takes a while to start (a new interpreter, its imports): meanwhile
+                    # this process does the next job itself.
+                    job = reader.next()
+                    if job is not _END:
+                        pending.append(_Ran.of(function, job, here))
+                    continue
+                pending.popleft()
+                if isinstance(head, Future):
+                    self._started = True
+                yield head.result() if isinstance(head, _Ran) else _result(head)
+        finally:
+            for future in pending:
+                if isinstance(future, Future):
+                    future.cancel()
+        reader.raise_failure()
+
+
+_END = object()
+
+
+class _Reader:
+    """Jobs read one at a time; an error while reading ends them and waits to be raised in turn."""
+
+    def __init__(self, jobs: Iterator[Any]) -> None:
+        self.jobs = jobs
+        self.more = True
+        self.failure: Exception | None = None
+
+    def next(self) -> Any:
+        try:
+            return next(self.jobs)
+        except StopIteration:
+            self.more = False
+        except Exception as error:
+            self.more = False
+            self.failure = error
+        return _END
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+class _Ran:
+    """A job done in this process: its result, or the error to raise when its turn comes."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+
+    @classmethod
+    def of(cls, function: Callable[..., Any], job: Any, here: tuple) -> "_Ran":
+        try:
+            return cls(function(job, *here))
+        except Exception as error:
+            return cls(error=error)
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _result(future: Future) -> Any:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise ChildProcessError(
+            "A worker process ended without finishing its work (out of memory?); run again with fewer workers."
+        ) from None
