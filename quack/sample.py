@@ -22,8 +22,10 @@ from __future__ import annotations
 import base64
 import json
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 ORDINARY, KNOWN, UNKNOWN, RESET, TIMEOUT = "ordinary", "known_blockpage", "unknown_blockpage", "reset", "timeout"
 
@@ -279,10 +281,393 @@ def _vantage_points(rnd: random.Random) -> dict[str, list[str]]:
     return points
 
 
-def _record(rnd: random.Random, clock: _Clock, vps: dict) -> tuple[dict, list[tuple[int, str, str | None]]]:
+class _Where(NamedTuple):
+    """Where a probe went: the test domain, the country, the service and the vantage point."""
+
+    domain: str
+    code: str
+    service: str
+    vp: str
+
+
+# The truth of the probes of a record that gets a reply, by scenario.
+_ANSWERED = {"known": KNOWN, "unknown": UNKNOWN, "mismatch": ORDINARY}
+
+
+@dataclass(frozen=True)
+class _World:
+    """How one kind of sample draws its records.
+
+    ``reply(scenario, page, where, rnd, clock)`` is the reply to a known or unknown
+    blockpage or an ordinary mismatching page; with ``per_probe`` each of a record's
+    four probes gets its own, as a page with a request id or a clock would.
+    """
+
+    scenarios: tuple[tuple[str, float], ...]
+    country_and_page: Callable[[str, random.Random], tuple[str, str | None]]
+    reply: Callable[[str, str | None, _Where, random.Random, _Clock], dict | str]
+    per_probe: bool
+
+
+def _default_reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
+    if scenario == "mismatch":
+        return _payload(where.service, *_ordinary_mismatch(where.domain, where.code, rnd), rnd)
+    body = (_known_page if scenario == "known" else _unknown_page)(page, where.domain, rnd)
+    status = rnd.choice(("200 OK", "403 Forbidden")) if page != "u_vendor_gateway" else "403 Forbidden"
+    return _payload(where.service, status, {"Content-Type": ["text/html; charset=utf-8"]}, body, rnd)
+
+
+_DEFAULT = _World(_SCENARIOS, _country_and_page, _default_reply, per_probe=False)
+
+
+# ----------------------------------------------------------------------------- the realistic sample
+#
+# Real undetermined replies are hard because blockpages and ordinary pages are made of the
+# same parts: the same frameworks and CDN headers, request ids and clocks that change on
+# every request, the reader's language. The families below are the kinds Duncan & Chen
+# (2023) found in real Quack data; the product names are invented.
+
+#: Unknown-blockpage families of the realistic sample and the countries they are met in
+#: (a fifth of their records come from anywhere else).
+REALISTIC_FAMILIES = {
+    "u_suite_endpoint": ("DE", "IT", "RU", "BR", "JP", "PL"),       # a security suite's dangerous-site page
+    "u_suite_parental": ("FR", "ES", "MX", "TR", "ID", "AR"),       # a security suite's parental control
+    "u_router_parental": ("US", "GB", "CA", "AU", "NL", "SE"),      # a home router's parental controls
+    "u_corp_blocked_cgi": ("AE", "SA", "QA", "KW", "EG", "ZA"),     # a corporate firewall's blocked.cgi
+    "u_block_redirect": ("KZ", "UZ", "TJ", "KG", "VN", "TH"),       # a bare redirect to a block server
+    "u_empty_close": ("CN", "VE", "CU", "DZ", "TN", "NI"),          # an empty reply, Connection: close
+}
+
+# More ordinary pages that differ from the template than in the default sample: real
+# pages change between requests, so most undetermined replies are ordinary.
+_REALISTIC_SCENARIOS = (("match", 0.78), ("retry", 0.03), ("mismatch", 0.10), ("known", 0.03), ("unknown", 0.03),
+                        ("reset", 0.02), ("timeout", 0.01))
+
+_LANGUAGE = {
+    **dict.fromkeys(("DE",), "de"), **dict.fromkeys(("FR", "SN", "DZ", "TN", "MA"), "fr"),
+    **dict.fromkeys(("ES", "MX", "AR", "VE", "CU", "NI"), "es"), "BR": "pt", "TR": "tr", "IT": "it", "JP": "ja",
+    "CN": "zh", "ID": "id", **dict.fromkeys(("RU", "KZ", "UZ", "TJ", "KG"), "ru"),
+    **dict.fromkeys(("AE", "SA", "QA", "KW", "OM", "EG"), "ar"),
+}
+
+# The sentences of the realistic pages, by language (English where a country has none here).
+_PHRASES = {
+    "danger_title": {
+        "en": "Dangerous website blocked", "de": "Gefährliche Webseite blockiert", "fr": "Site web dangereux bloqué",
+        "es": "Sitio web peligroso bloqueado", "pt": "Site perigoso bloqueado", "ru": "Опасный веб-сайт заблокирован",
+        "tr": "Tehlikeli web sitesi engellendi", "ar": "تم حظر موقع ويب خطير", "it": "Sito web pericoloso bloccato",
+        "ja": "危険なウェブサイトをブロックしました", "zh": "已阻止危险网站", "id": "Situs web berbahaya diblokir",
+    },
+    "danger_text": {
+        "en": "The page you asked for may harm your computer, so it was not opened.",
+        "de": "Die angeforderte Seite kann Ihrem Computer schaden und wurde deshalb nicht geöffnet.",
+        "fr": "La page demandée peut nuire à votre ordinateur, elle n'a donc pas été ouverte.",
+        "es": "La página solicitada puede dañar su equipo, por eso no se ha abierto.",
+        "pt": "A página solicitada pode prejudicar o seu computador e por isso não foi aberta.",
+        "ru": "Запрошенная страница может навредить вашему компьютеру, поэтому она не была открыта.",
+        "tr": "İstediğiniz sayfa bilgisayarınıza zarar verebilir, bu nedenle açılmadı.",
+        "ar": "قد تضر الصفحة المطلوبة بجهاز الكمبيوتر الخاص بك، لذلك لم يتم فتحها.",
+        "it": "La pagina richiesta potrebbe danneggiare il computer, quindi non è stata aperta.",
+        "ja": "要求されたページはコンピューターに害を与える可能性があるため、開かれませんでした。",
+        "zh": "您请求的页面可能会危害您的计算机，因此未被打开。",
+        "id": "Halaman yang Anda minta dapat membahayakan komputer Anda, jadi tidak dibuka.",
+    },
+    "parental_title": {
+        "en": "Parental control", "de": "Kindersicherung", "fr": "Contrôle parental", "es": "Control parental",
+        "pt": "Controle dos pais", "ru": "Родительский контроль", "tr": "Ebeveyn denetimi", "ar": "الرقابة الأبوية",
+        "it": "Controllo genitori", "ja": "ペアレンタルコントロール", "zh": "家长控制", "id": "Kontrol orang tua",
+    },
+    "parental_text": {
+        "en": "This page is in a category your parental control settings do not allow on this device.",
+        "de": "Diese Seite gehört zu einer Kategorie, die die Kindersicherung auf diesem Gerät nicht zulässt.",
+        "fr": "Cette page appartient à une catégorie que le contrôle parental n'autorise pas sur cet appareil.",
+        "es": "Esta página pertenece a una categoría que el control parental no permite en este dispositivo.",
+        "pt": "Esta página pertence a uma categoria que o controle dos pais não permite neste dispositivo.",
+        "ru": "Эта страница относится к категории, которую родительский контроль не разрешает на этом устройстве.",
+        "tr": "Bu sayfa, ebeveyn denetimi ayarlarınızın bu cihazda izin vermediği bir kategoride.",
+        "ar": "تنتمي هذه الصفحة إلى فئة لا تسمح بها إعدادات الرقابة الأبوية على هذا الجهاز.",
+        "it": "Questa pagina appartiene a una categoria che il controllo genitori non consente su questo dispositivo.",
+        "ja": "このページは、このデバイスのペアレンタルコントロール設定で許可されていないカテゴリに属しています。",
+        "zh": "此页面属于此设备的家长控制设置不允许的类别。",
+        "id": "Halaman ini termasuk kategori yang tidak diizinkan oleh kontrol orang tua di perangkat ini.",
+    },
+    "router_text": {
+        "en": "The owner of this network has turned on parental controls for this device. Ask them for access.",
+        "ar": "قام مالك هذه الشبكة بتشغيل الرقابة الأبوية لهذا الجهاز. اطلب منه الوصول.",
+    },
+    "corp_title": {"en": "Access to this site is not allowed", "ar": "غير مسموح بالوصول إلى هذا الموقع"},
+    "corp_text": {
+        "en": "Your request was stopped by the acceptable use policy of your organisation.",
+        "ar": "تم إيقاف طلبك بموجب سياسة الاستخدام المقبول في مؤسستك.",
+    },
+    "consent_title": {
+        "en": "Before you continue", "de": "Bevor Sie fortfahren", "fr": "Avant de continuer", "es": "Antes de continuar",
+        "pt": "Antes de continuar", "ru": "Прежде чем продолжить", "tr": "Devam etmeden önce", "ar": "قبل المتابعة",
+        "it": "Prima di continuare", "ja": "続行する前に", "zh": "继续之前", "id": "Sebelum Anda melanjutkan",
+    },
+    "consent_text": {
+        "en": "We use cookies and data to deliver and improve our services.",
+        "de": "Wir verwenden Cookies und Daten, um unsere Dienste bereitzustellen und zu verbessern.",
+        "fr": "Nous utilisons des cookies et des données pour fournir et améliorer nos services.",
+        "es": "Usamos cookies y datos para ofrecer y mejorar nuestros servicios.",
+        "pt": "Usamos cookies e dados para oferecer e melhorar nossos serviços.",
+        "ru": "Мы используем файлы cookie и данные для работы и улучшения наших сервисов.",
+        "tr": "Hizmetlerimizi sunmak ve geliştirmek için çerezler ve veriler kullanıyoruz.",
+        "ar": "نستخدم ملفات تعريف الارتباط والبيانات لتقديم خدماتنا وتحسينها.",
+        "it": "Utilizziamo cookie e dati per fornire e migliorare i nostri servizi.",
+        "ja": "当社はサービスの提供と改善のために Cookie とデータを使用します。",
+        "zh": "我们使用 Cookie 和数据来提供和改进我们的服务。",
+        "id": "Kami menggunakan cookie dan data untuk menyediakan dan meningkatkan layanan kami.",
+    },
+    "region_text": {
+        "en": "This service is not available in your region.", "de": "Dieser Dienst ist in Ihrer Region nicht verfügbar.",
+        "fr": "Ce service n'est pas disponible dans votre région.", "es": "Este servicio no está disponible en su región.",
+        "pt": "Este serviço não está disponível na sua região.", "ru": "Этот сервис недоступен в вашем регионе.",
+        "tr": "Bu hizmet bölgenizde kullanılamıyor.", "ar": "هذه الخدمة غير متوفرة في منطقتك.",
+        "it": "Questo servizio non è disponibile nella tua regione.", "ja": "このサービスはお住まいの地域ではご利用いただけません。",
+        "zh": "此服务在您所在的地区不可用。", "id": "Layanan ini tidak tersedia di wilayah Anda.",
+    },
+    "maintenance": {
+        "en": "We'll be back soon: scheduled maintenance.", "de": "Wir sind bald zurück: geplante Wartungsarbeiten.",
+        "fr": "Nous revenons bientôt : maintenance programmée.", "es": "Volvemos pronto: mantenimiento programado.",
+        "pt": "Voltamos em breve: manutenção programada.", "ru": "Скоро вернёмся: плановое техническое обслуживание.",
+        "tr": "Yakında döneceğiz: planlı bakım.", "ar": "سنعود قريبًا: صيانة مجدولة.",
+        "it": "Torniamo presto: manutenzione programmata.", "ja": "まもなく再開します：定期メンテナンス中です。",
+        "zh": "我们很快回来：计划维护中。", "id": "Kami segera kembali: pemeliharaan terjadwal.",
+    },
+    "news": {
+        "en": "Latest news", "de": "Aktuelle Nachrichten", "fr": "Dernières actualités", "es": "Últimas noticias",
+        "pt": "Últimas notícias", "ru": "Последние новости", "tr": "Son haberler", "ar": "آخر الأخبار",
+        "it": "Ultime notizie", "ja": "最新ニュース", "zh": "最新消息", "id": "Berita terbaru",
+    },
+}
+_CATEGORIES = ("adult", "gambling", "social-networks", "proxy-anonymizer", "dating", "games", "weapons")
+
+
+def _say(key: str, code: str) -> str:
+    phrases = _PHRASES[key]
+    return phrases.get(_LANGUAGE.get(code, "en"), phrases["en"])
+
+
+def _hex(rnd: random.Random, length: int) -> str:
+    return "".join(rnd.choice("0123456789abcdef") for _ in range(length))
+
+
+def _uuid(rnd: random.Random) -> str:
+    text = _hex(rnd, 32)
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _http_date(clock: _Clock) -> str:
+    return clock.now.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def _client(rnd: random.Random) -> str:
+    """The client's address as a box in the path saw it: the collector and its source port."""
+    return f"{_COLLECTOR}:{rnd.randint(1024, 65535)}"
+
+
+def _head(code: str, title: str, rnd: random.Random) -> str:
+    """The boilerplate a page opens with; ordinary pages and blockpages share it."""
+    bootstrap = rnd.choice(("4.6.2", "5.1.3", "5.2.3", "5.3.2"))
+    parts = [f'<!DOCTYPE html><html lang="{_LANGUAGE.get(code, "en")}"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{title}</title>",
+             f'<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/bootstrap@{bootstrap}/dist/css/bootstrap.min.css">']
+    if rnd.random() < 0.6:
+        parts.append(f'<script src="https://code.jquery.com/jquery-{rnd.choice(("3.5.1", "3.6.0", "3.7.1"))}.min.js">'
+                     "</script>")
+    if rnd.random() < 0.3:
+        parts.append('<link rel="preconnect" href="https://fonts.gstatic.com" crossorigin>')
+    return "".join(parts) + "</head>"
+
+
+def _cdn_headers(rnd: random.Random, clock: _Clock) -> dict[str, list[str]]:
+    """Headers of a page served through a CDN, with the ids that change on each request."""
+    kind = rnd.choice(("cloudflare", "akamai", "cloudfront", "fastly", "origin"))
+    headers = {"Date": [_http_date(clock)], "Content-Type": ["text/html; charset=utf-8"]}
+    if kind == "cloudflare":
+        headers.update({"Server": ["cloudflare"], "CF-RAY": [f"{_hex(rnd, 16)}-{rnd.choice(('FRA', 'AMS', 'SIN', 'IAD'))}"],
+                        "CF-Cache-Status": [rnd.choice(("DYNAMIC", "HIT", "MISS"))]})
+    elif kind == "akamai":
+        headers.update({"Server": ["AkamaiGHost"], "X-Akamai-Request-ID": [_hex(rnd, 8)]})
+    elif kind == "cloudfront":
+        headers.update({"Via": [f"1.1 {_hex(rnd, 32)}.cloudfront.net (CloudFront)"],
+                        "X-Cache": [rnd.choice(("Miss from cloudfront", "Hit from cloudfront"))],
+                        "X-Amz-Cf-Id": [base64.b64encode(rnd.randbytes(42)).decode()]})
+    elif kind == "fastly":
+        headers.update({"Via": ["1.1 varnish"], "X-Served-By": [f"cache-{rnd.choice(('fra', 'lcy', 'nrt'))}"
+                                                                  f"{rnd.randint(19000, 19999)}-FRA"],
+                        "X-Cache": [rnd.choice(("MISS", "HIT"))]})
+    else:
+        headers.update({"Server": [rnd.choice(("nginx", "Apache", "openresty", "Microsoft-IIS/10.0"))],
+                        "X-Request-ID": [_uuid(rnd)]})
+    return headers
+
+
+def _security_suite_page(family: str, where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
+    """A page a security suite on the path serves in place of the site: dangerous site or parental control."""
+    code = where.code
+    if family == "u_suite_endpoint":
+        title, text = _say("danger_title", code), _say("danger_text", code)
+        detail = f"<p>Threat: {rnd.choice(('HTML/Phishing.Agent', 'JS/Miner.Gen', 'URL:Mal', 'Trojan.Redirector'))}</p>"
+        product = "Aegis Internet Security"
+    else:
+        title, text = _say("parental_title", code), _say("parental_text", code)
+        detail = f"<p>{rnd.choice(_CATEGORIES)}</p>"
+        product = "Aegis Family Safety"
+    body = (_head(code, title, rnd) + f'<body><div class="container py-5"><h1 class="h3">{title}</h1><p>{text}</p>'
+            f"<p><code>http://{where.domain}/</code></p>{detail}"
+            f'<p class="text-muted small">{product} &middot; {_uuid(rnd)} &middot; {clock.now.isoformat(timespec="seconds")}'
+            "</p></div></body></html>")
+    headers = {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-store"], "Connection": ["close"]}
+    return rnd.choice(("200 OK", "200 OK", "403 Forbidden")), headers, body
+
+
+def _router_page(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
+    """A home router's parental-controls page: small, with the device's address on the LAN."""
+    model = rnd.choice(("HomeLink AX3000", "HomeLink AC1200", "NetBox 7590"))
+    body = (f"<html><head><title>{model}</title>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+            f'<div class="box"><h2>{_say("parental_title", where.code)}</h2><p>{_say("router_text", where.code)}</p>'
+            f"<p>{where.domain}</p><p>192.168.{rnd.choice((0, 1, 178))}.{rnd.randint(2, 254)} &middot; "
+            f"{':'.join(_hex(rnd, 2) for _ in range(6))}</p></div></body></html>")
+    return (rnd.choice(("200 OK", "403 Forbidden")),
+            {"Server": [rnd.choice(("httpd", "lighttpd/1.4.59", "mini_httpd/1.30"))], "Content-Type": ["text/html"],
+             "Connection": ["close"]}, body)
+
+
+def _corporate_page(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
+    """A corporate firewall: a redirect to its blocked.cgi, or the page that script serves."""
+    category = rnd.choice(_CATEGORIES)
+    target = (f"http://10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.1:8080/cgi-bin/blocked.cgi?url=http%3A%2F%2F"
+              f"{where.domain}%2F&cat={category}&ip={_COLLECTOR}&ts={int(clock.now.timestamp())}")
+    if rnd.random() < 0.5:
+        body = ("<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>302 Found</title>\n"
+                f"</head><body>\n<h1>Found</h1>\n<p>The document has moved <a href=\"{target}\">here</a>.</p>\n"
+                "</body></html>\n")
+        return "302 Found", {"Location": [target], "Content-Type": ["text/html; charset=iso-8859-1"]}, body
+    title = _say("corp_title", where.code)
+    body = (_head(where.code, title, rnd) + f'<body><div class="container"><h1>{title}</h1>'
+            f'<p>{_say("corp_text", where.code)}</p><form method="post" action="/cgi-bin/blocked.cgi">'
+            f'<input type="hidden" name="url" value="http://{where.domain}/"><input type="hidden" name="cat" '
+            f'value="{category}"><input type="hidden" name="ip" value="{_client(rnd)}"><button class="btn btn-primary">'
+            f"Request access</button></form><p class=\"small\">{_http_date(clock)}</p></div></body></html>")
+    return "200 OK", {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-cache"]}, body
+
+
+def _realistic_unknown(family: str, where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
+    if family in ("u_suite_endpoint", "u_suite_parental"):
+        return _security_suite_page(family, where, rnd, clock)
+    if family == "u_router_parental":
+        return _router_page(where, rnd, clock)
+    if family == "u_corp_blocked_cgi":
+        return _corporate_page(where, rnd, clock)
+    if family == "u_block_redirect":
+        server = rnd.choice(("block.netline", "stop.kaztel", "warn.uzcomm"))
+        return (rnd.choice(("302 Found", "302 Moved Temporarily")),
+                {"Location": [f"http://{server}.net/?host={where.domain}&t={_hex(rnd, 10)}"], "Content-Length": ["0"],
+                 "Connection": ["close"]}, "")
+    if family == "u_empty_close":
+        return "200 OK", {"Connection": ["close"]}, ""
+    raise KeyError(family)
+
+
+def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
+    """An ordinary page that differs from the template, as varied as the real ones."""
+    code, domain = where.code, where.domain
+    headers = _cdn_headers(rnd, clock)
+    kind = rnd.choice(("redirect", "redirect", "empty", "consent", "news", "news", "app", "region", "maintenance",
+                       "challenge", "default"))
+    if kind == "redirect":
+        target = rnd.choice((f"https://{domain}/", f"https://{domain}/{_LANGUAGE.get(code, 'en')}/",
+                             f"https://{code.lower()}.{domain.removeprefix('www.')}/"))
+        headers["Location"] = [target]
+        if rnd.random() < 0.5:
+            headers["Content-Length"] = ["0"]
+            return rnd.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect")), headers, ""
+        return ("301 Moved Permanently", headers,
+                f"<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved "
+                f"Permanently</center>\r\n<hr><center>{headers.get('Server', ['nginx'])[0]}</center>\r\n</body>\r\n</html>\r\n")
+    if kind == "empty":
+        # Load balancers' health answers and keep-alive quirks: as empty as a blockpage that says nothing.
+        headers = {"Date": headers["Date"], "Connection": ["close"]}
+        if rnd.random() < 0.5:
+            headers["Content-Length"] = ["0"]
+        return rnd.choice(("200 OK", "204 No Content")), headers, ""
+    if kind == "consent":
+        title = _say("consent_title", code)
+        return "200 OK", headers, (_head(code, f"{domain} - {title}", rnd) + f'<body><div class="container py-5">'
+                                   f'<h1>{title}</h1><p>{_say("consent_text", code)}</p><button class="btn btn-primary">'
+                                   f"OK</button><!-- {_uuid(rnd)} --></div></body></html>")
+    if kind == "news":
+        items = "".join(f'<li><a href="/{_hex(rnd, 6)}">{rnd.choice(DOMAINS)}</a></li>' for _ in range(rnd.randint(2, 5)))
+        return "200 OK", headers, (
+            _head(code, f"{domain} | {_say('news', code)}", rnd)
+            + f"<body class=\"home\"><link rel='stylesheet' href='https://{domain}/wp-content/themes/news/style.css?ver="
+            f"{rnd.randint(1, 9)}.{rnd.randint(0, 9)}'><header class=\"navbar\"><a class=\"navbar-brand\" href=\"/\">"
+            f"{domain}</a></header><main class=\"container\"><h2>{_say('news', code)}</h2><ul>{items}</ul></main>"
+            f"<!-- generated {clock.now.isoformat(timespec='seconds')} in {rnd.randint(20, 900)} ms --></body></html>")
+    if kind == "app":
+        return "200 OK", headers, (
+            _head(code, domain, rnd) + f'<body><div id="__next"></div><script id="__NEXT_DATA__" type="application/json">'
+            f'{{"buildId":"{_hex(rnd, 20)}","locale":"{_LANGUAGE.get(code, "en")}","page":"/"}}</script></body></html>')
+    if kind == "region":
+        # A site's own geoblock: it reads like a blockpage, echoes the client and is no censorship.
+        return "403 Forbidden", headers, (
+            _head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{domain}</h1>'
+            f'<p>{_say("region_text", code)}</p><p class="small">{_client(rnd)} &middot; {_uuid(rnd)}</p>'
+            "</div></body></html>")
+    if kind == "maintenance":
+        return "503 Service Unavailable", headers, (
+            _head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{_say("maintenance", code)}</h1>'
+            f"<p>{_http_date(clock)}</p></div></body></html>")
+    return _ordinary_mismatch(domain, code, rnd)
+
+
+def _realistic_country_and_page(scenario: str, rnd: random.Random) -> tuple[str, str | None]:
+    """As the default sample, but with the realistic unknown families and their countries."""
+    def anywhere(countries) -> str:
+        return rnd.choices(countries, weights=[c[2] for c in countries])[0][0]
+
+    if scenario == "known":
+        if rnd.random() < 0.5:
+            code = rnd.choice(sorted(_NATIONAL_KNOWN))
+            return code, _NATIONAL_KNOWN[code]
+        return anywhere([c for c in COUNTRIES if c[0] not in _NATIONAL_KNOWN]), rnd.choice(_VENDOR_KNOWN)
+    if scenario == "unknown":
+        family = rnd.choice(sorted(REALISTIC_FAMILIES))
+        if rnd.random() < 0.8:
+            return rnd.choice(REALISTIC_FAMILIES[family]), family
+        return anywhere(COUNTRIES), family
+    return anywhere(COUNTRIES), None
+
+
+def _realistic_payload(service: str, status: str, headers: dict, body: str, rnd: random.Random) -> dict | str:
+    if service in ("echo", "discard"):
+        # The raw reply gets its own Content-Length and Connection lines.
+        headers = {k: v for k, v in headers.items() if k not in ("Content-Length", "Connection")}
+    return _payload(service, status, headers, body, rnd)
+
+
+def _realistic_reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
+    if scenario == "mismatch":
+        return _realistic_payload(where.service, *_realistic_ordinary(where, rnd, clock), rnd)
+    if scenario == "known":
+        headers = _cdn_headers(rnd, clock) if rnd.random() < 0.3 else {"Content-Type": ["text/html; charset=utf-8"]}
+        return _realistic_payload(where.service, rnd.choice(("200 OK", "403 Forbidden")), headers,
+                                  _known_page(page, where.domain, rnd), rnd)
+    return _realistic_payload(where.service, *_realistic_unknown(page, where, rnd, clock), rnd)
+
+
+_REALISTIC = _World(_REALISTIC_SCENARIOS, _realistic_country_and_page, _realistic_reply, per_probe=True)
+
+
+def _record(
+    rnd: random.Random, clock: _Clock, vps: dict, world: _World
+) -> tuple[dict, list[tuple[int, str, str | None]]]:
     """One trial and the truth of each test probe: (probe index, truth, page name)."""
-    scenario = rnd.choices([s for s, _ in _SCENARIOS], weights=[w for _, w in _SCENARIOS])[0]
-    code, page = _country_and_page(scenario, rnd)
+    scenario = rnd.choices([s for s, _ in world.scenarios], weights=[w for _, w in world.scenarios])[0]
+    code, page = world.country_and_page(scenario, rnd)
     name = _COUNTRY_NAMES[code]
     vp = rnd.choice(vps[code])
     domain = rnd.choice(DOMAINS)
@@ -321,17 +706,13 @@ def _record(rnd: random.Random, clock: _Clock, vps: dict) -> tuple[dict, list[tu
         probes += [test_probe(first), test_probe(ORDINARY)]
         truths += [(1, first, None), (2, ORDINARY, None)]
     else:
-        if scenario in ("known", "unknown"):
-            truth = KNOWN if scenario == "known" else UNKNOWN
-            body = (_known_page if scenario == "known" else _unknown_page)(page, domain, rnd)
-            status = rnd.choice(("200 OK", "403 Forbidden")) if page != "u_vendor_gateway" else "403 Forbidden"
-            reply = _payload(service, status, {"Content-Type": ["text/html; charset=utf-8"]}, body, rnd)
-        elif scenario == "mismatch":
-            truth = ORDINARY
-            reply = _payload(service, *_ordinary_mismatch(domain, code, rnd), rnd)
-        else:
-            truth, reply = scenario, None
+        truth = _ANSWERED.get(scenario, scenario)
+        answered = scenario in _ANSWERED
+        where = _Where(domain, code, service, vp)
+        reply = world.reply(scenario, page, where, rnd, clock) if answered and not world.per_probe else None
         for k in range(4):
+            if answered and world.per_probe:
+                reply = world.reply(scenario, page, where, rnd, clock)
             probes.append(test_probe(truth, reply))
             truths.append((k + 1, truth, page))
         probes.append(control_probe())
@@ -355,7 +736,7 @@ def _go_json(record: dict) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0) -> tuple[Path, Path]:
+def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0, realistic: bool = False) -> tuple[Path, Path]:
     """Write ``n`` Hyperquack v2 measurements and their ground truth.
 
     Parameters
@@ -367,6 +748,10 @@ def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0) -> tuple[Pa
         Number of measurements (records); each gives one to four rows.
     seed : int
         The same seed gives byte-identical files.
+    realistic : bool
+        Write the harder sample (:data:`REALISTIC_FAMILIES`): unknown blockpages of the
+        kinds found in real Quack data, sharing boilerplate with ordinary pages and
+        varying per request. The default sample is unchanged by this option.
 
     Returns
     -------
@@ -375,7 +760,7 @@ def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0) -> tuple[Pa
         ``{"source", "line", "probe", "truth", "page"}``: ``source``/``line``/``probe``
         join with the rows of a data set built from the file, ``truth`` is one of
         ``ordinary``, ``known_blockpage``, ``unknown_blockpage``, ``reset``, ``timeout``,
-        and ``page`` names the blockpage template (or is null).
+        and ``page`` names the blockpage's family (or is null).
 
     Raises
     ------
@@ -395,7 +780,7 @@ def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0) -> tuple[Pa
     with open(out, "w", encoding="utf-8", newline="\n") as records, \
             open(truth_path, "w", encoding="utf-8", newline="\n") as truth:
         for line in range(1, n + 1):
-            record, truths = _record(rnd, clock, vps)
+            record, truths = _record(rnd, clock, vps, _REALISTIC if realistic else _DEFAULT)
             records.write(_go_json(record) + "\n")
             for probe, kind, page in truths:
                 truth.write(json.dumps({"source": out.name, "line": line, "probe": probe, "truth": kind,

@@ -1,15 +1,18 @@
-"""The built-in sample: deterministic, realistic, and labelled as its truth says."""
+"""The built-in sample and its harder, realistic form: deterministic, and labelled as their truth says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 
 import pytest
 
+from quack.cli import main
 from quack.ingest import IngestStats, iter_rows
 from quack.labels import Fingerprints, label_row
-from quack.sample import KNOWN, ORDINARY, RESET, TIMEOUT, UNKNOWN, write_sample
+from quack.sample import KNOWN, ORDINARY, REALISTIC_FAMILIES, RESET, TIMEOUT, UNKNOWN, write_sample
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,71 @@ def test_unknown_pages_are_few_and_shared_across_countries(sample):
 def test_bad_arguments_are_refused(tmp_path, name, n, message):
     with pytest.raises(ValueError, match=message):
         write_sample(tmp_path / name, n=n)
+
+
+def test_default_sample_is_unchanged(tmp_path):
+    """The shipped checkpoint's recorded scores are measured on these exact bytes."""
+    records, truth = write_sample(tmp_path / "s.json", n=200, seed=0)
+    assert hashlib.sha256(records.read_bytes()).hexdigest() == \
+        "cdbc4358386a744398ceb93a5e2debd1e5d76e7dd3454ef3e1c1dde1c51c97cf"
+    assert hashlib.sha256(truth.read_bytes()).hexdigest() == \
+        "718c99600eb25a8c4abb19ca165af2d1a8d7b948cf9328d434e9ffbc200e5b70"
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    records, truth = write_sample(tmp_path_factory.mktemp("realistic") / "r.json", n=1500, seed=3, realistic=True)
+    rows = list(iter_rows(records))
+    truths = {(t["source"], t["line"], t["probe"]): t for t in map(json.loads, truth.read_text().splitlines())}
+    return records, rows, [truths[(r["source"], r["line"], r["probe"])] for r in rows]
+
+
+def test_realistic_sample_is_deterministic_and_differs_from_the_default(tmp_path):
+    a = write_sample(tmp_path / "a" / "s.json", n=100, seed=1, realistic=True)
+    b = write_sample(tmp_path / "b" / "s.json", n=100, seed=1, realistic=True)
+    plain = write_sample(tmp_path / "c" / "s.json", n=100, seed=1)
+    assert a[0].read_bytes() == b[0].read_bytes() and a[1].read_bytes() == b[1].read_bytes()
+    assert a[0].read_bytes() != plain[0].read_bytes()
+
+
+def test_realistic_families_appear_in_the_truth_and_escape_the_shipped_fingerprints(realistic):
+    _, rows, truths = realistic
+    assert {t["page"] for t in truths if t["truth"] == UNKNOWN} == set(REALISTIC_FAMILIES)
+    fingerprints = Fingerprints.load()
+    labels = defaultdict(Counter)
+    for row, truth in zip(rows, truths):
+        labels[truth["truth"]][label_row(row, fingerprints)[0]] += 1
+    assert set(labels[UNKNOWN]) == {0} and set(labels[KNOWN]) == {1}
+    assert 1 not in labels[ORDINARY]
+    undetermined = sum(c[0] for c in labels.values())
+    # Ordinary pages outnumber unknown blockpages among the undetermined, as in real scans.
+    assert labels[ORDINARY][0] > labels[UNKNOWN][0] > 0.1 * undetermined
+
+
+def test_realistic_pages_vary_per_request_and_speak_their_countries_languages(realistic):
+    records, rows, truths = realistic
+    by_record = defaultdict(list)
+    for row, truth in zip(rows, truths):
+        if truth["truth"] == UNKNOWN and truth["page"] == "u_suite_endpoint":
+            by_record[(row["source"], row["line"])].append(row["body"])
+    assert by_record and all(len(set(bodies)) == len(bodies) == 4 for bodies in by_record.values())
+    languages = {match for row, truth in zip(rows, truths) if truth["truth"] == UNKNOWN
+                 for match in re.findall(r'<html lang="(\w+)"', row["body"] or "")}
+    assert len(languages) >= 5
+
+
+def test_realistic_blockpages_share_boilerplate_and_emptiness_with_ordinary_pages(realistic):
+    _, rows, truths = realistic
+
+    def kinds(test) -> set[str]:
+        return {truth["truth"] for row, truth in zip(rows, truths) if row["service"] in ("http", "https") and test(row)}
+
+    assert {ORDINARY, UNKNOWN} <= kinds(lambda row: "bootstrap.min.css" in (row["body"] or ""))
+    assert {ORDINARY, UNKNOWN} <= kinds(lambda row: not row["body"] and "Connection: close" in (row["headers"] or "")
+                                        and row["status"])
+
+
+def test_quack_sample_realistic_writes_the_realistic_sample(tmp_path, capsys):
+    assert main(["sample", "--out", str(tmp_path / "cli.json"), "--n", "50", "--seed", "2", "--realistic"]) == 0
+    expected, _ = write_sample(tmp_path / "lib" / "cli.json", n=50, seed=2, realistic=True)
+    assert (tmp_path / "cli.json").read_bytes() == expected.read_bytes()
