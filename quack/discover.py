@@ -1,13 +1,21 @@
 """Find censorship the fingerprints missed: clusters of the latent space, undetermined
 records ranked by a classifier, and fingerprint patterns proposed from their responses.
 
-Saving a proposed pattern and labeling a data set again with it live in
+A fingerprint worth contributing matches the blockpage and nothing else:
+:func:`propose_patterns` looks for the shortest literal texts that most of a cluster's
+responses share and that the responses known to be uncensored lack, and
+:func:`count_matches` checks a proposal over a whole data set, label by label, before it
+is saved. Saving a pattern and labeling a data set again with it live in
 :mod:`quack.labels`, beside the fingerprints they extend.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,7 +23,8 @@ import pandas as pd
 from quack.projection import pca
 from quack.schema import Label
 
-__all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "propose_pattern"]
+__all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "propose_pattern", "Proposal",
+           "propose_patterns", "count_matches"]
 
 # HDBSCAN's neighbour search degrades to brute force in hundreds of dimensions; the
 # first principal components keep the cluster structure and make it fast.
@@ -186,10 +195,11 @@ def propose_pattern(bodies: list[str], min_length: int = 8, share: float = 1.0, 
         raise ValueError(f"share must lie in (0, 1], got {share}.")
     needed = max(1, int(np.ceil(share * len(texts))))
     # With share < 1 the first response may be an outlier; try the shortest few.
-    candidates = sorted(texts, key=len)[: len(texts) - needed + 1]
+    shortest = sorted(range(len(texts)), key=lambda i: len(texts[i]))[: len(texts) - needed + 1]
     best: str | None = None
-    for first in candidates:
-        ordered = [first] + [t for t in texts if t is not first]
+    for i in shortest:
+        # By position, not identity: equal responses may be one string object.
+        first, ordered = texts[i], [texts[i], *texts[:i], *texts[i + 1 :]]
         low, high = min_length, len(first)
         found = None
         # A common text of length L contains one of every shorter length, so the
@@ -207,7 +217,262 @@ def propose_pattern(bodies: list[str], min_length: int = 8, share: float = 1.0, 
         raise ValueError(
             f"The chosen responses share no text of at least {min_length} characters; write the pattern by hand."
         )
+    return _literal_pattern(best.strip())
+
+
+def _literal_pattern(text: str) -> str:
+    """A regular expression that matches exactly ``text``, written to read well in a fingerprint file."""
     # Spaces need no escape outside verbose mode, and control characters read better as
     # \r, \n, \t than as an escaped raw character in a fingerprint file.
-    escaped = re.escape(best.strip()).replace("\\ ", " ")
+    escaped = re.escape(text).replace("\\ ", " ")
     return escaped.replace("\\\r", "\\r").replace("\\\n", "\\n").replace("\\\t", "\\t")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A literal fingerprint pattern and how well it tells a cluster from the other responses.
+
+    Attributes
+    ----------
+    pattern : str
+        The regular expression: ``text`` escaped, so it matches that text alone and runs in
+        linear time in any engine.
+    text : str
+        The literal text.
+    cluster_share : float
+        Share of the cluster's responses that contain it.
+    other_share : float
+        Share of the other responses (the uncensored ones, say) that contain it.
+    precision : float
+        Of all the given responses that contain it, the share that are the cluster's.
+    """
+
+    pattern: str
+    text: str
+    cluster_share: float
+    other_share: float
+    precision: float
+
+
+# Responses looked at when finding the text a cluster shares (each proposal's cluster
+# share is then counted on every response of the cluster), and other responses counted
+# (a random sample when there are more: count_matches then checks the whole data set).
+_MAX_CLUSTER_SAMPLE = 200
+_MAX_OTHER_SAMPLE = 5000
+# Candidate texts checked exactly, shortest and rarest elsewhere first.
+_EXACT_CHECKS = 400
+
+
+def _grams(text: str, length: int) -> set[str]:
+    return {text[i : i + length] for i in range(len(text) - length + 1)}
+
+
+def _starts_word(text: str, i: int) -> bool:
+    return not text[i].isspace() and (i == 0 or not text[i - 1].isalnum())
+
+
+def _ends_word(text: str, j: int) -> bool:
+    return not text[j - 1].isspace() and (j == len(text) or not text[j].isalnum())
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two pieces share a run of half the shorter one's length: the same place of a page, shifted."""
+    from difflib import SequenceMatcher
+
+    longest = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+    return 2 * longest >= min(len(a), len(b))
+
+
+def _sample(texts: list[str], most: int, rng: np.random.Generator) -> list[str]:
+    if len(texts) <= most:
+        return texts
+    return [texts[i] for i in np.sort(rng.choice(len(texts), most, replace=False))]
+
+
+def _candidates(text: str, common: set[str], elsewhere: Counter, min_length: int, max_length: int):
+    """Pieces of ``text`` made of common grams, from word edge to word edge: (rarest elsewhere, length, piece).
+
+    A piece occurs in a response only if each of its grams does, so the fewest other
+    responses holding one of its grams bounds from above how many hold the piece.
+    """
+    m = min_length
+    inside = [text[i : i + m] in common for i in range(len(text) - m + 1)]
+    i = 0
+    while i < len(inside):
+        if not inside[i]:
+            i += 1
+            continue
+        first = i
+        while i < len(inside) and inside[i]:
+            i += 1
+        run_start, run_end = first, i - 1 + m  # the run's text is text[run_start:run_end]
+        for s in range(run_start, run_end - m + 1):
+            if not _starts_word(text, s):
+                continue
+            rarest = math.inf
+            for e in range(s + m, min(s + max_length, run_end) + 1):
+                rarest = min(rarest, elsewhere[text[e - m : e]])
+                if _ends_word(text, e):
+                    yield rarest, e - s, text[s:e]
+
+
+def propose_patterns(
+    cluster_texts: list[str],
+    other_texts: list[str],
+    share: float = 0.8,
+    min_length: int = 8,
+    max_length: int = 120,
+    top: int = 5,
+    max_chars: int = 4000,
+    seed: int = 0,
+) -> list[Proposal]:
+    """Propose fingerprints: the shortest literal texts a cluster shares and the other responses lack.
+
+    Every proposal occurs in at least ``share`` of the cluster's responses; among those,
+    the ones found in the fewest other responses come first (by precision), then the ones
+    found in more of the cluster, then those that begin and end with a letter or digit,
+    then the shorter. A short literal is one a new variant of
+    the page is likely to keep; the other responses, typically the ones the fingerprints
+    call uncensored and those of the other clusters, keep it from matching ordinary pages.
+    A piece neither follows nor precedes a letter or digit directly, so a proposal does
+    not start or end inside a word. No two proposals share a run of half the shorter one's length, so each comes
+    from another place of the page. Shares are counted on every cluster response and on up to 5,000 other
+    responses (a random sample of more); :func:`count_matches` then checks a whole data set.
+
+    Parameters
+    ----------
+    cluster_texts : list of str
+        Responses a fingerprint should match (one cluster's).
+    other_texts : list of str
+        Responses it should not match: the uncensored ones, and best also every response
+        outside the cluster, since few uncensored responses have a body to compare with.
+    share : float, optional
+        Smallest share of the cluster's responses a proposal must occur in, by default 0.8.
+    min_length, max_length : int, optional
+        Length of a proposal's text, by default 8 to 120 characters.
+    top : int, optional
+        Most proposals returned, by default 5.
+    max_chars : int, optional
+        Only the first ``max_chars`` characters of each response are read, by default 4000.
+    seed : int, optional
+        Which responses are sampled when the cluster has more than 200, or the others more than 5,000.
+
+    Returns
+    -------
+    list of Proposal
+        Best first; possibly fewer than ``top``.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range, no cluster response has text, or the responses
+        share no text of ``min_length`` characters.
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must lie in (0, 1], got {share}.")
+    if not 1 <= min_length <= max_length:
+        raise ValueError(f"The pattern lengths must satisfy 1 <= min_length <= max_length, got {min_length} and {max_length}.")
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}.")
+    texts = [str(t)[:max_chars] for t in cluster_texts if t and str(t).strip()]
+    if not texts:
+        raise ValueError("None of the chosen responses has any text to build a pattern from.")
+    rng = np.random.default_rng(seed)
+    sample = _sample(texts, _MAX_CLUSTER_SAMPLE, rng)
+    others = _sample([str(t)[:max_chars] for t in other_texts if t], _MAX_OTHER_SAMPLE, rng)
+    needed = max(1, math.ceil(share * len(sample)))
+    frequency = Counter(gram for text in sample for gram in _grams(text, min_length))
+    common = {gram for gram, n in frequency.items() if n >= needed}
+    if not common:
+        raise ValueError(
+            f"The chosen responses share no text of at least {min_length} characters in {share:.0%} of them; "
+            "lower the share or write the pattern by hand."
+        )
+    elsewhere = Counter(gram for text in others for gram in _grams(text, min_length) & common)
+    # The responses holding the most common grams hold the candidates; a few suffice.
+    references = sorted(sample, key=lambda t: (-len(_grams(t, min_length) & common), len(t)))[:3]
+    candidates = {}
+    for reference in references:
+        for rarest, length, piece in _candidates(reference, common, elsewhere, min_length, max_length):
+            candidates.setdefault(piece, (rarest, length))
+    ordered = sorted(candidates, key=lambda piece: (*candidates[piece], piece))[:_EXACT_CHECKS]
+    needed_all = math.ceil(share * len(texts))
+    found = []
+    for piece in ordered:
+        in_cluster = sum(piece in text for text in texts)
+        if in_cluster < needed_all:
+            continue
+        # A piece one of whose grams no other response holds is in none of them.
+        in_others = 0 if candidates[piece][0] == 0 else sum(piece in text for text in others)
+        found.append(Proposal(
+            pattern=_literal_pattern(piece), text=piece, cluster_share=in_cluster / len(texts),
+            other_share=in_others / len(others) if others else 0.0, precision=in_cluster / (in_cluster + in_others),
+        ))
+    # Among equals, a text that begins and ends with a letter or digit reads as words,
+    # not as a piece of markup, and comes first.
+    found.sort(key=lambda p: (-p.precision, -p.cluster_share, (not p.text[0].isalnum()) + (not p.text[-1].isalnum()),
+                              len(p.text), p.text))
+    chosen: list[Proposal] = []
+    for proposal in found:
+        if any(_overlap(proposal.text, other.text) for other in chosen):
+            continue
+        chosen.append(proposal)
+        if len(chosen) == top:
+            break
+    if not chosen:
+        raise ValueError(
+            f"No text of {min_length} to {max_length} characters occurs in {share:.0%} of the chosen responses; "
+            "lower the share or write the pattern by hand."
+        )
+    return chosen
+
+
+def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4096) -> pd.DataFrame:
+    """How many rows of each label a pattern matches over a whole data set.
+
+    The pattern is searched as a fingerprint is (:mod:`quack.labels`): with DOTALL,
+    unanchored, in the stored body of each row (its first
+    :data:`quack.tokenizer.FIELD_CHARS` characters), in bounded time. A proposal worth
+    contributing matches many undetermined rows and no uncensored one.
+
+    Parameters
+    ----------
+    pattern : str
+        A regular expression (a proposal's ``pattern``).
+    data_dir : path
+        A data set written by ``quack ingest``.
+    batch_rows : int, optional
+        Rows read at a time, so that no more text than this is in memory at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label (censored, undetermined, uncensored) with ``label``, ``rows``,
+        ``matches`` and ``share`` (matches / rows).
+
+    Raises
+    ------
+    ValueError
+        When the folder is not a data set or the pattern cannot be searched in bounded time.
+    """
+    import pyarrow.parquet as pq
+
+    from quack.datafolder import DataFolder
+    from quack.patterns import compile_pattern
+
+    compiled = compile_pattern(pattern, "the proposed fingerprint")
+    folder = DataFolder.open(data_dir)
+    rows, matches = Counter(), Counter()
+    for batch in pq.ParquetFile(folder.rows_path).iter_batches(batch_size=batch_rows, columns=["label", "body"]):
+        part = batch.to_pydict()
+        for label, body in zip(part["label"], part["body"]):
+            rows[label] += 1
+            if body and compiled.search(body):
+                matches[label] += 1
+    order = (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)
+    return pd.DataFrame({
+        "label": [label.display for label in order],
+        "rows": [rows[label] for label in order],
+        "matches": [matches[label] for label in order],
+        "share": [matches[label] / rows[label] if rows[label] else 0.0 for label in order],
+    })
