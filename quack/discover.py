@@ -455,15 +455,13 @@ def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4
     ValueError
         When the folder is not a data set or the pattern cannot be searched in bounded time.
     """
-    import pyarrow.parquet as pq
-
     from quack.datafolder import DataFolder
     from quack.patterns import compile_pattern
 
     compiled = compile_pattern(pattern, "the proposed fingerprint")
     folder = DataFolder.open(data_dir)
     rows, matches = Counter(), Counter()
-    for batch in pq.ParquetFile(folder.rows_path).iter_batches(batch_size=batch_rows, columns=["label", "body"]):
+    for batch in folder.iter_batches(["label", "body"], batch_size=batch_rows):
         part = batch.to_pydict()
         for label, body in zip(part["label"], part["body"]):
             rows[label] += 1

@@ -208,7 +208,7 @@ class EvaluationData:
         loss: np.ndarray,
         vocab_size: int,
         groups: Sequence[str] = (),
-        truth_file: str | os.PathLike | None = None,
+        truth: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> "EvaluationData":
         """Read a data set's labels, fingerprints, tokens and response text in batches.
 
@@ -222,19 +222,17 @@ class EvaluationData:
             The tokenizer's vocabulary, the width of the token counts.
         groups : sequence of str
             Family prefixes (:func:`family_of`).
-        truth_file : path, optional
-            A ground-truth file of the sample (:func:`read_truth`).
+        truth : (numpy.ndarray, numpy.ndarray), optional
+            The truth and page of each row (:func:`read_truth`).
         """
-        import pyarrow.parquet as pq
         from scipy import sparse
 
         from quack.datafolder import DataFolder
 
         folder = DataFolder.open(data_dir, require_rows=True)
-        parquet = pq.ParquetFile(folder.rows_path)
         labels, names, tokens, words = [], [], [], []
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=["label", "fingerprint", "tokens",
-                                                                          "status", "headers", "body"]):
+        for batch in folder.iter_batches(["label", "fingerprint", "tokens", "status", "headers", "body"],
+                                         batch_size=_BATCH_ROWS):
             part = batch.to_pydict()
             labels.append(np.asarray(part["label"], dtype=np.int64))
             names.extend(name or "" for name in part["fingerprint"])
@@ -244,13 +242,15 @@ class EvaluationData:
                 for fields in zip(part["status"], part["headers"], part["body"])
             ))
         label_array = np.concatenate(labels)
-        families = np.array([family_of(name, groups) if label == Label.CENSORED and name else ""
-                             for name, label in zip(names, label_array)], dtype=object)
-        truth = pages = None
-        if truth_file is not None:
-            truth, pages = read_truth(truth_file, folder.read_rows(["source", "line", "probe"]))
-        return cls(label_array, families, latents, loss, sparse.vstack(tokens).tocsr(), sparse.vstack(words).tocsr(),
-                   truth, pages)
+        truth_of, pages = truth if truth is not None else (None, None)
+        return cls(label_array, _families(label_array, names, groups), latents, loss, sparse.vstack(tokens).tocsr(),
+                   sparse.vstack(words).tocsr(), truth_of, pages)
+
+
+def _families(labels: np.ndarray, names: Sequence[str | None], groups: Sequence[str]) -> np.ndarray:
+    """The family of each censored row's fingerprint, ``""`` for the other rows."""
+    return np.array([family_of(name, groups) if label == Label.CENSORED and name else ""
+                     for name, label in zip(names, labels)], dtype=object)
 
 
 def read_truth(path: str | os.PathLike, keys) -> tuple[np.ndarray, np.ndarray]:
@@ -413,10 +413,19 @@ def _logistic(features: sparse.csr_matrix, labels: np.ndarray, seed: int) -> np.
 
 
 def _latent_classifier(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    import torch
+
     from quack.classifier import train_classifier
 
-    report = train_classifier(data.latents, labels, seed=seed, test_size=TEST_SIZE)
-    return report.model.predict_proba(data.latents).astype(np.float64)
+    # A full batch of a few thousand latents gains nothing from more threads, and on a
+    # busy machine threads waiting for each other made each fold several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = train_classifier(data.latents, labels, seed=seed, test_size=TEST_SIZE)
+        return report.model.predict_proba(data.latents).astype(np.float64)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _bag_of_tokens(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -641,10 +650,11 @@ def _plain(value):
 
 
 def _folds(
-    data: EvaluationData, hide: Sequence[str] | None, folds: int | None, min_rows: int, groups: Sequence[str],
+    labels: np.ndarray, families: np.ndarray, hide: Sequence[str] | None, folds: int | None, min_rows: int, groups: Sequence[str],
     seed: int, where: str,
 ) -> list[list[str]]:
-    counts = _family_counts(data)
+    """The families each fold hides; every option is checked here, before anything is encoded."""
+    counts = _family_counts(families)
     if not counts:
         raise ValueError(
             f"{where} has no rows a blockpage fingerprint labelled censored, so there is no family to hide; "
@@ -658,7 +668,7 @@ def _folds(
                 f"No fingerprint family named {unknown[0]!r} labels rows of {where}; its families are "
                 f"{', '.join(sorted(counts))}."
             )
-        return [chosen]
+        return _trainable([chosen], labels, counts, where)
     eligible = sorted(name for name, n in counts.items() if n >= min_rows)
     if not eligible:
         raise ValueError(
@@ -673,22 +683,29 @@ def _folds(
             f"got {folds}."
         )
     order = np.random.default_rng(seed).permutation(len(eligible))
-    return [sorted(eligible[i] for i in part) for part in np.array_split(order, folds)]
+    return _trainable([sorted(eligible[i] for i in part) for part in np.array_split(order, folds)], labels, counts,
+                      where)
 
 
-def _family_counts(data: EvaluationData) -> dict[str, int]:
-    names, counts = np.unique(data.families[data.families != ""].astype(str), return_counts=True)
+def _family_counts(families: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(families[families != ""].astype(str), return_counts=True)
     return dict(sorted(zip(names.tolist(), counts.tolist()), key=lambda item: (-item[1], item[0])))
 
 
-def _check_trainable(labels: np.ndarray, hidden: list[str], where: str) -> None:
-    for label in Label.labelled():
-        if np.sum(labels == label) < 2:
-            cause = f"hiding {', '.join(hidden)} leaves" if hidden and label == Label.CENSORED else f"{where} has"
+def _trainable(parts: list[list[str]], labels: np.ndarray, counts: dict[str, int], where: str) -> list[list[str]]:
+    """The folds, once sure that each leaves two rows of each label to learn from."""
+    uncensored = int(np.sum(labels == Label.UNCENSORED))
+    if uncensored < 2:
+        raise ValueError(f"The methods need at least two uncensored rows to learn from and {where} has {uncensored}; "
+                         "use a data set with both labels.")
+    for hidden in parts:
+        left = sum(counts.values()) - sum(counts[name] for name in hidden)
+        if left < 2:
             raise ValueError(
-                f"The methods need at least two {label.display} rows to learn from and {cause} "
-                f"{int(np.sum(labels == label))}; hide fewer families or use a data set with both labels."
+                f"The methods need at least two censored rows to learn from and hiding {', '.join(hidden)} leaves "
+                f"{left}; hide fewer families, or use more folds."
             )
+    return parts
 
 
 def _run(
@@ -711,6 +728,20 @@ def _purity(shared: _Shared, rows: np.ndarray, groups: np.ndarray) -> dict:
     share = (groups[shared.neighbours[rows]] == groups[rows][:, None]).mean(axis=1)
     by_family = {str(name): float(share[groups[rows] == name].mean()) for name in np.unique(groups[rows])}
     return {"mean": float(share.mean()), "records": int(len(rows)), "by_family": by_family}
+
+
+def _check_options(methods: Sequence[str] | None, top: Sequence[int], min_rows: int) -> tuple[list[str], list[int]]:
+    """The methods and the K of ``top`` to use, checked."""
+    chosen = list(METHODS) if methods is None else list(dict.fromkeys(methods))
+    unknown = [name for name in chosen if name not in METHODS]
+    if unknown or not chosen:
+        raise ValueError(f"Unknown method {unknown[0] if unknown else '(none)'!r}; the methods are {', '.join(METHODS)}.")
+    ks = sorted({int(k) for k in top})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"--top needs positive numbers of rows, got {list(top)}.")
+    if min_rows < 1:
+        raise ValueError(f"--min-rows must be at least 1, got {min_rows}.")
+    return chosen, ks
 
 
 def evaluate_data(
@@ -762,16 +793,8 @@ def evaluate_data(
         ``min_rows``, no censored rows, or too few labelled rows left to train on.
     """
     say = progress or (lambda message: None)
-    methods = list(METHODS) if methods is None else list(dict.fromkeys(methods))
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"Unknown method {unknown[0] if unknown else '(none)'!r}; the methods are {', '.join(METHODS)}.")
-    top = sorted({int(k) for k in top})
-    if not top or top[0] < 1:
-        raise ValueError(f"--top needs positive numbers of rows, got {list(top)}.")
-    if min_rows < 1:
-        raise ValueError(f"--min-rows must be at least 1, got {min_rows}.")
-    parts = _folds(data, hide, folds, min_rows, groups, seed, where)
+    methods, top = _check_options(methods, top, min_rows)
+    parts = _folds(data.labels, data.families, hide, folds, min_rows, groups, seed, where)
     shared = _Shared(data, min_cluster_size=min_rows)
     fold_results, hidden_rows = [], []
     for number, hidden in enumerate(parts, 1):
@@ -779,7 +802,6 @@ def evaluate_data(
         positives = np.isin(data.families, hidden)
         labels = data.labels.copy()
         labels[positives] = Label.UNDETERMINED
-        _check_trainable(labels, hidden, where)
         fold_results.append({"hidden": hidden, **_run(data, shared, labels, positives, methods, top, seed)})
         hidden_rows.append(np.flatnonzero(positives))
     say("purity of the hidden families")
@@ -787,7 +809,6 @@ def evaluate_data(
     truth = None
     if data.truth is not None:
         say("ranking against the ground truth")
-        _check_trainable(data.labels, [], where)
         unknown_rows = data.truth == "unknown_blockpage"
         if not (unknown_rows & (data.labels == Label.UNDETERMINED)).any():
             raise ValueError(f"The ground truth marks no undetermined row of {where} as an unknown blockpage, "
@@ -798,7 +819,7 @@ def evaluate_data(
     rows_per_label = {str(label.value): int(np.sum(data.labels == label)) for label in Label}
     return EvaluationReport(
         data=where, checkpoint=None, rows=int(len(data.labels)), rows_per_label=rows_per_label,
-        families=_family_counts(data), top=top, methods=methods, folds=fold_results, purity=purity, truth=truth,
+        families=_family_counts(data.families), top=top, methods=methods, folds=fold_results, purity=purity, truth=truth,
         settings={"seed": seed, "min_rows": min_rows, "groups": list(groups), "neighbours": NEIGHBOURS,
                   "min_cluster_size": min_rows, "test_size": TEST_SIZE},
     )
@@ -848,6 +869,14 @@ def evaluate(
 
     say = progress or (lambda message: None)
     folder = DataFolder.open(data_dir, require_rows=True)
+    where = str(folder.path)
+    # Every option and input is checked before the encoding, the one slow step.
+    _check_options(methods, top, min_rows)
+    stored = folder.read_rows(["label", "fingerprint"])
+    labels = stored["label"].to_numpy()
+    _folds(labels, _families(labels, stored["fingerprint"].tolist(), groups), hide, folds, min_rows,
+           groups, seed, where)
+    truth_arrays = read_truth(truth, folder.read_rows(["source", "line", "probe"])) if truth is not None else None
     checkpoint = None
     if model is None or isinstance(model, (str, os.PathLike)):
         checkpoint = str(model or SHIPPED_CHECKPOINT)
@@ -857,8 +886,8 @@ def evaluate(
     encoded = encode_dataset(model, folder.path, device=device, with_loss=True)
     say("reading labels, tokens and text")
     data = EvaluationData.from_dataset(folder.path, encoded.latents, encoded.loss, model.hparams.num_embeddings,
-                                       groups=groups, truth_file=truth)
+                                       groups=groups, truth=truth_arrays)
     report = evaluate_data(data, hide=hide, folds=folds, top=top, seed=seed, methods=methods, progress=progress,
-                           min_rows=min_rows, groups=groups, where=str(folder.path))
+                           min_rows=min_rows, groups=groups, where=where)
     report.checkpoint = checkpoint
     return report
