@@ -371,7 +371,9 @@ def propose_patterns(
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must lie in (0, 1], got {share}.")
     if not 1 <= min_length <= max_length:
-        raise ValueError(f"The pattern lengths must satisfy 1 <= min_length <= max_length, got {min_length} and {max_length}.")
+        raise ValueError(
+            f"The pattern lengths must satisfy 1 <= min_length <= max_length, got {min_length} and {max_length}."
+        )
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}.")
     texts = [str(t)[:max_chars] for t in cluster_texts if t and str(t).strip()]

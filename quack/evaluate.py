@@ -88,7 +88,7 @@ Progress = Callable[[str], None]
 
 
 def family_of(name: str, groups: Sequence[str] = ()) -> str:
-    """The family of a fingerprint name: the longest matching prefix of ``groups``, else the name without a trailing ``_<digits>``.
+    """The family of a fingerprint name: its longest prefix in ``groups``, else the name less a trailing ``_<digits>``.
 
     Parameters
     ----------
@@ -650,8 +650,8 @@ def _plain(value):
 
 
 def _folds(
-    labels: np.ndarray, families: np.ndarray, hide: Sequence[str] | None, folds: int | None, min_rows: int, groups: Sequence[str],
-    seed: int, where: str,
+    labels: np.ndarray, families: np.ndarray, hide: Sequence[str] | None, folds: int | None, min_rows: int,
+    groups: Sequence[str], seed: int, where: str,
 ) -> list[list[str]]:
     """The families each fold hides; every option is checked here, before anything is encoded."""
     counts = _family_counts(families)
@@ -735,7 +735,9 @@ def _check_options(methods: Sequence[str] | None, top: Sequence[int], min_rows: 
     chosen = list(METHODS) if methods is None else list(dict.fromkeys(methods))
     unknown = [name for name in chosen if name not in METHODS]
     if unknown or not chosen:
-        raise ValueError(f"Unknown method {unknown[0] if unknown else '(none)'!r}; the methods are {', '.join(METHODS)}.")
+        raise ValueError(
+            f"Unknown method {unknown[0] if unknown else '(none)'!r}; the methods are {', '.join(METHODS)}."
+        )
     ks = sorted({int(k) for k in top})
     if not ks or ks[0] < 1:
         raise ValueError(f"--top needs positive numbers of rows, got {list(top)}.")
@@ -819,7 +821,8 @@ def evaluate_data(
     rows_per_label = {str(label.value): int(np.sum(data.labels == label)) for label in Label}
     return EvaluationReport(
         data=where, checkpoint=None, rows=int(len(data.labels)), rows_per_label=rows_per_label,
-        families=_family_counts(data.families), top=top, methods=methods, folds=fold_results, purity=purity, truth=truth,
+        families=_family_counts(data.families), top=top, methods=methods, folds=fold_results, purity=purity,
+        truth=truth,
         settings={"seed": seed, "min_rows": min_rows, "groups": list(groups), "neighbours": NEIGHBOURS,
                   "min_cluster_size": min_rows, "test_size": TEST_SIZE},
     )

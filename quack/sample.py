@@ -472,7 +472,8 @@ def _head(code: str, title: str, rnd: random.Random) -> str:
     bootstrap = rnd.choice(("4.6.2", "5.1.3", "5.2.3", "5.3.2"))
     parts = [f'<!DOCTYPE html><html lang="{_LANGUAGE.get(code, "en")}"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{title}</title>",
-             f'<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/bootstrap@{bootstrap}/dist/css/bootstrap.min.css">']
+             f'<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/bootstrap@{bootstrap}'
+             '/dist/css/bootstrap.min.css">']
     if rnd.random() < 0.6:
         parts.append(f'<script src="https://code.jquery.com/jquery-{rnd.choice(("3.5.1", "3.6.0", "3.7.1"))}.min.js">'
                      "</script>")
@@ -486,7 +487,8 @@ def _cdn_headers(rnd: random.Random, clock: _Clock) -> dict[str, list[str]]:
     kind = rnd.choice(("cloudflare", "akamai", "cloudfront", "fastly", "origin"))
     headers = {"Date": [_http_date(clock)], "Content-Type": ["text/html; charset=utf-8"]}
     if kind == "cloudflare":
-        headers.update({"Server": ["cloudflare"], "CF-RAY": [f"{_hex(rnd, 16)}-{rnd.choice(('FRA', 'AMS', 'SIN', 'IAD'))}"],
+        ray = f"{_hex(rnd, 16)}-{rnd.choice(('FRA', 'AMS', 'SIN', 'IAD'))}"
+        headers.update({"Server": ["cloudflare"], "CF-RAY": [ray],
                         "CF-Cache-Status": [rnd.choice(("DYNAMIC", "HIT", "MISS"))]})
     elif kind == "akamai":
         headers.update({"Server": ["AkamaiGHost"], "X-Akamai-Request-ID": [_hex(rnd, 8)]})
@@ -517,8 +519,8 @@ def _security_suite_page(family: str, where: _Where, rnd: random.Random, clock: 
         product = "Aegis Family Safety"
     body = (_head(code, title, rnd) + f'<body><div class="container py-5"><h1 class="h3">{title}</h1><p>{text}</p>'
             f"<p><code>http://{where.domain}/</code></p>{detail}"
-            f'<p class="text-muted small">{product} &middot; {_uuid(rnd)} &middot; {clock.now.isoformat(timespec="seconds")}'
-            "</p></div></body></html>")
+            f'<p class="text-muted small">{product} &middot; {_uuid(rnd)} &middot; '
+            f'{clock.now.isoformat(timespec="seconds")}</p></div></body></html>')
     headers = {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-store"], "Connection": ["close"]}
     return rnd.choice(("200 OK", "200 OK", "403 Forbidden")), headers, body
 
@@ -586,8 +588,9 @@ def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tup
             headers["Content-Length"] = ["0"]
             return rnd.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect")), headers, ""
         return ("301 Moved Permanently", headers,
-                f"<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved "
-                f"Permanently</center>\r\n<hr><center>{headers.get('Server', ['nginx'])[0]}</center>\r\n</body>\r\n</html>\r\n")
+                "<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved "
+                f"Permanently</center>\r\n<hr><center>{headers.get('Server', ['nginx'])[0]}</center>\r\n"
+                "</body>\r\n</html>\r\n")
     if kind == "empty":
         # Load balancers' health answers and keep-alive quirks: as empty as a blockpage that says nothing.
         headers = {"Date": headers["Date"], "Connection": ["close"]}
@@ -596,21 +599,23 @@ def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tup
         return rnd.choice(("200 OK", "204 No Content")), headers, ""
     if kind == "consent":
         title = _say("consent_title", code)
-        return "200 OK", headers, (_head(code, f"{domain} - {title}", rnd) + f'<body><div class="container py-5">'
-                                   f'<h1>{title}</h1><p>{_say("consent_text", code)}</p><button class="btn btn-primary">'
-                                   f"OK</button><!-- {_uuid(rnd)} --></div></body></html>")
+        return "200 OK", headers, (
+            _head(code, f"{domain} - {title}", rnd) + f'<body><div class="container py-5"><h1>{title}</h1>'
+            f'<p>{_say("consent_text", code)}</p><button class="btn btn-primary">OK</button><!-- {_uuid(rnd)} -->'
+            "</div></body></html>")
     if kind == "news":
-        items = "".join(f'<li><a href="/{_hex(rnd, 6)}">{rnd.choice(DOMAINS)}</a></li>' for _ in range(rnd.randint(2, 5)))
+        items = "".join(f'<li><a href="/{_hex(rnd, 6)}">{rnd.choice(DOMAINS)}</a></li>'
+                        for _ in range(rnd.randint(2, 5)))
         return "200 OK", headers, (
             _head(code, f"{domain} | {_say('news', code)}", rnd)
-            + f"<body class=\"home\"><link rel='stylesheet' href='https://{domain}/wp-content/themes/news/style.css?ver="
-            f"{rnd.randint(1, 9)}.{rnd.randint(0, 9)}'><header class=\"navbar\"><a class=\"navbar-brand\" href=\"/\">"
+            + f"<body class=\"home\"><link rel='stylesheet' href='https://{domain}/wp-content/themes/news/"
+            f"style.css?ver={rnd.randint(1, 9)}.{rnd.randint(0, 9)}'><header class=\"navbar\"><a class=\"navbar-brand\" href=\"/\">"
             f"{domain}</a></header><main class=\"container\"><h2>{_say('news', code)}</h2><ul>{items}</ul></main>"
             f"<!-- generated {clock.now.isoformat(timespec='seconds')} in {rnd.randint(20, 900)} ms --></body></html>")
     if kind == "app":
         return "200 OK", headers, (
-            _head(code, domain, rnd) + f'<body><div id="__next"></div><script id="__NEXT_DATA__" type="application/json">'
-            f'{{"buildId":"{_hex(rnd, 20)}","locale":"{_LANGUAGE.get(code, "en")}","page":"/"}}</script></body></html>')
+            _head(code, domain, rnd) + '<body><div id="__next"></div><script id="__NEXT_DATA__" '
+            f'type="application/json">{{"buildId":"{_hex(rnd, 20)}","locale":"{_LANGUAGE.get(code, "en")}","page":"/"}}</script></body></html>')
     if kind == "region":
         # A site's own geoblock: it reads like a blockpage, echoes the client and is no censorship.
         return "403 Forbidden", headers, (

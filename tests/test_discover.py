@@ -140,7 +140,7 @@ def test_propose_patterns_escape_regex_characters_and_save_in_the_labeller_forma
     assert len(fingerprints) == len(exclusive) > 0
     assert all(fingerprints.match(text)[0] is True for text in cluster)
     assert fingerprints.match("<p>Blocked (rule) elsewhere</p>") == (None, None)
-    assert any("\\*gambling" in p.pattern or "\\+ more\\?" in p.pattern for p in exclusive), "special characters escaped"
+    assert any("\\*gambling" in p.pattern or "\\+ more\\?" in p.pattern for p in exclusive), "characters escaped"
 
 
 def test_propose_patterns_refuse_what_they_cannot_do():

@@ -18,7 +18,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
                     "a fingerprint name without its trailing _<digits> (a_prod_fortinet_1 and _2 are a_prod_fortinet), "
                     "or one of the --group prefixes.",
     )
-    p.add_argument("--data", required=True, help="data set folder written by `quack ingest` with the checkpoint's tokenizer")
+    p.add_argument("--data", required=True,
+                   help="data set folder written by `quack ingest` with the checkpoint's tokenizer")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the shipped sample model)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--hide", nargs="+", metavar="NAME", default=None,

@@ -1,0 +1,228 @@
+"""The leave-fingerprints-out evaluation: its scores, its protocol where the answer is known, and `quack evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quack import evaluate as ev
+from quack.cli import main
+from quack.schema import Label
+
+# ----------------------------------------------------------------------------- scores
+
+
+def test_precision_recall_and_average_precision_of_a_hand_made_ranking():
+    hits = np.array([True, False, True, False, False])
+    assert ev.precision_at(hits, 1) == 1.0
+    assert ev.precision_at(hits, 2) == 0.5
+    assert ev.precision_at(hits, 5) == pytest.approx(0.4)
+    assert ev.precision_at(hits, 50) == pytest.approx(0.4), "a ranking shorter than K is scored whole"
+    assert ev.recall_at(hits, 1) == 0.5 and ev.recall_at(hits, 3) == 1.0
+    assert ev.average_precision(hits) == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert ev.average_precision(np.array([False, True])) == pytest.approx(0.5)
+    assert np.isnan(ev.recall_at(np.zeros(4, bool), 2)) and np.isnan(ev.average_precision(np.zeros(4, bool)))
+
+
+def test_average_precision_agrees_with_scikit_learn_without_ties():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    scores, truth = rng.random(200), rng.random(200) < 0.2
+    order = np.argsort(-scores)
+    assert ev.average_precision(truth[order]) == pytest.approx(average_precision_score(truth, scores))
+
+
+def test_rank_orders_candidates_only_breaks_ties_by_seed_and_puts_nan_last():
+    scores = np.array([0.9, 0.5, 0.5, np.nan, 0.5, 0.7])
+    candidates = np.array([1, 2, 3, 4, 5])
+    ranked = ev.rank(scores, candidates, np.random.default_rng(0))
+    assert ranked[0] == 5 and ranked[-1] == 3 and set(ranked) == set(candidates)
+    orders = {tuple(ev.rank(scores, candidates, np.random.default_rng(seed))[1:4]) for seed in range(20)}
+    assert len(orders) > 1, "tied rows come in an order drawn from the seed, not in row order"
+    again = ev.rank(scores, candidates, np.random.default_rng(0))
+    assert ranked.tolist() == again.tolist()
+
+
+@pytest.mark.parametrize("name,groups,family", [
+    ("a_prod_fortinet_3", (), "a_prod_fortinet"),
+    ("b_nat_ir_national_12", (), "b_nat_ir_national"),
+    ("b_nat_ru_rkn", (), "b_nat_ru_rkn"),
+    ("b_nat_ir_national_2", ("b_nat_ir_",), "b_nat_ir_"),
+    ("b_nat_ir_peyvandha", ("b_nat_", "b_nat_ir_"), "b_nat_ir_"),
+])
+def test_family_of_a_fingerprint(name, groups, family):
+    assert ev.family_of(name, groups) == family
+
+
+# ----------------------------------------------------------------------------- the protocol on known answers
+
+SIZES = {"uncensored": 300, "a": 40, "b": 40, "h": 30, "tiny": 3, "noise": 200}
+
+
+def synthetic(visible_to: str, seed: int = 0) -> ev.EvaluationData:
+    """Rows where the hidden family ``h`` shows in one kind of input only, everything else being noise.
+
+    ``text``: h shares two words with the censored families a and b; ``loss``: h is badly
+    reconstructed; ``latent``: a and b lie in tight groups far from the rest, h in one next to a's.
+    """
+    rng = np.random.default_rng(seed)
+    groups = np.concatenate([[name] * n for name, n in SIZES.items()])
+    n = len(groups)
+    labels = np.select([groups == "uncensored", groups == "noise"], [Label.UNCENSORED, Label.UNDETERMINED],
+                       Label.CENSORED)
+    families = np.where(np.isin(groups, ["a", "b", "h", "tiny"]), groups, "")
+    latents = rng.normal(size=(n, 8))
+    loss = rng.normal(size=n)
+    vocabulary = [f"word{i}" for i in range(60)]
+    texts = [" ".join(rng.choice(vocabulary, 12)) for _ in range(n)]
+    if visible_to == "text":
+        texts = [t + " zebrablock stopnotice" if g in ("a", "b", "h") else t for t, g in zip(texts, groups)]
+    elif visible_to == "loss":
+        loss[groups == "h"] += 10.0
+    elif visible_to == "latent":
+        latents[groups == "a"] = rng.normal(scale=0.3, size=(40, 8)) + [8, 0, 0, 0, 0, 0, 0, 0]
+        latents[groups == "b"] = rng.normal(scale=0.3, size=(40, 8)) + [-8, 0, 0, 0, 0, 0, 0, 0]
+        latents[groups == "h"] = rng.normal(scale=0.3, size=(30, 8)) + [8, 2.5, 0, 0, 0, 0, 0, 0]
+    tokens = ev.token_counts([rng.integers(4, 50, size=10) for _ in range(n)], 50)
+    return ev.EvaluationData(labels, families, latents, loss, tokens, ev.text_counts(texts))
+
+
+def ap_of(report: ev.EvaluationReport) -> dict[str, float]:
+    return {method: report.folds[0]["scores"][method]["ap"] for method in report.methods}
+
+
+def test_a_family_only_the_text_shows_is_found_by_tfidf_alone():
+    report = ev.evaluate_data(synthetic("text"), hide=["h"], top=(30,))
+    ap = ap_of(report)
+    assert report.folds[0]["scores"]["tfidf_text"]["p@30"] == 1.0
+    assert all(value < 0.5 for method, value in ap.items() if method != "tfidf_text"), ap
+    assert report.purity["mean"] < 0.3, "random latents keep no family together"
+
+
+def test_a_family_only_the_loss_shows_is_found_by_the_reconstruction_loss_alone():
+    ap = ap_of(ev.evaluate_data(synthetic("loss"), hide=["h"], top=(30,)))
+    assert ap["reconstruction_loss"] == 1.0
+    assert all(value < 0.5 for method, value in ap.items() if method != "reconstruction_loss"), ap
+
+
+def test_a_family_only_the_latents_show_is_found_by_the_latent_methods():
+    report = ev.evaluate_data(synthetic("latent"), hide=["h"], top=(30,))
+    ap = ap_of(report)
+    assert ap["censored_distance"] == 1.0 and ap["hdbscan_clusters"] > 0.9
+    assert all(ap[method] < 0.5 for method in ("bag_of_tokens", "tfidf_text", "reconstruction_loss")), ap
+    assert report.purity == {"mean": 1.0, "records": 30, "by_family": {"h": 1.0}}
+
+
+def test_folds_hide_every_family_of_enough_rows_once():
+    data = synthetic("text")
+    one_each = ev.evaluate_data(data, methods=["tfidf_text"], top=(10,))
+    assert sorted(fold["hidden"] for fold in one_each.folds) == [["a"], ["b"], ["h"]], "tiny has fewer than 5 rows"
+    two = ev.evaluate_data(data, folds=2, methods=["tfidf_text"], top=(10,), seed=3)
+    assert sorted(sum((fold["hidden"] for fold in two.folds), [])) == ["a", "b", "h"] and len(two.folds) == 2
+    assert all(fold["positives"] == sum(SIZES[f] for f in fold["hidden"]) for fold in two.folds)
+    assert all(fold["ranked"] == SIZES["noise"] + fold["positives"] for fold in two.folds)
+    assert ev.evaluate_data(data, hide=["tiny"], methods=["tfidf_text"], top=(10,)).folds[0]["positives"] == 3
+
+
+def test_report_summarises_every_method_as_json_and_a_table():
+    report = ev.evaluate_data(synthetic("text"), top=(10, 30))
+    document = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert set(document["summary"]) == set(ev.METHODS) | {"random"}
+    for method in ev.METHODS:
+        figures = document["summary"][method]
+        assert set(figures) == {"p@10", "p@30", "r@10", "r@30", "ap"}
+        assert all(0.0 <= figures[f]["mean"] <= 1.0 and figures[f]["sd"] >= 0.0 for f in figures)
+    random_p = document["summary"]["random"]["p@10"]["mean"]
+    assert random_p == pytest.approx(np.mean([f["positives"] / f["ranked"] for f in document["folds"]]))
+    table = report.table()
+    assert all(method in table for method in ev.METHODS) and "purity" in table and "P@30" in table
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"hide": ["zzz"]},
+     "No fingerprint family named 'zzz' labels rows of the data set; its families are a, b, h, tiny."),
+    ({"folds": 4}, "--folds must be between 1 and the 3 families that label at least 5 rows, got 4."),
+    ({"min_rows": 50}, "No fingerprint family labels at least 50 rows of the data set; lower --min-rows"),
+    ({"hide": ["a", "b", "h", "tiny"]},
+     "The methods need at least two censored rows to learn from and hiding a, b, h, tiny leaves 0;"),
+    ({"methods": ["magic"]}, "Unknown method 'magic'; the methods are latent_classifier, "),
+    ({"top": [0]}, "--top needs positive numbers of rows"),
+])
+def test_bad_options_are_one_sentence(options, message):
+    with pytest.raises(ValueError) as raised:
+        ev.evaluate_data(synthetic("text"), **options)
+    assert str(raised.value).startswith(message) and str(raised.value).count(". ") == 0
+
+
+def test_data_without_censored_rows_has_nothing_to_hide():
+    data = synthetic("text")
+    data.labels[data.labels == Label.CENSORED] = Label.UNDETERMINED
+    data.families[:] = ""
+    with pytest.raises(ValueError, match="has no rows a blockpage fingerprint labelled censored"):
+        ev.evaluate_data(data)
+
+
+# ----------------------------------------------------------------------------- quack evaluate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small generated data set and a tiny model trained on it for one epoch."""
+    from quack.build import build_dataset
+    from quack.sample import write_sample
+    from quack.training import fit
+
+    root = tmp_path_factory.mktemp("evaluate")
+    records, truth = write_sample(root / "s.json", n=150, seed=3)
+    build_dataset([records], root / "data", vocab_size=300, max_tokens=32)
+    result = fit(root / "data", root / "run", model_options={"embed_size": 8, "hidden_size": 16}, max_epochs=1,
+                 logger="none", patience=0, progress_bar=False)
+    return {"root": root, "data": root / "data", "truth": truth, "checkpoint": result.checkpoint}
+
+
+def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
+    out = tiny["root"] / "report.json"
+    status = main(["evaluate", "--data", str(tiny["data"]), "--checkpoint", str(tiny["checkpoint"]), "--min-rows", "2",
+                   "--folds", "2", "--top", "5", "20", "--truth", str(tiny["truth"]), "--json", str(out),
+                   "--device", "cpu"])
+    printed, error = capsys.readouterr()
+    assert status == 0, error
+    document = json.loads(out.read_text())
+    assert set(document["summary"]) == set(ev.METHODS) | {"random"}
+    assert len(document["folds"]) == 2 and all(set(fold["scores"]) == set(ev.METHODS) for fold in document["folds"])
+    for fold in document["folds"] + [document["truth"]]:
+        assert 0 < fold["positives"] <= fold["ranked"]
+        for figures in fold["scores"].values():
+            assert all(value is None or 0.0 <= value <= 1.0 for value in figures.values())
+            assert figures["r@20"] >= figures["r@5"]
+    assert 0.0 <= document["purity"]["mean"] <= 1.0 and 0.0 <= document["truth"]["purity"]["mean"] <= 1.0
+    assert document["checkpoint"] == str(tiny["checkpoint"])
+    assert "against the ground truth" in printed and f"wrote {out}" in printed
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--hide", "no_such_family"], "quack evaluate: No fingerprint family named 'no_such_family' labels rows of"),
+    (["--truth", "missing.truth.jsonl"], "quack evaluate: --truth missing.truth.jsonl does not exist"),
+    (["--top", "0"], "quack evaluate: --top needs positive numbers of rows, got [0]."),
+])
+def test_quack_evaluate_refuses_bad_options_in_one_sentence(tiny, capsys, arguments, message):
+    status = main(["evaluate", "--data", str(tiny["data"]), "--checkpoint", str(tiny["checkpoint"]), *arguments])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and error.startswith(message) and len(error.splitlines()) == 1
+
+
+def test_quack_evaluate_refuses_a_data_set_with_no_censored_rows(tiny, tmp_path, capsys):
+    from quack.build import build_dataset
+    from quack.datafolder import DataFolder
+
+    signatures = tmp_path / "blockpages.json"
+    signatures.write_text('{"fingerprint": "x_never", "pattern": "never in any page 0xdeadbeef"}\n')
+    build_dataset([tiny["root"] / "s.json"], tmp_path / "data", signatures=[str(signatures)],
+                  tokenizer=DataFolder(tiny["data"]).tokenizer)
+    status = main(["evaluate", "--data", str(tmp_path / "data"), "--checkpoint", str(tiny["checkpoint"])])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "has no rows a blockpage fingerprint labelled censored, so there is no family to hide" in error
