@@ -33,11 +33,16 @@ space alone keeps a family together, whatever the method.
 
 With a ground-truth file (the built-in sample writes one), one more run trains on every
 fingerprint label and scores the ranking against the records the truth calls unknown
-blockpages: the discovery the project is about, measured directly.
+blockpages: the discovery the project is about, measured directly. Each fold then also
+gives ``c@K``, the share of the first K that is censorship of any kind, hidden or unknown
+to every fingerprint: precision at K counts a blockpage no fingerprint knows as a miss,
+and where such pages are many (the samples) they take the ranks the hidden family would.
 
 The data set is encoded once per call and every fold reuses the latents, the losses,
 the clusters and the neighbour index. Token counts and hashed text counts are built in
-batches from the Parquet file, so the text of every row is never in memory at once.
+batches from the Parquet files, so the text of every row is never in memory at once; the
+latents and the sparse counts are. HDBSCAN's time grows faster than the rows, so evaluate
+a sample of a large scan (hundreds of thousands of rows, not millions).
 """
 
 from __future__ import annotations
@@ -382,19 +387,22 @@ class _Shared:
         return cluster_latents(self.data.latents, min_cluster_size=max(2, min(self.min_cluster_size, n)))
 
     @cached_property
-    def neighbours(self) -> np.ndarray:
-        """(N, k) the nearest other rows of each row in latent space, nearest first."""
+    def index(self):
+        """A nearest-neighbour index over every row's latent."""
         from sklearn.neighbors import NearestNeighbors
 
-        n = len(self.data.labels)
-        k = min(NEIGHBOURS, n - 1)
-        _, found = NearestNeighbors(n_neighbors=k + 1).fit(self.data.latents).kneighbors(self.data.latents)
+        return NearestNeighbors().fit(self.data.latents)
+
+    def neighbours(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), k) the nearest other rows of each of ``rows`` in latent space, nearest first."""
+        k = min(NEIGHBOURS, len(self.data.labels) - 1)
+        _, found = self.index.kneighbors(self.data.latents[rows], n_neighbors=k + 1)
         # Leave the row itself out; among exact duplicates it need not come first.
-        own = found == np.arange(n)[:, None]
+        own = found == np.asarray(rows)[:, None]
         drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
         keep = np.ones_like(found, dtype=bool)
-        keep[np.arange(n), drop] = False
-        return found[keep].reshape(n, k)
+        keep[np.arange(len(rows)), drop] = False
+        return found[keep].reshape(len(rows), k)
 
 
 def _training_rows(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -445,9 +453,13 @@ def _censored_distance(data: EvaluationData, shared: _Shared, labels: np.ndarray
 
     censored = data.latents[labels == Label.CENSORED]
     k = min(NEIGHBOURS, len(censored))
-    distances, _ = NearestNeighbors(n_neighbors=k).fit(censored).kneighbors(data.latents)
+    # Only undetermined rows are ranked; the others need no distance.
+    ranked = labels == Label.UNDETERMINED
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(censored).kneighbors(data.latents[ranked])
+    scores = np.full(len(labels), -np.inf)
     # Smaller distance, likelier censored: negate so that higher ranks first.
-    return -distances.mean(axis=1)
+    scores[ranked] = -distances.mean(axis=1)
+    return scores
 
 
 def _hdbscan_clusters(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -456,11 +468,12 @@ def _hdbscan_clusters(data: EvaluationData, shared: _Shared, labels: np.ndarray,
     labelled = labels != Label.UNDETERMINED
     # Rows in no cluster get the censored share of all labelled rows.
     scores = np.full(len(labels), censored.sum() / max(labelled.sum(), 1), dtype=np.float64)
-    for cluster in np.unique(clusters[clusters >= 0]):
-        members = clusters == cluster
-        # One censored and one uncensored pseudo-row: a cluster with no label at all
-        # scores 0.5, above clusters of mostly uncensored rows, as something new should.
-        scores[members] = (censored[members].sum() + 1) / (labelled[members].sum() + 2)
+    inside = clusters >= 0
+    in_cluster = np.bincount(clusters[inside], weights=censored[inside])
+    labelled_in_cluster = np.bincount(clusters[inside], weights=labelled[inside])
+    # One censored and one uncensored pseudo-row: a cluster with no label at all scores
+    # 0.5, above clusters of mostly uncensored rows, as something new should.
+    scores[inside] = ((in_cluster + 1) / (labelled_in_cluster + 2))[clusters[inside]]
     return scores
 
 
@@ -510,7 +523,8 @@ class EvaluationReport:
     methods : list of str
     folds : list of dict
         Per fold: ``hidden`` (families), ``positives`` (their rows), ``ranked`` (the
-        undetermined rows ranked) and ``scores`` (method -> figure -> value).
+        undetermined rows ranked), ``scores`` (method -> figure -> value) and, with a
+        truth, ``censorship`` (ranked rows the truth calls a blockpage).
     purity : dict
         ``mean`` over the hidden records, ``records``, and ``by_family`` means.
     truth : dict or None
@@ -573,7 +587,11 @@ class EvaluationReport:
             f"{hidden} hidden rows; {self.rows} rows ({_label_counts(self.rows_per_label)})",
             "mean ± sd over folds; random = the expectation of a random ranking",
         ]
-        lines += _figure_table(self.summary(), self.top, spread=True)
+        censorship = bool(self.folds) and "censorship" in self.folds[0]
+        lines += _figure_table(self.summary(), self.top, spread=True, censorship=censorship)
+        if censorship:
+            lines.append(f"C@{self.top[0]}: share of the first {self.top[0]} that the truth calls a blockpage, "
+                         "hidden or unknown to every fingerprint")
         lines.append(
             f"purity: {_number(self.purity['mean'])} of the {NEIGHBOURS} nearest latents of a hidden record are "
             f"of its own family (mean over {self.purity['records']} records)"
@@ -600,8 +618,8 @@ def _label_counts(rows_per_label: dict[str, int]) -> str:
                      for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED))
 
 
-def _figure_table(summary: dict, top: Sequence[int], spread: bool) -> list[str]:
-    figures = [f"p@{k}" for k in top] + [f"r@{k}" for k in top] + ["ap"]
+def _figure_table(summary: dict, top: Sequence[int], spread: bool, censorship: bool = False) -> list[str]:
+    figures = [f"p@{k}" for k in top] + [f"r@{k}" for k in top] + ["ap"] + ([f"c@{top[0]}"] if censorship else [])
     width = 11 if spread else 6
     header = f"{'method':<20}" + "".join(f"{f.upper():>{width + 1}}" for f in figures)
     lines = [header]
@@ -628,6 +646,8 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
 def _random_expectation(run: dict, figure: str) -> float:
     """What a ranking in random order scores, in expectation, on a run with these counts."""
     positives, ranked = run["positives"], run["ranked"]
+    if figure.startswith("c@"):
+        return run["censorship"] / ranked
     if figure.startswith("p@") or figure == "ap":
         return positives / ranked
     k = int(figure[2:])
@@ -710,22 +730,31 @@ def _trainable(parts: list[list[str]], labels: np.ndarray, counts: dict[str, int
 
 def _run(
     data: EvaluationData, shared: _Shared, labels: np.ndarray, positives: np.ndarray, methods: Sequence[str],
-    top: Sequence[int], seed: int,
+    top: Sequence[int], seed: int, censorship: np.ndarray | None = None,
 ) -> dict:
-    """Rank the undetermined rows of ``labels`` by each method and score against ``positives``."""
+    """Rank the undetermined rows of ``labels`` by each method and score against ``positives``.
+
+    With ``censorship`` (every row the truth calls a blockpage), each method also gets
+    ``c@K``, the share of its first K rows that are censorship of any kind.
+    """
     candidates = np.flatnonzero(labels == Label.UNDETERMINED)
     scores = {}
     for name in methods:
         ranking = rank(METHODS[name].score(data, shared, labels, seed), candidates, np.random.default_rng(seed))
         scores[name] = _scores(positives[ranking], top)
-    return {"positives": int(positives[candidates].sum()), "ranked": int(len(candidates)), "scores": scores}
+        if censorship is not None:
+            scores[name].update({f"c@{k}": precision_at(censorship[ranking], k) for k in top})
+    result = {"positives": int(positives[candidates].sum()), "ranked": int(len(candidates)), "scores": scores}
+    if censorship is not None:
+        result["censorship"] = int(censorship[candidates].sum())
+    return result
 
 
 def _purity(shared: _Shared, rows: np.ndarray, groups: np.ndarray) -> dict:
     """Share of each row's nearest latents in its own group: mean over rows and per group."""
     if not len(rows):
         return {"mean": float("nan"), "records": 0, "by_family": {}}
-    share = (groups[shared.neighbours[rows]] == groups[rows][:, None]).mean(axis=1)
+    share = (groups[shared.neighbours(rows)] == groups[rows][:, None]).mean(axis=1)
     by_family = {str(name): float(share[groups[rows] == name].mean()) for name in np.unique(groups[rows])}
     return {"mean": float(share.mean()), "records": int(len(rows)), "by_family": by_family}
 
@@ -804,7 +833,8 @@ def evaluate_data(
         positives = np.isin(data.families, hidden)
         labels = data.labels.copy()
         labels[positives] = Label.UNDETERMINED
-        fold_results.append({"hidden": hidden, **_run(data, shared, labels, positives, methods, top, seed)})
+        censorship = positives | (data.truth == "unknown_blockpage") if data.truth is not None else None
+        fold_results.append({"hidden": hidden, **_run(data, shared, labels, positives, methods, top, seed, censorship)})
         hidden_rows.append(np.flatnonzero(positives))
     say("purity of the hidden families")
     purity = _purity(shared, np.concatenate(hidden_rows), data.families)

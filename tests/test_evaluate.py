@@ -116,6 +116,22 @@ def test_a_family_only_the_latents_show_is_found_by_the_latent_methods():
     assert report.purity == {"mean": 1.0, "records": 30, "by_family": {"h": 1.0}}
 
 
+def test_with_a_truth_unknown_blockpages_count_as_censorship_but_not_as_hits():
+    data = synthetic("text")
+    noise = np.flatnonzero(data.labels == Label.UNDETERMINED)
+    data.truth = np.full(len(data.labels), "ordinary", dtype=object)
+    data.truth[noise[:20]] = "unknown_blockpage"
+    data.pages = np.where(data.truth == "unknown_blockpage", "u_page", "")
+    report = ev.evaluate_data(data, hide=["h"], methods=["tfidf_text", "reconstruction_loss"], top=(30, 60))
+    fold = report.folds[0]
+    assert fold["censorship"] == 30 + 20
+    for figures in fold["scores"].values():
+        assert figures["c@30"] >= figures["p@30"] and figures["c@60"] >= figures["p@60"]
+    assert report.summary()["random"]["c@30"]["mean"] == pytest.approx(50 / fold["ranked"])
+    assert report.truth["positives"] == 20 and report.truth["purity"]["records"] == 20
+    assert "C@30" in report.table() and "against the ground truth" in report.table()
+
+
 def test_folds_hide_every_family_of_enough_rows_once():
     data = synthetic("text")
     one_each = ev.evaluate_data(data, methods=["tfidf_text"], top=(10,))
@@ -199,6 +215,7 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
             assert all(value is None or 0.0 <= value <= 1.0 for value in figures.values())
             assert figures["r@20"] >= figures["r@5"]
     assert 0.0 <= document["purity"]["mean"] <= 1.0 and 0.0 <= document["truth"]["purity"]["mean"] <= 1.0
+    assert all(fold["scores"][m]["c@5"] >= fold["scores"][m]["p@5"] for fold in document["folds"] for m in ev.METHODS)
     assert document["checkpoint"] == str(tiny["checkpoint"])
     assert "against the ground truth" in printed and f"wrote {out}" in printed
 
