@@ -18,11 +18,13 @@ passes is reported:
 * tokenize: :meth:`QuackTokenizer.encode_rows` on rows already in memory;
 * build: :func:`quack.build.build_dataset` end to end (both passes, BPE training, Parquet).
 
-With ``--workers``, one process pinned to two cores writes ``--files`` sample files of
-``--n`` measurements (seeds 0, 1, ...) and builds a data set of them end to end with
-each number of workers in turn, interleaved, three rounds, so that the machine's
-neighbours slow every count alike; the fastest round of each is reported, once with the
-tokenizer given (as ``quack ingest --tokenizer-from``) and once training it.
+With ``--workers``, a process pinned to two cores writes ``--files`` sample files of
+``--n`` measurements (seeds 0, 1, ...) and runs ``quack ingest --workers N`` over them,
+each a fresh process as a user runs it (start-up included), for each N in turn,
+interleaved, three rounds, so that the machine's neighbours slow every count alike; the
+fastest round of each is reported, with the tokenizer given (``--tokenizer-from``, as the
+tasks of an array job ingest) and trained. The load average is printed beside: on a
+shared machine it says how much of the two cores the runs could have.
 """
 
 from __future__ import annotations
@@ -103,36 +105,42 @@ def _pin() -> int | None:
 
 def _workers_child(counts: list[int], n: int, files: int) -> dict:
     cores = _pin()
-    from quack.build import build_dataset
+    from quack.datafolder import DataFolder
     from quack.sample import write_sample
 
-    result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}}
+    result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}, "load": [os.getloadavg()[0]]}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
         for seed in range(files):
             write_sample(raw / f"scan-{seed}.json", n=n, seed=seed)
         result["mb"] = sum(p.stat().st_size for p in raw.glob("scan-*.json")) / 2**20
-        # The tokenizer every given-tokenizer build reuses, as a SLURM array's parts would.
-        build_dataset(raw, Path(tmp) / "first", vocab_size=4000, max_tokens=256)
-        from quack.datafolder import DataFolder
 
-        first = DataFolder.open(Path(tmp) / "first")
-        tokenizer, result["rows"] = first.tokenizer, first.n_rows
+        def ingest(out: str, *options: str) -> float:
+            """Wall seconds of one `quack ingest`, a fresh process as a user or a batch job runs it."""
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "quack.cli", "ingest", str(raw), "--out", str(Path(tmp) / out),
+                            "--vocab-size", "4000", "--max-tokens", "256", *options],
+                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+            return time.perf_counter() - start
+
+        # The tokenizer the given-tokenizer runs reuse, as the parts of an array job would.
+        ingest("first", "--workers", "1")
+        result["rows"] = DataFolder.open(Path(tmp) / "first").n_rows
+        given = str(Path(tmp) / "first" / "tokenizer.json")
         for _ in range(REPEAT):
             for count in counts:
-                for mode, given in (("given", tokenizer), ("trained", None)):
-                    start = time.perf_counter()
-                    build_dataset(raw, Path(tmp) / "data", tokenizer=given, vocab_size=4000, max_tokens=256,
-                                  workers=count)
-                    elapsed = time.perf_counter() - start
+                for mode, options in (("given", ["--tokenizer-from", given]), ("trained", [])):
+                    elapsed = ingest("data", "--workers", str(count), *options)
                     key = f"{mode}-{count}"
                     result["runs"][key] = min(result["runs"].get(key, elapsed), elapsed)
+    result["load"].append(os.getloadavg()[0])
     return result
 
 
 def _print_workers(r: dict, counts: list[int]) -> None:
     print(f"quack ingest of {r['files']} files x {r['measurements']} measurements ({r['rows']} rows, "
-          f"{r['mb']:.0f} MB) on {r['cores']} cores, fastest of {REPEAT} interleaved rounds:")
+          f"{r['mb']:.0f} MB) on {r['cores']} cores, fastest of {REPEAT} interleaved rounds "
+          f"(load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after):")
     for mode, words in (("given", "tokenizer given"), ("trained", "tokenizer trained")):
         base = r["rows"] / r["runs"][f"{mode}-{counts[0]}"]
         parts = []

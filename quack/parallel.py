@@ -1,22 +1,25 @@
 """Run the jobs of one command in worker processes, results in the order the jobs came.
 
-:class:`Workers` is a pool of spawned processes (safe wherever Python runs: no fork of a
-process that may hold threads), started only when a map has at least two jobs, so a small
-input never pays for starting processes; while they start, the calling process does jobs
-itself. A map reads its jobs lazily and keeps at most two per worker in flight, so the
+:class:`Workers` is a pool of fresh processes, never forks of the calling one (which may
+hold threads): forked from a clean server process that has imported the jobs' module once,
+where the system has one, else spawned. Jobs and their arguments are therefore sent by
+pickling, and a job sees nothing of the caller's state. The pool starts only when a map
+has at least two jobs, so a small input never pays for starting processes; while the
+workers start, the calling process does jobs itself. A map reads its jobs lazily and keeps at most two per worker in flight, so the
 input may be far larger than memory; results come back in job order, which keeps every
 output the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import chain
-from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 __all__ = ["Workers", "available_cores"]
@@ -29,6 +32,16 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def _context(module: str) -> BaseContext:
+    """Where workers come from: a fork server that imported ``module`` (one import for all), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Only read when the server starts, once per process; later pools reuse it as it is.
+    context.set_forkserver_preload([module])
+    return context
 
 
 def _start_worker() -> None:
@@ -113,7 +126,8 @@ class Workers:
 
     def _remote(self, function: Callable[..., T], jobs: Iterator[Any], here: tuple, there: tuple) -> Iterator[T]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.count, mp_context=get_context("spawn"), initializer=_start_worker)
+            self._pool = ProcessPoolExecutor(self.count, mp_context=_context(function.__module__),
+                                             initializer=_start_worker)
         reader = _Reader(jobs)
         # Futures of the workers and jobs done here, in job order.
         pending: deque[Future | _Ran] = deque()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
@@ -15,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import quack.build
+import quack.ingest
 from quack.build import build_dataset
 from quack.datafolder import DataFolder, read_info, read_rows
-from quack.ingest import QuackInputError, iter_rows
+from quack.ingest import IngestStats, QuackInputError, iter_rows
 from quack.sample import write_sample
 from quack.schema import ROW_SCHEMA, columns
 from quack.tokenizer import FIELD_CHARS, QuackTokenizer
@@ -271,3 +275,41 @@ def test_an_output_given_as_a_link_builds_where_it_points(built, tmp_path):
     build_dataset(records, tmp_path / "link", vocab_size=1600, max_tokens=16)
     assert (tmp_path / "link").is_symlink() and read_info(target)["max_tokens"] == 16
     assert hidden(tmp_path) == [] and hidden(tmp_path / "disk") == []
+
+
+def test_workers_build_the_same_data_set_as_one_process(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    for seed in range(3):
+        write_sample(raw / f"s{seed}.json", n=120, seed=seed)
+    lines = (raw / "s0.json").read_bytes()
+    with tarfile.open(raw / "scan.tar.gz", "w:gz") as tar:
+        for name in ("a/results.json", "b/results.json"):
+            member = tarfile.TarInfo(name)
+            member.size = len(lines)
+            tar.addfile(member, io.BytesIO(lines))
+    with open(raw / "s1.json", "ab") as f:
+        f.write(b"{broken\n" + b"x" * 3000 + b"\n")
+    damaged = gzip.compress(lines)
+    (raw / "t.json.gz").write_bytes(damaged[: len(damaged) * 2 // 3])
+    # Small chunks and a low line bound, so that the input spreads over many chunks and
+    # every kind of problem the reader and the parser count falls between them.
+    monkeypatch.setattr(quack.ingest, "CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(quack.ingest, "MAX_LINE_BYTES", 2048)
+    built = {}
+    for workers, tokenizer in ((1, None), (2, None), (1, "given"), (2, "given")):
+        given = QuackTokenizer.load(tmp_path / "1-None" / "tokenizer.json") if tokenizer else None
+        stats = IngestStats(keep_problems=True)
+        out = tmp_path / f"{workers}-{tokenizer}"
+        info = build_dataset(raw, out, vocab_size=600, max_tokens=32, keep_partial=True, stats=stats,
+                             workers=workers, tokenizer=given)
+        built[workers, tokenizer] = pq.read_table(out / "rows.parquet"), stats, info
+    first_rows, first_stats, first_info = built[1, None]
+    for rows, stats, info in built.values():
+        assert rows.equals(first_rows) and stats == first_stats and info == first_info
+    assert {reason.split(":")[0] for _, _, reason in first_stats.problems} == {
+        "not JSON", "line too long", "truncated file"}
+    assert first_info["sources"] == ["s0.json", "s1.json", "s2.json", "scan.tar.gz:a/results.json",
+                                     "scan.tar.gz:b/results.json", "t.json.gz"]
+    with pytest.raises(QuackInputError, match=r"t\.json\.gz ends early or is corrupt"):
+        build_dataset(raw, tmp_path / "refused", workers=2)
+    assert not (tmp_path / "refused").exists()

@@ -27,6 +27,9 @@ def test_sample_then_ingest_in_a_real_process(tmp_path):
                            "--vocab-size", "1500", "--max-tokens", "48"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
+    # Into a pipe, progress is a line or so per stage, never a bar redrawn line after line.
+    stages = [line.split()[2] for line in done.stderr.splitlines() if line.startswith("quack ingest: ")]
+    assert stages == ["ingest", "train", "tokenize"], done.stderr
     info = read_info(tmp_path / "ds")
     assert f"rows {info['rows']}" in done.stdout
     assert f"censored (1) {info['rows_per_label']['1']}" in done.stdout
@@ -60,6 +63,7 @@ def test_reuses_a_tokenizer_file(tmp_path, capsys):
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--signatures", "{tmp}/nope.json"], "nope.json"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--tokenizer-from", "{tmp}/nope.ckpt"], "nope.ckpt"),
     (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--max-expansion", "0.5"], "--max-expansion must be"),
+    (["ingest", "{tmp}/s.json", "--out", "{tmp}/ds", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["sample", "--out", "{tmp}/s.txt"], ".json"),
     (["sample", "--out", "{tmp}/t.json", "--n", "0"], "n must be"),
 ])
@@ -154,3 +158,18 @@ def test_out_holding_more_than_a_data_set_is_left_alone(tmp_path, capsys):
     assert main(argv) == 2
     assert "it holds thesis.tex" in one_line_error(capsys)
     assert (tmp_path / "ds" / "thesis.tex").read_text() == "precious"
+
+
+def test_workers_write_the_data_set_one_process_writes(tmp_path, capsys, monkeypatch):
+    for seed in range(3):
+        main(["sample", "--out", str(tmp_path / "raw" / f"s{seed}.json"), "--n", "150", "--seed", str(seed)])
+    # Chunks small enough that the three files spread over both workers.
+    monkeypatch.setattr("quack.ingest.CHUNK_BYTES", 20_000)
+    outputs = []
+    for workers in ("1", "2"):
+        capsys.readouterr()
+        assert main(["ingest", str(tmp_path / "raw"), "--out", str(tmp_path / workers), "--vocab-size", "400",
+                     "--list-problems", "--workers", workers]) == 0
+        outputs.append(capsys.readouterr().out.replace(str(tmp_path / workers), "OUT"))
+    assert outputs[0] == outputs[1]
+    assert (tmp_path / "1" / "rows.parquet").read_bytes() == (tmp_path / "2" / "rows.parquet").read_bytes()

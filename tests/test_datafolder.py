@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+import pyarrow as pa
 import pytest
 
 from quack.build import build_dataset
@@ -84,3 +87,83 @@ def test_only_a_folder_of_exactly_a_data_sets_files_may_be_replaced(tmp_path, da
     (folder / "info.json").unlink()
     (folder / "info.json").mkdir()
     assert replace_blocker(folder) == "its info.json is missing or not a plain file"
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, data):
+    """Two parts ingested apart with the data set's tokenizer, and one ingest of both inputs."""
+    root = tmp_path_factory.mktemp("parts")
+    tokenizer = DataFolder.open(data).tokenizer
+    first, _ = write_sample(root / "raw" / "a.json", n=40, seed=3)
+    second, _ = write_sample(root / "raw" / "b.json", n=30, seed=4)
+    build_dataset(first, root / "year" / "part-01", tokenizer=tokenizer)
+    build_dataset(second, root / "year" / "part-02", tokenizer=tokenizer)
+    build_dataset([first, second], root / "whole", tokenizer=tokenizer)
+    return root
+
+
+def test_a_folder_of_parts_reads_as_one_ingest_of_all_their_inputs(parts, data):
+    year, whole = DataFolder.open(parts / "year", require_rows=True), DataFolder.open(parts / "whole")
+    assert year.is_parted and not whole.is_parted
+    assert year.parts == [parts / "year" / "part-01", parts / "year" / "part-02"]
+    assert year.row_files == [part / "rows.parquet" for part in year.parts]
+    assert year.n_rows == whole.n_rows == sum(year.part_rows) and min(year.part_rows) > 0
+    table = whole.read_table()
+    assert year.read_table().equals(table)
+    assert year.read_table(["id", "tokens"]).equals(whole.read_table(["id", "tokens"]))
+    assert year.read_table(["id"]).column("id").to_pylist() == list(range(year.n_rows))
+    streamed = pa.Table.from_batches(list(year.iter_batches(["id", "label", "tokens"], batch_size=17)))
+    assert streamed.equals(table.select(["id", "label", "tokens"]))
+    assert year.read_rows(["id", "source"]).equals(whole.read_rows(["id", "source"]))
+    assert year.tokenizer.to_json() == whole.tokenizer.to_json() == DataFolder.open(data).tokenizer.to_json()
+    summed, one = year.info, whole.info
+    for key in ("rows", "rows_per_label", "longest_sequence", "vocab_size", "max_tokens", "files", "lines",
+                "skipped", "sources", "signatures", "anomalies_only"):
+        assert summed[key] == one[key], key
+    assert summed["mean_tokens"] == pytest.approx(one["mean_tokens"])
+    assert summed["parts"] == ["part-01", "part-02"]
+    assert read_info(parts / "year") == summed
+    with pytest.raises(QuackInputError, match="is a folder of 2 data sets with no single rows file"):
+        year.rows_path
+
+
+def test_the_version_of_a_folder_of_parts_changes_when_a_part_is_rebuilt(parts, tmp_path):
+    folder = tmp_path / "year"
+    shutil.copytree(parts / "year", folder)
+    before = DataFolder.open(folder).version
+    assert DataFolder.open(folder).version == before
+    build_dataset(parts / "raw" / "b.json", folder / "part-02", tokenizer=DataFolder.open(folder).tokenizer)
+    assert DataFolder.open(folder).version != before
+
+
+def test_builds_still_running_beside_the_parts_are_not_parts(parts, tmp_path):
+    folder = tmp_path / "year"
+    shutil.copytree(parts / "year", folder)
+    (folder / ".part-03.building-1-0123abcd").mkdir()
+    (folder / "slurm-1234.out").write_text("log of the array job")
+    assert DataFolder.open(folder).parts == [folder / "part-01", folder / "part-02"]
+
+
+def test_parts_of_different_tokenizers_are_refused(parts, tmp_path):
+    folder = tmp_path / "year"
+    shutil.copytree(parts / "year", folder)
+    build_dataset(parts / "raw" / "a.json", folder / "part-03", vocab_size=300, max_tokens=16)
+    message = (rf"The parts of {folder} were tokenized by different tokenizers \(part-01 and part-03 differ\); "
+               r"ingest every part with the same `quack ingest --tokenizer-from`\.")
+    with pytest.raises(QuackInputError, match=message):
+        DataFolder.open(folder)
+
+
+def test_a_folder_among_the_parts_that_is_no_data_set_is_refused(parts, tmp_path):
+    folder = tmp_path / "year"
+    shutil.copytree(parts / "year", folder)
+    (folder / "notes").mkdir()
+    with pytest.raises(QuackInputError, match=rf"{folder} is a folder of data sets, but notes in it is not one "
+                                              r"\(no rows.parquet\); remove it or build it with `quack ingest`"):
+        DataFolder.open(folder)
+
+
+def test_a_folder_of_other_folders_is_no_data_set(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(QuackInputError, match=rf"{tmp_path} is not a quack data set \(no rows.parquet\)"):
+        DataFolder.open(tmp_path)

@@ -13,7 +13,7 @@ from quack.datafolder import read_info, read_rows
 from quack.dataset import METADATA_COLUMNS, QuackDataModule, QuackDataset, collate_tokens, collate_with_metadata
 from quack.ingest import QuackInputError
 from quack.sample import write_sample
-from quack.tokenizer import PAD
+from quack.tokenizer import PAD, QuackTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,19 @@ def test_empty_input_gives_an_empty_data_set(tmp_path):
     assert len(QuackDataset(tmp_path / "data")) == 0
     dm = QuackDataModule(tmp_path / "data")
     assert list(dm.train_dataloader()) == [] and list(dm.predict_dataloader()) == []
+
+
+def test_another_tokenizer_tokenizes_the_stored_rows_as_a_fresh_ingest_with_it_would(data, tmp_path):
+    records = data.parent / "raw" / "sample.json"
+    build_dataset(records, tmp_path / "fresh", vocab_size=400, max_tokens=24)
+    fresh = QuackDataset(tmp_path / "fresh")
+    other = QuackTokenizer.load(tmp_path / "fresh" / "tokenizer.json")
+    calls = []
+    again = QuackDataset(data, with_metadata=True, tokenizer=other, progress=lambda done, total: calls.append((done, total)))
+    assert again.retokenized and len(again) == len(fresh)
+    assert all(torch.equal(again[i][1], fresh[i]) for i in range(len(fresh)))
+    assert np.array_equal(again.lengths, fresh.lengths)
+    assert again[3][0] == QuackDataset(data, with_metadata=True)[3][0]
+    assert calls[-1] == (len(fresh), len(fresh))
+    same = QuackDataset(data, tokenizer=QuackTokenizer.load(data / "tokenizer.json"))
+    assert not same.retokenized and torch.equal(same[5], QuackDataset(data)[5])

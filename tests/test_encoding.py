@@ -104,3 +104,33 @@ def test_overwrite_never_removes_files_the_writer_did_not_write(data, model, tmp
     with pytest.raises(ValueError, match=r"holds files that are not encoded output \(thesis.tex\)"):
         write_encoded(model, data, out, overwrite=True)
     assert (out / "thesis.tex").read_text() == "mine"
+
+
+def test_a_folder_of_parts_encodes_as_one_data_set_of_both_inputs(data, model, tmp_path):
+    tokenizer = DataFolder.open(data).tokenizer
+    first, _ = write_sample(tmp_path / "raw" / "a.json", n=30, seed=12)
+    second, _ = write_sample(tmp_path / "raw" / "b.json", n=20, seed=13)
+    build_dataset(first, tmp_path / "parts" / "1", tokenizer=tokenizer)
+    build_dataset(second, tmp_path / "parts" / "2", tokenizer=tokenizer)
+    build_dataset([first, second], tmp_path / "whole", tokenizer=tokenizer)
+    parts = encode_dataset(model, tmp_path / "parts", batch_size=8, with_loss=False)
+    whole = encode_dataset(model, tmp_path / "whole", batch_size=8, with_loss=False)
+    np.testing.assert_allclose(parts.latents, whole.latents, atol=1e-6)
+    write_encoded(model, tmp_path / "parts", tmp_path / "out", batch_size=8)
+    table = load_encoded(tmp_path / "out")
+    assert sorted(table["id"]) == list(range(DataFolder.open(tmp_path / "whole").n_rows))
+
+
+def test_a_model_of_another_tokenizer_encodes_the_rows_tokenized_again(data, tmp_path):
+    build_dataset(data.parent / "sample.json", tmp_path / "fresh", vocab_size=400, max_tokens=16)
+    other = DataFolder.open(tmp_path / "fresh").tokenizer
+    torch.manual_seed(1)
+    net = QuackAutoEncoder(num_embeddings=other.vocab_size, embed_size=8, hidden_size=16)
+    net.tokenizer_json = other.to_json()
+    net.eval()
+    calls = []
+    again = encode_dataset(net, data, batch_size=16, with_loss=False,
+                           retokenize_progress=lambda done, total: calls.append((done, total)))
+    fresh = encode_dataset(net, tmp_path / "fresh", batch_size=16, with_loss=False)
+    np.testing.assert_allclose(again.latents, fresh.latents, atol=1e-6)
+    assert calls and calls[-1] == (len(fresh.ids), len(fresh.ids))

@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import io
 import json
+import pickle
 import random
 import re
 import tarfile
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quack.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, iter_rows
+from quack.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, chunk_rows, iter_chunks, iter_rows
 from quack.limits import ExpansionError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
@@ -453,3 +454,32 @@ def test_arbitrary_records_never_raise_and_tokenize_in_range(tmp_path, labeling_
         assert set(row) == set(ROW_KEYS)
         assert label_row(row, fingerprints)[0] in (-1, 0, 1)
     assert all(0 <= i < tokenizer.vocab_size for ids in tokenizer.encode_rows(rows) for i in ids)
+
+
+def test_chunks_parsed_apart_and_merged_in_order_count_as_one_reading(tmp_path, monkeypatch):
+    rnd = random.Random(1)
+    lines = []
+    for i in range(300):
+        lines.append(v2_record(test_url=f"site{i}.example"))
+        if i % 37 == 0:
+            lines.append(b"{not json\n")
+        if i % 53 == 0:
+            lines.append(b"x" * 3000 + b"\n")
+    write_lines(tmp_path / "a.json", lines[:200])
+    (tmp_path / "empty.json").write_bytes(b"")
+    write_lines(tmp_path / "b.json", rnd.sample(lines, 150))
+    monkeypatch.setattr("quack.ingest.CHUNK_BYTES", 8000)
+    monkeypatch.setattr("quack.ingest.MAX_LINE_BYTES", 2048)
+    whole = IngestStats(keep_problems=True)
+    rows = list(iter_rows(tmp_path, whole))
+    chunks = [pickle.loads(pickle.dumps(chunk)) for chunk in iter_chunks(tmp_path, keep_problems=True)]
+    assert len(chunks) > 5 and [chunk.index for chunk in chunks] == list(range(len(chunks)))
+    merged, merged_rows = IngestStats(keep_problems=True), []
+    for chunk in chunks:
+        part = IngestStats(keep_problems=True)
+        merged_rows += chunk_rows(chunk, part)
+        merged.merge(part)
+    assert merged_rows == rows and merged == whole
+    assert whole.files == 3 and whole.skipped["line too long"] > 1 and whole.skipped["not JSON"] > 1
+    assert [line for source, line, _ in whole.problems if source == "a.json"] == sorted(
+        line for source, line, _ in whole.problems if source == "a.json")

@@ -134,3 +134,13 @@ def test_any_row_gives_ids_below_vocab_size(tok, row, text):
         assert all(0 <= i < tokenizer.vocab_size for i in ids)
         assert len(ids) <= 2 + N_STATIC + tokenizer.max_tokens
         assert len(tokenizer.decode_tokens(ids)) == len(tokenizer.token_fields(ids)) == len(ids)
+
+
+def test_a_table_of_rows_tokenizes_as_its_rows(tok):
+    import pyarrow as pa
+
+    rows = CORPUS[:5] + [make_row(body=None, vp="not an address", tls_version=None, elapsed_ms=float("nan"))]
+    table = pa.Table.from_pylist(rows)
+    tokens = tok.encode_table(table)
+    assert tokens.type == pa.list_(pa.int32()) and tokens.to_pylist() == tok.encode_rows(rows)
+    assert tok.encode_table(table.slice(0, 0)).to_pylist() == []
