@@ -6,8 +6,9 @@ nothing half-written. Given a tokenizer, each chunk is parsed, labelled and toke
 one pass; otherwise a first pass stages each chunk's labelled rows in a part file, the
 tokenizer is trained on them, and a second pass tokenizes the parts. Chunks and parts
 are handled in worker processes when asked (:class:`quack.parallel.Workers`) and joined
-in input order, so the data set is the same whatever the number of workers. The folder's layout is described in
-:mod:`quack.datafolder`; its columns come from :data:`quack.schema.ROW_SCHEMA`.
+in input order, so the data set is the same whatever the number of workers. The
+folder's layout is described in :mod:`quack.datafolder`; its columns come from
+:data:`quack.schema.ROW_SCHEMA`.
 
 A build works in a hidden ``.NAME.building-PID-XXXXXXXX`` folder beside the output, PID
 being its process. On Linux the finished folder and an old data set are swapped in one
@@ -199,6 +200,10 @@ def build_dataset(
         }
         (work / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         _replace(work, out)
+    except ChildProcessError:
+        # A worker died (for memory, say): its own sentence, not a disk's.
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     except OSError as error:
         # Reading errors become QuackInputErrors in quack.ingest; what is left is the disk.
         shutil.rmtree(work, ignore_errors=True)

@@ -5,9 +5,10 @@ hold threads): forked from a clean server process that has imported the jobs' mo
 where the system has one, else spawned. Jobs and their arguments are therefore sent by
 pickling, and a job sees nothing of the caller's state. The pool starts only when a map
 has at least two jobs, so a small input never pays for starting processes; while the
-workers start, the calling process does jobs itself. A map reads its jobs lazily and keeps at most two per worker in flight, so the
-input may be far larger than memory; results come back in job order, which keeps every
-output the same whatever the number of workers.
+workers start, the calling process does jobs itself. A map reads its jobs lazily and
+keeps at most two per worker in flight, so the input may be far larger than memory;
+results come back in job order, which keeps every output the same whatever the number
+of workers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import chain
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -115,20 +115,24 @@ class Workers:
         ChildProcessError
             When a worker process died (killed for memory, say).
         """
-        jobs = iter(jobs)
-        first = next(jobs, _END)
-        second = next(jobs, _END) if first is not _END else _END
-        if second is _END or self.count == 1:
-            for job in chain(() if first is _END else (first,), () if second is _END else (second,), jobs):
+        if self.count == 1:
+            for job in jobs:
                 yield function(job, *here)
             return
-        yield from self._remote(function, chain((first, second), jobs), here, there)
+        reader = _Reader(iter(jobs))
+        ahead = [job for job in (reader.next(), reader.next()) if job is not _END]
+        if len(ahead) < 2:
+            for job in ahead:
+                yield function(job, *here)
+            reader.raise_failure()
+            return
+        reader.ahead.extend(ahead)
+        yield from self._remote(function, reader, here, there)
 
-    def _remote(self, function: Callable[..., T], jobs: Iterator[Any], here: tuple, there: tuple) -> Iterator[T]:
+    def _remote(self, function: Callable[..., T], reader: "_Reader", here: tuple, there: tuple) -> Iterator[T]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.count, mp_context=_context(function.__module__),
                                              initializer=_start_worker)
-        reader = _Reader(jobs)
         # Futures of the workers and jobs done here, in job order.
         pending: deque[Future | _Ran] = deque()
         try:
@@ -166,16 +170,28 @@ class _Reader:
 
     def __init__(self, jobs: Iterator[Any]) -> None:
         self.jobs = jobs
-        self.more = True
+        # Jobs read already and to be handed out first.
+        self.ahead: deque[Any] = deque()
+        self.open = True
         self.failure: Exception | None = None
 
+    @property
+    def more(self) -> bool:
+        """Whether there may be another job."""
+        return bool(self.ahead) or self.open
+
     def next(self) -> Any:
+        """The next job, or ``_END`` when the jobs ran out or reading them failed."""
+        if self.ahead:
+            return self.ahead.popleft()
+        if not self.open:
+            return _END
         try:
             return next(self.jobs)
         except StopIteration:
-            self.more = False
+            self.open = False
         except Exception as error:
-            self.more = False
+            self.open = False
             self.failure = error
         return _END
 

@@ -44,13 +44,14 @@ def test_one_worker_or_one_job_runs_here(count):
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_an_error_while_reading_jobs_comes_after_the_results_before_it(count):
+@pytest.mark.parametrize("read", [0, 1, 6])
+def test_an_error_while_reading_jobs_comes_after_the_results_before_it(count, read):
     seen = []
     with Workers(count) as workers:
         with pytest.raises(ValueError, match="the input ends early"):
-            for job, *_ in workers.map(where, jobs_then_error(6), here=("here",), there=("there",)):
+            for job, *_ in workers.map(where, jobs_then_error(read), here=("here",), there=("there",)):
                 seen.append(job)
-    assert seen == list(range(6))
+    assert seen == list(range(read))
 
 
 @pytest.mark.parametrize("count", [1, 2])
