@@ -2,8 +2,9 @@
 
 Reads Hyperquack v1 and v2 records (echo, discard, HTTP, HTTPS) from ``.tar``,
 ``.tar.gz``/``.tgz``, ``.json``/``.jsonl`` and their ``.gz`` forms, one file or a folder
-of them, and yields one :data:`Row` per non-control probe. Everything streams: one line is
-in memory at a time, so memory stays flat however large the input.
+of them, and yields one :data:`Row` per non-control probe. Everything streams: a chunk of
+lines (:data:`CHUNK_BYTES`) is in memory at a time, so memory stays flat however large
+the input.
 
 The input is read in :class:`Chunk` objects, whole lines of one or more files in input
 order (:func:`iter_chunks`), which :func:`chunk_rows` turns into rows in this process or
