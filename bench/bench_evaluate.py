@@ -20,7 +20,9 @@ family:
 ``--train-realistic DIR`` also trains a model on the realistic sample with the settings
 of the shipped checkpoint (``scripts/train_sample_checkpoint.py``), its own tokenizer
 included, and evaluates it: the shipped model never saw those pages. Writes each
-report's JSON to ``--out`` and prints the tables recorded in ``BENCHMARKS.md``.
+report's JSON to ``--out`` and prints the tables recorded in ``BENCHMARKS.md``; for the
+samples also the best fingerprint :func:`quack.discover.propose_patterns` proposes for
+each unknown family (its rows against every other row with a body) and what it matches.
 """
 
 from __future__ import annotations
@@ -107,6 +109,36 @@ def markdown(report, title: str) -> str:
     return "\n".join(lines)
 
 
+def proposals(data: Path, truth_file: Path) -> str:
+    """For each unknown family of the truth, its best proposed fingerprint and what it matches, as Markdown."""
+    import numpy as np
+
+    from quack.datafolder import read_rows
+    from quack.discover import count_matches, propose_patterns
+    from quack.evaluate import read_truth
+
+    rows = read_rows(data, ["label", "body", "source", "line", "probe"])
+    truth, pages = read_truth(truth_file, rows)
+    bodies = rows["body"].fillna("").to_numpy(dtype=object)
+    lines = ["| unknown family | rows (with a body) | best proposal | share of its bodies | "
+             "rows it matches (censored / undetermined / uncensored) | of which this family |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    for family in sorted(set(pages[truth == "unknown_blockpage"])):
+        members = pages == family
+        try:
+            best = propose_patterns(list(bodies[members]), list(bodies[~members & (bodies != "")]))[0]
+        except ValueError as error:
+            lines.append(f"| {family} | {members.sum()} (0) | none: {error} | | | |")
+            continue
+        counts = count_matches(best.pattern, data).set_index("label")["matches"]
+        hits = np.array([best.text in body for body in bodies])
+        with_body = (members & (bodies != "")).sum()
+        lines.append(f"| {family} | {members.sum()} ({with_body}) | `{best.pattern}` | {best.cluster_share:.2f} | "
+                     f"{counts['censored']} / {counts['undetermined']} / {counts['uncensored']} | "
+                     f"{(hits & members).sum()} of {hits.sum()} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     kinds = ["sample", "realistic", "real"]
@@ -150,6 +182,9 @@ def run(name: str, kind: str, model, checkpoint: Path, work: Path, out: Path, de
     (out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     print(markdown(report, f"{name} ({Path(checkpoint).name}, {seconds:.0f} s)"), flush=True)
     print(flush=True)
+    if truth is not None:
+        print(proposals(data, truth), flush=True)
+        print(flush=True)
 
 
 if __name__ == "__main__":
