@@ -230,11 +230,17 @@ def list_checkpoints() -> list[Path]:
 
 
 def describe_checkpoint(path: str | Path) -> str:
-    """A short name for a checkpoint in a list: marked when shipped, else relative to the repository."""
-    path = Path(path)
-    if path.resolve() == settings.shipped_checkpoint().resolve():
-        return f"{path.name} (shipped)"
-    try:
-        return str(path.resolve().relative_to(settings.REPO))
-    except ValueError:
-        return str(path)
+    """A short name for a checkpoint in a list, naming no server folder.
+
+    Marked when shipped or uploaded; relative to the repository or the checkpoint folder
+    when inside one; else its file name.
+    """
+    real = Path(path).resolve()
+    if real == settings.shipped_checkpoint().resolve():
+        return f"{real.name} (shipped)"
+    if real.parent == checkpoint_upload_folder().resolve():
+        return f"{real.name} (uploaded)"
+    for folder in (settings.REPO, settings.checkpoint_root().resolve()):
+        if real.is_relative_to(folder):
+            return str(real.relative_to(folder))
+    return real.name

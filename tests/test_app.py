@@ -463,6 +463,7 @@ def test_export_page_reports_an_export_removed_since_in_one_sentence(env):
     gone = Path(env["root"]) / "cache" / "exports" / "never-written"
     at = run_page("export", **{session.WRITTEN: str(gone)})
     assert not at.exception and len(at.error) == 1 and "never-written" in errors_of(at)[0]
+    assert at.get("download_button"), "the rest of the page still works"
 
 
 def test_selected_ids_reads_record_ids_from_customdata():

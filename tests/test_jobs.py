@@ -140,3 +140,11 @@ def test_a_file_source_key_follows_the_file(tmp_path):
     assert jobs.source_key(source) == first and first.startswith("path-")
     records.write_text("{}\n{}\n")
     assert jobs.source_key(source) != first
+
+
+def test_keeping_a_damaged_files_first_rows_makes_another_data_set(tmp_path):
+    records = tmp_path / "r.json"
+    records.write_text("{}\n")
+    whole = {"kind": "upload", "paths": [str(records)], "name": "r.json", "keep_partial": False}
+    assert jobs.source_key(whole) != jobs.source_key(dict(whole, keep_partial=True))
+    assert jobs.source_key(whole) == jobs.source_key({k: v for k, v in whole.items() if k != "keep_partial"})

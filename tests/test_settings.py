@@ -159,3 +159,13 @@ def test_a_refused_checkpoint_upload_is_deleted_at_once_and_never_listed(monkeyp
             sources.save_checkpoint_upload(name, data)
     assert not [p for p in settings.upload_folder().rglob("*") if p.is_file()]
     assert sources.list_checkpoints() == [settings.shipped_checkpoint().resolve()]
+
+
+def test_checkpoints_are_described_without_naming_server_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("QUACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("QUACK_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    shipped = settings.shipped_checkpoint()
+    assert sources.describe_checkpoint(shipped) == f"{shipped.name} (shipped)"
+    assert sources.describe_checkpoint(sources.checkpoint_upload_folder() / "1a2b-mine.ckpt") == "1a2b-mine.ckpt (uploaded)"
+    assert sources.describe_checkpoint(tmp_path / "checkpoints" / "trained" / "run.ckpt") == "trained/run.ckpt"
+    assert sources.describe_checkpoint(tmp_path / "elsewhere" / "other.ckpt") == "other.ckpt"

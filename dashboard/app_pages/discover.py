@@ -59,7 +59,9 @@ texts = loaders.texts(s.data_dir)
 if session.relabelled() is not None:
     st.info("Labels include your own fingerprints (relabelled on this page).")
 
-classify, cluster = st.tabs(["Latent classifier", "Clusters and fingerprints"])
+# Kept by key, so the chosen tab stays chosen when a first computation's progress bars
+# are gone on the next run and the page's elements move up.
+classify, cluster = st.tabs(["Latent classifier", "Clusters and fingerprints"], key="discover_tab", on_change="rerun")
 
 with classify:
     report, probability = results.classifier(s)
@@ -199,7 +201,9 @@ with cluster:
         try:
             fingerprints = fingerprint_path(file_name)
             if not fingerprints.is_file():
-                raise ValueError(f"There is no fingerprint file named {file_name.strip()!r} yet; save a fingerprint to it first.")
+                raise ValueError(
+                    f"There is no fingerprint file named {file_name.strip()!r} yet; save a fingerprint to it first."
+                )
             changed = loaders.relabel(s, fingerprints)
         except (ValueError, OSError) as error:
             errors.show(error)
