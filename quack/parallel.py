@@ -3,12 +3,13 @@
 :class:`Workers` is a pool of fresh processes, never forks of the calling one (which may
 hold threads): forked from a clean server process that has imported the jobs' module once,
 where the system has one, else spawned. Jobs and their arguments are therefore sent by
-pickling, and a job sees nothing of the caller's state. The pool starts only when a map
-has at least two jobs, so a small input never pays for starting processes; while the
-workers start, the calling process does jobs itself. A map reads its jobs lazily and
-keeps at most two per worker in flight, so the input may be far larger than memory;
-results come back in job order, which keeps every output the same whatever the number
-of workers.
+pickling, and a job sees nothing of the caller's state. The calling process is one of the
+workers: it does a job itself whenever the oldest one is not back yet, so it never idles
+while others work and a pool of N workers starts only N - 1 processes, and only when a
+map has at least two jobs, so a small input never pays for starting processes. A map
+reads its jobs lazily and keeps a few per worker in flight, so the input may be far
+larger than memory; results come back in job order, which keeps every output the same
+whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def _start_worker() -> None:
 
 
 class Workers:
-    """Up to ``count`` worker processes for the maps of one command; a context manager.
+    """``count`` workers for the maps of one command, this process and ``count - 1`` others; a context manager.
 
     Parameters
     ----------
     count : int
-        Worker processes; 1 runs every job in this process.
+        Workers, this process included; 1 runs every job here.
 
     Raises
     ------
@@ -71,8 +72,6 @@ class Workers:
             raise ValueError(f"The number of workers must be a positive integer, got {count!r}.")
         self.count = count
         self._pool: ProcessPoolExecutor | None = None
-        # Whether a worker has finished a job, so all have most likely started.
-        self._started = False
 
     def __enter__(self) -> "Workers":
         return self
@@ -85,7 +84,6 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-            self._started = False
 
     def map(
         self, function: Callable[..., T], jobs: Iterable[Any], here: tuple = (), there: tuple = ()
@@ -130,30 +128,29 @@ class Workers:
         yield from self._remote(function, reader, here, there)
 
     def _remote(self, function: Callable[..., T], reader: "_Reader", here: tuple, there: tuple) -> Iterator[T]:
+        others = self.count - 1
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.count, mp_context=_context(function.__module__),
+            self._pool = ProcessPoolExecutor(others, mp_context=_context(function.__module__),
                                              initializer=_start_worker)
-        # Futures of the workers and jobs done here, in job order.
+        # The other workers' futures and the jobs done here, in job order; at most a few
+        # per worker, waiting or done, so that the jobs in memory stay few.
         pending: deque[Future | _Ran] = deque()
+        most = 4 * self.count
         try:
             while True:
-                while reader.more and sum(isinstance(p, Future) for p in pending) < 2 * self.count:
+                while reader.more and len(pending) < most and _running(pending) < 2 * others:
                     job = reader.next()
                     if job is not _END:
                         pending.append(self._pool.submit(function, job, *there))
                 if not pending:
                     break
                 head = pending[0]
-                if isinstance(head, Future) and not head.done() and not self._started and reader.more:
-                    # A worker takes a while to start (a new interpreter, its imports): meanwhile
-                    # this process does the next job itself.
+                if isinstance(head, Future) and not head.done() and reader.more and len(pending) < most:
                     job = reader.next()
                     if job is not _END:
                         pending.append(_Ran.of(function, job, here))
                     continue
                 pending.popleft()
-                if isinstance(head, Future):
-                    self._started = True
                 yield head.result() if isinstance(head, _Ran) else _result(head)
         finally:
             for future in pending:
@@ -217,6 +214,10 @@ class _Ran:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def _running(pending: deque) -> int:
+    return sum(isinstance(entry, Future) and not entry.done() for entry in pending)
 
 
 def _result(future: Future) -> Any:
