@@ -2,7 +2,8 @@
 
 Loads the app, waits for the latent map, box-selects points with the mouse, opens a
 record's attention heatmap, writes an export, and visits every page; fails on any
-exception or error box. A screenshot of each page goes to ``test-artifacts/``.
+exception or error box. Types runaway patterns on the Discover page while checking that
+the server still answers. A screenshot of each page goes to ``test-artifacts/``.
 """
 
 import os
@@ -174,13 +175,13 @@ def test_the_whole_loop_in_a_browser(server, page):
     shoot(page, "attention_fields")
 
     go_to(page, "Export")
-    target = server["cache"] / "browser-export"
-    path_box = page.get_by_label("Storage path")
-    path_box.fill(str(target))
-    path_box.press("Enter")
+    target = server["cache"] / "exports" / "browser-export"
+    name_box = page.get_by_role("textbox", name="Export folder name", exact=True)
+    name_box.fill(target.name)
+    name_box.press("Enter")
     settle(page)
     page.get_by_role("button", name="Write").click()
-    page.get_by_text(f"Wrote {target}").wait_for()
+    page.get_by_text(f"Wrote the export {target.name}").wait_for()
     settle(page)
     no_errors(page)
     assert (target / "metadata.json").is_file()
@@ -201,6 +202,47 @@ def test_the_whole_loop_in_a_browser(server, page):
     no_errors(page)
     shoot(page, "discover_clusters")
 
+
+
+def answers_health(url: str, within: float = 5.0) -> bool:
+    """Whether the server answers its health check within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=max(deadline - time.monotonic(), 0.1)) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def test_a_runaway_pattern_leaves_the_server_answering(server, page):
+    page.goto(f"{server['url']}/discover")
+    page.get_by_role("heading", name="Discover").first.wait_for()
+    settle(page)
+    page.get_by_role("tab", name="Clusters and fingerprints").click()
+    box = page.get_by_label("Pattern (Python regular expression)")
+    box.wait_for()
+    settle(page)
+    # Exponential for Python's own engine, which froze the server; linear for RE2.
+    box.fill("(.+)+\\x00")
+    box.press("Control+Enter")
+    assert answers_health(server["url"]), "the server answers while the pattern is searched"
+    page.get_by_text("Matches in the cluster").wait_for()
+    settle(page)
+    no_errors(page)
+    # Exponential for every backtracking engine: stopped at its time limit.
+    box.fill("(.|.)+(?<=\\x00)")
+    box.press("Control+Enter")
+    assert answers_health(server["url"]), "the server answers while the pattern is stopped"
+    refusal = page.locator('[data-testid="stAlertContentError"]')
+    refusal.wait_for()
+    text = refusal.inner_text().strip()
+    assert text.startswith("The pattern '(.|.)+(?<=\\x00)' in the Discover page's pattern box ran longer than")
+    assert text.endswith(".") and text.count(". ") == 0 and "Traceback" not in text, "one sentence"
+    assert answers_health(server["url"])
+    shoot(page, "discover_pattern_refused")
 
 
 def test_training_runs_in_the_background_with_a_live_curve_and_stops(server, page):
