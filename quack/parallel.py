@@ -15,6 +15,7 @@ whatever the number of workers.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 from collections import deque
@@ -42,6 +43,8 @@ def _context(module: str) -> BaseContext:
     context = multiprocessing.get_context("forkserver")
     # Only read when the server starts, once per process; later pools reuse it as it is.
     context.set_forkserver_preload([module])
+    # Start it now: it imports while the caller works, instead of while the first worker waits.
+    multiprocessing.forkserver.ensure_running()
     return context
 
 
@@ -129,12 +132,14 @@ class Workers:
 
     def _remote(self, function: Callable[..., T], reader: "_Reader", here: tuple, there: tuple) -> Iterator[T]:
         others = self.count - 1
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(others, mp_context=_context(function.__module__),
-                                             initializer=_start_worker)
         # The other workers' futures and the jobs done here, in job order; at most a few
         # per worker, waiting or done, so that the jobs in memory stay few.
         pending: deque[Future | _Ran] = deque()
+        if self._pool is None:
+            context = _context(function.__module__)
+            # The first job is done here while the workers' processes start.
+            pending.append(_Ran.of(function, reader.next(), here))
+            self._pool = ProcessPoolExecutor(others, mp_context=context, initializer=_start_worker)
         most = 4 * self.count
         try:
             while True:
