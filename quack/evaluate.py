@@ -644,7 +644,10 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
 
 
 def _random_expectation(run: dict, figure: str) -> float:
-    """What a ranking in random order scores, in expectation, on a run with these counts."""
+    """What a ranking in random order scores, in expectation, on a run with these counts.
+
+    For AP, the share of positives among the ranked rows: the expectation for long rankings.
+    """
     positives, ranked = run["positives"], run["ranked"]
     if figure.startswith("c@"):
         return run["censorship"] / ranked
@@ -684,9 +687,10 @@ def _folds(
         chosen = list(dict.fromkeys(family_of(name, groups) for name in hide))
         unknown = [name for name in chosen if name not in counts]
         if unknown:
+            names = sorted(counts)
+            listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
             raise ValueError(
-                f"No fingerprint family named {unknown[0]!r} labels rows of {where}; its families are "
-                f"{', '.join(sorted(counts))}."
+                f"No fingerprint family named {unknown[0]!r} labels rows of {where}; its families are {listed}."
             )
         return _trainable([chosen], labels, counts, where)
     eligible = sorted(name for name, n in counts.items() if n >= min_rows)
