@@ -24,7 +24,10 @@ each a fresh process as a user runs it (start-up included), for each N in turn,
 interleaved, three rounds, so that the machine's neighbours slow every count alike; the
 fastest round of each is reported, with the tokenizer given (``--tokenizer-from``, as the
 tasks of an array job ingest) and trained. The load average is printed beside: on a
-shared machine it says how much of the two cores the runs could have.
+shared machine it says how much of the two cores the runs could have. Where the kernel
+shares the CPU between sessions evenly (``/proc/sys/kernel/sched_autogroup_enabled``), a
+session's processes together get one session's share however many they are, so more
+workers cannot go faster while other sessions are busy; compare counts on free cores.
 """
 
 from __future__ import annotations
