@@ -1,0 +1,216 @@
+"""The ranking methods the leave-fingerprints-out evaluation compares.
+
+Each method scores every row of a :class:`quack.evaluate.EvaluationData` by how likely
+it is censored, given the labels of one fold; :data:`METHODS` holds them all by name, in
+the order reports list them. :func:`token_counts` and :func:`text_counts` build the counts
+two of them learn from; ``_Shared`` holds what every fold of one evaluation reuses:
+TF-IDF, clusters and a neighbour index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+
+from quack.schema import Label
+
+if TYPE_CHECKING:
+    from scipy import sparse
+
+    from quack.evaluate import EvaluationData
+
+__all__ = ["METHODS", "Method", "NEIGHBOURS", "TEST_SIZE", "token_counts", "text_counts"]
+
+#: Neighbours averaged by the purity figure and by the censored-distance method.
+NEIGHBOURS = 10
+#: Share of each labelled class the latent classifier holds out; every supervised method
+#: trains on the same remaining rows.
+TEST_SIZE = 0.2
+# Hashed text features: enough buckets that collisions between words are rare.
+_TEXT_BUCKETS = 2**20
+
+
+def token_counts(sequences: Iterable[Sequence[int]], vocab_size: int) -> sparse.csr_matrix:
+    """Bag-of-tokens counts: one row per sequence, one column per token id.
+
+    Parameters
+    ----------
+    sequences : iterable of sequences of int
+        Token ids of each record, each below ``vocab_size``.
+    vocab_size : int
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        (N, vocab_size) float32 counts.
+    """
+    from scipy import sparse
+
+    arrays = [np.asarray(s, dtype=np.int64) for s in sequences]
+    indptr = np.concatenate([[0], np.cumsum([len(a) for a in arrays], dtype=np.int64)])
+    indices = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    counts = sparse.csr_matrix(
+        (np.ones(len(indices), np.float32), indices, indptr), shape=(len(arrays), vocab_size)
+    )
+    counts.sum_duplicates()
+    return counts
+
+
+def text_counts(texts: Iterable[str]) -> sparse.csr_matrix:
+    """Hashed counts of the words and word pairs of each response text.
+
+    Hashing needs no vocabulary, so batches of a large data set can be counted one at a
+    time and stacked; :func:`quack.evaluate.evaluate_data` turns the counts into TF-IDF.
+
+    Parameters
+    ----------
+    texts : iterable of str
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        (N, 2**20) float32 counts.
+    """
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vectorizer = HashingVectorizer(
+        n_features=_TEXT_BUCKETS, ngram_range=(1, 2), alternate_sign=False, norm=None, dtype=np.float32
+    )
+    return vectorizer.transform(list(texts)).tocsr()
+
+
+class _Shared:
+    """What every fold of one evaluation reuses: TF-IDF, clusters, a neighbour index."""
+
+    def __init__(self, data: EvaluationData, min_cluster_size: int) -> None:
+        self.data = data
+        self.min_cluster_size = min_cluster_size
+
+    @cached_property
+    def tfidf(self) -> sparse.csr_matrix:
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        return TfidfTransformer(sublinear_tf=True).fit_transform(self.data.words).tocsr()
+
+    @cached_property
+    def clusters(self) -> np.ndarray:
+        from quack.discover import cluster_latents
+
+        n = len(self.data.labels)
+        return cluster_latents(self.data.latents, min_cluster_size=max(2, min(self.min_cluster_size, n)))
+
+    @cached_property
+    def index(self):
+        """A nearest-neighbour index over every row's latent."""
+        from sklearn.neighbors import NearestNeighbors
+
+        return NearestNeighbors().fit(self.data.latents)
+
+    def neighbours(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), k) the nearest other rows of each of ``rows`` in latent space, nearest first."""
+        k = min(NEIGHBOURS, len(self.data.labels) - 1)
+        _, found = self.index.kneighbors(self.data.latents[rows], n_neighbors=k + 1)
+        # Leave the row itself out; among exact duplicates it need not come first.
+        own = found == np.asarray(rows)[:, None]
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+        keep = np.ones_like(found, dtype=bool)
+        keep[np.arange(len(rows)), drop] = False
+        return found[keep].reshape(len(rows), k)
+
+
+def _training_rows(labels: np.ndarray, seed: int) -> np.ndarray:
+    from quack.classifier import split_labelled
+
+    return split_labelled(labels, TEST_SIZE, seed)[0]
+
+
+def _logistic(features: sparse.csr_matrix, labels: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    train = _training_rows(labels, seed)
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(features[train], labels[train] == Label.CENSORED)
+    return model.predict_proba(features)[:, 1]
+
+
+def _latent_classifier(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    import torch
+
+    from quack.classifier import train_classifier
+
+    # A full batch of a few thousand latents gains nothing from more threads, and on a
+    # busy machine threads waiting for each other made each fold several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = train_classifier(data.latents, labels, seed=seed, test_size=TEST_SIZE)
+        return report.model.predict_proba(data.latents).astype(np.float64)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bag_of_tokens(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    return _logistic(data.tokens, labels, seed)
+
+
+def _tfidf_text(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    return _logistic(shared.tfidf, labels, seed)
+
+
+def _reconstruction_loss(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    return data.loss
+
+
+def _censored_distance(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
+
+    censored = data.latents[labels == Label.CENSORED]
+    k = min(NEIGHBOURS, len(censored))
+    # Only undetermined rows are ranked; the others need no distance.
+    ranked = labels == Label.UNDETERMINED
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(censored).kneighbors(data.latents[ranked])
+    scores = np.full(len(labels), -np.inf)
+    # Smaller distance, likelier censored: negate so that higher ranks first.
+    scores[ranked] = -distances.mean(axis=1)
+    return scores
+
+
+def _hdbscan_clusters(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+    clusters = shared.clusters
+    censored = labels == Label.CENSORED
+    labelled = labels != Label.UNDETERMINED
+    # Rows in no cluster get the censored share of all labelled rows.
+    scores = np.full(len(labels), censored.sum() / max(labelled.sum(), 1), dtype=np.float64)
+    inside = clusters >= 0
+    in_cluster = np.bincount(clusters[inside], weights=censored[inside])
+    labelled_in_cluster = np.bincount(clusters[inside], weights=labelled[inside])
+    # One censored and one uncensored pseudo-row: a cluster with no label at all scores
+    # 0.5, above clusters of mostly uncensored rows, as something new should.
+    scores[inside] = ((in_cluster + 1) / (labelled_in_cluster + 2))[clusters[inside]]
+    return scores
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way of ranking undetermined rows by how likely they are censored."""
+
+    name: str
+    description: str
+    score: Callable[[EvaluationData, _Shared, np.ndarray, int], np.ndarray] = field(repr=False)
+
+
+#: Every method, by name, in the order reports list them.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("latent_classifier", "the seed's dense classifier over latents (quack.classifier)", _latent_classifier),
+    Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
+    Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
+    Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",
+           _reconstruction_loss),
+    Method("censored_distance", f"mean latent distance to the {NEIGHBOURS} nearest censored rows, nearer first",
+           _censored_distance),
+    Method("hdbscan_clusters", "censored share of the row's HDBSCAN cluster among its labelled rows",
+           _hdbscan_clusters),
+)}
