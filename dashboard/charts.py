@@ -262,28 +262,40 @@ def field_bars(shares: dict[str, dict[str, float]], title: str) -> go.Figure:
 
 
 def attention_text_html(pieces: list[str], weights: np.ndarray, fields: list[str]) -> str:
-    """The record's own tokens, each shaded by the attention it receives.
+    """The record's own tokens, each shaded by the attention it receives, with a scale.
+
+    Shading runs from the record's least to its most attended token, so the tokens the
+    decoder relies on stand out even when its attention is spread thin; the scale under
+    the text gives the weights the two ends stand for.
 
     Returns
     -------
     str
-        HTML: one span per token, the background's strength proportional to its weight
-        (the most attended token full strength), the field and weight in the tooltip.
+        HTML: one span per token (field and weight in the tooltip), then the scale.
     """
     w = np.asarray(weights, dtype=np.float64)
-    top = w.max() if w.size and w.max() > 0 else 1.0
+    low, high = (float(w.min()), float(w.max())) if w.size else (0.0, 0.0)
+    span = high - low if high > low else 1.0
     spans = []
     previous = None
     for piece, weight, fld in zip(pieces, w, fields):
         if fld != previous and fld != "special":
             spans.append(f'<span class="qk-field">{html.escape(fld)}</span>')
             previous = fld
-        alpha = 0.08 + 0.85 * weight / top
+        alpha = 0.04 + 0.86 * (weight - low) / span
         spans.append(
-            f'<span class="qk-tok" title="{html.escape(fld)} · {weight:.3f}" '
+            f'<span class="qk-tok" title="{html.escape(fld)} · {weight:.4f}" '
             f'style="background: rgba(209,73,91,{alpha:.2f})">{html.escape(piece)}</span>'
         )
-    return _TOKEN_STYLE + '<div class="qk-text">' + "".join(spans) + "</div>"
+    scale = (
+        '<div class="qk-caption">least attended '
+        f'<span class="qk-tok" style="background: rgba(209,73,91,0.04)">{low:.4f}</span> '
+        f'<span class="qk-tok" style="background: linear-gradient(90deg, rgba(209,73,91,0.04), rgba(209,73,91,0.9));'
+        f'display:inline-block;width:120px">&nbsp;</span> '
+        f'<span class="qk-tok" style="background: rgba(209,73,91,0.9);color:#fff">{high:.4f}</span> most attended '
+        f'(uniform would be {1 / max(len(w), 1):.4f} each)</div>'
+    )
+    return _TOKEN_STYLE + '<div class="qk-text">' + "".join(spans) + "</div>" + scale
 
 
 def reconstruction_html(original: list[str], rebuilt: list[str], probs: np.ndarray) -> str:

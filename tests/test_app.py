@@ -227,7 +227,7 @@ def test_errors_name_no_server_path_outside_the_shared_folders(env, monkeypatch,
 
 
 def test_the_served_app_shows_no_error_details():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and newer
 
     config = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["client"]["showErrorDetails"] == "none"
@@ -610,3 +610,12 @@ def test_figures_escape_every_value_from_data():
     bars = charts.counts_bar(pd.Series({"<b>x</b>": 3, "plain": 1}), "By <i>country</i>")
     assert list(bars.data[0].y) == ["plain", "&lt;b&gt;x&lt;/b&gt;"] and "<i>" not in bars.layout.title.text
     assert charts.markdown_text("[a](http://e)\n<b>*x*</b>") == r"\[a\]\(http\:\/\/e\) \<b\>\*x\*\<\/b\>"
+
+
+def test_attention_shading_spans_the_records_own_range_and_shows_its_scale():
+    # Nearly uniform attention, as a trained decoder often gives: the most attended
+    # token must still stand out at full strength and the least fade out.
+    page = charts.attention_text_html(["<s>", "GET", "</s>"], np.array([0.333, 0.335, 0.332]), ["special", "sent", "special"])
+    alphas = [float(a) for a in re.findall(r"rgba\(209,73,91,([0-9.]+)\)\">[^<]", page)[:3]]
+    assert alphas == [0.33, 0.9, 0.04]
+    assert "0.3320" in page and "0.3350" in page and "&lt;s&gt;" in page

@@ -57,7 +57,10 @@ with heat:
     )
 
 with text:
-    st.caption("Each input token shaded by the attention it receives, averaged over the decoder steps.")
+    st.caption(
+        "Each input token shaded by the attention it receives, averaged over the decoder steps, "
+        "from this record's least to its most attended token."
+    )
     weights = attention_received(result["attention"])
     st.html(charts.attention_text_html(pieces, weights, fields))
     with st.expander("Raw response"):
