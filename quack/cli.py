@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupt_on_terminate(signum: int, frame: object) -> None:
     # A scheduler's SIGTERM (a cancelled job, a node drained) ends a command the way
     # Ctrl-C does, so every command cleans up and says what was left.
+    from quack.progress import STOP
+
+    STOP.set()
     raise KeyboardInterrupt
 
 

@@ -11,10 +11,16 @@ last line with the count when it ends. ``quack ingest``, ``quack encode`` and
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO
 
-__all__ = ["Progress", "Stages"]
+__all__ = ["Progress", "Stages", "STOP"]
+
+#: Set when the process is asked to stop (SIGTERM). The signal's own KeyboardInterrupt
+#: can land where Python ignores it (inside a finaliser), so every progress report
+#: checks this too and stops the work at the next step.
+STOP = threading.Event()
 
 
 class Progress:
@@ -67,7 +73,15 @@ class Progress:
         self.close()
 
     def update(self, done: int, total: int | None = None) -> None:
-        """Say that ``done`` units of the stage are done (of ``total``, when it becomes known)."""
+        """Say that ``done`` units of the stage are done (of ``total``, when it becomes known).
+
+        Raises
+        ------
+        KeyboardInterrupt
+            Once :data:`STOP` is set.
+        """
+        if STOP.is_set():
+            raise KeyboardInterrupt
         if total is not None:
             self.total = total
         self.done = done

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 import quack.ingest
 from quack.cli import main
 from quack.progress import Progress, Stages
@@ -70,3 +72,17 @@ def test_ingest_into_a_log_prints_a_few_lines_per_stage(tmp_path, capsys, monkey
         count = sum(line.startswith(f"quack ingest: {stage} ") for line in said)
         assert 1 <= count <= 11, said
     assert sum(line.startswith("quack ingest: ingest ") for line in said) > 3
+
+
+def test_a_stop_request_ends_the_work_at_the_next_report():
+    from quack.progress import STOP
+
+    progress = Progress("quack encode", "encode", total=10, stream=io.StringIO())
+    progress.update(1)
+    STOP.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            progress.update(2)
+    finally:
+        STOP.clear()
+    progress.update(3)
