@@ -85,6 +85,19 @@ _SCENARIOS = (("match", 0.85), ("retry", 0.03), ("mismatch", 0.02), ("known", 0.
               ("reset", 0.02), ("timeout", 0.02))
 
 
+def _weighted_country(countries, rnd: random.Random) -> str:
+    """A country code drawn by the countries' weights."""
+    return rnd.choices(countries, weights=[c[2] for c in countries])[0][0]
+
+
+def _known_blockpage(elsewhere, rnd: random.Random) -> tuple[str, str]:
+    """A known blockpage: half national pages in their country, half vendor pages in ``elsewhere``."""
+    if rnd.random() < 0.5:
+        code = rnd.choice(sorted(_NATIONAL_KNOWN))
+        return code, _NATIONAL_KNOWN[code]
+    return _weighted_country(elsewhere, rnd), rnd.choice(_VENDOR_KNOWN)
+
+
 def _country_and_page(scenario: str, rnd: random.Random) -> tuple[str, str | None]:
     """Where a record was measured and, for a blockpage, which page came back.
 
@@ -92,20 +105,14 @@ def _country_and_page(scenario: str, rnd: random.Random) -> tuple[str, str | Non
     unknown ones come from their country cluster; a fifth are the unknown vendor's page
     met elsewhere, so a cluster is more than a country code.
     """
-    def anywhere(countries) -> str:
-        return rnd.choices(countries, weights=[c[2] for c in countries])[0][0]
-
     if scenario == "known":
-        if rnd.random() < 0.5:
-            code = rnd.choice(sorted(_NATIONAL_KNOWN))
-            return code, _NATIONAL_KNOWN[code]
-        return anywhere(_ELSEWHERE), rnd.choice(_VENDOR_KNOWN)
+        return _known_blockpage(_ELSEWHERE, rnd)
     if scenario == "unknown":
         if rnd.random() < 0.8:
             page = rnd.choice(sorted(set(_UNKNOWN_BY_COUNTRY.values())))
             return rnd.choice(sorted(c for c, p in _UNKNOWN_BY_COUNTRY.items() if p == page)), page
-        return anywhere(_ELSEWHERE), "u_vendor_gateway"
-    return anywhere(COUNTRIES), None
+        return _weighted_country(_ELSEWHERE, rnd), "u_vendor_gateway"
+    return _weighted_country(COUNTRIES, rnd), None
 
 
 def _certificate(rnd: random.Random) -> str:
@@ -294,20 +301,14 @@ def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tup
 
 def _realistic_country_and_page(scenario: str, rnd: random.Random) -> tuple[str, str | None]:
     """As the default sample, but with the realistic unknown families and their countries."""
-    def anywhere(countries) -> str:
-        return rnd.choices(countries, weights=[c[2] for c in countries])[0][0]
-
     if scenario == "known":
-        if rnd.random() < 0.5:
-            code = rnd.choice(sorted(_NATIONAL_KNOWN))
-            return code, _NATIONAL_KNOWN[code]
-        return anywhere([c for c in COUNTRIES if c[0] not in _NATIONAL_KNOWN]), rnd.choice(_VENDOR_KNOWN)
+        return _known_blockpage([c for c in COUNTRIES if c[0] not in _NATIONAL_KNOWN], rnd)
     if scenario == "unknown":
         family = rnd.choice(sorted(REALISTIC_FAMILIES))
         if rnd.random() < 0.8:
             return rnd.choice(REALISTIC_FAMILIES[family]), family
-        return anywhere(COUNTRIES), family
-    return anywhere(COUNTRIES), None
+        return _weighted_country(COUNTRIES, rnd), family
+    return _weighted_country(COUNTRIES, rnd), None
 
 
 def _realistic_payload(service: str, status: str, headers: dict, body: str, rnd: random.Random) -> dict | str:
