@@ -69,11 +69,15 @@ def best_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+# Lightning's accelerator name for each torch device type.
+_LIGHTNING = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}
+
+
 def _accelerator(accelerator: str) -> tuple[str, str]:
     """Lightning's accelerator name and the device type it means (for the batch size)."""
     if accelerator in ("auto", None):
         kind = best_device().type
-        return {"cuda": "gpu", "mps": "mps"}.get(kind, "cpu"), kind
+        return _LIGHTNING.get(kind, "cpu"), kind
     return accelerator, {"gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(accelerator, "cpu")
 
 
@@ -321,7 +325,7 @@ def encode_dataset(
     from quack.datafolder import DataFolder
 
     chosen = best_device(str(device) if device is not None else None)
-    accelerator = {"cuda": "gpu", "mps": "mps"}.get(chosen.type, "cpu")
+    accelerator = _LIGHTNING.get(chosen.type, "cpu")
     devices = [chosen.index] if chosen.type == "cuda" and chosen.index is not None else 1
     total = DataFolder.open(data_dir).n_rows
     collect = _Collect(total, model.hparams.hidden_size)
