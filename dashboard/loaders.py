@@ -143,9 +143,10 @@ def _rows_stamp(data_dir: Path) -> Stamp:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _rows(path: str, size: int, mtime: int) -> pd.DataFrame:
     from quack.datafolder import read_rows
+    from quack.schema import columns
 
-    frame = read_rows(Path(path).parent)
-    return frame.drop(columns=[c for c in ("tokens",) if c in frame.columns])
+    # The token lists are the largest column and no page shows them: not read at all.
+    return read_rows(Path(path).parent, columns=[c for c in columns() if c != "tokens"])
 
 
 def rows(data_dir: Path) -> pd.DataFrame:
