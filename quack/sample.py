@@ -15,21 +15,28 @@ known blockpages, 8 % unknown blockpages and 13 % resets and timeouts.
 Unknown blockpages are what a model can discover: a few distinct pages (a national
 regulator's notice, a filtering vendor's page, two ISP pages in Spanish and French), each
 reused across a cluster of neighbouring countries with small per-request variations.
+
+With ``real_size`` the ordinary pages that differ from the template are whole pages of
+kilobytes, as real sites send; a ``.gz`` file name writes gzip as it goes, so a
+scan-sized sample of a million measurements is written in minutes.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import gzip
+import io
 import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import IO, Callable, NamedTuple
 
 from quack.sample_pages import (
     _COLLECTOR, _LANGUAGE, _cdn_headers, _client, _head, _hex, _http_date, _known_page, _ordinary_mismatch,
-    _realistic_unknown, _say, _unknown_page, _uuid,
+    _real_page, _realistic_unknown, _say, _unknown_page, _uuid,
 )
 
 ORDINARY, KNOWN, UNKNOWN, RESET, TIMEOUT = "ordinary", "known_blockpage", "unknown_blockpage", "reset", "timeout"
@@ -331,6 +338,23 @@ def _realistic_reply(scenario: str, page: str | None, where: _Where, rnd: random
 _REALISTIC = _World(_REALISTIC_SCENARIOS, _realistic_country_and_page, _realistic_reply, per_probe=True)
 
 
+def _with_real_pages(world: _World, pages: random.Random) -> _World:
+    """``world`` with its ordinary mismatching pages at real size (:func:`quack.sample_pages._real_page`).
+
+    Redirects, empty replies and blockpages keep their size, as they do in real scans.
+    The pages draw from ``pages`` alone, so the records are those of ``world`` with
+    longer bodies.
+    """
+
+    def reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
+        answer = world.reply(scenario, page, where, rnd, clock)
+        if scenario == "mismatch" and answer["body"] and not answer["status_line"].startswith("3"):
+            answer["body"] = _real_page(answer["body"], where.domain, where.code, pages)
+        return answer
+
+    return dataclasses.replace(world, reply=reply)
+
+
 def _record(
     rnd: random.Random, clock: _Clock, vps: dict, world: _World
 ) -> tuple[dict, list[tuple[int, str, str | None]]]:
@@ -405,14 +429,34 @@ def _go_json(record: dict) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0, realistic: bool = False) -> tuple[Path, Path]:
+#: The endings of a sample file: JSON lines, plain or gzip-compressed.
+SAMPLE_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+def _open_text(path: Path) -> IO[str]:
+    """``path`` opened for writing text; for ``.gz``, gzip's fastest level (a million measurements are
+    written in minutes) and no time stamp, so that the same sample gives the same bytes."""
+    if path.suffix != ".gz":
+        return open(path, "w", encoding="utf-8", newline="\n")
+    return io.TextIOWrapper(gzip.GzipFile(path, "wb", compresslevel=1, mtime=0), encoding="utf-8", newline="\n")
+
+
+def write_sample(
+    out_file: str | Path,
+    n: int = 5000,
+    seed: int = 0,
+    realistic: bool = False,
+    real_size: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Path, Path]:
     """Write ``n`` Hyperquack v2 measurements and their ground truth.
 
     Parameters
     ----------
     out_file : path
-        The measurements, JSON lines; must end in ``.json`` or ``.jsonl``. The truth goes
-        beside it as ``<name>.truth.jsonl``.
+        The measurements, JSON lines; must end in ``.json`` or ``.jsonl``, or either with
+        ``.gz`` for a gzip file written as it goes. The truth goes beside it, uncompressed,
+        as ``<name>.truth.jsonl``.
     n : int
         Number of measurements (records); each gives one to four rows.
     seed : int
@@ -421,6 +465,14 @@ def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0, realistic: 
         Write the harder sample (:data:`REALISTIC_FAMILIES`): unknown blockpages of the
         kinds found in real Quack data, sharing boilerplate with ordinary pages and
         varying per request. The default sample is unchanged by this option.
+    real_size : bool
+        Ordinary pages that differ from the template at the size real sites send them:
+        whole pages of 2 to 60 kB (log-normal, about 11 kB typical) around the sample's
+        own text, while blockpages, redirects and empty replies stay small. The records,
+        rows and truth are those of the same sample without this option; only these
+        bodies grow.
+    progress : callable, optional
+        Called with the number of measurements written, every 1,000 and at the end.
 
     Returns
     -------
@@ -437,21 +489,26 @@ def write_sample(out_file: str | Path, n: int = 5000, seed: int = 0, realistic: 
         For a bad ``n`` or file name.
     """
     out = Path(out_file).expanduser()
-    if out.suffix not in (".json", ".jsonl"):
-        raise ValueError(f"The sample file {out} must end in .json or .jsonl so that `quack ingest` reads it.")
+    if not out.name.endswith(SAMPLE_SUFFIXES):
+        raise ValueError(f"The sample file {out} must end in .json or .jsonl (or either with .gz) so that "
+                         "`quack ingest` reads it.")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive number of measurements, got {n!r}.")
     rnd = random.Random(seed)
     vps = _vantage_points(rnd)
     clock = _Clock(_START, rnd)
-    truth_path = out.with_suffix(".truth.jsonl")
+    world = _REALISTIC if realistic else _DEFAULT
+    if real_size:
+        world = _with_real_pages(world, random.Random(f"real-size pages {seed}"))
+    truth_path = out.parent / (out.name.removesuffix(".gz").rsplit(".", 1)[0] + ".truth.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8", newline="\n") as records, \
-            open(truth_path, "w", encoding="utf-8", newline="\n") as truth:
+    with _open_text(out) as records, open(truth_path, "w", encoding="utf-8", newline="\n") as truth:
         for line in range(1, n + 1):
-            record, truths = _record(rnd, clock, vps, _REALISTIC if realistic else _DEFAULT)
+            record, truths = _record(rnd, clock, vps, world)
             records.write(_go_json(record) + "\n")
             for probe, kind, page in truths:
                 truth.write(json.dumps({"source": out.name, "line": line, "probe": probe, "truth": kind,
                                         "page": page}) + "\n")
+            if progress is not None and (line % 1000 == 0 or line == n):
+                progress(line)
     return out, truth_path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter, defaultdict
 
+import pyarrow.parquet as pq
 import pytest
 
 from quack.cli import main
@@ -91,7 +94,8 @@ def test_unknown_pages_are_few_and_shared_across_countries(sample):
 
 
 @pytest.mark.parametrize("name,n,message", [
-    ("s.txt", 10, r"s\.txt must end in \.json or \.jsonl"),
+    ("s.txt", 10, r"s\.txt must end in \.json or \.jsonl \(or either with \.gz\)"),
+    ("s.gz", 10, r"s\.gz must end in \.json or \.jsonl"),
     ("s.json", 0, "n must be a positive number of measurements, got 0"),
     ("s.json", "many", "n must be a positive number of measurements, got 'many'"),
 ])
@@ -166,3 +170,54 @@ def test_quack_sample_realistic_writes_the_realistic_sample(tmp_path, capsys):
     assert main(["sample", "--out", str(tmp_path / "cli.json"), "--n", "50", "--seed", "2", "--realistic"]) == 0
     expected, _ = write_sample(tmp_path / "lib" / "cli.json", n=50, seed=2, realistic=True)
     assert (tmp_path / "cli.json").read_bytes() == expected.read_bytes()
+
+
+def test_realistic_sample_is_unchanged(tmp_path):
+    """Real-size pages and gzip output came later; the realistic sample without them kept its bytes."""
+    records, truth = write_sample(tmp_path / "s.json", n=200, seed=0, realistic=True)
+    assert hashlib.sha256(records.read_bytes()).hexdigest() == \
+        "85bbb82a034469d0f3061e3a2c5859ae891abb143d7bfebfb3857eaf5dc59653"
+    assert hashlib.sha256(truth.read_bytes()).hexdigest() == \
+        "271cf80ec68d0855d4618fa4b54c466494b458a26a1475b119baadae34f7cdf8"
+
+
+@pytest.mark.parametrize("realistic,n", [(False, 2000), (True, 600)])
+def test_real_size_pages_are_kilobytes_and_blockpages_stay_small(tmp_path, realistic, n):
+    small, small_truth = write_sample(tmp_path / "small.json", n=n, seed=5, realistic=realistic)
+    real, real_truth = write_sample(tmp_path / "real.json", n=n, seed=5, realistic=realistic, real_size=True)
+    assert real_truth.read_text() == small_truth.read_text().replace('"small.json"', '"real.json"')
+    truths = [json.loads(line) for line in real_truth.read_text().splitlines()]
+    small_rows, real_rows = list(iter_rows(small)), list(iter_rows(real))
+    assert len(real_rows) == len(small_rows) == len(truths)
+    pages = []
+    for before, after, truth in zip(small_rows, real_rows, truths):
+        assert {k: v for k, v in after.items() if k not in ("body", "source")} == \
+            {k: v for k, v in before.items() if k not in ("body", "source")}
+        if truth["truth"] != ORDINARY or not before["body"] or before["status"].startswith("3"):
+            assert after["body"] == before["body"], "blockpages, redirects and empty replies keep their size"
+        else:
+            pages.append(after["body"])
+            assert after["body"].startswith("<!DOCTYPE html>") and "<style>" in after["body"]
+    assert len(pages) >= 20
+    sizes = sorted(len(p.encode()) for p in pages)
+    assert 2_000 <= sizes[0] and sizes[-1] <= 65_536 and 6_000 < sizes[len(sizes) // 2] < 25_000
+    blockpages = [r["body"] or "" for r, t in zip(real_rows, truths) if t["truth"] in (KNOWN, UNKNOWN)]
+    assert blockpages and max(map(len, blockpages)) < 2_000
+    raw = real.read_bytes()
+    assert 3 < len(raw) / len(zlib.compress(raw, 9)) < 20, "compresses as real HTML does, far below 100x"
+
+
+def test_gzip_sample_ingests_to_the_same_rows_as_the_plain_one(tmp_path):
+    args = ["--n", "150", "--seed", "4", "--realistic", "--real-size"]
+    assert main(["sample", "--out", str(tmp_path / "m.json")] + args) == 0
+    assert main(["sample", "--out", str(tmp_path / "m.jsonl.gz")] + args) == 0
+    assert gzip.decompress((tmp_path / "m.jsonl.gz").read_bytes()) == (tmp_path / "m.json").read_bytes()
+    assert (tmp_path / "m.truth.jsonl").is_file()
+    tables = []
+    for name in ("m.json", "m.jsonl.gz"):
+        assert main(["ingest", str(tmp_path / name), "--out", str(tmp_path / f"{name}.set"), "--workers", "1",
+                     "--tokenizer-from", str(tmp_path / "m.json.set" / "tokenizer.json")]
+                    if name.endswith(".gz") else
+                    ["ingest", str(tmp_path / name), "--out", str(tmp_path / f"{name}.set"), "--workers", "1"]) == 0
+        tables.append(pq.read_table(tmp_path / f"{name}.set" / "rows.parquet").drop_columns(["source"]))
+    assert tables[0].num_rows > 150 and tables[0].equals(tables[1])

@@ -51,13 +51,17 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
         "sample", help="write the built-in sample of Quack measurements",
         description="Write deterministic Hyperquack v2 measurements and, beside them, their ground truth.",
     )
-    p.add_argument("--out", required=True, metavar="FILE", help="measurements file, ending in .json or .jsonl")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="measurements file, ending in .json or .jsonl, or either with .gz for gzip")
     p.add_argument("--n", type=int, default=5000, help="number of measurements (default: 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--realistic", action="store_true",
                    help="the harder sample: unknown blockpages of the kinds met in real data (security suites, "
                         "router parental controls, corporate blocked.cgi, bare redirects, empty replies), sharing "
                         "boilerplate with ordinary pages and varying per request")
+    p.add_argument("--real-size", action="store_true",
+                   help="ordinary pages at the size real sites send them (whole pages of 2 to 60 kB), blockpages "
+                        "small as in real scans; the same records as without it, with longer bodies")
     p.set_defaults(func=run_sample)
 
 
@@ -145,8 +149,11 @@ def _print_summary(info: dict, out: str) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     """Write the sample and say where; returns the exit status."""
+    from quack.progress import Progress
     from quack.sample import write_sample
 
-    records, truth = write_sample(args.out, n=args.n, seed=args.seed, realistic=args.realistic)
+    with Progress("quack sample", "write", total=args.n, unit="measurements") as progress:
+        records, truth = write_sample(args.out, n=args.n, seed=args.seed, realistic=args.realistic,
+                                      real_size=args.real_size, progress=progress.update)
     print(f"wrote {args.n} measurements to {records} and their ground truth to {truth}")
     return 0
