@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from quack.config import check_model_options
 from quack.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
 from quack.limits import check_checkpoint_shapes
-from quack.tokenizer import BOS, EOS, PAD, UNK
+from quack.tokenizer import BOS, EOS, PAD, RESPONSE_MARKERS, TEXT_FIELDS, TEXT_OFFSET, UNK
 
 __all__ = [
     "BOS",
@@ -155,6 +155,29 @@ def _reorder(states: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return states.gather(1, order.unsqueeze(2).expand(-1, -1, states.size(2)))
 
 
+def response_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """Where a batch holds the response: the status, headers and body tokens, their markers included.
+
+    Parameters
+    ----------
+    tokens : torch.Tensor
+        (B, T) token ids of any field layout.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, T) bool. A text token belongs to the field of the last marker before it.
+    """
+    low, high = RESPONSE_MARKERS
+    marker = tokens.ge(TEXT_OFFSET - len(TEXT_FIELDS)) & tokens.lt(TEXT_OFFSET)
+    positions = torch.arange(tokens.size(1), device=tokens.device).expand_as(tokens)
+    last = torch.where(marker, positions, torch.full_like(positions, -1)).cummax(dim=1).values
+    opened = tokens.gather(1, last.clamp(min=0))
+    in_response = last.ge(0) & opened.ge(low) & opened.le(high)
+    text = tokens.ge(TEXT_OFFSET) | (tokens.ge(low) & tokens.le(high))
+    return in_response & text
+
+
 def _per_step_loss(ce: torch.Tensor, valid: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """Sum over time steps of each step's mean cross-entropy.
 
@@ -205,6 +228,10 @@ class QuackAutoEncoder(pl.LightningModule):
     teacher_forcing_ratio : float
         Chance that a training batch is decoded with teacher forcing rather than by
         sampling from the decoder's own predictions.
+    response_weight : float
+        Weight of the response's tokens (status, headers, body:
+        :func:`response_positions`) in the training loss, the other tokens weighing 1;
+        above 1 the latents must carry more of the response to reconstruct it.
     **kwargs : Any
         Passed to ``LightningModule``.
 
@@ -229,12 +256,14 @@ class QuackAutoEncoder(pl.LightningModule):
         lr_max_epochs: int = -1,
         *args: Any,
         teacher_forcing_ratio: float = 0.5,
+        response_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         check_model_options(embed_size, hidden_size, layers, max_decode_length, teacher_forcing_ratio,
-                            num_embeddings=num_embeddings)
+                            num_embeddings=num_embeddings, response_weight=response_weight)
         self.save_hyperparameters()
+        self.response_weight = float(response_weight)
         self.hidden_size = hidden_size
         self.max_decode_length = max_decode_length
         self.teacher_forcing_ratio = teacher_forcing_ratio
@@ -433,13 +462,21 @@ class QuackAutoEncoder(pl.LightningModule):
         Returns
         -------
         torch.Tensor
-            Scalar loss. A step where every record is padding adds nothing.
+            Scalar loss. A step where every record is padding adds nothing. The response's
+        tokens weigh :attr:`response_weight` each.
         """
         steps = min(original.size(1), output.size(1))
         target = original[:, :steps]
         valid = self.mask_input(target)
         ce = F.cross_entropy(output[:, :steps][valid].float(), target[valid], reduction="none")
-        return _per_step_loss(ce, valid, valid.nonzero()[:, 1])
+        return _per_step_loss(self._weighted(ce, target, valid), valid, valid.nonzero()[:, 1])
+
+    def _weighted(self, ce: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of each valid target, the response's times :attr:`response_weight`."""
+        if self.response_weight == 1.0:
+            return ce
+        weights = torch.where(response_positions(target)[valid], self.response_weight, 1.0)
+        return ce * weights.to(ce.dtype)
 
     def _batch_loss(self, x: torch.Tensor, teacher_forcing: bool, stepwise: bool = False) -> torch.Tensor:
         """The reconstruction loss of one batch.
@@ -459,7 +496,7 @@ class QuackAutoEncoder(pl.LightningModule):
         valid = self.mask_input(target)
         logits = self.predict_word(features[valid])
         ce = F.cross_entropy(logits.float(), target[valid], reduction="none")
-        return _per_step_loss(ce, valid, valid.nonzero()[:, 1])
+        return _per_step_loss(self._weighted(ce, target, valid), valid, valid.nonzero()[:, 1])
 
     # ------------------------------------------------------------------ Lightning hooks
 

@@ -44,7 +44,7 @@ from quack.ingest import Chunk, IngestStats, QuackInputError, chunk_rows, geoip_
 from quack.labels import FingerprintWarning, Fingerprints, label_row
 from quack.parallel import Workers
 from quack.schema import Label, columns, schema_of
-from quack.tokenizer import FIELD_CHARS, TEXT_FIELDS, QuackTokenizer
+from quack.tokenizer import FIELD_CHARS, TEXT_FIELDS, QuackTokenizer, check_fields
 
 __all__ = ["build_dataset"]
 
@@ -86,6 +86,7 @@ def build_dataset(
     keep_partial: bool = False,
     max_expansion: float | None = None,
     workers: int = 1,
+    fields: Iterable[str] | None = None,
 ) -> dict:
     """Ingest, label and tokenize raw Quack files into a data set folder.
 
@@ -124,6 +125,9 @@ def build_dataset(
     workers : int
         Processes that parse, label and tokenize (the files and archives are read here);
         the data set, its row order and the counts are the same for any number.
+    fields : sequence of str, optional
+        For a newly trained tokenizer: the fields of each sequence in their order
+        (:data:`quack.tokenizer.FIELDS`); None keeps the default layout.
 
     Returns
     -------
@@ -148,6 +152,8 @@ def build_dataset(
     except OSError as error:
         raise _write_error(out, error) from error
     _check_output(out)
+    if fields is not None and tokenizer is None:
+        fields = check_fields(fields)
     fingerprints = Fingerprints.load(signatures)
     if geoip_db:
         geoip_lookup(geoip_db)
@@ -177,7 +183,8 @@ def build_dataset(
                 parts = list(results)
                 found.check()
                 report(0, "train")
-                tokenizer = QuackTokenizer.train(_staged_texts(parts), vocab_size=vocab_size, max_tokens=max_tokens)
+                tokenizer = QuackTokenizer.train(_staged_texts(parts), vocab_size=vocab_size, max_tokens=max_tokens,
+                                                 fields=fields)
                 report(found.rows, "train")
                 tokenized = pool.map(_tokenize_part, parts, here=(tokenizer,), there=(tokenizer.to_json(),))
                 rows.write_all(tokenized, lambda done: report(done, "tokenize"))

@@ -136,6 +136,8 @@ class AutoencoderConfig:
                                  "Schedule period", int, low=-1, in_form=False)
     teacher_forcing_ratio: float = _option(0.5, "chance that a training batch is decoded with teacher forcing",
                                            "Teacher forcing ratio", float, low=0.0, high=1.0, step=0.05)
+    response_weight: float = _option(1.0, "weight of the response's tokens (status, headers, body) in the loss; "
+                                     "the others weigh 1", "Response weight", float, low=0.0, high=100.0, step=0.5)
 
     def __post_init__(self) -> None:
         _check_values(AutoencoderConfig, self.model_kwargs(), _flag)
@@ -153,6 +155,7 @@ def check_model_options(
     max_decode_length: int | None = None,
     teacher_forcing_ratio: float = 0.5,
     num_embeddings: int | None = None,
+    response_weight: float = 1.0,
     **others: Any,
 ) -> None:
     """Raise a ValueError with one sentence when a model's hyperparameters are unusable.
@@ -172,7 +175,8 @@ def check_model_options(
             f"got {num_embeddings!r}."
         )
     values = dict(embed_size=embed_size, hidden_size=hidden_size, layers=layers,
-                  max_decode_length=max_decode_length, teacher_forcing_ratio=teacher_forcing_ratio)
+                  max_decode_length=max_decode_length, teacher_forcing_ratio=teacher_forcing_ratio,
+                  response_weight=response_weight)
     _check_values(AutoencoderConfig, values, str)
     _check_even(hidden_size, "hidden_size")
 

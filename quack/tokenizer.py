@@ -16,6 +16,12 @@ A record's tokens are ``[<s>, static..., text..., </s>]``.
   included; each field has a share of it so a long header block cannot crowd out the
   body, and a share a field does not use goes to the others.
 
+``fields`` chooses which fields make the sequence and in which order (:data:`FIELDS`
+names them; the default, :data:`DEFAULT_FIELDS`, is the layout above). Leaving out the
+identity of a measurement (``ip``, ``sent``) and putting the response first keeps the
+latents about the response (see BENCHMARKS.md). Ids do not depend on the choice, only
+which tokens appear and where, and a tokenizer document records it.
+
 Byte-level BPE can encode any string, and every id is checked against the vocabulary, so
 no id ever reaches :attr:`QuackTokenizer.vocab_size`.
 """
@@ -74,6 +80,37 @@ _STATIC = [("ip", f"ip[{k}]", tuple(str(i) for i in range(256)) + ("?",)) for k 
 ]
 
 
+#: Every field a sequence may hold, as ``fields`` names them: ``ip`` is the four octets.
+FIELDS = ("ip", "service", "anomaly", "controls_failed", "stateful_block", "matches_template", "tls_version",
+          "cipher_suite", "certificate", "elapsed", "error") + TEXT_FIELDS
+#: The layout of the seed's tokenizers, and of any document that does not name its fields.
+DEFAULT_FIELDS = FIELDS
+#: The fields a measurement's identity is in rather than its response: the vantage point and the request.
+IDENTITY_FIELDS = ("ip", "sent")
+
+
+def check_fields(fields: Iterable[str]) -> tuple[str, ...]:
+    """The fields of a sequence, checked: known names, each once, at least one text field.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the bad entry and the valid names.
+    """
+    if isinstance(fields, str):
+        fields = [part.strip() for part in fields.split(",") if part.strip()]
+    chosen = tuple(fields)
+    unknown = [name for name in chosen if name not in FIELDS]
+    if unknown:
+        raise ValueError(f"Unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}.")
+    repeated = [name for name in chosen if chosen.count(name) > 1]
+    if repeated:
+        raise ValueError(f"The field {repeated[0]!r} is named twice; name each field at most once.")
+    if not any(name in TEXT_FIELDS for name in chosen):
+        raise ValueError(f"The fields need at least one of the text fields {', '.join(TEXT_FIELDS)}.")
+    return chosen
+
+
 def _starts() -> list[int]:
     starts, at = [], len(SPECIALS)
     for _, _, labels in _STATIC:
@@ -85,6 +122,8 @@ def _starts() -> list[int]:
 *_STATIC_START, _MARKER_START = _starts()
 #: First id of the BPE vocabulary; everything below is specials, static tokens and markers.
 TEXT_OFFSET = _MARKER_START + len(TEXT_FIELDS)
+#: The first and last marker of the response's fields (status, headers, body).
+RESPONSE_MARKERS = (_MARKER_START + TEXT_FIELDS.index("status"), _MARKER_START + TEXT_FIELDS.index("body"))
 N_STATIC = len(_STATIC)
 #: Smallest text vocabulary a BPE may be asked for: the 256 bytes.
 MIN_TEXT_VOCAB = 256
@@ -200,16 +239,25 @@ class QuackTokenizer:
         A trained byte-level BPE with no special tokens of its own.
     max_tokens : int
         Most tokens of the text part of a record, field markers included.
+    fields : sequence of str, optional
+        The fields of the sequence in their order (names of :data:`FIELDS`; a
+        comma-separated string works too); None is :data:`DEFAULT_FIELDS`.
     """
 
-    def __init__(self, bpe: Tokenizer, max_tokens: int = 256) -> None:
+    def __init__(self, bpe: Tokenizer, max_tokens: int = 256, fields: Iterable[str] | None = None) -> None:
         if not isinstance(max_tokens, int) or max_tokens < MIN_MAX_TOKENS:
             raise ValueError(f"max_tokens must be an integer of at least {MIN_MAX_TOKENS}, got {max_tokens!r}.")
         self.bpe = bpe
         self.max_tokens = max_tokens
+        self.fields = DEFAULT_FIELDS if fields is None else check_fields(fields)
         self._bpe_size = bpe.get_vocab_size()
         # Shares of sent, status and headers; the body gets whatever they leave.
         self._caps = [max(2, max_tokens // 8), max(2, max_tokens // 16), max_tokens // 3]
+        self._text = [k for k, name in enumerate(TEXT_FIELDS) if name in self.fields]
+        # Each static field of the sequence as (index in the static categories, its first id), in order.
+        static_of = {name: [k for k, (field, _, _) in enumerate(_STATIC) if field == name] for name in FIELDS}
+        self._layout = [("text", TEXT_FIELDS.index(name)) if name in TEXT_FIELDS else ("static", static_of[name])
+                        for name in self.fields]
 
     @property
     def vocab_size(self) -> int:
@@ -218,12 +266,13 @@ class QuackTokenizer:
 
     @property
     def n_static(self) -> int:
-        """Static tokens per record (they follow ``<s>``)."""
-        return N_STATIC
+        """Static tokens per record (the four octets of ``ip`` count four)."""
+        return sum(len(part) for kind, part in self._layout if kind == "static")
 
     @classmethod
     def train(
-        cls, rows_or_texts: Iterable[Mapping[str, Any] | str], vocab_size: int = 4000, max_tokens: int = 256
+        cls, rows_or_texts: Iterable[Mapping[str, Any] | str], vocab_size: int = 4000, max_tokens: int = 256,
+        fields: Iterable[str] | None = None,
     ) -> "QuackTokenizer":
         """Train the BPE on the text fields of rows (or on plain strings).
 
@@ -238,6 +287,9 @@ class QuackTokenizer:
             the total reached.
         max_tokens : int
             Most tokens of the text part of a record.
+        fields : sequence of str, optional
+            The fields of the sequence in their order; None is :data:`DEFAULT_FIELDS`.
+            The BPE learns from every text field whichever are chosen.
 
         Returns
         -------
@@ -245,6 +297,7 @@ class QuackTokenizer:
         """
         if not isinstance(vocab_size, int) or vocab_size < MIN_TEXT_VOCAB:
             raise ValueError(f"vocab_size must be at least {MIN_TEXT_VOCAB} (the 256 bytes), got {vocab_size!r}.")
+        fields = None if fields is None else check_fields(fields)
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         bpe.decoder = decoders.ByteLevel()
@@ -256,24 +309,25 @@ class QuackTokenizer:
             show_progress=False,
         )
         bpe.train_from_iterator(_training_texts(rows_or_texts), trainer=trainer)
-        return cls(bpe, max_tokens=max_tokens)
+        return cls(bpe, max_tokens=max_tokens, fields=fields)
 
     # --- encoding -------------------------------------------------------------------------
 
     def encode_row(self, row: Mapping[str, Any]) -> list[int]:
-        """Token ids of one row: ``[<s>, static..., text..., </s>]``."""
+        """Token ids of one row: ``[<s>, fields..., </s>]``, by default ``[<s>, static..., text..., </s>]``."""
         return self.encode_rows([row])[0]
 
     def encode_rows(self, rows: list[Mapping[str, Any]]) -> list[list[int]]:
         """Token ids of many rows; the BPE runs in one parallel batch."""
         rows = [r if isinstance(r, Mapping) else {} for r in rows]
-        texts = [_text(r.get(f)) for r in rows for f in TEXT_FIELDS]
+        names = [TEXT_FIELDS[k] for k in self._text]
+        texts = [_text(r.get(f)) for r in rows for f in names]
         try:
             ids = self._encode_texts(texts)
         except (UnicodeEncodeError, TypeError, ValueError):
             # Lone surrogates cannot cross into Rust; replace them and try once more.
             ids = self._encode_texts([t.encode("utf-8", "replace").decode("utf-8") for t in texts])
-        n = len(TEXT_FIELDS)
+        n = len(names)
         return [self._assemble(row, ids[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
 
     def encode_table(self, table: pa.Table) -> pa.ListArray:
@@ -329,12 +383,20 @@ class QuackTokenizer:
         return ids
 
     def _assemble(self, row: Mapping[str, Any], field_ids: list[list[int]]) -> list[int]:
-        ids = [BOS] + [start + c for start, c in zip(_STATIC_START, static_categories(row))]
-        alloc = self._allocate([len(x) for x in field_ids])
-        for k, (take, pieces) in enumerate(zip(alloc, field_ids)):
-            if take:
-                ids.append(_MARKER_START + k)
-                ids += [TEXT_OFFSET + p for p in pieces[:take]]
+        """The sequence of one row from the BPE ids of its chosen text fields (in :data:`TEXT_FIELDS` order)."""
+        categories = static_categories(row)
+        lengths = [0] * len(TEXT_FIELDS)
+        pieces = [[] for _ in TEXT_FIELDS]
+        for k, found in zip(self._text, field_ids):
+            lengths[k], pieces[k] = len(found), found
+        alloc = self._allocate(lengths)
+        ids = [BOS]
+        for kind, part in self._layout:
+            if kind == "static":
+                ids += [_STATIC_START[k] + categories[k] for k in part]
+            elif alloc[part]:
+                ids.append(_MARKER_START + part)
+                ids += [TEXT_OFFSET + p for p in pieces[part][: alloc[part]]]
         ids.append(EOS)
         if max(ids) >= self.vocab_size or min(ids) < 0:
             # Unreachable with a consistent BPE; kept so the bound holds whatever the model file says.
@@ -342,11 +404,12 @@ class QuackTokenizer:
         return ids
 
     def _allocate(self, lengths: list[int]) -> list[int]:
-        """Text tokens given to each field, markers excluded, within ``max_tokens``.
+        """Text tokens given to each field of :data:`TEXT_FIELDS`, markers excluded, within ``max_tokens``.
 
         Sent, status and headers take up to their share in turn, the body the rest; what
         a short field leaves goes back to headers, sent and status. A field left with no
-        tokens loses its marker too.
+        tokens (or not among the fields) loses its marker too; the order of the fields in
+        the sequence does not change the shares.
         """
         left = self.max_tokens - sum(length > 0 for length in lengths)
         alloc = []
@@ -401,14 +464,21 @@ class QuackTokenizer:
     # --- persistence ----------------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The whole tokenizer, BPE included, as one JSON document."""
-        return json.dumps({
+        """The whole tokenizer, BPE included, as one JSON document.
+
+        ``fields`` is written only when it is not :data:`DEFAULT_FIELDS`, so a tokenizer
+        of the seed's layout keeps the document it always had.
+        """
+        document = {
             "kind": "quack-tokenizer",
             "layout_version": LAYOUT_VERSION,
             "max_tokens": self.max_tokens,
             "field_chars": FIELD_CHARS,
-            "bpe": json.loads(self.bpe.to_str()),
-        }, ensure_ascii=False)
+        }
+        if self.fields != DEFAULT_FIELDS:
+            document["fields"] = list(self.fields)
+        document["bpe"] = json.loads(self.bpe.to_str())
+        return json.dumps(document, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, document: str) -> "QuackTokenizer":
@@ -431,8 +501,11 @@ class QuackTokenizer:
                 f"The tokenizer was written with layout {data.get('layout_version')}, this quack reads "
                 f"layout {LAYOUT_VERSION}; re-ingest the data to build a new one."
             )
+        fields = data.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+            raise ValueError("The tokenizer's fields are not a list of field names; re-ingest the data to build a new one.")
         bpe = Tokenizer.from_str(json.dumps(data["bpe"]))
-        return cls(bpe, max_tokens=int(data["max_tokens"]))
+        return cls(bpe, max_tokens=int(data["max_tokens"]), fields=fields)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_json` to ``path``."""

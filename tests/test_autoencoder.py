@@ -18,6 +18,7 @@ from quack.autoencoder import (
     AttentionScore,
     QuackAutoEncoder,
     item_path,
+    response_positions,
 )
 
 VOCAB = 40
@@ -236,6 +237,31 @@ def test_loss_over_time_sums_per_step_means_ignoring_padding():
     torch.testing.assert_close(model.loss_over_time(padded_target, padded_logits), expected)
 
 
+def test_response_weight_weighs_the_response_tokens_of_the_loss():
+    from quack.tokenizer import TEXT_OFFSET
+
+    sent, status, body = (TEXT_OFFSET - 4, TEXT_OFFSET - 3, TEXT_OFFSET - 1)
+    target = torch.tensor([[0, 5, sent, TEXT_OFFSET + 1, status, TEXT_OFFSET + 2, 2],
+                           [0, body, TEXT_OFFSET + 3, TEXT_OFFSET + 4, 6, 2, PAD]])
+    response = torch.tensor([[0, 0, 0, 0, 1, 1, 0], [0, 1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(response_positions(target), response)
+    vocab = TEXT_OFFSET + 8
+    logits = torch.randn(2, 7, vocab)
+    plain = tiny_model(num_embeddings=vocab)
+    weighted = tiny_model(num_embeddings=vocab, response_weight=3.0)
+    ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD, reduction="none")
+    valid = target != PAD
+    per_step = lambda weights: ((ce * weights).sum(0) / valid.sum(0)).sum()  # noqa: E731
+    torch.testing.assert_close(plain.loss_over_time(target, logits), per_step(torch.ones_like(ce)))
+    torch.testing.assert_close(weighted.loss_over_time(target, logits), per_step(1 + 2.0 * response))
+    # The fast teacher-forced path weighs as the step-by-step one does.
+    torch.manual_seed(0)
+    torch.testing.assert_close(weighted._batch_loss(target, True), weighted._batch_loss(target, True, stepwise=True),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="response_weight"):
+        tiny_model(response_weight=-1.0)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_all_at_once_decoder_matches_step_by_step(layers):
     pl.seed_everything(1)
@@ -428,6 +454,27 @@ def test_checkpoint_carries_a_working_tokenizer(tmp_path):
     loaded = QuackAutoEncoder.from_checkpoint(tmp_path / "model.ckpt")
     assert isinstance(loaded.tokenizer, tokenizer_module.QuackTokenizer)
     assert loaded.tokenizer.to_json() == tokenizer.to_json()
+
+
+def test_a_checkpoint_with_chosen_fields_and_response_weight_round_trips_and_encodes(tmp_path):
+    from quack.tokenizer import QuackTokenizer
+
+    rows = [{"vp": "10.0.0.1", "service": "http", "status": "403 Forbidden", "headers": "Server: x",
+             "body": f"<html>blocked {i}</html>", "sent": "example.org"} for i in range(30)]
+    tokenizer = QuackTokenizer.train(rows, vocab_size=300, max_tokens=32, fields=["body", "status", "service"])
+    net = tiny_model(num_embeddings=tokenizer.vocab_size, response_weight=2.5)
+    net.tokenizer_json = tokenizer.to_json()
+    records = DataLoader([torch.tensor(ids) for ids in tokenizer.encode_rows(rows)], batch_size=8, collate_fn=collate)
+    trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(net, records, records)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+
+    loaded = QuackAutoEncoder.from_checkpoint(tmp_path / "model.ckpt")
+    assert loaded.response_weight == 2.5
+    assert loaded.tokenizer.fields == ("body", "status", "service")
+    tokens = collate([torch.tensor(ids) for ids in loaded.tokenizer.encode_rows(rows[:3])])
+    assert loaded.tokenizer.decode_tokens(tokens[0].tolist())[:2] == ["<s>", "[body]"]
+    torch.testing.assert_close(loaded.encode(tokens), net.encode(tokens), rtol=0, atol=0)
 
 
 def test_a_small_checkpoint_claiming_a_huge_model_is_refused_before_allocating(tmp_path):

@@ -144,3 +144,46 @@ def test_a_table_of_rows_tokenizes_as_its_rows(tok):
     tokens = tok.encode_table(table)
     assert tokens.type == pa.list_(pa.int32()) and tokens.to_pylist() == tok.encode_rows(rows)
     assert tok.encode_table(table.slice(0, 0)).to_pylist() == []
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def with_fields(tok: QuackTokenizer, fields) -> QuackTokenizer:
+    return QuackTokenizer(tok.bpe, max_tokens=tok.max_tokens, fields=fields)
+
+
+def test_fields_choose_and_order_the_sequence(tok):
+    row = make_row()
+    default = tok.encode_row(row)
+    response_first = with_fields(tok, ["status", "headers", "body", "service", "error"])
+    ids = response_first.encode_row(row)
+    pieces = response_first.decode_tokens(ids)
+    assert pieces[:3] == ["<s>", "[status]", "403"]
+    assert pieces[-3:] == ["service=https", "error=timeout", "</s>"]
+    assert not any(p.startswith("ip[") or p == "[sent]" or p.startswith("tls=") for p in pieces)
+    assert response_first.n_static == 2 and tok.n_static == N_STATIC
+    fields = response_first.token_fields(ids)
+    assert fields[-3:-1] == ["service", "error"] and set(fields[1:-3]) == {"status", "headers", "body"}
+    # The response's tokens are the default layout's, and the body gets what the request left.
+    kept = [i for i, f in zip(default, tok.token_fields(default)) if f in ("status", "headers")]
+    assert [i for i, f in zip(ids, fields) if f in ("status", "headers")] == kept
+    assert fields.count("body") >= tok.token_fields(default).count("body")
+    assert len(ids) <= 2 + 2 + tok.max_tokens
+
+
+def test_fields_are_stored_and_checked(tok):
+    chosen = with_fields(tok, "body,status,ip")
+    assert chosen.fields == ("body", "status", "ip")
+    again = QuackTokenizer.from_json(chosen.to_json())
+    assert again.fields == chosen.fields
+    assert again.encode_row(make_row()) == chosen.encode_row(make_row())
+    # The default layout writes the document it always did, and such a document reads as the default.
+    assert '"fields"' not in tok.to_json()
+    assert QuackTokenizer.from_json(tok.to_json()).encode_row(make_row()) == tok.encode_row(make_row())
+    for bad, message in ((["body", "colour"], "Unknown field 'colour'"), (["body", "body"], "named twice"),
+                         (["ip", "service"], "at least one of the text fields")):
+        with pytest.raises(ValueError, match=message):
+            with_fields(tok, bad)
+    trained = QuackTokenizer.train(CORPUS[:50], vocab_size=300, max_tokens=32, fields=["body", "error"])
+    assert trained.decode_tokens(trained.encode_row(make_row()))[1] == "[body]"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from quack.limits import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
 from quack.schema import Label
-from quack.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
+from quack.tokenizer import FIELDS, MIN_MAX_TOKENS, MIN_TEXT_VOCAB
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +29,10 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab-size", type=int, default=4000,
                    help="text (BPE) vocabulary of a new tokenizer; static tokens come on top (default: 4000)")
     p.add_argument("--max-tokens", type=int, default=256, help="most text tokens per record (default: 256)")
+    p.add_argument("--fields", nargs="+", metavar="FIELD", default=None,
+                   help="fields of each sequence of a new tokenizer, in order, from: " + ", ".join(FIELDS)
+                        + " (default: all, in that order; e.g. status headers body service error leaves out the "
+                          "vantage point and the request and puts the response first)")
     p.add_argument("--tokenizer-from", metavar="FILE", default=None,
                    help="reuse the tokenizer of a checkpoint (.ckpt) or a tokenizer.json instead of training one")
     p.add_argument("--geoip", metavar="FILE", default=None, help="MaxMind database for v1 countries (needs geoip2)")
@@ -77,6 +81,17 @@ def _load_tokenizer(path: str):
     return load_checkpoint(path).tokenizer
 
 
+def _check_fields(fields: list[str] | None):
+    from quack.tokenizer import check_fields
+
+    if fields is None:
+        return None
+    try:
+        return check_fields([part for item in fields for part in item.split(",") if part])
+    except ValueError as error:
+        raise ValueError(f"--fields: {error}") from None
+
+
 def run_ingest(args: argparse.Namespace) -> int:
     """Build the data set and print a summary; returns the exit status."""
     from quack.build import build_dataset
@@ -95,6 +110,9 @@ def run_ingest(args: argparse.Namespace) -> int:
         raise ValueError(f"--vocab-size must be at least {MIN_TEXT_VOCAB}, got {args.vocab_size}.")
     if tokenizer is None and args.max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"--max-tokens must be at least {MIN_MAX_TOKENS}, got {args.max_tokens}.")
+    if tokenizer is not None and args.fields is not None:
+        raise ValueError("--fields sets up a new tokenizer; leave it out with --tokenizer-from, whose fields are kept.")
+    fields = _check_fields(args.fields)
 
     stats = IngestStats(keep_problems=args.list_problems)
     progress = Stages("quack ingest", totals_from={"train": "ingest", "tokenize": "ingest"})
@@ -104,7 +122,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             warnings.showwarning = _as_one_line(FingerprintWarning, warnings.showwarning)
             info = build_dataset(
                 args.paths, args.out, signatures=args.signatures, tokenizer=tokenizer,
-                vocab_size=args.vocab_size, max_tokens=args.max_tokens, geoip_db=args.geoip,
+                vocab_size=args.vocab_size, max_tokens=args.max_tokens, fields=fields, geoip_db=args.geoip,
                 anomalies_only=args.anomalies_only, progress=progress, stats=stats, allow_empty=False,
                 keep_partial=args.keep_partial, max_expansion=args.max_expansion,
                 workers=args.workers or available_cores(),
