@@ -86,16 +86,21 @@ def main() -> None:
         build_dataset(records, data_dir, vocab_size=args.vocab_size, max_tokens=args.max_tokens, fields=args.fields)
     model = {"embed_size": args.embed_size, "hidden_size": args.hidden_size, "learning_rate": 3e-3,
              "response_weight": args.response_weight}
-    start = time.perf_counter()
-    result = fit(data_dir, Path(tempfile.mkdtemp(prefix="run-", dir=work)), model, logger="none",
-                 progress_bar=False, max_epochs=args.epochs, batch_size=args.batch_size, seed=0, patience=0)
-    seconds = time.perf_counter() - start
-    report = evaluate(data_dir, result.checkpoint, methods=args.methods, truth=truth, min_rows=args.min_rows,
+    run = work / f"run-{data_dir.name}-{args.embed_size}-{args.hidden_size}-{args.response_weight:g}-{args.epochs}"
+    done = run / "result.json"
+    if not done.exists():
+        start = time.perf_counter()
+        result = fit(data_dir, run, model, logger="none", progress_bar=False, max_epochs=args.epochs,
+                     batch_size=args.batch_size, seed=0, patience=0, overwrite=True)
+        done.write_text(json.dumps({"checkpoint": str(result.checkpoint), "train_s": time.perf_counter() - start,
+                                    "test_loss": result.test_loss}))
+    trained = json.loads(done.read_text())
+    report = evaluate(data_dir, trained["checkpoint"], methods=args.methods, truth=truth, min_rows=args.min_rows,
                       device="cpu")
     data = report.to_json()
     line = {
         "data": name, "fields": args.fields or "all", "max_tokens": args.max_tokens, "vocab_size": args.vocab_size,
-        **model, "epochs": args.epochs, "train_s": round(seconds, 1), "test_loss": round(result.test_loss, 3),
+        **model, "epochs": args.epochs, "train_s": round(trained["train_s"], 1), "test_loss": round(trained["test_loss"], 3),
         "rows": data["rows"], "folds": len(data["folds"]),
         "purity": round(data["purity"]["mean"], 3),
         "truth_purity": round(data["truth"]["purity"]["mean"], 3) if data.get("truth") else None,

@@ -9,6 +9,12 @@ encodes the sample, trains the latent classifier, and compares it with a logisti
 regression on bag-of-tokens counts of the same records and split: held-out accuracy and
 F1 on labelled rows, and the discovery score (of the 50 undetermined rows ranked most
 likely censored, the share the generator's ground truth marks as an unknown blockpage).
+It also records the leave-fingerprints-out evaluation of the sample (``quack evaluate``):
+each method's mean AP and P@50 over the folds and the purity of the latents.
+
+The settings were chosen by that evaluation (``scripts/compare_latent_settings.py``,
+BENCHMARKS.md): the sequence holds the response and two static fields, without the
+vantage point's address or the request, so the latents follow the response.
 """
 
 from __future__ import annotations
@@ -110,6 +116,29 @@ def evaluate(checkpoint: Path, work: Path) -> dict:
     }
 
 
+def leave_fingerprints_out(checkpoint: Path, work: Path) -> dict:
+    """``quack evaluate`` on the sample: mean AP and P@50 of each method over the folds, and the purities."""
+    from quack.evaluate import evaluate as evaluate_methods
+
+    model = load_checkpoint(checkpoint)
+    data_dir, _ = sample_dataset(work, tokenizer=model.tokenizer)
+    report = evaluate_methods(data_dir, model, truth=work / "sample.truth.jsonl", device="cpu").to_json()
+    folds = report["folds"]
+    return {
+        "folds": len(folds),
+        "purity": round(report["purity"]["mean"], 3),
+        "unknown_blockpage_purity": round(report["truth"]["purity"]["mean"], 3),
+        "methods": {
+            name: {
+                "ap": round(float(np.mean([fold["scores"][name]["ap"] for fold in folds])), 3),
+                "p@50": round(float(np.mean([fold["scores"][name]["p@50"] for fold in folds])), 3),
+                "truth_ap": round(report["truth"]["scores"][name]["ap"], 3),
+            }
+            for name in report["methods"]
+        },
+    }
+
+
 def train(work: Path) -> dict:
     """Train on the sample and save the weights-only checkpoint; return the run's figures."""
     from quack.training import fit
@@ -151,6 +180,7 @@ def main() -> None:
             summary = {"sample": SAMPLE, "tokenizer": TOKENIZER, "model": MODEL, "trainer": TRAINER}
             summary["training"] = train(work / "train")
         summary["evaluation"] = evaluate(SHIPPED_CHECKPOINT, work / "evaluate")
+        summary["leave_fingerprints_out"] = leave_fingerprints_out(SHIPPED_CHECKPOINT, work / "leave-out")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")

@@ -313,3 +313,22 @@ def test_workers_build_the_same_data_set_as_one_process(tmp_path, monkeypatch):
     with pytest.raises(QuackInputError, match=r"t\.json\.gz ends early or is corrupt"):
         build_dataset(raw, tmp_path / "refused", workers=2)
     assert not (tmp_path / "refused").exists()
+
+
+def test_fields_of_a_new_tokenizer_shape_every_row(built, tmp_path, capsys):
+    from quack.cli import main
+
+    _, records, *_ = built
+    code = main(["ingest", str(records), "--out", str(tmp_path / "response"), "--vocab-size", "600",
+                 "--max-tokens", "32", "--workers", "1", "--fields", "status,headers", "body", "error"])
+    assert code == 0
+    tokenizer = QuackTokenizer.load(tmp_path / "response" / "tokenizer.json")
+    assert tokenizer.fields == ("status", "headers", "body", "error")
+    rows = read_rows(tmp_path / "response")
+    for tokens in rows["tokens"][:50]:
+        fields = tokenizer.token_fields(tokens)
+        assert fields[-2:] == ["error", "special"] and not {"ip", "sent", "service"} & set(fields)
+    capsys.readouterr()
+    assert main(["ingest", str(records), "--out", str(tmp_path / "bad"), "--fields", "body", "colour"]) == 2
+    assert "--fields: Unknown field 'colour'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
