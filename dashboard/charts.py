@@ -320,3 +320,27 @@ _TOKEN_STYLE = """<style>
 .qk-bad{background:rgba(209,73,91,0.35);text-decoration:underline wavy #d1495b}
 .qk-caption{font-size:12px;color:#5f6b7a;margin-bottom:4px}
 </style>"""
+
+
+def precision_curve(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str) -> go.Figure:
+    """Precision at K against K, one line per ranking method; ``random`` dashed grey.
+
+    Parameters
+    ----------
+    curves : dict
+        Method name -> (the K, the mean precision at each K).
+    title : str
+    """
+    fig = go.Figure()
+    for i, (method, (ks, values)) in enumerate(curves.items()):
+        chance = method == "random"
+        fig.add_trace(go.Scatter(
+            x=list(ks), y=[None if v is None or not np.isfinite(v) else v for v in values], name=html.escape(
+                method.replace("_", " ")), mode="lines+markers",
+            line=dict(color="#7f8c8d" if chance else CATEGORY_COLORS[i % len(CATEGORY_COLORS)], width=2,
+                      dash="dash" if chance else "solid"),
+            hovertemplate="P@%{x} = %{y:.2f}<extra>%{fullData.name}</extra>",
+        ))
+    fig.update_xaxes(title="K (first records of the ranking)", type="log", gridcolor="#eef0f2")
+    fig.update_yaxes(title="precision at K", range=[0, 1.02], gridcolor="#eef0f2")
+    return _layout(fig, height=360, title=dict(text=html.escape(title), x=0.01))

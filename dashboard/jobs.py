@@ -108,6 +108,27 @@ def clusters_key(identity: Identity, min_cluster_size: int) -> tuple:
     return ("clusters", identity, int(min_cluster_size))
 
 
+def evaluation_key(identity: Identity, labels: np.ndarray, folds: int, top: tuple[int, ...]) -> tuple:
+    """Key of the leave-fingerprints-out evaluation on these labels."""
+    return ("evaluation", identity, digest(np.ascontiguousarray(labels).tobytes()), int(folds), tuple(top))
+
+
+def evaluation_data_key(identity: Identity, labels: np.ndarray) -> tuple:
+    """Key of what the evaluation's methods see of the data set (quack.evaluate.EvaluationData)."""
+    return ("evaluation-data", identity, digest(np.ascontiguousarray(labels).tobytes()))
+
+
+def ranking_key(identity: Identity, labels: np.ndarray, method: str) -> tuple:
+    """Key of every record's score by one ranking method trained on these labels."""
+    return ("ranking", identity, digest(np.ascontiguousarray(labels).tobytes()), str(method))
+
+
+def proposals_key(identity: Identity, labels: np.ndarray, rows: np.ndarray, share: float) -> tuple:
+    """Key of the fingerprints proposed for some records and their matches over the data set."""
+    return ("proposals", identity, digest(np.ascontiguousarray(labels).tobytes()),
+            digest(np.ascontiguousarray(rows, dtype=np.int64).tobytes()), round(float(share), 4))
+
+
 # ----------------------------------------------------------------------------------
 # The store.
 

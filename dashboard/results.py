@@ -206,17 +206,3 @@ def field_attention(s: Session, ids: list[int], teacher_forcing: bool) -> dict[s
                 groups.setdefault(str(name), []).append(attention_by_field(result["attention"], fields))
             progress(min(start + 64, len(ids)), len(ids))
     return {name: tables.mean_shares(groups[name]) for name in Label.by_display() if name in groups}
-
-
-@st.cache_data(show_spinner="Looking for text the responses share…", max_entries=64)
-def propose(bodies: tuple[str, ...], share: float) -> str:
-    """A fingerprint pattern common to the responses (quack.discover.propose_pattern), cached.
-
-    Raises
-    ------
-    ValueError
-        When the responses share no usable text.
-    """
-    from quack.discover import propose_pattern
-
-    return propose_pattern(list(bodies), share=share)

@@ -4,8 +4,8 @@ records ranked by a classifier, and fingerprint patterns proposed from their res
 A fingerprint worth contributing matches the blockpage and nothing else:
 :func:`propose_patterns` looks for the shortest literal texts that most of a cluster's
 responses share and that the responses known to be uncensored lack, and
-:func:`count_matches` checks a proposal over a whole data set, label by label, before it
-is saved. Saving a pattern and labeling a data set again with it live in
+:func:`match_counts` checks proposals over a whole data set, label by label, before they
+are saved, reading the bodies a batch at a time. Saving a pattern and labeling a data set again with it live in
 :mod:`quack.labels`, beside the fingerprints they extend.
 """
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,7 @@ from quack.projection import pca
 from quack.schema import Label
 
 __all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "propose_pattern", "Proposal",
-           "propose_patterns", "count_matches"]
+           "propose_patterns", "MatchCounts", "match_counts", "count_matches"]
 
 # HDBSCAN's neighbour search degrades to brute force in hundreds of dimensions; the
 # first principal components keep the cluster structure and make it fast.
@@ -429,13 +431,112 @@ def propose_patterns(
     return chosen
 
 
-def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4096) -> pd.DataFrame:
-    """How many rows of each label a pattern matches over a whole data set.
+@dataclass(frozen=True)
+class MatchCounts:
+    """How many rows of each label some patterns match, over the rows scanned.
 
-    The pattern is searched as a fingerprint is (:mod:`quack.labels`): with DOTALL,
-    unanchored, in the stored body of each row (its first
-    :data:`quack.tokenizer.FIELD_CHARS` characters), in bounded time. A proposal worth
-    contributing matches many undetermined rows and no uncensored one.
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per pattern, in the order given: ``pattern`` and the matches among
+        ``censored``, ``undetermined`` and ``uncensored`` rows.
+    rows : pandas.Series
+        Rows scanned per label (same column names), so a share can be read off.
+    scanned, total : int
+        Rows scanned and rows there are; fewer scanned when the deadline came first.
+    """
+
+    table: pd.DataFrame
+    rows: pd.Series
+    scanned: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row was scanned."""
+        return self.scanned == self.total
+
+
+def match_counts(
+    patterns: Sequence[str],
+    bodies: Iterable[Sequence[str | None]],
+    labels: np.ndarray,
+    deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    source: str = "the proposed fingerprint",
+) -> MatchCounts:
+    """Count the rows of each label that each pattern matches, bodies streamed a batch at a time.
+
+    Every pattern is searched as a fingerprint is (:mod:`quack.labels`): compiled by
+    :func:`quack.patterns.compile_pattern`, with DOTALL, unanchored, in bounded time.
+    Only one batch of bodies is in memory at a time; a proposal worth contributing
+    matches many undetermined rows and no uncensored one.
+
+    Parameters
+    ----------
+    patterns : sequence of str
+        Regular expressions (proposals' ``pattern``).
+    bodies : iterable of sequences of str or None
+        Every row's body in row order, one batch at a time.
+    labels : numpy.ndarray
+        (N,) label of each row, in the same order.
+    deadline : float, optional
+        A :func:`time.monotonic` time after which scanning stops; the counts then cover
+        the batches scanned (``scanned`` < ``total``).
+    progress : callable, optional
+        Called as ``progress(rows_scanned, total)`` after each batch.
+    source : str
+        How an error names the patterns.
+
+    Returns
+    -------
+    MatchCounts
+
+    Raises
+    ------
+    quack.patterns.PatternError
+        When a pattern is invalid or cannot be searched in bounded time.
+    """
+    from quack.patterns import PatternTimeout, compile_pattern
+
+    compiled = [compile_pattern(pattern, source) for pattern in patterns]
+    labels = np.asarray(labels)
+    label_index = np.full(len(labels), -1, dtype=np.int64)
+    for i, label in enumerate(_LABEL_COLUMNS):
+        label_index[labels == label] = i
+    hits = np.zeros((len(compiled), len(_LABEL_COLUMNS)), dtype=np.int64)
+    scanned = 0
+    for batch in bodies:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        texts = [body or "" for body in batch]
+        where = label_index[scanned : scanned + len(texts)]
+        found = np.zeros_like(hits)
+        try:
+            for p, pattern in enumerate(compiled):
+                matched = np.fromiter((bool(t) and pattern.search(t, deadline=deadline) for t in texts), bool,
+                                      count=len(texts))
+                found[p] = np.bincount(where[matched & (where >= 0)], minlength=len(_LABEL_COLUMNS))
+        except PatternTimeout:
+            if deadline is None or time.monotonic() < deadline:
+                raise
+            break
+        hits += found
+        scanned += len(texts)
+        if progress is not None:
+            progress(scanned, len(labels))
+    names = [label.display for label in _LABEL_COLUMNS]
+    table = pd.DataFrame(hits, columns=names)
+    table.insert(0, "pattern", list(patterns))
+    rows = np.bincount(label_index[:scanned][label_index[:scanned] >= 0], minlength=len(_LABEL_COLUMNS))
+    return MatchCounts(table, pd.Series(rows, index=names), scanned, len(labels))
+
+
+def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4096) -> pd.DataFrame:
+    """How many rows of each label a pattern matches over a whole data set (:func:`match_counts`).
+
+    The pattern is searched in the stored body of each row (its first
+    :data:`quack.tokenizer.FIELD_CHARS` characters), read ``batch_rows`` at a time.
 
     Parameters
     ----------
@@ -458,21 +559,17 @@ def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4
         When the folder is not a data set or the pattern cannot be searched in bounded time.
     """
     from quack.datafolder import DataFolder
-    from quack.patterns import compile_pattern
 
-    compiled = compile_pattern(pattern, "the proposed fingerprint")
     folder = DataFolder.open(data_dir)
-    rows, matches = Counter(), Counter()
-    for batch in folder.iter_batches(["label", "body"], batch_size=batch_rows):
-        part = batch.to_pydict()
-        for label, body in zip(part["label"], part["body"]):
-            rows[label] += 1
-            if body and compiled.search(body):
-                matches[label] += 1
-    order = (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)
+    labels = folder.read_rows(["label"])["label"].to_numpy()
+    batches = (batch.column("body").to_pylist() for batch in folder.iter_batches(["body"], batch_size=batch_rows))
+    counts = match_counts([pattern], batches, labels)
+    names = [label.display for label in _LABEL_COLUMNS]
+    rows = counts.rows.to_numpy()
+    matches = counts.table.loc[0, names].to_numpy(dtype=np.int64)
     return pd.DataFrame({
-        "label": [label.display for label in order],
-        "rows": [rows[label] for label in order],
-        "matches": [matches[label] for label in order],
-        "share": [matches[label] / rows[label] if rows[label] else 0.0 for label in order],
+        "label": names,
+        "rows": rows,
+        "matches": matches,
+        "share": [m / r if r else 0.0 for m, r in zip(matches, rows)],
     })

@@ -1,15 +1,15 @@
-"""Discover: censorship the fingerprints missed, found in the latent space."""
+"""Discover: censorship the fingerprints missed, ranked, clustered, evaluated and written down as fingerprints."""
 
 import time
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, loaders, results, session, settings, tables
-from quack.discover import cluster_summary, rank_candidates
-from quack.labels import save_user_fingerprint
+from dashboard import charts, discovery, errors, jobs, loaders, results, session, settings, tables
+from quack.discover import cluster_summary
 from quack.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
 from quack.schema import Label
@@ -19,8 +19,8 @@ from quack.schema import Label
 SCAN_SECONDS = 10
 
 
-def pattern_hits(pattern: str, texts: pd.Series) -> np.ndarray:
-    """Which texts the pattern occurs in, searched in bounded time.
+def pattern_hits(pattern: str, texts: Iterable[str]) -> np.ndarray:
+    """Which texts the pattern occurs in, searched in bounded time (the texts streamed).
 
     Raises
     ------
@@ -30,7 +30,7 @@ def pattern_hits(pattern: str, texts: pd.Series) -> np.ndarray:
     """
     compiled = compile_pattern(pattern, "the Discover page's pattern box")
     deadline = time.monotonic() + SCAN_SECONDS
-    return np.array([compiled.search(text, deadline=deadline) for text in texts], dtype=bool)
+    return np.fromiter((compiled.search(text, deadline=deadline) for text in texts), dtype=bool)
 
 
 def fingerprint_path(name: str) -> Path:
@@ -46,59 +46,105 @@ def fingerprint_path(name: str) -> Path:
 
 st.title("Discover")
 st.caption(
-    "A classifier trained on the labelled latents scores the undetermined measurements; "
-    "clusters of the latent space group responses that look alike. Both point at "
-    "blockpages the fingerprints do not know yet."
+    "Rank the undetermined measurements by how likely they are censored, group the responses that look "
+    "alike, and write what a group shares down as a fingerprint. The Evaluate tab measures which ranking "
+    "method would have found blockpages the fingerprints did not know yet."
 )
 
 s = loaders.current()
 enc = results.encoded(s)
 frame = loaders.rows(s.data_dir)
 labels = loaders.labels(s.data_dir)
-texts = loaders.texts(s.data_dir)
 if session.relabelled() is not None:
     st.info("Labels include your own fingerprints (relabelled on this page).")
 
+# The evaluation runs in the background from the first visit; the page ranks by its best
+# method once it is done.
+try:
+    evaluation, refused = discovery.evaluation(s, labels, session.relabelled()), None
+except ValueError as error:
+    evaluation, refused = None, error
+report = None
+if evaluation is not None and evaluation.done() and evaluation.exception() is None:
+    report = evaluation.result()
+
+
+def method_name(method: str) -> str:
+    return method.replace("_", " ")
+
+
 # Kept by key, so the chosen tab stays chosen when a first computation's progress bars
 # are gone on the next run and the page's elements move up.
-classify, cluster = st.tabs(["Latent classifier", "Clusters and fingerprints"], key="discover_tab", on_change="rerun")
+find, cluster, evaluate = st.tabs(
+    ["Candidates", "Clusters and fingerprints", "Evaluate"], key="discover_tab", on_change="rerun"
+)
 
-with classify:
-    report, probability = results.classifier(s)
+with find:
+    aps = discovery.average_precisions(report) if report is not None else {}
+    best = discovery.best_method(report) if report is not None else None
+
+    def choice_label(method: str) -> str:
+        if method == discovery.BEST:
+            if best is None:
+                return "Best by evaluation (the latent classifier until the evaluation is done)"
+            return f"Best by evaluation: {method_name(best)} (AP {aps[best]:.2f})"
+        ap = aps.get(method)
+        return method_name(method) + (f" (AP {ap:.2f})" if ap is not None and np.isfinite(ap) else "")
+
+    controls = st.columns([2, 1])
+    choice = controls[0].selectbox(
+        "Rank by", discovery.methods(), format_func=choice_label, key="discover_method",
+        help="AP: the method's average precision at finding a hidden fingerprint family (Evaluate tab).",
+    )
+    top = controls[1].slider("Candidates to list", 10, 500, 50, 10, key="discover_top")
+    method = (best or discovery.LATENT) if choice == discovery.BEST else choice
+    values = discovery.scores(s, labels, method)
+    if values is None:
+        st.info(f"Ranking by {method_name(method)} needs the counts the evaluation is still reading; "
+                "the latent classifier ranks meanwhile.")
+        method, values = discovery.LATENT, discovery.scores(s, labels, discovery.LATENT)
+    if report is None and refused is None:
+        st.caption("The evaluation is running (Evaluate tab); until it is done the latent classifier ranks.")
+
     cards = st.columns(4)
-    cards[0].metric("Held-out accuracy", f"{report.accuracy:.1%}")
-    cards[1].metric("Held-out F1 (censored)", f"{report.f1:.3f}")
-    cards[2].metric("Labelled records held out", f"{len(report.test_index):,}")
-    cards[3].metric("Undetermined scoring ≥ 0.5", f"{int(((labels == Label.UNDETERMINED) & (probability >= 0.5)).sum()):,}")
-    left, right = st.columns([1, 2])
-    left.plotly_chart(charts.confusion_figure(report.confusion), config=charts.PLOT_CONFIG, key="confusion")
-    with right:
-        top = st.slider("Candidates to list", 10, 500, 50, 10, key="discover_top")
-        ranked = rank_candidates(probability, labels, top=top)
-        if not len(ranked):
-            st.warning("There are no undetermined records to rank in this data set.")
-        else:
-            table = tables.record_table(frame, labels, texts, ranked)
-            table.insert(1, "p_censored", np.round(probability[ranked], 3))
-            truth = loaders.sample_truth(s.data_dir)
-            if truth is not None:
-                # The sample's generator knows which undetermined records are unknown
-                # blockpages: a direct check of what the ranking finds.
-                table.insert(2, "ground truth", truth[ranked])
-                found = float(np.mean(truth[ranked[:50]] == "unknown_blockpage"))
-                st.caption(f"Ground truth of the built-in sample: {found:.0%} of the top {min(50, len(ranked))} "
-                           "candidates are blockpages the fingerprints do not know.")
-            picked = st.dataframe(
-                table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row", key="candidates"
-            )
-            rows_picked = picked.selection.rows if picked is not None else []
-            candidate = int(ranked[rows_picked[0]]) if rows_picked else int(ranked[0])
-            st.caption(f"Raw response of record {candidate} (p = {probability[candidate]:.3f}):")
-            st.code(texts.iloc[candidate] or "(empty)", language=None, wrap_lines=True, height=160)
-            if st.button("Open this record on the Attention page", key="candidate_attention"):
-                session.set_record(candidate)
-                st.switch_page("app_pages/attention.py")
-    if len(ranked):
+    if method == discovery.LATENT:
+        classifier_report, _ = results.classifier(s)
+        cards[0].metric("Held-out accuracy", f"{classifier_report.accuracy:.1%}")
+        cards[1].metric("Held-out F1 (censored)", f"{classifier_report.f1:.3f}")
+    else:
+        cards[0].metric("Ranking by", method_name(method))
+        cards[1].metric("Evaluation AP", f"{aps.get(method, float('nan')):.2f}",
+                        help="Mean average precision at finding a hidden family (Evaluate tab).")
+    undetermined = labels == Label.UNDETERMINED
+    cards[2].metric("Undetermined records", f"{int(undetermined.sum()):,}")
+    if method == discovery.LATENT:
+        cards[3].metric("Undetermined scoring ≥ 0.5", f"{int((undetermined & (values >= 0.5)).sum()):,}")
+
+    ranked = discovery.rank(values, labels, top)
+    if not len(ranked):
+        st.warning("There are no undetermined records to rank in this data set.")
+    else:
+        table = tables.record_table(frame, labels, loaders.texts(s.data_dir, ranked), ranked)
+        table.insert(1, "p_censored" if method == discovery.LATENT else "score", np.round(values[ranked], 3))
+        truth = loaders.sample_truth(s.data_dir)
+        if truth is not None:
+            # The sample's generator knows which undetermined records are unknown
+            # blockpages: a direct check of what the ranking finds.
+            table.insert(2, "ground truth", truth[ranked])
+            found = float(np.mean(truth[ranked[:50]] == "unknown_blockpage"))
+            st.caption(f"Ground truth of the built-in sample: {found:.0%} of the top {min(50, len(ranked))} "
+                       "candidates are blockpages the fingerprints do not know.")
+        picked = st.dataframe(
+            table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row", key="candidates"
+        )
+        rows_picked = picked.selection.rows if picked is not None else []
+        candidate = int(ranked[rows_picked[0]]) if rows_picked else int(ranked[0])
+        st.caption(f"Raw response of record {candidate} ({'p' if method == discovery.LATENT else 'score'} = "
+                   f"{values[candidate]:.3f}):")
+        st.code(loaders.texts(s.data_dir, [candidate])[0] or "(empty)", language=None, wrap_lines=True, height=160)
+        if st.button("Open this record on the Attention page", key="candidate_attention"):
+            session.set_record(candidate)
+            st.switch_page("app_pages/attention.py")
         coords = results.best_map(s)
         where = np.full(len(frame), "other", dtype=object)
         where[labels == Label.CENSORED] = Label.CENSORED.display
@@ -117,10 +163,59 @@ with classify:
         )
         st.plotly_chart(fig, config=charts.PLOT_CONFIG, key="candidate_map")
 
+with evaluate:
+    st.caption(
+        "Leave-fingerprints-out: hide a family of blockpage fingerprints, so its records become undetermined; "
+        "train each method on the labels left; rank every undetermined record and score how many of the hidden "
+        "records come first. A method that ranks them high would have found those blockpages before their "
+        f"fingerprints were written. Up to {discovery.MAX_FOLDS} folds, families of at least "
+        f"{discovery.MIN_ROWS} records; figures are the mean ± sd over folds."
+    )
+    if refused is not None:
+        st.warning(charts.markdown_text(errors.public(refused)))
+    elif report is None and evaluation.done():
+        failure = evaluation.exception()
+        # A data set the protocol cannot score (no family large enough) is not a fault.
+        if isinstance(failure, ValueError):
+            st.warning(charts.markdown_text(errors.public(failure)))
+        else:
+            errors.show(f"The evaluation failed ({failure}).")
+    elif report is None:
+        key = discovery.evaluation_key(s, labels)
+
+        @st.fragment(run_every=1.5)
+        def _evaluation_progress() -> None:
+            if evaluation.done():
+                st.rerun()
+            share, text = discovery.progress_of(key)
+            st.progress(share, text=f"Evaluating every ranking method — {charts.markdown_text(text)}")
+
+        _evaluation_progress()
+    else:
+        hidden = sum(fold["positives"] for fold in report.folds)
+        cards = st.columns(4)
+        cards[0].metric("Folds", len(report.folds), help="Each fold hides one or more fingerprint families.")
+        cards[1].metric("Hidden records", f"{hidden:,}")
+        cards[2].metric("Best method (AP)", method_name(best), help=f"average precision {aps[best]:.2f}")
+        cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
+                        help="Share of a hidden record's ten nearest latents that belong to its own family.")
+        st.dataframe(discovery.summary_table(report), hide_index=True, key="evaluation_table")
+        st.plotly_chart(charts.precision_curve(discovery.precision_curves(report), "Precision at K, mean over folds"),
+                        config=charts.PLOT_CONFIG, key="evaluation_curve")
+        with st.expander("Folds"):
+            st.dataframe(
+                pd.DataFrame([{
+                    "hidden families": ", ".join(fold["hidden"]), "hidden records": fold["positives"],
+                    "undetermined ranked": fold["ranked"],
+                    **{f"AP {method_name(m)}": round(fold["scores"][m]["ap"], 3) for m in report.methods},
+                } for fold in report.folds]),
+                hide_index=True,
+            )
+
 with cluster:
     size = st.slider("Smallest cluster", 5, 200, 25, 5, key="cluster_size")
     clusters = results.clusters(s, size)
-    summary = cluster_summary(clusters, labels, enc.latents, texts.to_numpy())
+    summary = cluster_summary(clusters, labels, enc.latents, loaders.RowTexts(s.data_dir))
     if summary.empty:
         st.warning("HDBSCAN found no clusters at this size; lower the smallest cluster size.")
         st.stop()
@@ -139,9 +234,9 @@ with cluster:
         },
     )
     # Start from the cluster most worth a look: the most undetermined.
-    best = summary.sort_values(["undetermined_share", "size"], ascending=False)["cluster"].tolist()
+    best_clusters = summary.sort_values(["undetermined_share", "size"], ascending=False)["cluster"].tolist()
     chosen = st.selectbox(
-        "Cluster", best, key="cluster_choice",
+        "Cluster", best_clusters, key="cluster_choice",
         format_func=lambda c: f"cluster {c} — {int(summary.set_index('cluster').loc[c, 'size'])} records",
     )
     info = summary.set_index("cluster").loc[chosen]
@@ -152,31 +247,58 @@ with cluster:
     mix = pd.Series({label.display: info[label.display] for label in Label})
     b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
 
-    st.subheader("Propose a fingerprint")
-    payload = loaders.bodies(s.data_dir)
-    # Fingerprints match the payload, so only members that have one can suggest a pattern;
-    # undetermined members are the ones a new fingerprint is for.
-    with_text = members[payload.to_numpy()[members] != ""]
-    undetermined = with_text[labels[with_text] == Label.UNDETERMINED]
-    basis = undetermined if len(undetermined) else with_text
-    share = st.slider("Share of the cluster's responses the pattern must match", 0.5, 1.0, 0.9, 0.05, key="pattern_share")
-    proposal = ""
-    if not len(basis):
-        st.warning("No record of this cluster has a response to build a pattern from (timeouts and resets); "
-                   "choose another cluster.")
+    st.subheader("Propose fingerprints")
+    selection = np.asarray([i for i in session.selection() if 0 <= i < len(frame)], dtype=np.int64)
+    group_name, group = f"cluster {chosen}", members
+    if len(selection):
+        origin = st.segmented_control(
+            "Propose from", ["cluster", "selection"], default="cluster", key="proposal_origin",
+            format_func={"cluster": f"Cluster {chosen}", "selection": f"Map selection ({len(selection):,})"}.get,
+        )
+        if origin == "selection":
+            group_name, group = "the map selection", selection
+    share = st.slider("Share of the responses a pattern must occur in", 0.5, 1.0, 0.8, 0.05, key="pattern_share")
+    st.caption(
+        f"The shortest texts (8 to 120 characters) that at least this share of {group_name}'s responses hold and "
+        "the fewest other responses do, ranked by precision; each is counted over the whole data set before "
+        "you save it. Tick the ones to save."
+    )
+    ticked: list[str] = []
+    try:
+        proposals = discovery.propose(s, labels, group, share)
+    except ValueError as error:
+        st.warning(charts.markdown_text(errors.public(error)))
     else:
-        # The responses nearest the cluster's centre are the most typical ones.
-        centre = enc.latents[basis].mean(axis=0)
-        typical = basis[np.argsort(((enc.latents[basis] - centre) ** 2).sum(axis=1))[:20]]
-        try:
-            proposal = results.propose(tuple(payload.iloc[i] for i in typical), share)
-        except ValueError as error:
-            st.warning(charts.markdown_text(errors.public(error)))
-    name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}")
-    pattern = st.text_area("Pattern (Python regular expression)", proposal, key=f"fp_pattern_{chosen}_{share}", height=90)
+        table = proposals.table.copy()
+        table.insert(0, "save", False)
+        edited = st.data_editor(
+            table, hide_index=True, key=f"proposals_{jobs.digest(group_name, share, len(group))}",
+            disabled=[c for c in table.columns if c != "save"],
+            column_config={
+                "save": st.column_config.CheckboxColumn("save", width="small"),
+                "pattern": st.column_config.TextColumn("pattern", width="large"),
+                "group share": st.column_config.ProgressColumn("in the group", min_value=0.0, max_value=1.0,
+                                                                format="percent"),
+                "precision": st.column_config.NumberColumn("precision", format="%.2f"),
+                **{label.display: st.column_config.NumberColumn(f"{label.display} matches", format="%d")
+                   for label in Label},
+            },
+        )
+        ticked = edited.loc[edited["save"], "pattern"].tolist()
+        if proposals.scanned < proposals.total:
+            st.caption(f"Matches counted over the first {proposals.scanned:,} of {proposals.total:,} records, "
+                       f"all that {discovery.SCAN_SECONDS} s allowed.")
+        else:
+            st.caption(f"Matches counted over all {proposals.total:,} records, per label: a pattern worth "
+                       "contributing matches undetermined records and no uncensored one.")
+
+    name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}",
+                         help="Several patterns saved together become name_1, name_2, …: variants of one page.")
+    pattern = st.text_area("Pattern (Python regular expression), saved with the ticked proposals", "",
+                           key=f"fp_pattern_{chosen}", height=80, placeholder="Optional: a pattern of your own")
     if pattern.strip():
         try:
-            hits = pattern_hits(pattern, payload)
+            hits = pattern_hits(pattern, loaders.iter_bodies(s.data_dir))
         except PatternError as error:
             errors.show(error)
         else:
@@ -191,12 +313,13 @@ with cluster:
     save, relabel = st.columns(2)
     if save.button("Save fingerprint", type="primary", icon=":material/save:"):
         try:
-            written = save_user_fingerprint(fingerprint_path(file_name), name, pattern)
+            target = fingerprint_path(file_name)
+            saved = discovery.save_fingerprints(target, name, [*ticked, pattern])
         except ValueError as error:
             errors.show(error)
         else:
-            session.set_fingerprint_file(written)
-            st.success(charts.markdown_text(f"Saved {name} to the fingerprint file {written.name}."))
+            session.set_fingerprint_file(target)
+            st.success(charts.markdown_text(f"Saved {', '.join(saved)} to the fingerprint file {target.name}."))
     if relabel.button("Relabel the data with my fingerprints", icon=":material/label:"):
         try:
             fingerprints = fingerprint_path(file_name)

@@ -1,0 +1,386 @@
+"""What the Discover page computes: the evaluation, rankings by each method, fingerprint proposals.
+
+The leave-fingerprints-out evaluation (:func:`quack.evaluate.evaluate_data`) runs in the
+background on the session's data set, latents and labels, bounded in rows and folds so
+that a browser cannot start unbounded work; its progress is kept here for the page to
+show. Once it is done the page ranks the undetermined records by the method it finds
+best (by average precision), any other method one choice away. Proposals
+(:func:`quack.discover.propose_patterns`) come with their matches over the whole data set
+per label (:func:`quack.discover.match_counts`), bodies read a batch at a time against a
+deadline, before anything is saved.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Hashable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from dashboard import jobs, loaders, results
+from dashboard.loaders import Session
+from quack.schema import Label
+
+#: Records the dashboard evaluates at most; a larger data set is evaluated with `quack evaluate`.
+MAX_ROWS = 200_000
+#: Folds at most: with more families than this, they are split into this many groups.
+MAX_FOLDS = 5
+#: Smallest family hidden, and HDBSCAN's smallest cluster (as `quack evaluate` by default).
+MIN_ROWS = 5
+#: The K of precision and recall at K, the points of the precision-at-K curve.
+TOP = (5, 10, 20, 50, 100, 200, 500)
+#: The K the table shows.
+TABLE_TOP = (50, 100)
+SEED = 0
+#: The ranking choice that follows the evaluation.
+BEST = "best"
+#: The method ranking before the evaluation is done.
+LATENT = "latent_classifier"
+#: Seconds a count of proposals over the whole data set may take; past it the counts
+#: cover the records scanned so far.
+SCAN_SECONDS = 10
+#: Responses of a cluster or selection proposals are drawn from, and other responses they
+#: are contrasted with, at most (random samples of more).
+MAX_GROUP_ROWS = 2_000
+MAX_OTHER_ROWS = 5_000
+
+_progress: dict[Hashable, tuple[float, str]] = {}
+_progress_lock = threading.Lock()
+
+
+def _report(key: Hashable, share: float, text: str) -> None:
+    with _progress_lock:
+        _progress[key] = (min(max(share, 0.0), 1.0), text)
+
+
+def progress_of(key: Hashable) -> tuple[float, str]:
+    """How far a background evaluation is: (share done, what it is doing)."""
+    with _progress_lock:
+        return _progress.get(key, (0.0, "Waiting for a free worker"))
+
+
+# ----------------------------------------------------------------------------------
+# The evaluation.
+
+
+def check_size(labels: np.ndarray) -> None:
+    """Refuse a data set larger than the dashboard evaluates.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the limit and the command line that has none.
+    """
+    if len(labels) > MAX_ROWS:
+        raise ValueError(
+            f"This data set has {len(labels):,} records, more than the {MAX_ROWS:,} the dashboard evaluates; "
+            "evaluate a sample of it with `quack evaluate` on the command line."
+        )
+
+
+def families(labels: np.ndarray, names) -> np.ndarray:
+    """The fingerprint family of each censored record (:func:`quack.evaluate.family_of`), ``""`` for the others."""
+    from quack.evaluate import family_of
+
+    return np.array([family_of(name) if label == Label.CENSORED and isinstance(name, str) and name else ""
+                     for name, label in zip(names, labels)], dtype=object)
+
+
+def fold_count(family_of_rows: np.ndarray) -> int:
+    """Folds the dashboard runs: one per family of at least :data:`MIN_ROWS` records, :data:`MAX_FOLDS` at most.
+
+    Raises
+    ------
+    ValueError
+        When no family labels enough records to be hidden.
+    """
+    named = family_of_rows[family_of_rows != ""].astype(str)
+    _, counts = np.unique(named, return_counts=True)
+    eligible = int((counts >= MIN_ROWS).sum())
+    if not eligible:
+        raise ValueError(
+            f"No fingerprint family labels {MIN_ROWS} records or more of this data set, so there is no family to "
+            "hide and nothing to evaluate; the evaluation needs blockpages the fingerprints know."
+        )
+    return min(eligible, MAX_FOLDS)
+
+
+def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, report: Callable[[float, str], None]):
+    """The data set as the methods see it, on the session's labels (stored for the rankings)."""
+    from quack.encoding import encode_dataset
+    from quack.evaluate import EvaluationData
+
+    store = jobs.store()
+    key = jobs.evaluation_data_key(s.identity, labels)
+    data = store.get(key)
+    if data is not None:
+        return data
+    encoded = store.get(jobs.encoded_key(s.identity, True))
+    if encoded is None:
+        encoded = encode_dataset(s.model, s.data_dir, with_loss=True,
+                                 progress=lambda done, total: report(0.6 * done / max(total, 1), "Encoding with losses"))
+        store.put(jobs.encoded_key(s.identity, True), encoded)
+    report(0.6, "Reading tokens and response text")
+    data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss, s.model.hparams.num_embeddings)
+    if relabelled is not None:
+        # The session's own fingerprints labelled some records: their families count too.
+        names = pd.read_parquet(relabelled, columns=["fingerprint"])["fingerprint"].to_numpy()
+        data.labels, data.families = np.asarray(labels, dtype=np.int64), families(labels, names)
+    store.put(key, data)
+    return data
+
+
+def evaluation_key(s: Session, labels: np.ndarray) -> tuple:
+    """The key the session's evaluation is stored under."""
+    return jobs.evaluation_key(s.identity, labels, MAX_FOLDS, TOP)
+
+
+def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, start: bool = True) -> Future | None:
+    """Start (or, with ``start=False``, only find) the leave-fingerprints-out evaluation in the background.
+
+    Returns
+    -------
+    concurrent.futures.Future or None
+        Its result is a :class:`quack.evaluate.EvaluationReport`; it fails with a
+        ValueError of one sentence when the data cannot be evaluated.
+
+    Raises
+    ------
+    ValueError
+        When the data set is larger than :data:`MAX_ROWS`.
+    """
+    from quack.evaluate import evaluate_data
+
+    check_size(labels)
+    key = evaluation_key(s, labels)
+    labels = np.array(labels, copy=True)
+
+    def compute():
+        data = _evaluation_data(s, labels, relabelled, lambda share, text: _report(key, 0.5 * share, text))
+        folds = fold_count(data.families)
+        done = [0]
+
+        def say(line: str) -> None:
+            done[0] += 1
+            _report(key, 0.5 + 0.5 * done[0] / (folds + 2), line[:1].upper() + line[1:])
+
+        return evaluate_data(data, folds=folds, top=TOP, seed=SEED, min_rows=MIN_ROWS, progress=say,
+                             where="this data set")
+
+    return jobs.store().submit(key, compute, start=start)
+
+
+def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None) -> Future:
+    """The session's evaluation job, started when there is none; a failed one stays failed (no retry loop).
+
+    Raises
+    ------
+    ValueError
+        When the data set is larger than :data:`MAX_ROWS`.
+    """
+    return evaluation_job(s, labels, relabelled, start=False) or evaluation_job(s, labels, relabelled)
+
+
+def finished_evaluation(s: Session, labels: np.ndarray):
+    """The session's evaluation report when it is done, else None."""
+    return jobs.store().finished(evaluation_key(s, labels))
+
+
+def summary_table(report) -> pd.DataFrame:
+    """Each method's figures as ``mean ± sd`` over folds, the random ranking last, the best AP first."""
+    summary = report.summary()
+    figures = [f"p@{k}" for k in TABLE_TOP] + [f"r@{k}" for k in TABLE_TOP] + ["ap"]
+    rows = []
+    for method, values in summary.items():
+        row = {"method": method.replace("_", " ")}
+        for figure in figures:
+            mean, sd = values[figure]["mean"], values[figure]["sd"]
+            row[figure.upper()] = "–" if not np.isfinite(mean) else f"{mean:.2f} ± {sd:.2f}"
+        row["_ap"] = values["ap"]["mean"] if method != "random" else -np.inf
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("_ap", ascending=False, na_position="last", kind="stable")
+    return table.drop(columns="_ap").reset_index(drop=True)
+
+
+def precision_curves(report) -> dict[str, tuple[list[int], list[float]]]:
+    """Mean precision at each K of :data:`TOP` up to the undetermined records ranked, per method and random."""
+    most = max((fold["ranked"] for fold in report.folds), default=0)
+    ks = [k for k in report.top if k <= most] or report.top[:1]
+    summary = report.summary()
+    return {method: (ks, [summary[method][f"p@{k}"]["mean"] for k in ks]) for method in summary}
+
+
+def average_precisions(report) -> dict[str, float]:
+    """Each method's mean average precision over folds."""
+    summary = report.summary()
+    return {method: summary[method]["ap"]["mean"] for method in report.methods}
+
+
+def best_method(report) -> str:
+    """The method with the highest mean average precision (the first listed among equals)."""
+    scores = average_precisions(report)
+    finite = {m: v for m, v in scores.items() if v is not None and np.isfinite(v)}
+    return max(finite, key=finite.get) if finite else LATENT
+
+
+# ----------------------------------------------------------------------------------
+# Ranking.
+
+
+def methods() -> list[str]:
+    """The ranking choices: the evaluation's best, then every method."""
+    from quack.rankers import METHODS
+
+    return [BEST, *METHODS]
+
+
+def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
+    """Every record's score by a method trained on the labels, higher likelier censored.
+
+    The latent classifier is the page's own (:func:`dashboard.results.classifier`); the
+    other methods need what the evaluation reads of the data set: None until it is read.
+    """
+    if method == LATENT:
+        return results.classifier(s)[1]
+    data = jobs.store().get(jobs.evaluation_data_key(s.identity, labels))
+    if data is None:
+        return None
+
+    def compute(progress: Callable[[int, int], None]) -> np.ndarray:
+        from quack.rankers import METHODS, _Shared
+
+        progress(0, 1)
+        values = METHODS[method].score(data, _Shared(data, min_cluster_size=MIN_ROWS), labels, SEED)
+        progress(1, 1)
+        return np.asarray(values, dtype=np.float64)
+
+    return results.computed(jobs.ranking_key(s.identity, labels, method), compute,
+                            f"Ranking by {method.replace('_', ' ')}")
+
+
+def rank(values: np.ndarray, labels: np.ndarray, top: int) -> np.ndarray:
+    """The ``top`` undetermined records, highest score first (ties in row order, NaN last)."""
+    undetermined = np.flatnonzero(np.asarray(labels) == Label.UNDETERMINED)
+    key = np.nan_to_num(np.asarray(values, dtype=np.float64)[undetermined], nan=-np.inf)
+    return undetermined[np.argsort(-key, kind="stable")][:top]
+
+
+# ----------------------------------------------------------------------------------
+# Proposals.
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Fingerprints proposed for some records and what each matches over the data set.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per proposal, best first: ``pattern``, ``length``, ``group share``
+        (of the records' responses holding it), ``precision`` (among those and the other
+        responses compared) and the matches among ``censored``, ``undetermined`` and
+        ``uncensored`` records of the data set.
+    scanned, total : int
+        Records whose bodies were searched, and records there are.
+    """
+
+    table: pd.DataFrame
+    scanned: int
+    total: int
+
+
+def _sample(rows: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+    return rows if len(rows) <= most else np.sort(rng.choice(rows, most, replace=False))
+
+
+def _bodies_of(s: Session, ids: np.ndarray) -> list[str]:
+    return loaders.bodies(s.data_dir, ids).tolist()
+
+
+def _body_batches(s: Session) -> Iterator[list[str]]:
+    for frame in loaders.batches(s.data_dir, ["body"]):
+        yield frame["body"].tolist()
+
+
+def propose(s: Session, labels: np.ndarray, rows: np.ndarray, share: float) -> Proposals:
+    """Contrastive proposals for the responses of some records, counted over the whole data set.
+
+    The undetermined records among ``rows`` are the ones a new fingerprint is for (all of
+    them when none is); the others are contrasted with a random sample of every other
+    record's response. Cached per data set, labels, records and share.
+
+    Raises
+    ------
+    ValueError
+        When the responses share no text to propose, or a proposal cannot be searched in
+        bounded time.
+    """
+    from quack.discover import match_counts, propose_patterns
+
+    rows = np.asarray(rows, dtype=np.int64)
+    key = jobs.proposals_key(s.identity, labels, rows, share)
+
+    def compute(progress: Callable[[int, int], None]) -> Proposals:
+        rng = np.random.default_rng(SEED)
+        undetermined = rows[labels[rows] == Label.UNDETERMINED]
+        group = _sample(undetermined if len(undetermined) else rows, MAX_GROUP_ROWS, rng)
+        outside = np.setdiff1d(np.arange(len(labels)), rows, assume_unique=True)
+        others = _sample(outside, MAX_OTHER_ROWS, rng)
+        found = propose_patterns(_bodies_of(s, group), _bodies_of(s, others), share=share, seed=SEED)
+        counts = match_counts([p.pattern for p in found], _body_batches(s), labels,
+                              deadline=time.monotonic() + SCAN_SECONDS, progress=progress)
+        table = counts.table.assign(
+            length=[len(p.text) for p in found],
+            **{"group share": [p.cluster_share for p in found], "precision": [p.precision for p in found]},
+        )
+        order = ["pattern", "length", "group share", "precision", *(label.display for label in
+                                                                    (Label.CENSORED, Label.UNDETERMINED,
+                                                                     Label.UNCENSORED))]
+        return Proposals(table[order], counts.scanned, counts.total)
+
+    return results.computed(key, compute, "Counting the proposals' matches over the data set")
+
+
+def fingerprint_names(name: str, count: int) -> list[str]:
+    """Names of ``count`` fingerprints saved together: the name alone, or numbered variants of one family."""
+    name = name.strip()
+    return [name] if count == 1 else [f"{name}_{i}" for i in range(1, count + 1)]
+
+
+def save_fingerprints(path: Path, name: str, patterns: list[str]) -> list[str]:
+    """Add patterns to a user fingerprint file (Censored Planet's format), all or none.
+
+    Several patterns become the numbered variants of one family (``name_1``, ``name_2``,
+    ...), as Censored Planet numbers the variants of one page.
+
+    Returns
+    -------
+    list of str
+        The names saved.
+
+    Raises
+    ------
+    ValueError
+        When there is nothing to save, a name is malformed or already in the file, or a
+        pattern cannot be searched in bounded time; nothing is written then.
+    """
+    from quack.labels import read_user_fingerprints, save_user_fingerprint
+    from quack.patterns import compile_pattern
+
+    patterns = [p for p in patterns if p and p.strip()]
+    if not patterns:
+        raise ValueError("Tick a proposal or write a pattern to save a fingerprint.")
+    names = fingerprint_names(name, len(patterns))
+    taken = {entry["fingerprint"] for entry in read_user_fingerprints(path)} & set(names)
+    if taken:
+        raise ValueError(f"{path} already has a fingerprint named {sorted(taken)[0]!r}; choose another name.")
+    for one, pattern in zip(names, patterns):
+        compile_pattern(pattern, f"the new fingerprint {one!r}")
+    for one, pattern in zip(names, patterns):
+        save_user_fingerprint(path, one, pattern)
+    return names

@@ -1,0 +1,132 @@
+"""The Discover page run headless with Streamlit's AppTest: the evaluation, the ranking it chooses, proposals.
+
+The shipped checkpoint and a small built-in sample; the dashboard's cache folder is a
+temporary one. The evaluation runs in the dashboard's own background job, which the
+tests wait for as a browser would (by running the page again once it is done).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import discovery, jobs
+from quack.labels import Fingerprints, read_user_fingerprints
+from quack.patterns import compile_pattern
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TIMEOUT = 300
+
+
+@pytest.fixture()
+def env(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.getbasetemp() / "discover-dashboard"
+    monkeypatch.setenv("QUACK_CACHE_DIR", str(root / "cache"))
+    monkeypatch.setenv("QUACK_CHECKPOINT_DIR", str(root / "checkpoints"))
+    monkeypatch.setenv("QUACK_SAMPLE_SIZE", "400")
+    monkeypatch.delenv("QUACK_CHECKPOINT", raising=False)
+    monkeypatch.delenv("QUACK_DATA_ROOTS", raising=False)
+    return root
+
+
+def discover_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    return at.switch_page("app_pages/discover.py").run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def evaluated(env) -> AppTest:
+    """The Discover page once its evaluation job is done."""
+    at = discover_page()
+    assert_clean(at)
+    (data_dir,) = (env / "cache" / "datasets").glob("sample-*")
+    from quack.datafolder import read_rows
+    from quack.encoding import SHIPPED_CHECKPOINT
+
+    labels = read_rows(data_dir, ["label"])["label"].to_numpy()
+    key = jobs.evaluation_key(jobs.Identity.of(data_dir, SHIPPED_CHECKPOINT), labels, discovery.MAX_FOLDS,
+                              discovery.TOP)
+    job = jobs.store().submit(key, lambda: None, start=False)
+    assert job is not None, "the page started the evaluation"
+    report = job.result(timeout=600)
+    assert report.folds
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def test_evaluate_tab_shows_the_table_and_a_precision_curve_per_method(env):
+    at = evaluated(env)
+    (table,) = [d.value for d in at.dataframe if "method" in d.value.columns]
+    methods = set(table["method"])
+    assert {"latent classifier", "tfidf text", "random"} <= methods and len(methods) == 7
+    assert all(" ± " in cell or cell == "–" for cell in table["AP"])
+    (curve,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Precision at K" in c.proto.spec]
+    names = {trace["name"] for trace in curve["data"]}
+    assert names == methods
+    assert all(0.0 <= y <= 1.0 for trace in curve["data"] for y in trace["y"] if y is not None)
+    assert {m.label for m in at.metric} >= {"Folds", "Hidden records", "Best method (AP)", "Purity"}
+
+
+def test_ranking_defaults_to_the_evaluations_best_and_switches_to_the_latent_classifier(env):
+    at = evaluated(env)
+    choice = at.selectbox(key="discover_method")
+    assert choice.value == discovery.BEST
+    best = next(m.value for m in at.metric if m.label == "Best method (AP)")
+    assert best in choice.format_func(discovery.BEST)
+    assert all("AP " in choice.format_func(m) for m in choice.options[1:])
+    candidates = at.dataframe[0].value
+    column = "p_censored" if best == "latent classifier" else "score"
+    assert list(candidates[column]) == sorted(candidates[column], reverse=True)
+    assert set(candidates["label"]) == {"undetermined"}
+    choice.set_value(discovery.LATENT).run()
+    assert_clean(at)
+    candidates = at.dataframe[0].value
+    assert list(candidates["p_censored"]) == sorted(candidates["p_censored"], reverse=True)
+    assert "Held-out accuracy" in {m.label for m in at.metric}
+
+
+def proposal_editor(at: AppTest):
+    (editor,) = [d for d in at.dataframe if d.key and d.key.startswith("proposals_")]
+    return editor
+
+
+def test_proposals_show_their_matches_per_label_and_the_ticked_ones_load_with_the_labeler(env):
+    at = discover_page()
+    at.slider(key="cluster_size").set_value(10).run()
+    assert_clean(at)
+    editor = proposal_editor(at)
+    table = editor.value
+    assert len(table) >= 1 and not table["save"].any()
+    assert list(table["precision"]) == sorted(table["precision"], reverse=True)
+    (data_dir,) = (env / "cache" / "datasets").glob("sample-*")
+    from quack.datafolder import read_rows
+
+    rows = read_rows(data_dir, ["label", "body"])
+    first = table.iloc[0]
+    compiled = compile_pattern(first["pattern"], "the test")
+    hit = np.array([bool(b) and compiled.search(b) for b in rows["body"].fillna("")])
+    for label, code in (("censored", 1), ("undetermined", 0), ("uncensored", -1)):
+        assert first[label] == int((hit & (rows["label"].to_numpy() == code)).sum())
+    assert hit.sum() > 0
+
+    at.text_input(key="fp_file").input("proposed.json").run()
+    name = [t for t in at.text_input if t.label == "Fingerprint name"][0]
+    name.input("e_unk_proposed").run()
+    at.session_state[proposal_editor(at).key] = {"edited_rows": {0: {"save": True}}, "added_rows": [],
+                                                  "deleted_rows": []}
+    at.run()
+    at.button[[b.label for b in at.button].index("Save fingerprint")].click().run()
+    assert_clean(at)
+    saved = env / "cache" / "fingerprints" / "proposed.json"
+    assert read_user_fingerprints(saved) == [{"fingerprint": "e_unk_proposed", "pattern": first["pattern"]}]
+    loaded = Fingerprints.load([saved])
+    body = next(b for b, h in zip(rows["body"], hit) if h)
+    assert loaded.match(body) == (True, "e_unk_proposed")
