@@ -232,6 +232,10 @@ class QuackAutoEncoder(pl.LightningModule):
         Weight of the response's tokens (status, headers, body:
         :func:`response_positions`) in the training loss, the other tokens weighing 1;
         above 1 the latents must carry more of the response to reconstruct it.
+    pooling : str
+        How the encoder's states make the latent the decoder starts from: ``"final"``
+        joins each direction's final state (the seed's), ``"mean"`` averages the states
+        of every token, so no position (the first or the last) outweighs the others.
     **kwargs : Any
         Passed to ``LightningModule``.
 
@@ -257,13 +261,15 @@ class QuackAutoEncoder(pl.LightningModule):
         *args: Any,
         teacher_forcing_ratio: float = 0.5,
         response_weight: float = 1.0,
+        pooling: str = "final",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         check_model_options(embed_size, hidden_size, layers, max_decode_length, teacher_forcing_ratio,
-                            num_embeddings=num_embeddings, response_weight=response_weight)
+                            num_embeddings=num_embeddings, response_weight=response_weight, pooling=pooling)
         self.save_hyperparameters()
         self.response_weight = float(response_weight)
+        self.pooling = pooling
         self.hidden_size = hidden_size
         self.max_decode_length = max_decode_length
         self.teacher_forcing_ratio = teacher_forcing_ratio
@@ -318,9 +324,9 @@ class QuackAutoEncoder(pl.LightningModule):
         Returns
         -------
         tuple of torch.Tensor
-            ``final`` (B, H): the last layer's forward and backward final states joined,
-            the latent vectors; ``sequence`` (B, T, H): the encoder's states, zero at
-            padding, always T long.
+            ``final`` (B, H): the latent vectors, the last layer's forward and backward
+            final states joined (or, with ``pooling="mean"``, the mean of its states);
+            ``sequence`` (B, T, H): the encoder's states, zero at padding, always T long.
         """
         lengths = self.mask_input(x).sum(dim=1).clamp(min=1)
         embedded = self.embed(x)
@@ -329,8 +335,12 @@ class QuackAutoEncoder(pl.LightningModule):
         # through a plain one, so when training there each direction runs unpacked on a
         # suitably ordered copy of the batch, which gives the same states.
         if x.is_cuda or not torch.is_grad_enabled():
-            return self._encode_packed(embedded, lengths)
-        return self._encode_reversed(embedded, lengths)
+            final, sequence = self._encode_packed(embedded, lengths)
+        else:
+            final, sequence = self._encode_reversed(embedded, lengths)
+        if self.pooling == "mean":
+            final = sequence.sum(dim=1) / lengths.unsqueeze(1).to(sequence.dtype)
+        return final, sequence
 
     def _encode_packed(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, time, _ = embedded.shape

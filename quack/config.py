@@ -138,6 +138,8 @@ class AutoencoderConfig:
                                            "Teacher forcing ratio", float, low=0.0, high=1.0, step=0.05)
     response_weight: float = _option(1.0, "weight of the response's tokens (status, headers, body) in the loss; "
                                      "the others weigh 1", "Response weight", float, low=0.0, high=100.0, step=0.5)
+    pooling: str = _option("final", "the latent: final (each direction's final state) or mean (of every token's "
+                           "state)", "Pooling", str, choices=("final", "mean"), in_form=False)
 
     def __post_init__(self) -> None:
         _check_values(AutoencoderConfig, self.model_kwargs(), _flag)
@@ -156,6 +158,7 @@ def check_model_options(
     teacher_forcing_ratio: float = 0.5,
     num_embeddings: int | None = None,
     response_weight: float = 1.0,
+    pooling: str = "final",
     **others: Any,
 ) -> None:
     """Raise a ValueError with one sentence when a model's hyperparameters are unusable.
@@ -176,7 +179,7 @@ def check_model_options(
         )
     values = dict(embed_size=embed_size, hidden_size=hidden_size, layers=layers,
                   max_decode_length=max_decode_length, teacher_forcing_ratio=teacher_forcing_ratio,
-                  response_weight=response_weight)
+                  response_weight=response_weight, pooling=pooling)
     _check_values(AutoencoderConfig, values, str)
     _check_even(hidden_size, "hidden_size")
 

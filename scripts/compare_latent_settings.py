@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--embed-size", type=int, default=64)
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--response-weight", type=float, default=1.0)
+    parser.add_argument("--pooling", default="final")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--work", default=None, help="reuse data sets here (default: a new temporary folder)")
@@ -85,8 +86,8 @@ def main() -> None:
     if not (data_dir / "tokenizer.json").exists():
         build_dataset(records, data_dir, vocab_size=args.vocab_size, max_tokens=args.max_tokens, fields=args.fields)
     model = {"embed_size": args.embed_size, "hidden_size": args.hidden_size, "learning_rate": 3e-3,
-             "response_weight": args.response_weight}
-    run = work / f"run-{data_dir.name}-{args.embed_size}-{args.hidden_size}-{args.response_weight:g}-{args.epochs}"
+             "response_weight": args.response_weight, "pooling": args.pooling}
+    run = work / f"run-{data_dir.name}-{args.embed_size}-{args.hidden_size}-{args.response_weight:g}-{args.epochs}-{args.pooling}"
     done = run / "result.json"
     if not done.exists():
         start = time.perf_counter()

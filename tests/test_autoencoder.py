@@ -181,8 +181,9 @@ def test_encoder_matches_packed_sequences(layers):
     torch.testing.assert_close(model(batch)[0], model.encode(batch))
 
 
-def test_latents_do_not_depend_on_extra_padding_or_batch_mates():
-    model = tiny_model()
+@pytest.mark.parametrize("pooling", ["final", "mean"])
+def test_latents_do_not_depend_on_extra_padding_or_batch_mates(pooling):
+    model = tiny_model(pooling=pooling)
     batch = make_tokens([5, 3], seed=4)
     wider = torch.cat([batch, torch.full((2, 4), PAD)], dim=1)
     alone = batch[1:, :3]
@@ -198,6 +199,17 @@ def test_final_joins_forward_and_backward_states():
     torch.testing.assert_close(final[0, :half], sequence[0, 5, :half])
     torch.testing.assert_close(final[1, :half], sequence[1, 3, :half])
     torch.testing.assert_close(final[:, half:], sequence[:, 0, half:])
+
+
+def test_mean_pooling_averages_the_states_of_every_token_training_or_not():
+    model = tiny_model(pooling="mean")
+    batch = make_tokens([6, 4], seed=5)
+    final, sequence = model(batch)
+    torch.testing.assert_close(final[0], sequence[0, :6].mean(dim=0))
+    torch.testing.assert_close(final[1], sequence[1, :4].mean(dim=0))
+    torch.testing.assert_close(model.encode(batch), final.detach())
+    with pytest.raises(ValueError, match="pooling must be one of final, mean"):
+        tiny_model(pooling="max")
 
 
 def test_encode_is_eval_without_gradients():
