@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import numpy as np
 from dashboard import settings
 
 Stamp = tuple[str, int, int]
+#: Identity of a data set version: its resolved folder and :attr:`quack.datafolder.DataFolder.version`.
+DataVersion = tuple[str, str]
 
 
 def stamp(path: str | os.PathLike) -> Stamp:
@@ -33,6 +36,20 @@ def stamp(path: str | os.PathLike) -> Stamp:
     p = Path(path).expanduser().resolve()
     s = p.stat()
     return (str(p), s.st_size, s.st_mtime_ns)
+
+
+def data_version(data_dir: str | os.PathLike) -> DataVersion:
+    """Identity of a data set as its files are now (one folder or a folder of parts).
+
+    Raises
+    ------
+    quack.ingest.QuackInputError
+        When the folder is not a data set.
+    """
+    from quack.datafolder import DataFolder
+
+    folder = DataFolder(Path(data_dir).expanduser().resolve())
+    return (str(folder.path), folder.version)
 
 
 def digest(*parts: Any) -> str:
@@ -46,19 +63,19 @@ class Identity:
 
     Attributes
     ----------
-    data : Stamp
-        The data set's ``rows.parquet``.
+    data : DataVersion
+        The data set (:func:`data_version`).
     checkpoint : Stamp
         The checkpoint file.
     """
 
-    data: Stamp
+    data: DataVersion
     checkpoint: Stamp
 
     @classmethod
     def of(cls, data_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> "Identity":
         """The identity of a data set folder under a checkpoint, as the files are now."""
-        return cls(stamp(Path(data_dir) / "rows.parquet"), stamp(checkpoint))
+        return cls(data_version(data_dir), stamp(checkpoint))
 
 
 # ----------------------------------------------------------------------------------
@@ -93,9 +110,11 @@ def pca_key(identity: Identity, dims: int) -> tuple:
     return ("pca", identity, int(dims))
 
 
-def umap_key(identity: Identity, dims: int, n_neighbors: int, min_dist: float, metric: str) -> tuple:
-    """Key of a UMAP map; distances equal to four places are the same map."""
-    return ("umap", identity, int(dims), int(n_neighbors), round(float(min_dist), 4), str(metric))
+def umap_key(
+    identity: Identity, dims: int, n_neighbors: int, min_dist: float, metric: str, fit_rows: int = 0
+) -> tuple:
+    """Key of a UMAP map fitted on at most ``fit_rows`` records (0: all); distances equal to four places are the same map."""
+    return ("umap", identity, int(dims), int(n_neighbors), round(float(min_dist), 4), str(metric), int(fit_rows))
 
 
 def classifier_key(identity: Identity, labels: np.ndarray, seed: int = 0) -> tuple:
@@ -133,6 +152,22 @@ def proposals_key(identity: Identity, labels: np.ndarray, rows: np.ndarray, shar
 # The store.
 
 
+class Progress:
+    """How far a background job has come: the job calls it as ``progress(done, total)``, pages read it."""
+
+    def __init__(self) -> None:
+        self.done, self.total, self.started = 0, 0, time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:
+            self.started = time.monotonic()
+        self.done, self.total = int(done), int(total)
+
+    def elapsed(self) -> float:
+        """Seconds since the job reported its start."""
+        return time.monotonic() - self.started
+
+
 class JobStore:
     """Computed results, most recently used kept, and the executors that compute them.
 
@@ -150,6 +185,7 @@ class JobStore:
         self.max_items = max_items
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._jobs: dict[Hashable, Future] = {}
+        self._progress: dict[Hashable, Progress] = {}
         self._lock = threading.Lock()
         self.work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="quack-work")
         self.training = ThreadPoolExecutor(max_workers=training_workers, thread_name_prefix="quack-train")
@@ -210,11 +246,17 @@ class JobStore:
             return job.result()
         return None
 
+    def progress(self, key: Hashable) -> Progress:
+        """The progress of the job under ``key`` (made on first ask), shared by the job and its readers."""
+        with self._lock:
+            return self._progress.setdefault(key, Progress())
+
     def forget(self, key: Hashable) -> None:
         """Drop a stored result and its job, so the next ask computes it again."""
         with self._lock:
             self._items.pop(key, None)
             self._jobs.pop(key, None)
+            self._progress.pop(key, None)
 
     def shutdown(self) -> None:
         """Stop both executors once their jobs end."""

@@ -1,7 +1,10 @@
 """The session's checkpoint, data set, records and labels, loaded once and shared between sessions.
 
-Files are cached by their version (path, size, modification time), so a replaced file is
-read again and an unchanged one never is. What is computed from the model (latents,
+Files are cached by their version (a data set's :attr:`quack.datafolder.DataFolder.version`,
+a file's path, size and modification time), so a replaced file is read again and an
+unchanged one never is. Per-record metadata is held as columns; response texts are read
+only for the records asked for (:func:`texts`, :func:`bodies`) or streamed
+(:func:`batches`, :func:`iter_bodies`). What is computed from the model (latents,
 maps, attention) is in :mod:`dashboard.results`.
 """
 
@@ -9,26 +12,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import streamlit as st
 
 from dashboard import jobs, session, settings, sources, tables
-from dashboard.jobs import Identity, Stamp, stamp
+from dashboard.jobs import Identity, stamp
 from quack.atomic import atomic_write
 from quack.ingest import QuackInputError
+from quack.schema import columns, schema_of
 
 
 @dataclass
 class Session:
-    """What the pages work on: the data set, the checkpoint, its model and their identity."""
+    """What the pages work on: the data set, the checkpoint, its model and their identity.
+
+    ``encoded_dir`` is the encoded folder whose latents the session reads instead of
+    encoding, when it opened one.
+    """
 
     data_dir: Path
     checkpoint: Path
     model: Any
     identity: Identity
+    encoded_dir: Path | None = None
 
 
 # ----------------------------------------------------------------------------------
@@ -64,8 +76,11 @@ KEEP_PARTIAL_LABEL = "Keep the rows read before damage in a truncated file"
 _CLI_KEEP_PARTIAL = "keep the rows read before the damage with `quack ingest --keep-partial`"
 
 
-def dataset_dir(source: dict | None = None, model=None) -> Path:
-    """The tokenized data set of a source (the session's) under a model's tokenizer, built on first use.
+def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> Path:
+    """The tokenized data set of a source (the session's) under a checkpoint's tokenizer (the session's).
+
+    Raw files are ingested on first use into the cache folder; a data set, or the data set
+    of an encoded folder, is used where it is, once checked (:func:`_checked`).
 
     An upload may hold at most :func:`dashboard.settings.upload_max_rows` measurements;
     the build stops once it has read more.
@@ -74,13 +89,18 @@ def dataset_dir(source: dict | None = None, model=None) -> Path:
     ------
     ValueError
         When the files cannot be read, hold no measurements, are damaged (unless the
-        source keeps partial files) or, uploaded, hold too many measurements.
+        source keeps partial files) or, uploaded, hold too many measurements; when a
+        data set was tokenized by another tokenizer; when an encoded folder does not
+        belong to its data set or checkpoint (one sentence each).
     """
     from dashboard.charts import markdown_text
     from quack.build import build_dataset
 
     source = source or session.source()
-    model = model or load_model()
+    checkpoint = checkpoint or session.checkpoint()
+    model = load_model(checkpoint)
+    if source.get("holds", "raw") != "raw":
+        return _checked(source, checkpoint, model)
     out = settings.cache_root() / "datasets" / jobs.dataset_key(source, model.tokenizer_json)
     if (out / "rows.parquet").is_file():
         return out
@@ -118,6 +138,38 @@ def dataset_dir(source: dict | None = None, model=None) -> Path:
     return out
 
 
+@st.cache_resource(show_spinner="Checking the data set…", max_entries=16)
+def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool, tokenizer: str) -> None:
+    from quack.datafolder import DataFolder
+    from quack.encoded import check_provenance
+
+    folder = DataFolder.open(data_version[0], require_rows=True)
+    name = Path(checkpoint[0]).name
+    if folder.tokenizer.to_json() != tokenizer:
+        raise ValueError(
+            f"The data set {folder.path} was tokenized by another tokenizer than the checkpoint {name}; choose the "
+            f"checkpoint trained on it on the Model page, or ingest it with `quack ingest --tokenizer-from {checkpoint[0]}`."
+        )
+    if encoded is not None:
+        check_provenance(Path(encoded[0]).parent, folder.path, checkpoint[0], checkpoint_found=found)
+
+
+def _checked(source: dict, checkpoint: Path, model) -> Path:
+    """The data set of a data set or encoded source, checked against the checkpoint, where it lies."""
+    encoded = None
+    if source["holds"] == "encoded":
+        data, recorded = sources.encoded_parts(source)
+        encoded = stamp(Path(source["paths"][0]) / "metadata.json")
+    else:
+        data, recorded = Path(source["paths"][0]), None
+    found = recorded is not None or st.session_state.get(session.CHECKPOINT) is not None
+    try:
+        _check(jobs.data_version(data), encoded, stamp(checkpoint), found, model.tokenizer.to_json())
+    except QuackInputError as error:
+        raise ValueError(str(error)) from None
+    return data
+
+
 def current() -> Session:
     """The session's data set and checkpoint, loading and building what is missing.
 
@@ -126,74 +178,202 @@ def current() -> Session:
     ValueError
         When the checkpoint or the data cannot be used (a sentence saying why).
     """
+    source = session.source()
     path = session.checkpoint()
     model = load_model(path)
-    data_dir = dataset_dir(model=model)
-    return Session(data_dir, path, model, Identity.of(data_dir, path))
+    data_dir = dataset_dir(source, path)
+    encoded = Path(source["paths"][0]) if source.get("holds") == "encoded" else None
+    return Session(data_dir, path, model, Identity.of(data_dir, path), encoded)
+
+
+def encoded_latents(s: Session, progress=None):
+    """The latents (and reconstruction losses, when written) of the session's encoded folder, read, not computed.
+
+    Returns
+    -------
+    quack.encoding.Encoded
+        Losses are NaN when the folder has none.
+    """
+    from quack.encoded import read_latents, read_metadata
+    from quack.encoding import Encoded
+
+    info = read_metadata(s.encoded_dir)
+    n = folder(s.data_dir).n_rows
+    latents, loss = read_latents(s.encoded_dir, n, progress)
+    if loss is None:
+        loss = np.full(n, np.nan, dtype=np.float32)
+    device = f"{info.get('device', 'an unrecorded device')}, read from the encoded folder {s.encoded_dir.name}"
+    return Encoded(np.arange(n, dtype=np.int64), latents, loss, float(info.get("records_per_s", np.nan)), device)
 
 
 # ----------------------------------------------------------------------------------
-# Records.
+# Records. Every page holds the per-record metadata (categorical columns); the text of a
+# response is read from the row files only for the records a page shows, and work that
+# must see every text streams it.
+
+#: Columns of the records frame: what goes with a latent vector, and the probe the
+#: sample's ground truth is joined by. No response text.
+ROW_COLUMNS = (*columns("metadata"), "probe")
+#: The columns a response is read from (:func:`dashboard.tables.response_texts`).
+TEXT_COLUMNS = ("status", "headers", "body", "error")
+# Rows per batch when every record is streamed.
+_STREAM_ROWS = 8192
+# Responses of at most this many records at once are kept in memory once read.
+_CACHED_TEXTS = 64
 
 
-def _rows_stamp(data_dir: Path) -> Stamp:
-    return stamp(Path(data_dir) / "rows.parquet")
+def _version(data_dir: Path) -> tuple[str, str]:
+    return jobs.data_version(data_dir)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _rows(path: str, size: int, mtime: int) -> pd.DataFrame:
-    from quack.datafolder import read_rows
-    from quack.schema import columns
+def _folder(path: str, version: str):
+    from quack.datafolder import DataFolder
 
-    # The token lists are the largest column and no page shows them: not read at all.
-    return read_rows(Path(path).parent, columns=[c for c in columns() if c != "tokens"])
+    return DataFolder.open(path)
+
+
+def folder(data_dir: Path):
+    """The data set (:class:`quack.datafolder.DataFolder`), opened once per version."""
+    return _folder(*_version(data_dir))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _rows(path: str, version: str) -> pd.DataFrame:
+    pieces = []
+    for batch in _folder(path, version).iter_batches(ROW_COLUMNS):
+        # Strings as dictionaries: a country or domain is held once, not once per record.
+        pieces.append(pa.table([pc.dictionary_encode(c) if pa.types.is_string(c.type) else c for c in batch.columns],
+                               names=batch.schema.names))
+    table = pa.concat_tables(pieces) if pieces else schema_of(ROW_COLUMNS).empty_table()
+    return table.to_pandas(strings_to_categorical=True)
 
 
 def rows(data_dir: Path) -> pd.DataFrame:
-    """The data set's records without their token lists; shared between sessions, never change it."""
-    return _rows(*_rows_stamp(data_dir))
+    """The data set's records: metadata only, strings as categoricals; shared between sessions, never change it."""
+    return _rows(*_version(data_dir))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _texts(path: str, size: int, mtime: int) -> pd.Series:
-    return tables.response_texts(_rows(path, size, mtime))
+def _row_groups(path: str, version: str) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Where each row group of the data set starts (a record id), and its file and index."""
+    starts, places, at = [], [], 0
+    for file in _folder(path, version).row_files:
+        meta = pq.ParquetFile(file).metadata
+        for group in range(meta.num_row_groups):
+            starts.append(at)
+            places.append((str(file), group))
+            at += meta.row_group(group).num_rows
+    starts.append(at)
+    return np.asarray(starts, dtype=np.int64), places
 
 
-def texts(data_dir: Path) -> pd.Series:
-    """Each record's response as a person reads it (:func:`dashboard.tables.response_texts`)."""
-    return _texts(*_rows_stamp(data_dir))
+def read_at(data_dir: Path, ids, names: Sequence[str]) -> pa.Table:
+    """The named columns of the records ``ids``, in that order, reading only the row groups that hold them.
+
+    Raises
+    ------
+    ValueError
+        When an id is not a record of the data set.
+    """
+    starts, places = _row_groups(*_version(data_dir))
+    wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if not len(wanted):
+        return schema_of(names).empty_table()
+    if wanted.min() < 0 or wanted.max() >= starts[-1]:
+        bad = int(wanted[(wanted < 0) | (wanted >= starts[-1])][0])
+        raise ValueError(f"There is no record {bad} in this data set of {int(starts[-1]):,} records; choose another id.")
+    unique, inverse = np.unique(wanted, return_inverse=True)
+    group_of = np.searchsorted(starts, unique, side="right") - 1
+    pieces = []
+    for group in np.unique(group_of):
+        file, index = places[group]
+        local = unique[group_of == group] - starts[group]
+        pieces.append(pq.ParquetFile(file).read_row_group(index, columns=list(names)).take(pa.array(local)))
+    return pa.concat_tables(pieces).take(pa.array(inverse))
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _snippets(path: str, size: int, mtime: int) -> np.ndarray:
-    return tables.snippets(_texts(path, size, mtime))
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _texts(path: str, version: str, ids: tuple[int, ...]) -> np.ndarray:
+    frame = read_at(Path(path), ids, TEXT_COLUMNS).to_pandas()
+    return tables.response_texts(frame).to_numpy(dtype=object)
 
 
-def snippets(data_dir: Path) -> np.ndarray:
-    """Each record's response snippet, plain text."""
-    return _snippets(*_rows_stamp(data_dir))
+def texts(data_dir: Path, ids) -> np.ndarray:
+    """The responses of the records ``ids``, in that order, as a person reads them (:func:`dashboard.tables.response_texts`).
+
+    A few records (what a page shows on every rerun) are kept in memory once read; a
+    large selection is read each time, so it is never held longer than the page needs it.
+    """
+    wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if len(wanted) <= _CACHED_TEXTS:
+        return _texts(*_version(data_dir), tuple(int(i) for i in wanted))
+    return tables.response_texts(read_at(data_dir, wanted, TEXT_COLUMNS).to_pandas()).to_numpy(dtype=object)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _bodies(path: str, size: int, mtime: int) -> pd.Series:
-    return _rows(path, size, mtime)["body"].fillna("").astype(str)
+def bodies(data_dir: Path, ids) -> np.ndarray:
+    """The payload texts of the records ``ids`` (what fingerprints are matched against), in that order."""
+    return read_at(data_dir, ids, ["body"]).column("body").fill_null("").to_numpy(zero_copy_only=False)
 
 
-def bodies(data_dir: Path) -> pd.Series:
-    """Each record's payload text, the text fingerprints are matched against."""
-    return _bodies(*_rows_stamp(data_dir))
+def batches(data_dir: Path, names: Sequence[str], size: int = _STREAM_ROWS) -> Iterator[pd.DataFrame]:
+    """Every record's named columns, a batch of records at a time in id order, for work that must see them all."""
+    for batch in folder(data_dir).iter_batches(list(names), batch_size=size):
+        yield batch.to_pandas()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _info(path: str, size: int, mtime: int) -> dict:
-    from quack.datafolder import read_info
+def iter_bodies(data_dir: Path) -> Iterator[str]:
+    """Every record's payload text in id order, streamed: the whole data set is never in memory."""
+    for frame in batches(data_dir, ["body"]):
+        yield from frame["body"].fillna("").astype(str)
 
-    return read_info(Path(path).parent)
+
+class RowTexts:
+    """The records' responses by id, read when asked: a sequence for code that indexes every record's text."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.n = folder(data_dir).n_rows
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, record: int) -> str:
+        return str(texts(self.data_dir, [int(record)])[0])
+
+
+def _snippet_file(data_dir: Path) -> Path:
+    return settings.cache_root() / "snippets" / f"{_version(data_dir)[1]}.parquet"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _snippet_column(path: str, size: int, mtime: int) -> pa.Array:
+    return pq.read_table(path).column("snippet").combine_chunks()
+
+
+def snippets(data_dir: Path) -> pa.Array:
+    """Every record's response snippet (an Arrow string array), made once per data set version, streamed."""
+    file = _snippet_file(data_dir)
+    if not file.is_file():
+        total = folder(data_dir).n_rows
+        bar = st.progress(0.0, text="Making the response snippets the map shows")
+        pieces, done = [], 0
+        try:
+            for frame in batches(data_dir, TEXT_COLUMNS, size=65536):
+                pieces.append(tables.snippet_array(tables.response_texts(frame)))
+                done += len(frame)
+                bar.progress(min(done / max(total, 1), 1.0), text=f"Making the response snippets — {done:,} / {total:,}")
+        finally:
+            bar.empty()
+        table = pa.table({"snippet": pa.chunked_array(pieces, type=pa.string())})
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(file, lambda handle: pq.write_table(table, handle))
+    return _snippet_column(*stamp(file))
 
 
 def info(data_dir: Path) -> dict:
-    """The data set's info (rows, counts per label, sources, skipped lines)."""
-    return _info(*stamp(Path(data_dir) / "info.json"))
+    """The data set's info (rows, counts per label, sources, skipped lines); a folder of parts sums its parts'."""
+    return folder(data_dir).info
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -215,22 +395,35 @@ def labels(data_dir: Path) -> np.ndarray:
 def relabel(s: Session, fingerprint_file: str | Path) -> int:
     """Label the data set again with the shipped fingerprints plus a user file; the session uses the result.
 
-    Only labels change (tokens stay). Returns how many records changed label.
+    Only labels change (tokens stay); the records are streamed. Returns how many records changed label.
     """
     from quack.labels import relabel_rows
 
-    frame = rows(s.data_dir)
-    new = relabel_rows(frame, [fingerprint_file])
-    out = settings.cache_root() / "relabelled" / f"{s.data_dir.name}-{jobs.digest(stamp(fingerprint_file))}.parquet"
+    total = folder(s.data_dir).n_rows
+    needed = [c for c in columns() if c not in ("tokens", "n_tokens")]
+    pieces, changed, done = [], 0, 0
+    bar = st.progress(0.0, text="Labelling the records again")
+    try:
+        for frame in batches(s.data_dir, needed):
+            new = relabel_rows(frame, [fingerprint_file])
+            changed += int((new["label"].to_numpy() != frame["label"].to_numpy()).sum())
+            pieces.append(pa.Table.from_pandas(new, preserve_index=False))
+            done += len(frame)
+            bar.progress(min(done / max(total, 1), 1.0), text=f"Labelling the records again — {done:,} / {total:,}")
+    finally:
+        bar.empty()
+    version = _version(s.data_dir)[1]
+    out = settings.cache_root() / "relabelled" / f"{version}-{jobs.digest(stamp(fingerprint_file))}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda handle: new.to_parquet(handle, index=False))
+    table = pa.concat_tables(pieces)
+    atomic_write(out, lambda handle: pq.write_table(table, handle))
     session.set_relabelled(out)
-    return int((new["label"].to_numpy() != frame["label"].to_numpy()).sum())
+    return changed
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _truth(path: str, size: int, mtime: int, truth_path: str, truth_size: int, truth_mtime: int) -> np.ndarray:
-    return tables.truth_column(_rows(path, size, mtime), pd.read_json(truth_path, lines=True))
+def _truth(path: str, version: str, truth_path: str, truth_size: int, truth_mtime: int) -> np.ndarray:
+    return tables.truth_column(_rows(path, version), pd.read_json(truth_path, lines=True))
 
 
 def sample_truth(data_dir: Path) -> np.ndarray | None:
@@ -241,4 +434,4 @@ def sample_truth(data_dir: Path) -> np.ndarray | None:
     truth = sources.sample_truth_file()
     if session.source()["kind"] != "sample" or not truth.is_file():
         return None
-    return _truth(*_rows_stamp(data_dir), *stamp(truth))
+    return _truth(*_version(data_dir), *stamp(truth))

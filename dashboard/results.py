@@ -57,23 +57,30 @@ def computed(key: Hashable, compute: Callable[[Callable[[int, int], None]], Any]
 def encoded(s: Session):
     """Latents of every record (quack.encoding.Encoded), losses included once computed.
 
-    The first map needs only the latents, computed alone (about half the work);
-    :func:`encoded_with_loss` adds the reconstruction losses when asked.
+    A session on an encoded folder reads them from it (losses too, when it has them);
+    otherwise the first map needs only the latents, computed alone (about half the work),
+    and :func:`encoded_with_loss` adds the reconstruction losses when asked.
     """
+    from dashboard.loaders import encoded_latents
     from quack.encoding import encode_dataset
 
     full = jobs.store().get(jobs.encoded_key(s.identity, True))
     if full is not None:
         return full
+    if s.encoded_dir is not None:
+        return computed(jobs.encoded_key(s.identity, False), lambda progress: encoded_latents(s, progress),
+                        "Reading the latents of the encoded folder")
     return computed(jobs.encoded_key(s.identity, False),
                     lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=False),
                     "Encoding the data set")
 
 
 def encoded_with_loss(s: Session):
-    """Latents and per-record reconstruction losses of every record."""
+    """Latents and per-record reconstruction losses of every record (read from an encoded folder that has them)."""
     from quack.encoding import encode_dataset
 
+    if s.encoded_dir is not None and not np.isnan(encoded(s).loss).all():
+        return encoded(s)
     return computed(jobs.encoded_key(s.identity, True),
                     lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True),
                     "Computing every record's reconstruction loss")

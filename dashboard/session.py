@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import settings
 
-SOURCE = "quack.source"  # dict: kind ("sample" | "path" | "upload"), paths, name
+SOURCE = "quack.source"  # dict: kind ("sample" | "path" | "upload"), paths, name, holds (see dashboard.sources)
 CHECKPOINT = "quack.checkpoint"  # str path of the chosen checkpoint
 RECORD = "quack.record"  # int id of the record opened on the Attention page
 SECOND_RECORD = "quack.second_record"  # int id shown beside it
@@ -38,20 +38,42 @@ def reset() -> None:
 
 
 def source() -> dict:
-    """The session's data source; the built-in sample unless another was chosen."""
-    return st.session_state.get(SOURCE) or dict(SAMPLE)
+    """The session's data source: the one chosen, else what the operator opened at start, else the built-in sample."""
+    chosen = st.session_state.get(SOURCE)
+    if chosen:
+        return chosen
+    from dashboard import sources
+
+    return sources.start_source() or dict(SAMPLE)
+
+
+def recorded_checkpoint(chosen: dict) -> Path | None:
+    """The checkpoint that encoded a source's latents, when the source is an encoded folder and it is here."""
+    if chosen.get("holds") != "encoded":
+        return None
+    from dashboard import sources
+
+    try:
+        return sources.encoded_parts(chosen)[1]
+    except (ValueError, OSError):
+        return None
 
 
 def set_source(chosen: dict) -> None:
-    """Switch the session to another data source."""
+    """Switch the session to another data source; an encoded folder brings the checkpoint that encoded it."""
     reset()
+    if recorded_checkpoint(chosen) is not None:
+        st.session_state.pop(CHECKPOINT, None)
     st.session_state[SOURCE] = chosen
 
 
 def checkpoint() -> Path:
-    """The session's checkpoint: the one chosen, else the environment's or the shipped one."""
+    """The session's checkpoint: the one chosen, else the one that encoded the source's latents, else the
+    environment's or the shipped one."""
     chosen = st.session_state.get(CHECKPOINT)
-    return Path(chosen) if chosen else settings.default_checkpoint()
+    if chosen:
+        return Path(chosen)
+    return recorded_checkpoint(source()) or settings.default_checkpoint()
 
 
 def set_checkpoint(path: str | Path) -> None:

@@ -3,6 +3,8 @@
 Every environment variable the dashboard reads is read here, when asked and not at
 import, so a test or a second server can point the same code elsewhere:
 
+- ``QUACK_DATA`` (or ``--data PATH`` after ``--`` on the command line): what a new
+  session opens (:func:`start_data`): raw files, a data set or an encoded folder.
 - ``QUACK_CACHE_DIR``: computed data sets, samples, uploads, exports (``.quack-cache/``).
 - ``QUACK_CHECKPOINT``: the checkpoint a new session starts with (the shipped one).
 - ``QUACK_CHECKPOINT_DIR``: where trained checkpoints are saved and found (``checkpoints/``).
@@ -18,6 +20,7 @@ Nothing here creates a folder; whoever writes into one creates it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from quack.roots import Roots
@@ -72,6 +75,23 @@ def default_checkpoint() -> Path:
     return Path(chosen).expanduser() if chosen else shipped_checkpoint()
 
 
+def start_data() -> Path | None:
+    """What a new session opens, as the operator named it at start; None for the built-in sample.
+
+    ``streamlit run dashboard/app.py -- --data PATH`` (Streamlit hands the script what
+    follows ``--``), else ``QUACK_DATA``. Raw Censored Planet files, a data set written by
+    ``quack ingest`` or a folder written by ``quack encode``, recognised by its contents.
+    """
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--data" and i + 1 < len(args):
+            return Path(args[i + 1]).expanduser().absolute()
+        if arg.startswith("--data="):
+            return Path(arg.split("=", 1)[1]).expanduser().absolute()
+    value = os.environ.get("QUACK_DATA", "").strip()
+    return Path(value).expanduser().absolute() if value else None
+
+
 def own_folders() -> list[Path]:
     """The folders shared when ``QUACK_DATA_ROOTS`` is unset: the cache folder, the checkpoint
     folder and the repository's own ``checkpoints/`` (the shipped model), all absolute."""
@@ -81,12 +101,17 @@ def own_folders() -> list[Path]:
 def data_roots() -> Roots:
     """The folders a path typed in a browser may name: ``QUACK_DATA_ROOTS``, else :func:`own_folders`.
 
+    The data the operator opened at start (:func:`start_data`) is shared too: the
+    operator chose it, so a browser may open it again and messages may name it.
+
     Raises
     ------
     ValueError
         When ``QUACK_DATA_ROOTS`` names a folder that is not absolute.
     """
-    return Roots.from_environment(own_folders())
+    roots = Roots.from_environment(own_folders())
+    start = start_data()
+    return roots if start is None else Roots([*roots.folders, start])
 
 
 def upload_limit_bytes() -> int:

@@ -1,8 +1,13 @@
 """Where data and checkpoints come from: the built-in sample, files on the server, uploads.
 
 A data source is a small dict a session keeps: ``kind`` ("sample", "path" or
-"upload"), ``paths`` (the files read), ``name`` (what the sidebar shows) and, for files,
-``keep_partial`` (whether a truncated file's earlier rows are kept).
+"upload"), ``paths`` (the files read), ``name`` (what the sidebar shows), for files
+``keep_partial`` (whether a truncated file's earlier rows are kept), and for a path what
+it ``holds``, recognised from its contents (:func:`holds`): raw Censored Planet files
+("raw", ingested in the dashboard), a data set written by ``quack ingest`` ("dataset",
+one folder or a folder of parts) or a folder written by ``quack encode`` ("encoded",
+whose latents and data set are used as they are). ``trusted`` marks the path the
+operator opened at start (:func:`dashboard.settings.start_data`).
 
 A browser names server files only inside the shared folders, and its uploads are kept
 within one limit for all sessions; a checkpoint upload is kept only once it loads.
@@ -22,6 +27,8 @@ from typing import Iterator
 
 from dashboard import settings
 from quack.atomic import atomic_write
+from quack.datafolder import INFO_FILE, ROWS_FILE
+from quack.encoded import find_data_set, is_encoded, recorded_checkpoint
 
 
 def sample_files() -> Path:
@@ -64,11 +71,65 @@ def files_of(source: dict) -> list[str]:
     return [str(sample_files())] if source["kind"] == "sample" else [str(p) for p in source["paths"]]
 
 
+def holds(path: Path) -> str:
+    """What a path holds, from its contents: "encoded" (``metadata.json``), "dataset" (a data set or a
+    folder of parts) or "raw" (files to ingest)."""
+    if is_encoded(path):
+        return "encoded"
+    if path.is_dir() and ((path / ROWS_FILE).exists() or (path / INFO_FILE).exists() or any(
+            (child / ROWS_FILE).is_file() for child in path.iterdir() if child.is_dir())):
+        return "dataset"
+    return "raw"
+
+
+def open_path(path: Path, keep_partial: bool = False, trusted: bool = False) -> dict:
+    """A data source for a path already allowed (typed and checked, or the operator's)."""
+    source = {"kind": "path", "paths": [str(path)], "name": path.name or str(path), "keep_partial": keep_partial,
+              "holds": holds(path)}
+    if trusted:
+        source["trusted"] = True
+    return source
+
+
+def start_source() -> dict | None:
+    """The source a new session opens: what the operator named at start, trusted; None when nothing was."""
+    path = settings.start_data()
+    return None if path is None else open_path(path, trusted=True)
+
+
+def encoded_parts(source: dict) -> tuple[Path, Path | None]:
+    """The data set of an encoded source, and the checkpoint that encoded it when it is on this server.
+
+    For a path typed in a browser, the data set must lie in a shared folder too, and the
+    checkpoint is used only from a shared folder or the listed checkpoints.
+
+    Raises
+    ------
+    ValueError
+        When the encoded folder records no data set, it cannot be found, or it lies
+        outside the shared folders.
+    """
+    root = Path(source["paths"][0])
+    data = find_data_set(root, source.get("data"))
+    roots = settings.data_roots()
+    if not source.get("trusted") and not roots.contains(data):
+        raise ValueError(
+            f"The encoded folder {root.name} was made from a data set outside the folders this server shares; "
+            "put the data set folder beside the encoded folder and open it again."
+        )
+    listed = list_checkpoints()
+    checkpoint = recorded_checkpoint(root, also=listed)
+    if checkpoint is not None and not source.get("trusted") and not roots.contains(checkpoint) and checkpoint not in listed:
+        checkpoint = None
+    return data, checkpoint
+
+
 def path_source(text: str, keep_partial: bool = False) -> dict:
     """A data source for a file or folder on the server, typed in a browser.
 
     Only a path inside a shared folder (:func:`dashboard.settings.data_roots`) is
-    accepted, after ``..`` and links are resolved.
+    accepted, after ``..`` and links are resolved. Raw files, a data set and an encoded
+    folder are all accepted; which one it is comes from its contents (:func:`holds`).
 
     Parameters
     ----------
@@ -82,8 +143,7 @@ def path_source(text: str, keep_partial: bool = False) -> dict:
     ValueError
         One sentence, the same whether the path is outside the shared folders or missing.
     """
-    real = settings.data_roots().resolve_readable(text)
-    return {"kind": "path", "paths": [str(real)], "name": real.name or str(real), "keep_partial": keep_partial}
+    return open_path(settings.data_roots().resolve_readable(text), keep_partial)
 
 
 # Uploads from every session are checked against one limit; the check and the write

@@ -1,7 +1,7 @@
 """The tables the pages show and download, made from plain frames and arrays.
 
 Nothing here knows about Streamlit or caching: each function takes the records
-(``rows.parquet`` without tokens), labels and whatever else it lists, and returns a
+(the data set's metadata columns), labels and whatever else it lists, and returns a
 frame or an array. Text is plain; whoever puts it into HTML escapes it there.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from quack.schema import Label, columns, label_names
 
@@ -30,7 +32,7 @@ def snippet(text: str | None, length: int = 120) -> str:
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series([""] * len(frame), index=frame.index)
-    return frame[column].fillna("").astype(str)
+    return frame[column].astype(object).fillna("").astype(str)
 
 
 def response_texts(frame: pd.DataFrame) -> pd.Series:
@@ -46,33 +48,60 @@ def response_texts(frame: pd.DataFrame) -> pd.Series:
     return whole.where(whole.str.strip() != "", ("(no response: " + error + ")").where(error != "", ""))
 
 
-def snippets(texts: pd.Series, length: int = 120) -> np.ndarray:
-    """The snippet of every text, as an object array."""
-    return np.array([snippet(t, length) for t in texts.to_numpy()], dtype=object)
+# What str.split() treats as whitespace, for Arrow's regular expressions (RE2's \s is ASCII only).
+_SPACE = r"[\s\x0b\x1c-\x1f\x85\xa0\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
+
+
+def snippet_array(texts: pd.Series | pa.Array, length: int = 120) -> pa.Array:
+    """The :func:`snippet` of every text, computed in Arrow (no Python object per record).
+
+    Only the first ``8 * length`` characters of each text are looked at, enough for a
+    snippet unless a text opens with that much whitespace.
+    """
+    array = pa.array(texts, type=pa.string(), from_pandas=True).fill_null("")
+    head = pc.utf8_slice_codeunits(array, 0, 8 * length)
+    flat = pc.utf8_trim(pc.replace_substring_regex(head, _SPACE, " "), " ")
+    long = pc.greater(pc.utf8_length(flat), length)
+    cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(flat, 0, length - 1), pa.scalar("…"), "")
+    return pc.if_else(long, cut, flat)
 
 
 def record_table(
-    frame: pd.DataFrame, labels: np.ndarray, texts: pd.Series, ids: list[int] | np.ndarray
+    frame: pd.DataFrame, labels: np.ndarray, texts, ids: list[int] | np.ndarray
 ) -> pd.DataFrame:
-    """A readable table of some records: id, label name, metadata and a response snippet."""
+    """A readable table of some records: id, label name, metadata and a response snippet.
+
+    ``texts`` holds the responses of the records ``ids``, in that order.
+    """
     idx = np.asarray(ids, dtype=np.int64)
-    table = frame.iloc[idx][[c for c in RECORD_COLUMNS if c in frame.columns]].copy()
+    table = frame.iloc[idx][[c for c in RECORD_COLUMNS if c in frame.columns]].astype(object)
     table.insert(0, "label", label_names(labels[idx]))
     table.insert(0, "id", frame["id"].to_numpy()[idx])
-    table["response"] = [snippet(t, 100) for t in texts.to_numpy()[idx]]
+    table["response"] = [snippet(t, 100) for t in texts]
     return table.reset_index(drop=True)
 
 
-def hover_table(frame: pd.DataFrame, snippet_of: np.ndarray, drawn: np.ndarray) -> pd.DataFrame:
-    """What the hover box of each drawn map point says (the columns of :data:`HOVER_COLUMNS`)."""
+def _taken(values: np.ndarray | pa.Array, idx: np.ndarray) -> np.ndarray:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.take(pa.array(idx, type=pa.int64())).to_numpy(zero_copy_only=False)
+    return np.asarray(values)[idx]
+
+
+def hover_table(frame: pd.DataFrame, snippet_of: np.ndarray | pa.Array, drawn: np.ndarray) -> pd.DataFrame:
+    """What the hover box of each drawn map point says (the columns of :data:`HOVER_COLUMNS`).
+
+    ``snippet_of`` holds every record's snippet (:func:`snippet_array`).
+    """
+    idx = np.asarray(drawn, dtype=np.int64)
+    shown = frame.iloc[idx]
     return pd.DataFrame(
         {
-            "id": frame["id"].to_numpy()[drawn],
-            "domain": frame["domain"].to_numpy()[drawn],
-            "vp": frame["vp"].to_numpy()[drawn],
-            "country": frame["country"].to_numpy()[drawn],
-            "status": _text(frame, "status").to_numpy()[drawn],
-            "snippet": snippet_of[drawn],
+            "id": shown["id"].to_numpy(),
+            "domain": shown["domain"].to_numpy(dtype=object),
+            "vp": shown["vp"].to_numpy(dtype=object),
+            "country": shown["country"].to_numpy(dtype=object),
+            "status": _text(shown, "status").to_numpy(),
+            "snippet": _taken(snippet_of, idx),
         }
     )
 
@@ -92,7 +121,7 @@ def filter_records(
     if wanted:
         keep &= np.isin(label_names(labels), wanted)
     if search.strip():
-        keep &= frame["domain"].fillna("").str.contains(search.strip(), case=False, regex=False).to_numpy()
+        keep &= frame["domain"].astype(str).str.contains(search.strip(), case=False, regex=False).to_numpy()
     return np.flatnonzero(keep)
 
 

@@ -12,7 +12,10 @@ Two layouts live under a storage directory:
     :func:`item_path` from the record's ``id``, with its metadata in a ``.json`` file of
     the same name beside it.
 
-Both write ``metadata.json`` at the top, last: the counts of censored, undetermined and
+Both write ``metadata.json`` at the top, last: what the latents were made from when the
+writer is told (``data_set``: its path, :attr:`~quack.datafolder.DataFolder.version` and a
+content digest that survives a move; ``checkpoint``: its path, size, SHA-256 and the
+digest of its tokenizer; see :func:`provenance` and :func:`check_provenance`), the counts of censored, undetermined and
 uncensored records and the total written, summed over all ranks, and for Parquet every
 rank's shards with their row counts. Every file is written under a temporary name and
 then renamed, so readers never see a half-written file; and :func:`load_encoded` and
@@ -23,9 +26,12 @@ is never read as if it were the whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 import uuid
+from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from quack.atomic import atomic_write
 from quack.schema import Label
 
-__all__ = ["item_path", "AutoencoderWriter", "load_encoded", "read_metadata", "LAYOUTS"]
+__all__ = ["item_path", "AutoencoderWriter", "load_encoded", "read_metadata", "read_latents", "provenance",
+           "find_data_set", "check_provenance", "is_encoded", "LAYOUTS"]
 
 LAYOUTS = ("parquet", "indexed")
 METADATA_FILE = "metadata.json"
@@ -113,6 +120,9 @@ class AutoencoderWriter(BasePredictionWriter):
     layout : {"parquet", "indexed"}
         Parquet shards, or one ``.npz`` file per record placed by :func:`item_path`
         (which needs an integer ``id`` in each record's metadata).
+    provenance : dict, optional
+        What the latents were made from (:func:`provenance`: ``data_set`` and
+        ``checkpoint``), recorded in ``metadata.json`` so a reader can check it.
 
     Notes
     -----
@@ -130,6 +140,7 @@ class AutoencoderWriter(BasePredictionWriter):
         filtered: bool = False,
         evaluate: bool = False,
         layout: str = "parquet",
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(write_interval)
         if filtered and evaluate:
@@ -140,7 +151,9 @@ class AutoencoderWriter(BasePredictionWriter):
         self.filtered = filtered
         self.evaluate = evaluate
         self.layout = layout
+        self.provenance = dict(provenance or {})
         self._run = uuid.uuid4().hex[:12]
+        self._started = time.perf_counter()
         self._counts = dict.fromkeys(_LABEL_NAMES.values(), 0)
         self._total = 0
         self._latent_size: int | None = None
@@ -155,6 +168,7 @@ class AutoencoderWriter(BasePredictionWriter):
         self._total = 0
         self._latent_size = None
         self._shards = []
+        self._started = time.perf_counter()
         try:
             self.storage_path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -306,7 +320,10 @@ class AutoencoderWriter(BasePredictionWriter):
             filtered=self.filtered,
             evaluate=self.evaluate,
             world_size=trainer.world_size,
+            device=pl_module.device.type,
+            records_per_s=round(summed[3] / max(time.perf_counter() - self._started, 1e-9), 1),
         )
+        info.update(self.provenance)
         if self.layout == "parquet":
             # Gathering also waits for every rank, so the listed shards are all on disk.
             shards = [shard for rank in _gather(trainer, self._shards) for shard in rank]
@@ -503,3 +520,290 @@ def _read_items(root: Path) -> list[pd.DataFrame]:
     frame = pd.DataFrame(rows)
     frame[LATENT] = vectors
     return [frame]
+
+
+# ----------------------------------------------------------------------------------
+# Provenance: which data set and checkpoint made an encoded folder.
+
+
+def is_encoded(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of encoded output (it holds ``metadata.json``)."""
+    root = Path(path).expanduser()
+    return root.is_dir() and (root / METADATA_FILE).is_file()
+
+
+def _content(folder) -> str:
+    """A digest of a data set's content that does not change when the folder is moved or copied."""
+    digest = hashlib.sha1()
+    for part in folder.parts:
+        name = part.name if folder.is_parted else ""
+        digest.update(f"{name}\0{(part / 'rows.parquet').stat().st_size}\0".encode())
+        digest.update((part / "info.json").read_bytes())
+        digest.update((part / "tokenizer.json").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a checkpoint file, computed once per file version."""
+    real = Path(path).expanduser().resolve()
+    status = real.stat()
+    return _file_sha256(str(real), status.st_size, status.st_mtime_ns)
+
+
+def tokenizer_digest(tokenizer_json: str | None) -> str | None:
+    """A short digest of a tokenizer's JSON (None without one)."""
+    return None if tokenizer_json is None else hashlib.sha1(tokenizer_json.encode()).hexdigest()[:16]
+
+
+def provenance(data_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
+               tokenizer_json: str | None = None) -> dict:
+    """What an encoded folder records of the data set and checkpoint that made it.
+
+    Parameters
+    ----------
+    data_dir : path
+        The data set encoded (one folder or a folder of parts).
+    checkpoint : path, optional
+        The checkpoint file that encoded it.
+    tokenizer_json : str, optional
+        The tokenizer the records were encoded with (the checkpoint's).
+
+    Returns
+    -------
+    dict
+        ``data_set`` (``path``, ``version``, ``content``, ``rows``) and ``checkpoint``
+        (``path``, ``size``, ``mtime_ns``, ``sha256`` when a file is given, ``tokenizer``).
+    """
+    from quack.datafolder import DataFolder
+
+    folder = DataFolder.open(data_dir)
+    record: dict[str, Any] = {"data_set": {"path": str(folder.path.resolve()), "version": folder.version,
+                                           "content": _content(folder), "rows": folder.n_rows}}
+    model: dict[str, Any] = {"tokenizer": tokenizer_digest(tokenizer_json)}
+    if checkpoint is not None:
+        real = Path(checkpoint).expanduser().resolve()
+        status = real.stat()
+        model.update(path=str(real), size=status.st_size, mtime_ns=status.st_mtime_ns, sha256=checkpoint_sha256(real))
+    record["checkpoint"] = model
+    return record
+
+
+def _recorded(root: Path, info: dict) -> dict:
+    data_set = info.get("data_set")
+    if not isinstance(data_set, dict) or not isinstance(data_set.get("path"), str):
+        raise ValueError(
+            f"The encoded folder {root} does not record the data set it was made from (it was written before quack "
+            f"recorded it); encode it again with `quack encode --data DATA_SET --out {root} --overwrite`."
+        )
+    return data_set
+
+
+def _same_data_set(candidate: Path, recorded: dict) -> bool:
+    from quack.datafolder import DataFolder
+
+    try:
+        return _content(DataFolder.open(candidate)) == recorded.get("content")
+    except (OSError, ValueError):
+        return False
+
+
+def find_data_set(path: str | os.PathLike, given: str | os.PathLike | None = None) -> Path:
+    """The data set an encoded folder was made from: ``given``, else the recorded path, else one beside it.
+
+    A data set moved or copied along with the encoded folder is found beside it (a
+    sibling folder with the same content) when the recorded path no longer holds it.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the encoded folder when it records no data set or the data
+        set is nowhere to be found.
+    """
+    root = Path(path).expanduser()
+    recorded = _recorded(root, _metadata(root))
+    if given is not None:
+        return Path(given).expanduser()
+    at = Path(recorded["path"])
+    if at.is_dir():
+        return at
+    for sibling in sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root):
+        if _same_data_set(sibling, recorded):
+            return sibling
+    raise ValueError(
+        f"The encoded folder {root} was made from the data set {at}, which is not there, and no folder beside "
+        f"{root.name} holds it; put that data set folder beside the encoded folder and open it again."
+    )
+
+
+def check_provenance(path: str | os.PathLike, data_dir: str | os.PathLike,
+                     checkpoint: str | os.PathLike | None = None, checkpoint_found: bool = True) -> dict:
+    """Check that an encoded folder's latents belong to a data set (and a checkpoint); its metadata when they do.
+
+    Only output of every record is accepted: latents kept for the labelled or the
+    undetermined records alone (``--filtered``/``--evaluate``) do not place every record.
+
+    Parameters
+    ----------
+    path : path
+        The encoded folder.
+    data_dir : path
+        The data set it should belong to (:func:`find_data_set`).
+    checkpoint : path, optional
+        The checkpoint it should have been encoded by.
+    checkpoint_found : bool
+        Whether the recorded checkpoint was looked for and found on this machine (or
+        another was chosen); when not, a mismatch says to copy the recorded one here.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the encoded folder, what differs and what to do: output of
+        some records only, a data set changed since it was encoded, or a checkpoint that
+        is not the one that encoded it.
+    """
+    from quack.datafolder import DataFolder
+
+    root = Path(path).expanduser()
+    info = _metadata(root)
+    recorded = _recorded(root, info)
+    folder = DataFolder.open(data_dir)
+    again = f"`quack encode --data {folder.path} --checkpoint CHECKPOINT --out {root} --overwrite`"
+    if info.get("filtered") or info.get("evaluate"):
+        kept = "labelled" if info.get("filtered") else "undetermined"
+        raise ValueError(
+            f"The encoded folder {root} holds the latents of the {kept} records only, and the dashboard maps every "
+            f"record; encode all of them with {again.replace(' --overwrite', '')} into a new folder."
+        )
+    same = recorded.get("version") == folder.version or recorded.get("content") == _content(folder)
+    if not same or int(recorded.get("rows", -1)) != folder.n_rows or int(info.get("total", -1)) != folder.n_rows:
+        raise ValueError(
+            f"The encoded folder {root} was made from the data set {recorded['path']} as it was then "
+            f"({int(recorded.get('rows', 0)):,} records), and the data set {folder.path} ({folder.n_rows:,} records) "
+            f"is not that one or has changed since; encode it again with {again}."
+        )
+    model = info.get("checkpoint") if isinstance(info.get("checkpoint"), dict) else {}
+    if checkpoint is not None and model.get("sha256") and checkpoint_sha256(checkpoint) != model["sha256"]:
+        name = Path(model.get("path") or "the recorded checkpoint").name
+        if not checkpoint_found:
+            raise ValueError(
+                f"The encoded folder {root} was encoded by the checkpoint {name}, which is not on this server; copy it "
+                f"beside the encoded folder and open the folder again, or encode it again with "
+                f"{again.replace('CHECKPOINT', str(checkpoint))}."
+            )
+        raise ValueError(
+            f"The encoded folder {root} was encoded by the checkpoint {name} (SHA-256 {model['sha256'][:12]}…), "
+            f"not by the session's checkpoint {Path(checkpoint).name}; choose {name} on the Model page, or encode it "
+            f"again with {again.replace('CHECKPOINT', str(checkpoint))}."
+        )
+    return info
+
+
+def recorded_checkpoint(path: str | os.PathLike, also: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The checkpoint file that encoded a folder, when it is on this machine, else None.
+
+    Looked for at its recorded path, then beside the encoded folder under the same name,
+    then among ``also``; a file is taken only when its SHA-256 is the recorded one.
+    """
+    root = Path(path).expanduser()
+    try:
+        model = _metadata(root).get("checkpoint")
+    except ValueError:
+        return None
+    if not isinstance(model, dict) or not model.get("sha256"):
+        return None
+    named = Path(model.get("path") or "")
+    candidates = [named, root.parent / named.name, root / named.name, *map(Path, also)] if named.name else list(map(Path, also))
+    for candidate in candidates:
+        try:
+            if candidate.is_file() and candidate.stat().st_size == model.get("size") \
+                    and checkpoint_sha256(candidate) == model["sha256"]:
+                return candidate.resolve()
+        except OSError:
+            continue
+    return None
+
+
+def read_latents(path: str | os.PathLike, n_rows: int,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The latent vectors of an encoded folder as one (N, H) float32 array in record-id order, and the losses.
+
+    Only the ``id``, ``latent`` and ``reconstruction_loss`` columns are read, a shard (or
+    a record) at a time.
+
+    Parameters
+    ----------
+    path : path
+        The encoded folder, either layout.
+    n_rows : int
+        The number of records of its data set: every id below it must be there once.
+    progress : callable, optional
+        Called as ``progress(done, total)`` as records are read.
+
+    Returns
+    -------
+    tuple
+        (latents (N, H) float32, losses (N,) float32 or None when the folder has none).
+
+    Raises
+    ------
+    ValueError
+        When the folder is incomplete or does not hold one latent for every record.
+    """
+    root = Path(path).expanduser()
+    info = read_metadata(root)
+    size = int(info.get("latent_size") or 0)
+    latents = np.zeros((n_rows, size), dtype=np.float32)
+    loss = np.full(n_rows, np.nan, dtype=np.float32)
+    seen = np.zeros(n_rows, dtype=bool)
+    has_loss = False
+    done = 0
+
+    def place(ids: np.ndarray, vectors: np.ndarray, losses: np.ndarray | None) -> None:
+        nonlocal done, has_loss
+        if len(ids) and (ids.min() < 0 or ids.max() >= n_rows or seen[ids].any()):
+            raise ValueError(
+                f"The encoded folder {root} holds latents of records its data set of {n_rows:,} records does not "
+                f"have, or twice; {_again(root)}."
+            )
+        seen[ids] = True
+        latents[ids] = vectors
+        if losses is not None:
+            has_loss = True
+            loss[ids] = losses
+        done += len(ids)
+        if progress is not None:
+            progress(min(done, n_rows), n_rows)
+
+    if info.get("layout") == "indexed":
+        for file in root.rglob("*.npz"):
+            if not file.stem.isdigit():
+                continue
+            with np.load(file, allow_pickle=False) as archive:
+                vector = archive[LATENT].astype(np.float32, copy=False)
+            extra = json.loads(file.with_suffix(".json").read_text()) if file.with_suffix(".json").is_file() else {}
+            value = extra.get("reconstruction_loss")
+            place(np.array([int(file.stem)]), vector[None, :], None if value is None else np.array([value], np.float32))
+    else:
+        for shard in _listed_shards(root, info):
+            names = pq.read_schema(root / shard["file"]).names
+            wanted = ["id", LATENT] + (["reconstruction_loss"] if "reconstruction_loss" in names else [])
+            table = _shard(root, shard, lambda file: pq.read_table(file, columns=wanted))
+            column = table.column(LATENT).combine_chunks()
+            vectors = np.asarray(column.flatten(), dtype=np.float32).reshape(len(column), size)
+            losses = table.column("reconstruction_loss").to_numpy().astype(np.float32) if len(wanted) == 3 else None
+            place(table.column("id").to_numpy().astype(np.int64), vectors, losses)
+    if not seen.all():
+        raise ValueError(
+            f"The encoded folder {root} holds latents of {int(seen.sum()):,} of its data set's {n_rows:,} records; "
+            f"{_again(root)}."
+        )
+    return latents, (loss if has_loss else None)

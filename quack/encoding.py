@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, read_metadata
+from quack.encoded import provenance
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "quack-sample.ckpt"
 
@@ -347,6 +348,7 @@ def write_encoded(
     progress: Progress | None = None,
     overwrite: bool = False,
     retokenize_progress: Progress | None = None,
+    checkpoint: str | Path | None = None,
     **trainer_options,
 ) -> dict:
     """Encode a data set and write the latents with :class:`AutoencoderWriter`.
@@ -372,6 +374,9 @@ def write_encoded(
         Start over in a folder that holds encoded output, finished or interrupted.
     retokenize_progress : callable, optional
         Called as ``progress(done, total)`` while the rows are tokenized again.
+    checkpoint : path, optional
+        The file ``model`` was loaded from, recorded in ``metadata.json`` with the data
+        set (:func:`quack.encoded.provenance`) so a reader can tell what made the latents.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.
@@ -379,7 +384,8 @@ def write_encoded(
     Returns
     -------
     dict
-        The written ``metadata.json``: counts per label, total, layout, run.
+        The written ``metadata.json``: counts per label, total, layout, run, and the
+        ``data_set`` and ``checkpoint`` it was made from.
 
     Raises
     ------
@@ -399,7 +405,9 @@ def write_encoded(
             f"The output {target} already exists and is not empty; choose a new folder, or start it over "
             "with --overwrite when it holds encoded output."
         )
-    writer = AutoencoderWriter(write_interval="batch", storage_path=str(target), layout=layout, **KEEP[keep])
+    made_from = provenance(data_dir, checkpoint, model.tokenizer_json)
+    writer = AutoencoderWriter(write_interval="batch", storage_path=str(target), layout=layout, provenance=made_from,
+                               **KEEP[keep])
     seen = {"done": 0, "total": 0}
 
     def track(done: int, total: int) -> None:

@@ -19,7 +19,8 @@ def store():
 @pytest.fixture()
 def identity(tmp_path):
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "rows.parquet").write_bytes(b"rows")
+    for name in ("rows.parquet", "info.json", "tokenizer.json"):
+        (tmp_path / "data" / name).write_bytes(b"data set file")
     (tmp_path / "model.ckpt").write_bytes(b"weights")
     return jobs.Identity.of(tmp_path / "data", tmp_path / "model.ckpt")
 

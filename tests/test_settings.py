@@ -98,7 +98,7 @@ def test_a_path_outside_the_shared_folders_reads_as_missing(monkeypatch, tmp_pat
     assert str(outside) not in refusal and str(shared) in refusal
     source = sources.path_source("inside.json", keep_partial=True)
     assert source == {"kind": "path", "paths": [str((shared / "inside.json").resolve())], "name": "inside.json",
-                      "keep_partial": True}
+                      "keep_partial": True, "holds": "raw"}
 
 
 def test_uploads_are_kept_by_content(monkeypatch, tmp_path):

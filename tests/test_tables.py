@@ -54,7 +54,8 @@ def test_response_texts_read_as_a_person_would(frame):
 
 
 def test_record_table_names_labels_and_keeps_the_order_asked(frame):
-    table = tables.record_table(frame, frame["label"].to_numpy(), tables.response_texts(frame), [3, 0])
+    texts = tables.response_texts(frame)
+    table = tables.record_table(frame, frame["label"].to_numpy(), texts.iloc[[3, 0]], [3, 0])
     assert table["id"].tolist() == [3, 0]
     assert table["label"].tolist() == ["undetermined", "censored"]
     assert list(table.columns) == ["id", "label", *tables.RECORD_COLUMNS, "response"]
@@ -63,15 +64,23 @@ def test_record_table_names_labels_and_keeps_the_order_asked(frame):
 
 def test_record_table_uses_the_labels_given_not_the_stored_ones(frame):
     relabelled = np.array([1, 1, 1, 1])
-    table = tables.record_table(frame, relabelled, tables.response_texts(frame), [1, 2])
+    table = tables.record_table(frame, relabelled, tables.response_texts(frame).iloc[[1, 2]], [1, 2])
     assert set(table["label"]) == {"censored"}
 
 
 def test_hover_table_has_the_hover_columns_for_the_drawn_points(frame):
-    snippets = tables.snippets(tables.response_texts(frame))
-    hover = tables.hover_table(frame, snippets, np.array([2, 0]))
+    snippets = tables.snippet_array(tables.response_texts(frame))
+    hover = tables.hover_table(frame.astype({"country": "category", "status": "category"}), snippets, np.array([2, 0]))
     assert tuple(hover.columns) == tables.HOVER_COLUMNS
     assert hover["id"].tolist() == [2, 0] and hover["status"].tolist() == ["", "403 Forbidden"]
+    assert hover["snippet"].tolist() == ["GET / HTTP/1.1", "403 Forbidden Server: x <b>blocked</b>"]
+
+
+@pytest.mark.parametrize("text", ["", "a  b\t\nc", "x" * 500, "  lead\u00a0and\u2003spaces  ", "y" * 119, "z" * 120,
+                                  "w" * 121, "é" * 130, "\x1c one \x85 two"])
+def test_snippet_array_is_snippet_for_each_text(text):
+    assert tables.snippet_array(pd.Series([text, None]))[0].as_py() == tables.snippet(text)
+    assert tables.snippet_array(pd.Series([text, None]))[1].as_py() == ""
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ with text:
     weights = attention_received(result["attention"])
     st.html(charts.attention_text_html(pieces, weights, fields))
     with st.expander("Raw response"):
-        st.code(loaders.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True)
+        st.code(loaders.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True)
 
 with rebuild:
     a, b = st.columns(2)

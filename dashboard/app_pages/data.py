@@ -8,6 +8,8 @@ from quack.schema import Label, label_names
 
 st.title("Data")
 
+#: Records the table lists at most; their responses are read from disk.
+TABLE_ROWS = 1000
 SOURCES = {"sample": "Built-in sample", "path": "A file or folder on this server", "upload": "Upload files"}
 current = session.source()
 kind = st.radio(
@@ -21,7 +23,8 @@ try:
     elif kind == "path":
         typed = st.text_input(
             "Path", value=current["paths"][0] if current["kind"] == "path" else "",
-            placeholder="CP_Quack-https-2021-05-30-01-01-01.tar.gz, or a folder, in a folder this server shares",
+            placeholder="CP_Quack-https-2021-05-30-01-01-01.tar.gz, a folder of such files, a data set from "
+                        "`quack ingest` or a folder from `quack encode`, in a folder this server shares",
             help=charts.markdown_text("Only files and folders inside the folders this server shares can be read: "
                                       + ", ".join(str(folder) for folder in settings.data_roots().folders)),
             key="data_path",
@@ -29,8 +32,8 @@ try:
         keep_partial = st.checkbox(loaders.KEEP_PARTIAL_LABEL, key="data_keep_partial")
         if st.button("Load", type="primary", key="data_load") and typed.strip():
             candidate = sources.path_source(typed, keep_partial)
-            # Build before switching, so a bad source leaves the session on the data it had.
-            loaders.dataset_dir(candidate)
+            # Build (or check) before switching, so a bad source leaves the session on the data it had.
+            loaders.dataset_dir(candidate, session.recorded_checkpoint(candidate) or session.checkpoint())
     elif kind == "upload":
         files = st.file_uploader(
             "Quack results (.json, .jsonl, .gz, .tar, .tgz)", type=["json", "jsonl", "gz", "tar", "tgz"],
@@ -80,14 +83,17 @@ st.caption(f"{len(shown):,} of {len(frame):,} records")
 if not len(shown):
     st.warning("No record matches these filters.")
 else:
+    if len(shown) > TABLE_ROWS:
+        st.caption(f"Listing the first {TABLE_ROWS:,}; narrow the filters to see others.")
+        shown = shown[:TABLE_ROWS]
     picked = st.dataframe(
-        tables.record_table(frame, labels, loaders.texts(s.data_dir), shown), hide_index=True, height=340,
+        tables.record_table(frame, labels, loaders.texts(s.data_dir, shown), shown), hide_index=True, height=340,
         on_select="rerun", selection_mode="single-row", key="records",
     )
     rows_picked = picked.selection.rows if picked is not None else []
     record = int(shown[rows_picked[0]]) if rows_picked else int(shown[0])
     st.markdown(f"**Raw response of record {record}** ({charts.markdown_text(frame.iloc[record]['domain'])})")
-    st.code(loaders.texts(s.data_dir).iloc[record] or "(empty)", language=None, wrap_lines=True, height=220)
+    st.code(loaders.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True, height=220)
     if st.button("Open on the Attention page", key="data_attention"):
         session.set_record(record)
         st.switch_page("app_pages/attention.py")

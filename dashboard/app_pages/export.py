@@ -36,7 +36,8 @@ if st.button("Write", type="primary", icon=":material/save:", key="export_write"
         if target.exists():
             raise ValueError(f"An export named {name.strip()!r} already exists; choose another name.")
         with results.progress_bar("Writing the encoded data set") as progress:
-            write_encoded(s.model, s.data_dir, target, layout=layout, keep=ROWS[keep], progress=progress)
+            write_encoded(s.model, s.data_dir, target, layout=layout, keep=ROWS[keep], progress=progress,
+                          checkpoint=s.checkpoint)
     except (ValueError, OSError) as error:
         errors.show(error)
     else:

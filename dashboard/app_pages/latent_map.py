@@ -20,7 +20,6 @@ enc = results.encoded(s)
 frame = loaders.rows(s.data_dir)
 labels = loaders.labels(s.data_dir)
 names = label_names(labels)
-texts = loaders.texts(s.data_dir)
 
 top = st.columns(4)
 top[0].metric("Records", f"{len(frame):,}")
@@ -102,7 +101,7 @@ with left:
     if not selection:
         st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
     else:
-        table = tables.record_table(frame, labels, texts, selection)
+        table = tables.record_table(frame, labels, loaders.texts(s.data_dir, selection), selection)
         st.caption(f"{len(selection):,} records selected")
         st.dataframe(table, hide_index=True, height=320)
         if st.button("Clear selection"):
@@ -121,7 +120,7 @@ with right:
     md = charts.markdown_text
     st.markdown(f"**{md(row['domain'])}** · {md(row['country'] or '—')} · {md(row['service'])} · {names[int(record)]}")
     # The rerun above makes the record the chosen one, whose neighbours the map found.
-    near = tables.record_table(frame, labels, texts, neighbours)
+    near = tables.record_table(frame, labels, loaders.texts(s.data_dir, neighbours), neighbours)
     near.insert(1, "distance", np.round(distances, 3))
     st.dataframe(near, hide_index=True, height=250)
     if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):

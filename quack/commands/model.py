@@ -142,6 +142,7 @@ def run_encode(args: argparse.Namespace) -> int:
             retokenize_progress=lambda done, total: progress(done, "tokenize", total),
             accelerator=args.accelerator, devices=parse_devices(str(args.devices)), strategy=args.strategy,
             num_nodes=args.num_nodes, precision=args.precision, overwrite=args.overwrite,
+            checkpoint=args.checkpoint or SHIPPED_CHECKPOINT,
         )
     counts = ", ".join(f"{summary[k]} {k}" for k in ("censored", "undetermined", "uncensored", "total") if k in summary)
     print(f"wrote {out} ({args.layout}): {counts}")
