@@ -192,19 +192,20 @@ def finished_evaluation(s: Session, labels: np.ndarray):
 
 
 def summary_table(report) -> pd.DataFrame:
-    """Each method's figures as ``mean ± sd`` over folds, the random ranking last, the best AP first."""
+    """Each method's figures as ``mean ± sd`` over folds, the best AP first, the random ranking last."""
     summary = report.summary()
-    figures = [f"p@{k}" for k in TABLE_TOP] + [f"r@{k}" for k in TABLE_TOP] + ["ap"]
+    ks = [k for k in TABLE_TOP if k in report.top]
+    figures = [f"p@{k}" for k in ks] + [f"r@{k}" for k in ks] + ["ap"]
+    aps = average_precisions(report)
+    order = sorted(report.methods, key=lambda m: -aps[m] if np.isfinite(aps[m]) else np.inf)
     rows = []
-    for method, values in summary.items():
+    for method in [*order, "random"]:
         row = {"method": method.replace("_", " ")}
         for figure in figures:
-            mean, sd = values[figure]["mean"], values[figure]["sd"]
+            mean, sd = summary[method][figure]["mean"], summary[method][figure]["sd"]
             row[figure.upper()] = "–" if not np.isfinite(mean) else f"{mean:.2f} ± {sd:.2f}"
-        row["_ap"] = values["ap"]["mean"] if method != "random" else -np.inf
         rows.append(row)
-    table = pd.DataFrame(rows).sort_values("_ap", ascending=False, na_position="last", kind="stable")
-    return table.drop(columns="_ap").reset_index(drop=True)
+    return pd.DataFrame(rows)
 
 
 def precision_curves(report) -> dict[str, tuple[list[int], list[float]]]:

@@ -195,3 +195,119 @@ def test_count_matches_counts_rows_per_label_over_a_data_set(sample_data):
 def test_count_matches_refuses_an_unbounded_pattern(sample_data):
     with pytest.raises(ValueError, match="proposed fingerprint"):
         discover.count_matches("(a+)+(?=b)", sample_data)
+
+
+def test_match_counts_counts_each_pattern_per_label_over_streamed_batches():
+    bodies = ["<b>Blocked by policy</b>", "ordinary page", None, "Blocked by policy again", "ordinary", "Blocked x"]
+    labels = np.array([1, -1, 0, 0, 0, -1])
+    batches = (bodies[i : i + 2] for i in range(0, len(bodies), 2))
+    seen = []
+    counts = discover.match_counts(["Blocked by policy", "ordinary"], batches, labels,
+                                   progress=lambda done, total: seen.append((done, total)))
+    table = counts.table.set_index("pattern")
+    assert table.loc["Blocked by policy", ["censored", "undetermined", "uncensored"]].tolist() == [1, 1, 0]
+    assert table.loc["ordinary", ["censored", "undetermined", "uncensored"]].tolist() == [0, 1, 1]
+    assert counts.rows.tolist() == [1, 3, 2] and counts.complete
+    assert seen == [(2, 6), (4, 6), (6, 6)]
+
+
+def test_match_counts_stop_at_the_deadline_and_say_how_far_they_got():
+    import time
+
+    def slow():
+        yield ["Blocked", "Blocked"]
+        time.sleep(0.3)
+        yield ["Blocked", "Blocked"]
+
+    counts = discover.match_counts(["Blocked"], slow(), np.array([0, 0, 0, 0]), deadline=time.monotonic() + 0.2)
+    assert (counts.scanned, counts.total, counts.complete) == (2, 4, False)
+    assert counts.table.loc[0, "undetermined"] == 2
+
+
+def test_match_counts_refuse_a_pattern_they_cannot_bound():
+    with pytest.raises(ValueError, match="proposed fingerprint"):
+        discover.match_counts(["(a+)+(?=b)"], [["aaa"]], np.array([0]))
+
+
+# --------------------------------------------------------------- the Discover page's computations
+
+
+def _report(aps: dict[str, list[float]], ranked: int = 30):
+    from quack.evaluate import EvaluationReport
+
+    methods = list(aps)
+    folds = []
+    for i in range(len(next(iter(aps.values())))):
+        scores = {m: {"p@5": aps[m][i], "p@10": aps[m][i] / 2, "p@50": 0.1, "r@5": 0.5, "r@10": 1.0, "r@50": 1.0,
+                      "ap": aps[m][i]} for m in methods}
+        folds.append({"hidden": [f"family_{i}"], "positives": 3, "ranked": ranked, "scores": scores})
+    return EvaluationReport(data="test", checkpoint=None, rows=100, rows_per_label={"1": 10, "0": 30, "-1": 60},
+                            families={"family_0": 3}, top=[5, 10, 50], methods=methods, folds=folds,
+                            purity={"mean": 0.5, "records": 6, "by_family": {}})
+
+
+def test_best_method_is_the_highest_mean_average_precision():
+    from dashboard import discovery
+
+    report = _report({"latent_classifier": [0.2, 0.4], "tfidf_text": [0.9, 0.5], "bag_of_tokens": [float("nan")] * 2})
+    assert discovery.best_method(report) == "tfidf_text"
+    assert discovery.average_precisions(report)["latent_classifier"] == pytest.approx(0.3)
+    table = discovery.summary_table(report)
+    assert table["method"].tolist() == ["tfidf text", "latent classifier", "bag of tokens", "random"]
+    assert table.loc[0, "AP"] == "0.70 ± 0.20" and table.loc[2, "AP"] == "–"
+    assert list(table.columns) == ["method", "P@50", "R@50", "AP"], "the table's K that the report has"
+
+
+def test_precision_curves_stop_at_the_records_ranked():
+    from dashboard import discovery
+
+    curves = discovery.precision_curves(_report({"latent_classifier": [0.2, 0.4]}, ranked=30))
+    ks, values = curves["latent_classifier"]
+    assert ks == [5, 10] and values == pytest.approx([0.3, 0.15])
+    assert set(curves) == {"latent_classifier", "random"}
+
+
+def test_rank_lists_undetermined_records_highest_score_first():
+    from dashboard import discovery
+
+    labels = np.array([1, 0, 0, -1, 0, 0])
+    scores = np.array([0.9, 0.2, np.nan, 0.99, 0.7, 0.2])
+    assert discovery.rank(scores, labels, top=10).tolist() == [4, 1, 5, 2]
+    assert discovery.rank(scores, labels, top=1).tolist() == [4]
+
+
+def test_fold_count_is_one_per_family_large_enough_and_bounded():
+    from dashboard import discovery
+
+    many = np.array([f"f{i}" for i in range(8) for _ in range(discovery.MIN_ROWS)] + [""] * 5, dtype=object)
+    assert discovery.fold_count(many) == discovery.MAX_FOLDS
+    two = np.array(["a"] * discovery.MIN_ROWS + ["b"] * discovery.MIN_ROWS + ["c"], dtype=object)
+    assert discovery.fold_count(two) == 2
+    with pytest.raises(ValueError, match="no family to hide"):
+        discovery.fold_count(np.array(["a", "", "b"], dtype=object))
+
+
+def test_families_follow_the_censored_records_fingerprints():
+    from dashboard import discovery
+
+    found = discovery.families(np.array([1, 1, 0, -1]), ["a_prod_x_3", "b_nat_y", "a_prod_x_1", None])
+    assert found.tolist() == ["a_prod_x", "b_nat_y", "", ""]
+
+
+def test_saving_several_proposals_makes_numbered_variants_all_or_none(tmp_path):
+    from dashboard import discovery
+
+    path = tmp_path / "mine.json"
+    assert discovery.save_fingerprints(path, "e_unk_one", ["Blocked here"]) == ["e_unk_one"]
+    saved = discovery.save_fingerprints(path, " e_unk_page ", ["Access denied", "", "policy 7\\.1"])
+    assert saved == ["e_unk_page_1", "e_unk_page_2"]
+    fingerprints = Fingerprints.load([path])
+    assert fingerprints.match("<p>policy 7.1</p>") == (True, "e_unk_page_2")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="already has a fingerprint named 'e_unk_page_1'"):
+        discovery.save_fingerprints(path, "e_unk_page", ["new text", "other text"])
+    with pytest.raises(ValueError, match="Tick a proposal"):
+        discovery.save_fingerprints(path, "e_unk_none", ["", "  "])
+    with pytest.raises(ValueError, match="e_unk_bad_2"):
+        discovery.save_fingerprints(path, "e_unk_bad", ["fine", "(a+)+(?=b)"])
+    assert path.read_bytes() == before, "nothing written when one of them is refused"

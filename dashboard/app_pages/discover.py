@@ -64,9 +64,11 @@ try:
     evaluation, refused = discovery.evaluation(s, labels, session.relabelled()), None
 except ValueError as error:
     evaluation, refused = None, error
-report = None
-if evaluation is not None and evaluation.done() and evaluation.exception() is None:
-    report = evaluation.result()
+# Read once: the job may end while the page runs, and the page shows one state of it.
+report, failure = None, None
+if evaluation is not None and evaluation.done():
+    failure = evaluation.exception()
+    report = evaluation.result() if failure is None else None
 
 
 def method_name(method: str) -> str:
@@ -173,8 +175,7 @@ with evaluate:
     )
     if refused is not None:
         st.warning(charts.markdown_text(errors.public(refused)))
-    elif report is None and evaluation.done():
-        failure = evaluation.exception()
+    elif failure is not None:
         # A data set the protocol cannot score (no family large enough) is not a fault.
         if isinstance(failure, ValueError):
             st.warning(charts.markdown_text(errors.public(failure)))
