@@ -134,3 +134,47 @@ def test_a_model_of_another_tokenizer_encodes_the_rows_tokenized_again(data, tmp
     fresh = encode_dataset(net, tmp_path / "fresh", batch_size=16, with_loss=False)
     np.testing.assert_allclose(again.latents, fresh.latents, atol=1e-6)
     assert calls and calls[-1] == (len(fresh.ids), len(fresh.ids))
+
+
+@pytest.mark.parametrize("layout", ["parquet", "indexed"])
+def test_encoded_output_records_what_made_it_and_reads_back_as_one_array(data, model, tmp_path, layout):
+    from quack.encoded import check_provenance, find_data_set, read_latents, read_metadata
+
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"the checkpoint's bytes")
+    write_encoded(model, data, tmp_path / "out", layout=layout, with_loss=True, checkpoint=checkpoint)
+    info = read_metadata(tmp_path / "out")
+    assert info["data_set"]["path"] == str(data.resolve()) and info["data_set"]["version"] == DataFolder(data).version
+    assert info["data_set"]["rows"] == DataFolder(data).n_rows
+    assert info["checkpoint"]["path"] == str(checkpoint.resolve()) and len(info["checkpoint"]["sha256"]) == 64
+    assert find_data_set(tmp_path / "out") == data.resolve()
+    check_provenance(tmp_path / "out", data, checkpoint)
+    latents, loss = read_latents(tmp_path / "out", DataFolder(data).n_rows)
+    table = load_encoded(tmp_path / "out")
+    assert latents.dtype == np.float32 and latents.shape == (len(table), model.hparams.hidden_size)
+    np.testing.assert_array_equal(latents, np.stack(table["latent"].to_numpy()))
+    np.testing.assert_array_equal(loss, table["reconstruction_loss"].to_numpy(dtype=np.float32))
+    checkpoint.write_bytes(b"other weights")
+    with pytest.raises(ValueError, match=r"not by the session's checkpoint model\.ckpt; choose model\.ckpt") as refused:
+        check_provenance(tmp_path / "out", data, checkpoint)
+    assert str(tmp_path / "out") in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_data_set_rebuilt_since_it_was_encoded_is_refused_and_a_moved_one_is_found(data, model, tmp_path):
+    import shutil
+
+    from quack.encoded import check_provenance, find_data_set
+
+    shutil.copytree(data, tmp_path / "data")
+    write_encoded(model, tmp_path / "data", tmp_path / "out")
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    found = find_data_set(tmp_path / "out")
+    assert found == tmp_path / "moved"
+    check_provenance(tmp_path / "out", found)
+    records, _ = write_sample(tmp_path / "more.json", n=40, seed=12)
+    build_dataset([records], tmp_path / "moved", tokenizer=DataFolder(found).tokenizer)
+    with pytest.raises(ValueError, match="has changed since; encode it again with `quack encode"):
+        check_provenance(tmp_path / "out", found)
+    shutil.rmtree(tmp_path / "moved")
+    with pytest.raises(ValueError, match="which is not there, and no folder beside out holds it"):
+        find_data_set(tmp_path / "out")
