@@ -70,10 +70,35 @@ def markdown_text(value) -> str:
     return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
-_HOVER = (
-    "<b>%{customdata[1]}</b><br>record %{customdata[0]} · vp %{customdata[2]} · %{customdata[3]}"
-    "<br>status %{customdata[4]}<br><i>%{customdata[5]}</i><extra>%{fullData.name}</extra>"
-)
+_HOVER = "%{hovertext}<extra>%{fullData.name}</extra>"
+# The density layer: white where there is nothing, through light grey-blue to blue.
+DENSITY_COLORS = [[0.0, "#f4f6f9"], [0.5, "#c9d6e6"], [1.0, "#7d9cc4"]]
+
+
+def hover_texts(hover: pd.DataFrame) -> np.ndarray:
+    """The hover box of each map point as escaped HTML, from the columns of :data:`~dashboard.tables.HOVER_COLUMNS`.
+
+    Made once for the drawn points and passed to :func:`map_figure`, so a colour change
+    does not format a hundred thousand boxes again.
+    """
+    part = {c: pd.Series(escaped(hover[c].to_numpy()), dtype=object) for c in HOVER_COLUMNS[1:]}
+    ids = pd.Series(np.asarray(hover["id"]).astype(str), dtype=object)
+    text = ("<b>" + part["domain"] + "</b><br>record " + ids + " · vp " + part["vp"] + " · " + part["country"]
+            + "<br>status " + part["status"] + "<br><i>" + part["snippet"] + "</i>")
+    return text.to_numpy(dtype=object)
+
+
+def density_trace(counts: np.ndarray, x_centres: np.ndarray, y_centres: np.ndarray) -> go.Heatmap:
+    """A heatmap of how many map points fall in each cell, log-scaled, empty cells left out.
+
+    It goes under the drawn points, so regions whose points are not drawn still show.
+    """
+    shade = np.log1p(np.asarray(counts, dtype=np.float64))
+    shade[shade == 0] = np.nan
+    return go.Heatmap(
+        z=shade, x=x_centres, y=y_centres, colorscale=DENSITY_COLORS, showscale=False, hoverinfo="skip",
+        name="all records", zsmooth=False,
+    )
 
 
 def map_figure(
@@ -85,52 +110,62 @@ def map_figure(
     title: str = "",
     highlight: Sequence[int] = (),
     max_categories: int = 12,
+    texts: np.ndarray | None = None,
+    density: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """A scatter map of records, WebGL in 2-D, each point carrying its record id.
 
     Parameters
     ----------
     coords : numpy.ndarray
-        (N, 2) or (N, 3) coordinates of the drawn records.
+        (N, 2) or (N, 3) coordinates of the drawn records, in drawing order (the last on top).
     hover : pandas.DataFrame
         N rows with the columns of :data:`dashboard.tables.HOVER_COLUMNS`, plain text; ``id``
-        goes first into ``customdata``, the rest escaped.
+        becomes each point's ``customdata``, the rest its hover box (escaped).
     color_values : numpy.ndarray
         (N,) category names or numbers to colour by.
     color_name : str
         What the colour means, for the legend or colour bar.
     categorical : bool
-        Categories get one trace each (labels in their fixed colours, the most common
-        others in distinct hues, the rest grey); numbers get a colour scale.
+        Categories get one trace each (labels in their fixed colours, censored on top; the
+        most common others in distinct hues, the rest grey); numbers get a colour scale.
     title : str, optional
         Chart title.
     highlight : sequence of int, optional
         Record ids to ring (a chosen record and its neighbours).
     max_categories : int, optional
         Most categories drawn in their own colour, by default 12.
+    texts : numpy.ndarray, optional
+        The hover boxes, :func:`hover_texts` of ``hover``, when already made.
+    density : tuple, optional
+        ``(counts, x_centres, y_centres)`` of all records (:func:`quack.projection.density`),
+        drawn under the points in 2-D.
 
     Returns
     -------
     plotly.graph_objects.Figure
     """
     three = coords.shape[1] == 3
-    custom = np.column_stack(
-        [hover["id"].to_numpy(dtype=object)] + [escaped(hover[c].to_numpy()) for c in HOVER_COLUMNS[1:]]
-    )
+    ids = np.asarray(hover["id"].to_numpy(), dtype=np.int64)
+    texts = hover_texts(hover) if texts is None else texts
     scatter = go.Scatter3d if three else go.Scattergl
     size = 3 if three else 6
     fig = go.Figure()
+    if density is not None and not three:
+        fig.add_trace(density_trace(*density))
 
-    def axes(idx):
+    def points(idx, name, marker):
         xyz = dict(x=coords[idx, 0], y=coords[idx, 1])
         if three:
             xyz["z"] = coords[idx, 2]
-        return xyz
+        return scatter(mode="markers", name=name, customdata=ids[idx], hovertext=texts[idx], hovertemplate=_HOVER,
+                       marker=marker, **xyz)
 
     if categorical:
         values = pd.Series(np.asarray(color_values, dtype=object)).fillna("(none)").astype(str).replace("", "(none)")
         if set(values.unique()) <= set(LABEL_COLORS):
-            order = [n for n in LABEL_COLORS if (values == n).any()]
+            # Undetermined underneath, censored last: drawn on top of the rest.
+            order = [n for n in reversed(LABEL_COLORS) if (values == n).any()]
             colours = dict(LABEL_COLORS)
         else:
             counts = values.value_counts()
@@ -138,43 +173,23 @@ def map_figure(
             colours = {name: CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i, name in enumerate(order)}
             if len(counts) > max_categories:
                 values = values.where(values.isin(order), "other")
-                order.append("other")
+                order.insert(0, "other")
                 colours["other"] = OTHER_COLOR
-        # Grey (undetermined / other) underneath so coloured points stay visible.
-        for name in sorted(order, key=lambda n: n in (Label.UNDETERMINED.display, "other"), reverse=True):
+        for name in order:
             idx = np.flatnonzero((values == name).to_numpy())
-            fig.add_trace(
-                scatter(
-                    mode="markers", name=f"{html.escape(name)} ({idx.size:,})", customdata=custom[idx],
-                    hovertemplate=_HOVER,
-                    marker=dict(size=size, color=colours[name], opacity=0.8, line=dict(width=0)), **axes(idx),
-                )
-            )
+            fig.add_trace(points(idx, f"{html.escape(name)} ({idx.size:,})",
+                                 dict(size=size, color=colours[name], opacity=0.8, line=dict(width=0))))
     else:
         numbers = np.asarray(color_values, dtype=np.float64)
-        idx = np.arange(len(numbers))
-        fig.add_trace(
-            scatter(
-                mode="markers", name=html.escape(color_name), customdata=custom, hovertemplate=_HOVER,
-                marker=dict(
-                    size=size, color=numbers, colorscale="RdYlBu_r" if "prob" in color_name else "Viridis",
-                    colorbar=dict(title=dict(text=html.escape(color_name)), thickness=12), opacity=0.85,
-                    line=dict(width=0),
-                ),
-                **axes(idx),
-            )
-        )
+        fig.add_trace(points(np.arange(len(numbers)), html.escape(color_name), dict(
+            size=size, color=numbers, colorscale="RdYlBu_r" if "prob" in color_name else "Viridis",
+            colorbar=dict(title=dict(text=html.escape(color_name)), thickness=12), opacity=0.85, line=dict(width=0),
+        )))
     if len(highlight):
-        ids = hover["id"].to_numpy()
         idx = np.flatnonzero(np.isin(ids, np.asarray(highlight)))
         if idx.size:
-            fig.add_trace(
-                scatter(
-                    mode="markers", name="chosen & neighbours", customdata=custom[idx], hovertemplate=_HOVER,
-                    marker=dict(size=size + 8, color="rgba(0,0,0,0)", line=dict(width=2, color="#1d3557")),
-                    **axes(idx),
-                )
-            )
+            fig.add_trace(points(idx, "chosen & neighbours", dict(
+                size=size + 8, color="rgba(0,0,0,0)", line=dict(width=2, color="#1d3557"))))
     fig = _layout(fig, height=620, title=dict(text=html.escape(title), x=0.01),
                   dragmode="select" if not three else "orbit")
     if not three:

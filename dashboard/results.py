@@ -15,12 +15,15 @@ from typing import Any, Callable, Hashable, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard import jobs, tables
+from dashboard import charts, jobs, loaders, tables
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
 
 #: The UMAP options a map starts with; other pages use the map made with them.
-UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean"}
+#: ``fit_rows``: UMAP is fitted on at most this many records, the others placed by them (0: all).
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", "fit_rows": 50_000}
+#: Cells along each axis of a map's density layer.
+DENSITY_BINS = 200
 
 
 @contextmanager
@@ -94,21 +97,33 @@ def pca_map(s: Session, dims: int = 2) -> np.ndarray:
     return computed(jobs.pca_key(s.identity, dims), lambda progress: pca(latents, dims), "Projecting with PCA")
 
 
-def umap_job(s: Session, dims: int, n_neighbors: int, min_dist: float, metric: str, start: bool = True):
+def umap_job(
+    s: Session, dims: int, n_neighbors: int, min_dist: float, metric: str,
+    fit_rows: int = UMAP_DEFAULTS["fit_rows"], start: bool = True,
+):
     """Start (or, with ``start=False``, only find) the UMAP map for these options in the background.
+
+    UMAP is fitted on at most ``fit_rows`` records chosen with every label represented
+    (0: on all), and the others are placed by their nearest fitted records
+    (:func:`quack.projection.umap_at_scale`). The job reports how far it is into
+    ``jobs.store().progress(key)``.
 
     Returns
     -------
     tuple
         The result's key and the job computing it (None when not started).
     """
-    from quack.projection import umap_project
+    from quack.projection import umap_at_scale
 
     latents = encoded(s).latents
-    key = jobs.umap_key(s.identity, dims, n_neighbors, min_dist, metric)
+    # The data set's own labels choose the fitted records, so relabelling does not move the map.
+    fitted_by = loaders.rows(s.data_dir)["label"].to_numpy()
+    key = jobs.umap_key(s.identity, dims, n_neighbors, min_dist, metric, fit_rows)
+    progress = jobs.store().progress(key)
 
     def compute() -> np.ndarray:
-        return umap_project(latents, dims, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=0)
+        return umap_at_scale(latents, fitted_by, dims, fit_rows=fit_rows, n_neighbors=n_neighbors,
+                             min_dist=min_dist, metric=metric, seed=0, progress=progress)
 
     return key, jobs.store().submit(key, compute, start=start)
 
@@ -122,6 +137,50 @@ def best_map(s: Session) -> np.ndarray:
     """The best 2-D map already computed: the default UMAP when done, else PCA."""
     found = default_umap(s)
     return found if found is not None else pca_map(s, 2)
+
+
+# What a map draws: computed once per map and data set, so a colour change or a selection
+# only rebuilds the figure's traces from these.
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _drawn(labels_digest: str, max_points: int, _labels: np.ndarray) -> np.ndarray:
+    from quack.projection import display_sample
+
+    rows = display_sample(_labels, max_points)
+    # Undetermined first, censored last, so the rare censored points are drawn on top.
+    rank = np.select([_labels[rows] == Label.CENSORED, _labels[rows] == Label.UNCENSORED], [2, 1], 0)
+    return rows[np.argsort(rank, kind="stable")]
+
+
+def drawn_rows(lab: np.ndarray, max_points: int) -> np.ndarray:
+    """The records a map draws: at most ``max_points``, stratified by label, censored last (on top)."""
+    return _drawn(jobs.digest(np.ascontiguousarray(lab).tobytes()), int(max_points), lab)
+
+
+@st.cache_resource(show_spinner="Reading what the drawn points' hover boxes say…", max_entries=8)
+def _hover(identity: jobs.Identity, rows_digest: str, _frame, _snippets, _rows: np.ndarray):
+    table = tables.hover_table(_frame, _snippets, _rows)
+    return table, charts.hover_texts(table)
+
+
+def hover(s: Session, rows: np.ndarray) -> tuple:
+    """The hover table of some records (:func:`dashboard.tables.hover_table`) and their hover boxes as HTML."""
+    frame = loaders.rows(s.data_dir)
+    snippets = loaders.snippets(s.data_dir)
+    return _hover(s.identity, jobs.digest(np.ascontiguousarray(rows).tobytes()), frame, snippets, rows)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _density(map_key: tuple, bins: int, _coords: np.ndarray):
+    from quack.projection import density
+
+    return density(_coords, bins)
+
+
+def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The density layer of a 2-D map (:func:`quack.projection.density`), once per map (its store key)."""
+    return _density(map_key, DENSITY_BINS, coords)
 
 
 def classifier(s: Session, seed: int = 0):

@@ -280,7 +280,8 @@ def umap_at_scale(
         Most rows UMAP is fitted on, by default 50,000; 0 or a value of at least N fits
         on everything.
     progress : callable, optional
-        Called as ``progress(done, total)`` while the other rows are placed.
+        Called as ``progress(done, total)``: ``(0, N)`` while UMAP is fitted, then with
+        the fitted and placed rows while the other rows are placed, ``(N, N)`` at the end.
 
     Returns
     -------
@@ -290,6 +291,8 @@ def umap_at_scale(
     import torch
 
     x = _as_matrix(latents, n_components + 2, "UMAP")
+    if progress is not None:
+        progress(0, x.shape[0])
     if not fit_rows or x.shape[0] <= fit_rows:
         coords = umap_project(x, n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=seed)
         if progress is not None:
@@ -341,8 +344,8 @@ def density(coords: np.ndarray, bins: int = 256, extent: tuple | None = None) ->
     coords = np.asarray(coords, dtype=np.float64)
     if extent is None:
         extent = (coords[:, 0].min(), coords[:, 0].max(), coords[:, 1].min(), coords[:, 1].max()) if len(coords) else (0, 1, 0, 1)
-    counts, xs, ys = np.histogram2d(coords[:, 1], coords[:, 0], bins=bins, range=[extent[2:], extent[:2]])
-    return counts, (ys[:-1] + ys[1:]) / 2, (xs[:-1] + xs[1:]) / 2
+    counts, y_edges, x_edges = np.histogram2d(coords[:, 1], coords[:, 0], bins=bins, range=[extent[2:], extent[:2]])
+    return counts, (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
 
 
 def select_region(coords: np.ndarray, boxes=(), lassos=()) -> np.ndarray:
@@ -368,15 +371,34 @@ def select_region(coords: np.ndarray, boxes=(), lassos=()) -> np.ndarray:
         inside |= (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
     for xs, ys in lassos:
         px, py = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-        crossings = np.zeros(len(x), dtype=bool)
-        # Even-odd rule: a point is inside when a ray to its right crosses the edges an odd number of times.
-        for ax, ay, bx, by in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
-            spans = (ay > y) != (by > y)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                at = ax + (y - ay) * (bx - ax) / (by - ay)
-            crossings ^= spans & (x < at)
-        inside |= crossings
+        if len(px) < 3:
+            continue
+        # Only points within the polygon's bounding box can lie inside it.
+        near = np.flatnonzero((x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max()))
+        inside[near[_inside_polygon(x[near], y[near], px, py)]] = True
     return np.flatnonzero(inside).astype(np.int64)
+
+
+def _inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Whether each point lies inside the polygon (even-odd rule), as a boolean mask.
+
+    A point is inside when a ray to its right crosses the edges an odd number of times.
+    The points are sorted by y once, so each edge visits only the points level with it:
+    a lasso of hundreds of short edges over a million points takes a fraction of a second.
+    """
+    order = np.argsort(y, kind="stable")
+    sy, sx = y[order], x[order]
+    odd = np.zeros(len(x), dtype=bool)
+    for ax, ay, bx, by in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
+        if ay == by:
+            continue
+        # The edge spans the points with min(ay, by) <= y < max(ay, by).
+        start, stop = np.searchsorted(sy, min(ay, by), "left"), np.searchsorted(sy, max(ay, by), "left")
+        at = ax + (sy[start:stop] - ay) * (bx - ax) / (by - ay)
+        odd[start:stop] ^= sx[start:stop] < at
+    inside = np.zeros(len(x), dtype=bool)
+    inside[order] = odd
+    return inside
 
 
 def _compile_umap() -> None:
@@ -461,13 +483,19 @@ def nearest_neighbors(
     return nearest.astype(np.int64), distances[nearest].astype(np.float32)
 
 
-def display_sample(n: int, max_points: int = 100_000, seed: int = 0, keep: list[int] | None = None) -> np.ndarray:
-    """Choose which of ``n`` points to draw when there are too many for a fluid map.
+def display_sample(
+    labels: np.ndarray, max_points: int = 100_000, seed: int = 0, keep: list[int] | None = None
+) -> np.ndarray:
+    """Choose which points to draw when there are too many for a fluid map.
+
+    The choice is stratified by label (:func:`fit_sample`), so rare labels such as the
+    censored records are drawn whole or nearly so instead of drowned in the common ones;
+    a density layer of all points shows where the others lie.
 
     Parameters
     ----------
-    n : int
-        Number of points in the data set.
+    labels : numpy.ndarray
+        (N,) label of each point.
     max_points : int, optional
         Most points to draw, by default 100,000.
     seed : int, optional
@@ -478,11 +506,12 @@ def display_sample(n: int, max_points: int = 100_000, seed: int = 0, keep: list[
     Returns
     -------
     numpy.ndarray
-        Sorted row indices to draw: all rows when ``n <= max_points``.
+        Sorted row indices to draw: all rows when ``N <= max_points``.
     """
+    n = len(labels)
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
-    chosen = np.random.default_rng(seed).choice(n, size=max_points, replace=False)
+    chosen = fit_sample(labels, max_points, seed=seed)
     if keep:
         chosen = np.union1d(chosen, np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))
-    return np.sort(chosen).astype(np.int64)
+    return chosen.astype(np.int64)

@@ -488,9 +488,10 @@ def test_map_figure_carries_ids_and_keeps_label_colours():
     fig = charts.map_figure(coords, hover, names, "Label", True, highlight=[12])
     by_name = {t.name.split(" ")[0]: t for t in fig.data}
     assert by_name["censored"].marker.color == Label.CENSORED.colour
-    assert by_name["censored"].customdata[0][5] == "&lt;b&gt;blocked&lt;/b&gt; a -&gt; b", "hover text is escaped"
-    assert sorted(int(c[0]) for c in by_name["censored"].customdata) == [10, 13]
-    assert by_name["chosen"].customdata[0][0] == 12
+    assert "<i>&lt;b&gt;blocked&lt;/b&gt; a -&gt; b</i>" in by_name["censored"].hovertext[0], "hover text is escaped"
+    assert sorted(int(c) for c in by_name["censored"].customdata) == [10, 13]
+    assert by_name["chosen"].customdata[0] == 12
+    assert [t.name.split(" ")[0] for t in fig.data][:3] == ["undetermined", "uncensored", "censored"], "censored on top"
     assert all(t.type == "scattergl" for t in fig.data)
     fig3 = charts.map_figure(np.zeros((6, 3)), hover, np.linspace(0, 1, 6), "Classifier probability", False)
     assert fig3.data[0].type == "scatter3d"
@@ -604,7 +605,8 @@ def test_figures_escape_every_value_from_data():
                                 title="<i>title</i>")
         assert [t.name for t in fig.data] == [f"{html.escape(marked[colour])} (3)"], "legends are escaped"
         assert fig.layout.title.text == "&lt;i&gt;title&lt;/i&gt;"
-        assert list(fig.data[0].customdata[0][1:]) == [html.escape(marked[c]) for c in tables.HOVER_COLUMNS[1:]]
+        assert all(html.escape(marked[c]) in fig.data[0].hovertext[0] for c in tables.HOVER_COLUMNS[1:])
+        assert not any(marked[c] in fig.data[0].hovertext[0] for c in tables.HOVER_COLUMNS[1:]), "none left raw"
     numeric = charts.map_figure(np.zeros((3, 2)), hover, np.ones(3), "<b>colour</b>", False)
     assert numeric.data[0].name == "&lt;b&gt;colour&lt;/b&gt;"
     bars = charts.counts_bar(pd.Series({"<b>x</b>": 3, "plain": 1}), "By <i>country</i>")

@@ -159,11 +159,20 @@ def test_nearest_neighbors_other_metrics_and_bad_input():
 
 
 def test_display_sample_keeps_everything_when_small_and_the_chosen_rows_when_large():
-    np.testing.assert_array_equal(projection.display_sample(10, max_points=100), np.arange(10))
-    chosen = projection.display_sample(1000, max_points=100, keep=[999, 5])
-    assert 100 <= len(chosen) <= 102 and {999, 5} <= set(chosen.tolist())
+    labels = np.random.default_rng(0).choice([-1, 0, 1], size=1000, p=[0.6, 0.38, 0.02])
+    np.testing.assert_array_equal(projection.display_sample(labels[:10], max_points=100), np.arange(10))
+    chosen = projection.display_sample(labels, max_points=100, keep=[999, 5])
+    assert 90 <= len(chosen) <= 102 and {999, 5} <= set(chosen.tolist())
     assert np.all(np.diff(chosen) > 0)
-    np.testing.assert_array_equal(chosen, projection.display_sample(1000, max_points=100, keep=[999, 5]))
+    np.testing.assert_array_equal(chosen, projection.display_sample(labels, max_points=100, keep=[999, 5]))
+
+
+def test_display_sample_draws_a_rare_label_whole():
+    labels = np.array([1] * 50 + [0] * 5_000 + [-1] * 50_000)
+    drawn = projection.display_sample(labels, max_points=3_000)
+    assert len(drawn) <= 3_000
+    assert (labels[drawn] == 1).sum() == 50, "every censored record is drawn"
+    assert (labels[drawn] == 0).sum() >= 500 and (labels[drawn] == -1).sum() >= 500
 
 
 def test_fit_sample_keeps_every_label_and_the_bound():
@@ -185,7 +194,7 @@ def test_umap_at_scale_places_unfitted_rows_beside_their_group():
     done = []
     coords = projection.umap_at_scale(latents, labels, fit_rows=300, seed=0, progress=lambda d, t: done.append((d, t)))
     assert coords.shape == (1_200, 2) and np.isfinite(coords).all()
-    assert done[-1] == (1_200, 1_200)
+    assert done[0] == (0, 1_200) and done[-1] == (1_200, 1_200)
     centroids = np.stack([coords[group == g].mean(axis=0) for g in range(3)])
     spread = max(np.linalg.norm(coords[group == g] - centroids[g], axis=1).mean() for g in range(3))
     gaps = min(np.linalg.norm(centroids[a] - centroids[b]) for a in range(3) for b in range(a + 1, 3))
@@ -208,3 +217,38 @@ def test_density_counts_every_point_once():
     coords = np.random.default_rng(0).normal(size=(10_000, 2))
     counts, ys, xs = projection.density(coords, bins=64)
     assert counts.shape == (64, 64) and counts.sum() == 10_000 and len(xs) == len(ys) == 64
+
+
+def _inside_by_every_edge(points: np.ndarray, xs, ys) -> np.ndarray:
+    """The even-odd rule edge by edge over every point, as a reference."""
+    x, y = points[:, 0], points[:, 1]
+    odd = np.zeros(len(points), dtype=bool)
+    for ax, ay, bx, by in zip(xs, ys, np.roll(xs, -1), np.roll(ys, -1)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odd ^= ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / (by - ay))
+    return np.flatnonzero(odd)
+
+
+def test_select_region_lasso_of_many_edges_matches_the_rule_edge_by_edge():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(20_000, 2))
+    # A wobbly star with 400 vertices, as a hand-drawn lasso has, plus a bow tie that crosses itself.
+    angles = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    radius = 1.2 + 0.5 * np.sin(7 * angles) + rng.uniform(-0.05, 0.05, 400)
+    star = (radius * np.cos(angles), radius * np.sin(angles))
+    bow = ([-2, 2, 2, -2], [-1, 1, -1, 1])
+    for xs, ys in (star, bow):
+        found = projection.select_region(points, lassos=[(xs, ys)])
+        np.testing.assert_array_equal(found, _inside_by_every_edge(points, np.asarray(xs, float), np.asarray(ys, float)))
+        assert 0 < len(found) < len(points)
+    assert len(projection.select_region(points, lassos=[([0, 1], [0, 1])])) == 0, "two vertices enclose nothing"
+
+
+def test_density_cells_hold_the_points_at_their_centres():
+    coords = np.array([[0.0, 0.0], [0.0, 0.1], [1.0, 1.0]])
+    counts, xs, ys = projection.density(coords, bins=2, extent=(0, 1, 0, 1))
+    np.testing.assert_allclose(xs, [0.25, 0.75])
+    np.testing.assert_allclose(ys, [0.25, 0.75])
+    assert counts[0, 0] == 2 and counts[1, 1] == 1 and counts.sum() == 3
+    lopsided = projection.density(np.array([[0.0, 0.9], [0.9, 0.0]]), bins=2, extent=(0, 1, 0, 1))[0]
+    assert lopsided[1, 0] == 1 and lopsided[0, 1] == 1, "rows run along y"
