@@ -116,13 +116,14 @@ def evaluate(checkpoint: Path, work: Path) -> dict:
     }
 
 
-def leave_fingerprints_out(checkpoint: Path, work: Path) -> dict:
+def leave_fingerprints_out(checkpoint: Path, work: Path, methods: list[str] | None = None) -> dict:
     """``quack evaluate`` on the sample: mean AP and P@50 of each method over the folds, and the purities."""
     from quack.evaluate import evaluate as evaluate_methods
 
     model = load_checkpoint(checkpoint)
     data_dir, _ = sample_dataset(work, tokenizer=model.tokenizer)
-    report = evaluate_methods(data_dir, model, truth=work / "sample.truth.jsonl", device="cpu").to_json()
+    report = evaluate_methods(data_dir, model, truth=work / "sample.truth.jsonl", device="cpu",
+                              methods=methods).to_json()
     folds = report["folds"]
     return {
         "folds": len(folds),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+from quack.tokenizer import DEFAULT_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())
@@ -30,6 +31,8 @@ def test_checkpoint_is_small_weights_only_and_carries_its_tokenizer():
     model = load_checkpoint(SHIPPED_CHECKPOINT)
     assert model.tokenizer.vocab_size == model.hparams.num_embeddings
     assert model.hparams.hidden_size == RECORD["model"]["hidden_size"]
+    assert list(model.tokenizer.fields) == RECORD["tokenizer"].get("fields", list(DEFAULT_FIELDS))
+    assert model.hparams.get("pooling", "final") == RECORD["model"].get("pooling", "final")
 
 
 @pytest.mark.slow
@@ -43,3 +46,16 @@ def test_reproduces_recorded_held_out_scores(tmp_path):
         assert figures[name]["accuracy"] == pytest.approx(recorded[name]["accuracy"], abs=0.01)
         assert figures[name]["f1"] == pytest.approx(recorded[name]["f1"], abs=0.03)
         assert figures[name]["discovery_top50"] == pytest.approx(recorded[name]["discovery_top50"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_reproduces_recorded_leave_fingerprints_out_figures(tmp_path):
+    torch.set_num_threads(2)
+    figures = load_script().leave_fingerprints_out(SHIPPED_CHECKPOINT, tmp_path, methods=["latent_classifier"])
+    recorded = RECORD["leave_fingerprints_out"]
+    assert figures["folds"] == recorded["folds"]
+    assert figures["purity"] == pytest.approx(recorded["purity"], abs=0.01)
+    assert figures["unknown_blockpage_purity"] == pytest.approx(recorded["unknown_blockpage_purity"], abs=0.01)
+    latent, expected = figures["methods"]["latent_classifier"], recorded["methods"]["latent_classifier"]
+    assert latent["ap"] == pytest.approx(expected["ap"], abs=0.05)
+    assert latent["truth_ap"] == pytest.approx(expected["truth_ap"], abs=0.05)
