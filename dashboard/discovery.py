@@ -61,7 +61,7 @@ def _report(key: Hashable, share: float, text: str) -> None:
 def progress_of(key: Hashable) -> tuple[float, str]:
     """How far a background evaluation is: (share done, what it is doing)."""
     with _progress_lock:
-        return _progress.get(key, (0.0, "Waiting for a free worker"))
+        return _progress.get(key, (0.0, "waiting for a free worker"))
 
 
 # ----------------------------------------------------------------------------------
@@ -122,10 +122,12 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
         return data
     encoded = store.get(jobs.encoded_key(s.identity, True))
     if encoded is None:
-        encoded = encode_dataset(s.model, s.data_dir, with_loss=True,
-                                 progress=lambda done, total: report(0.6 * done / max(total, 1), "Encoding with losses"))
+        def encoding(done: int, total: int) -> None:
+            report(0.6 * done / max(total, 1), f"encoding the records with their losses, {done:,} / {total:,}")
+
+        encoded = encode_dataset(s.model, s.data_dir, with_loss=True, progress=encoding)
         store.put(jobs.encoded_key(s.identity, True), encoded)
-    report(0.6, "Reading tokens and response text")
+    report(0.6, "reading every record's tokens and response text")
     data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss, s.model.hparams.num_embeddings)
     if relabelled is not None:
         # The session's own fingerprints labelled some records: their families count too.
@@ -167,7 +169,7 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
 
         def say(line: str) -> None:
             done[0] += 1
-            _report(key, 0.5 + 0.5 * done[0] / (folds + 2), line[:1].upper() + line[1:])
+            _report(key, 0.5 + 0.5 * done[0] / (folds + 2), line)
 
         return evaluate_data(data, folds=folds, top=TOP, seed=SEED, min_rows=MIN_ROWS, progress=say,
                              where="this data set")

@@ -380,7 +380,8 @@ def propose_patterns(
         raise ValueError(f"top must be at least 1, got {top}.")
     texts = [str(t)[:max_chars] for t in cluster_texts if t and str(t).strip()]
     if not texts:
-        raise ValueError("None of the chosen responses has any text to build a pattern from.")
+        raise ValueError("None of the chosen responses has any text to build a pattern from (timeouts, resets and "
+                         "discard probes have none); choose responses with a body.")
     rng = np.random.default_rng(seed)
     sample = _sample(texts, _MAX_CLUSTER_SAMPLE, rng)
     others = _sample([str(t)[:max_chars] for t in other_texts if t], _MAX_OTHER_SAMPLE, rng)

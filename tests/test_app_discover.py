@@ -72,14 +72,14 @@ def test_evaluate_tab_shows_the_table_and_a_precision_curve_per_method(env):
     names = {trace["name"] for trace in curve["data"]}
     assert names == methods
     assert all(0.0 <= y <= 1.0 for trace in curve["data"] for y in trace["y"] if y is not None)
-    assert {m.label for m in at.metric} >= {"Folds", "Hidden records", "Best method (AP)", "Purity"}
+    assert {m.label for m in at.metric} >= {"Folds", "Hidden records", "Best method", "Purity"}
 
 
 def test_ranking_defaults_to_the_evaluations_best_and_switches_to_the_latent_classifier(env):
     at = evaluated(env)
     choice = at.selectbox(key="discover_method")
     assert choice.value == discovery.BEST
-    best = next(m.value for m in at.metric if m.label == "Best method (AP)")
+    best = next(m.value for m in at.metric if m.label == "Best method")
     assert best in choice.format_func(discovery.BEST)
     assert all("AP " in choice.format_func(m) for m in choice.options[1:])
     candidates = at.dataframe[0].value

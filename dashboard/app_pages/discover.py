@@ -197,7 +197,8 @@ with evaluate:
         cards = st.columns(4)
         cards[0].metric("Folds", len(report.folds), help="Each fold hides one or more fingerprint families.")
         cards[1].metric("Hidden records", f"{hidden:,}")
-        cards[2].metric("Best method (AP)", method_name(best), help=f"average precision {aps[best]:.2f}")
+        cards[2].metric("Best method", method_name(best), delta=f"AP {aps[best]:.2f}", delta_color="off",
+                        delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
         cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
                         help="Share of a hidden record's ten nearest latents that belong to its own family.")
         st.dataframe(discovery.summary_table(report), hide_index=True, key="evaluation_table")
@@ -234,8 +235,11 @@ with cluster:
             "representative_text": st.column_config.TextColumn("representative response", width="large"),
         },
     )
-    # Start from the cluster most worth a look: the most undetermined.
-    best_clusters = summary.sort_values(["undetermined_share", "size"], ascending=False)["cluster"].tolist()
+    # Start from the cluster most worth a look: one with a response to propose a fingerprint
+    # from, the most undetermined.
+    representative_bodies = loaders.bodies(s.data_dir, summary["representative"].to_numpy())
+    best_clusters = summary.assign(has_body=[bool(str(b or "").strip()) for b in representative_bodies]).sort_values(
+        ["has_body", "undetermined_share", "size"], ascending=False)["cluster"].tolist()
     chosen = st.selectbox(
         "Cluster", best_clusters, key="cluster_choice",
         format_func=lambda c: f"cluster {c} — {int(summary.set_index('cluster').loc[c, 'size'])} records",
@@ -277,11 +281,18 @@ with cluster:
             disabled=[c for c in table.columns if c != "save"],
             column_config={
                 "save": st.column_config.CheckboxColumn("save", width="small"),
-                "pattern": st.column_config.TextColumn("pattern", width="large"),
-                "group share": st.column_config.ProgressColumn("in the group", min_value=0.0, max_value=1.0,
-                                                                format="percent"),
-                "precision": st.column_config.NumberColumn("precision", format="%.2f"),
-                **{label.display: st.column_config.NumberColumn(f"{label.display} matches", format="%d")
+                "pattern": st.column_config.TextColumn("pattern", width="medium"),
+                "length": st.column_config.NumberColumn("length", width="small"),
+                "group share": st.column_config.ProgressColumn(
+                    "in the group", min_value=0.0, max_value=1.0, format="percent", width="small",
+                    help="Share of the group's responses that hold the pattern."),
+                "precision": st.column_config.NumberColumn(
+                    "precision", format="%.2f", width="small",
+                    help="Of the responses compared that hold it (the group's and a sample of the others), "
+                         "the share that are the group's."),
+                **{label.display: st.column_config.NumberColumn(
+                    label.display, format="%d", width="small",
+                    help=f"Records labelled {label.display} that the pattern matches, over the whole data set.")
                    for label in Label},
             },
         )
