@@ -104,6 +104,12 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of ``pid`` so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class TreeMemory:
     """The highest summed resident memory of a process tree, sampled in a thread."""
 
@@ -203,11 +209,15 @@ def dashboard_steps(encoded: Path, rows: int, cache: Path, numba: Path, timeout_
     shown: dict = {}
     timeout_ms = timeout_s * 1000
 
+    cpu = [0.0]
+
     def mark(name: str, since: float) -> float:
-        now = time.perf_counter()
-        figures[name] = {"seconds": now - since, "server_peak_mb": _status_kb(server.pid, "VmHWM") / 1024}
-        say(f"{STEPS[name]}: {now - since:.1f} s, server peak so far "
-            f"{figures[name]['server_peak_mb']:,.0f} MB")
+        now, used = time.perf_counter(), _cpu_seconds(server.pid)
+        figures[name] = {"seconds": now - since, "server_peak_mb": _status_kb(server.pid, "VmHWM") / 1024,
+                         "cpu_seconds": used - cpu[0]}
+        cpu[0] = used
+        say(f"{STEPS[name]}: {now - since:.1f} s (server CPU {figures[name]['cpu_seconds']:.1f} s), "
+            f"server peak so far {figures[name]['server_peak_mb']:,.0f} MB")
         return now
 
     try:
@@ -331,7 +341,8 @@ def _memory(step: dict) -> float | None:
 
 
 def table(results: list[dict]) -> str:
-    """The Markdown table of every step at every size: seconds and peak memory."""
+    """The Markdown table of every step at every size: seconds (CPU seconds of the process tree, for the
+    dashboard of the server alone) and peak memory."""
     head = "| step | " + " | ".join(f"{r['measurements']:,} ({r['rows']:,} rows)" for r in results) + " |"
     lines = [head, "| --- |" + " ---: |" * len(results)]
     for name, title in STEPS.items():
@@ -341,8 +352,9 @@ def table(results: list[dict]) -> str:
             if step is None:
                 cells.append("")
                 continue
-            memory = _memory(step)
-            cells.append(f"{step['seconds']:,.1f} s" + (f", {memory / 1024:.2f} GB" if memory else ""))
+            memory, cpu = _memory(step), step.get("cpu_seconds")
+            cells.append(f"{step['seconds']:,.1f} s" + (f" (CPU {cpu:,.1f} s)" if cpu is not None else "")
+                         + (f", {memory / 1024:.2f} GB" if memory else ""))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines.append("| numba cache at the start | " + " | ".join(r.get("numba_cache", "?") for r in results) + " |")
     lines.append("| load average before / after | "
