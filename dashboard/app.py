@@ -1,6 +1,9 @@
 """quack dashboard: ``streamlit run dashboard/app.py``.
 
-Opens on the built-in sample data and the shipped checkpoint. The pages live in
+Opens on the built-in sample data and the shipped checkpoint, or on what the operator
+names with ``QUACK_DATA=PATH`` (or ``streamlit run dashboard/app.py -- --data PATH``): raw
+Censored Planet files, a data set written by ``quack ingest`` or a folder written by
+``quack encode``, whose latents are read as they are. The pages live in
 ``dashboard/app_pages/``, one file each. What they share lives in one module per
 concern: ``settings`` (the environment), ``session`` (what a session has chosen),
 ``sources`` (sample, files, uploads, checkpoints), ``loaders`` (cached files),

@@ -101,6 +101,10 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
     model = load_model(checkpoint)
     if source.get("holds", "raw") != "raw":
         return _checked(source, checkpoint, model)
+    missing = next((p for p in sources.files_of(source) if not Path(p).exists()), None)
+    if missing is not None:
+        raise ValueError(f"{missing} does not exist; name existing data with QUACK_DATA (or --data) and restart the "
+                         "dashboard, or choose other data on the Data page.")
     out = settings.cache_root() / "datasets" / jobs.dataset_key(source, model.tokenizer_json)
     if (out / "rows.parquet").is_file():
         return out

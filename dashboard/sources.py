@@ -110,8 +110,8 @@ def encoded_parts(source: dict) -> tuple[Path, Path | None]:
         outside the shared folders.
     """
     root = Path(source["paths"][0])
-    data = find_data_set(root, source.get("data"))
     roots = settings.data_roots()
+    data = find_data_set(root, source.get("data"), allowed=None if source.get("trusted") else roots.contains)
     if not source.get("trusted") and not roots.contains(data):
         raise ValueError(
             f"The encoded folder {root.name} was made from a data set outside the folders this server shares; "

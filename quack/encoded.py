@@ -616,11 +616,13 @@ def _same_data_set(candidate: Path, recorded: dict) -> bool:
         return False
 
 
-def find_data_set(path: str | os.PathLike, given: str | os.PathLike | None = None) -> Path:
+def find_data_set(path: str | os.PathLike, given: str | os.PathLike | None = None,
+                  allowed: Callable[[Path], bool] | None = None) -> Path:
     """The data set an encoded folder was made from: ``given``, else the recorded path, else one beside it.
 
     A data set moved or copied along with the encoded folder is found beside it (a
-    sibling folder with the same content) when the recorded path no longer holds it.
+    sibling folder with the same content) when the recorded path no longer holds it;
+    only the folders ``allowed`` accepts are looked into.
 
     Raises
     ------
@@ -635,7 +637,8 @@ def find_data_set(path: str | os.PathLike, given: str | os.PathLike | None = Non
     at = Path(recorded["path"])
     if at.is_dir():
         return at
-    for sibling in sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root):
+    siblings = sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root)
+    for sibling in (p for p in siblings if allowed is None or allowed(p)):
         if _same_data_set(sibling, recorded):
             return sibling
     raise ValueError(

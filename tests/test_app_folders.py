@@ -200,3 +200,9 @@ def test_a_moved_encoded_folder_finds_its_data_set_beside_it(env, monkeypatch, t
     at = opened(tmp_path / "encoded")
     clean(at)
     assert records_shown(at) == rows(env["root"] / "data")
+
+
+def test_data_named_at_start_that_is_not_there_is_one_sentence(env, monkeypatch):
+    monkeypatch.setenv("QUACK_DATA", str(env["root"] / "nowhere"))
+    text = one_sentence(opened(env["root"] / "nowhere"))
+    assert "nowhere does not exist" in text and "QUACK_DATA" in text

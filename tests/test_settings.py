@@ -169,3 +169,18 @@ def test_checkpoints_are_described_without_naming_server_folders(monkeypatch, tm
     assert sources.describe_checkpoint(sources.checkpoint_upload_folder() / "1a2b-mine.ckpt") == "1a2b-mine.ckpt (uploaded)"
     assert sources.describe_checkpoint(tmp_path / "checkpoints" / "trained" / "run.ckpt") == "trained/run.ckpt"
     assert sources.describe_checkpoint(tmp_path / "elsewhere" / "other.ckpt") == "other.ckpt"
+
+
+def test_the_data_opened_at_start_comes_from_the_command_line_else_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("QUACK_DATA", raising=False)
+    monkeypatch.setattr(sys, "argv", ["dashboard/app.py"])
+    assert settings.start_data() is None
+    monkeypatch.setenv("QUACK_DATA", str(tmp_path / "encoded"))
+    assert settings.start_data() == tmp_path / "encoded"
+    monkeypatch.setattr(sys, "argv", ["dashboard/app.py", "--data", str(tmp_path / "data")])
+    assert settings.start_data() == tmp_path / "data"
+    monkeypatch.setattr(sys, "argv", ["dashboard/app.py", f"--data={tmp_path / 'raw.json'}"])
+    assert settings.start_data() == tmp_path / "raw.json"
+    monkeypatch.setenv("QUACK_DATA_ROOTS", str(tmp_path / "shared"))
+    assert settings.data_roots().contains(tmp_path / "raw.json"), "the operator's data is shared"
+    assert not settings.data_roots().contains(tmp_path / "other.json")
