@@ -356,6 +356,8 @@ def precision_curve(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ti
                       dash="dash" if chance else "solid"),
             hovertemplate="P@%{x} = %{y:.2f}<extra>%{fullData.name}</extra>",
         ))
-    fig.update_xaxes(title="K (first records of the ranking)", type="log", gridcolor="#eef0f2")
+    ks = sorted({int(k) for ks_of_method, _ in curves.values() for k in ks_of_method})
+    fig.update_xaxes(title="K (first records of the ranking)", type="log", tickvals=ks, ticktext=[str(k) for k in ks],
+                     gridcolor="#eef0f2")
     fig.update_yaxes(title="precision at K", range=[0, 1.02], gridcolor="#eef0f2")
     return _layout(fig, height=360, title=dict(text=html.escape(title), x=0.01))

@@ -27,7 +27,7 @@ from dashboard.loaders import Session
 from quack.schema import Label
 
 #: Records the dashboard evaluates at most; a larger data set is evaluated with `quack evaluate`.
-MAX_ROWS = 200_000
+MAX_ROWS = 50_000
 #: Folds at most: with more families than this, they are split into this many groups.
 MAX_FOLDS = 5
 #: Smallest family hidden, and HDBSCAN's smallest cluster (as `quack evaluate` by default).
