@@ -55,6 +55,10 @@ def evaluated(env) -> AppTest:
                               discovery.TOP)
     job = jobs.store().submit(key, lambda: None, start=False)
     assert job is not None, "the page started the evaluation"
+    if not job.done():
+        assert any("until it is done the latent classifier ranks" in c.value for c in at.caption)
+        assert "p_censored" in at.dataframe[0].value.columns
+        assert any(p.proto.text.startswith("Evaluating every ranking method") for p in at.get("progress"))
     report = job.result(timeout=600)
     assert report.folds
     at.run()

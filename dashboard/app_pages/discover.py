@@ -100,7 +100,12 @@ with find:
     )
     top = controls[1].slider("Candidates to list", 10, 500, 50, 10, key="discover_top")
     method = (best or discovery.LATENT) if choice == discovery.BEST else choice
-    values = discovery.scores(s, labels, method)
+    try:
+        values = discovery.scores(s, labels, method)
+    except ValueError as error:
+        st.warning(charts.markdown_text(errors.public(f"{method_name(method).capitalize()} cannot rank this data "
+                                                      f"set ({error}); the latent classifier ranks instead.")))
+        method, values = discovery.LATENT, discovery.scores(s, labels, discovery.LATENT)
     if values is None:
         st.info(f"Ranking by {method_name(method)} needs the counts the evaluation is still reading; "
                 "the latent classifier ranks meanwhile.")
@@ -115,7 +120,8 @@ with find:
         cards[1].metric("Held-out F1 (censored)", f"{classifier_report.f1:.3f}")
     else:
         cards[0].metric("Ranking by", method_name(method))
-        cards[1].metric("Evaluation AP", f"{aps.get(method, float('nan')):.2f}",
+        ap = aps.get(method, float("nan"))
+        cards[1].metric("Evaluation AP", f"{ap:.2f}" if np.isfinite(ap) else "–",
                         help="Mean average precision at finding a hidden family (Evaluate tab).")
     undetermined = labels == Label.UNDETERMINED
     cards[2].metric("Undetermined records", f"{int(undetermined.sum()):,}")
