@@ -206,3 +206,22 @@ def test_data_named_at_start_that_is_not_there_is_one_sentence(env, monkeypatch)
     monkeypatch.setenv("QUACK_DATA", str(env["root"] / "nowhere"))
     text = one_sentence(opened(env["root"] / "nowhere"))
     assert "nowhere does not exist" in text and "QUACK_DATA" in text
+
+
+def test_texts_are_read_for_the_ids_asked_and_streamed_whole_across_parts(env):
+    from dashboard import loaders, tables
+    from quack.datafolder import DataFolder
+
+    folder = env["root"] / "parts"
+    whole = DataFolder.open(folder).read_rows(list(loaders.TEXT_COLUMNS))
+    n = len(whole)
+    ids = [n - 1, 0, 5, n - 1, 70]
+    assert list(loaders.texts(folder, ids)) == list(tables.response_texts(whole).to_numpy()[ids])
+    assert list(loaders.bodies(folder, ids)) == whole["body"].fillna("").to_numpy()[ids].tolist()
+    assert list(loaders.iter_bodies(folder)) == whole["body"].fillna("").tolist()
+    assert loaders.snippets(folder).to_pylist() == [tables.snippet(t) for t in tables.response_texts(whole)]
+    records = loaders.rows(folder)
+    assert records["id"].tolist() == list(range(n)) and records["country"].dtype == "category"
+    assert "body" not in records, "the records frame holds no response text"
+    with pytest.raises(ValueError, match=f"no record {n} in this data set"):
+        loaders.texts(folder, [n])
