@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.tables import HOVER_COLUMNS
+from dashboard.tables import HOVER_COLUMNS, snippet
 from quack.schema import Label
 
 LABEL_COLORS = {name: label.colour for name, label in Label.by_display().items()}
@@ -71,16 +71,20 @@ def markdown_text(value) -> str:
 
 
 _HOVER = "%{hovertext}<extra>%{fullData.name}</extra>"
+#: Characters of a response a map point's hover box shows.
+HOVER_SNIPPET = 80
 # The density layer: white where there is nothing, through light grey-blue to blue.
-DENSITY_COLORS = [[0.0, "#f4f6f9"], [0.5, "#c9d6e6"], [1.0, "#7d9cc4"]]
+DENSITY_COLORS = [[0.0, "#ffffff"], [0.15, "#e6ecf4"], [0.6, "#b7c7de"], [1.0, "#6f8fbf"]]
 
 
 def hover_texts(hover: pd.DataFrame) -> np.ndarray:
     """The hover box of each map point as escaped HTML, from the columns of :data:`~dashboard.tables.HOVER_COLUMNS`.
 
     Made once for the drawn points and passed to :func:`map_figure`, so a colour change
-    does not format a hundred thousand boxes again.
+    does not format a hundred thousand boxes again. Snippets are cut to
+    :data:`HOVER_SNIPPET` characters: every box travels to the browser with the figure.
     """
+    hover = hover.assign(snippet=[snippet(t, HOVER_SNIPPET) for t in hover["snippet"].to_numpy()])
     part = {c: pd.Series(escaped(hover[c].to_numpy()), dtype=object) for c in HOVER_COLUMNS[1:]}
     ids = pd.Series(np.asarray(hover["id"]).astype(str), dtype=object)
     text = ("<b>" + part["domain"] + "</b><br>record " + ids + " · vp " + part["vp"] + " · " + part["country"]
@@ -89,15 +93,13 @@ def hover_texts(hover: pd.DataFrame) -> np.ndarray:
 
 
 def density_trace(counts: np.ndarray, x_centres: np.ndarray, y_centres: np.ndarray) -> go.Heatmap:
-    """A heatmap of how many map points fall in each cell, log-scaled, empty cells left out.
+    """A heatmap of how many map points fall in each cell, log-scaled, empty cells white.
 
     It goes under the drawn points, so regions whose points are not drawn still show.
     """
-    shade = np.log1p(np.asarray(counts, dtype=np.float64))
-    shade[shade == 0] = np.nan
     return go.Heatmap(
-        z=shade, x=x_centres, y=y_centres, colorscale=DENSITY_COLORS, showscale=False, hoverinfo="skip",
-        name="all records", zsmooth=False,
+        z=np.log1p(np.asarray(counts, dtype=np.float32)), x=x_centres, y=y_centres, colorscale=DENSITY_COLORS,
+        zmin=0, showscale=False, hoverinfo="skip", name="all records", zsmooth="best",
     )
 
 

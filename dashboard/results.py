@@ -22,7 +22,7 @@ from quack.schema import Label, label_names
 #: The UMAP options a map starts with; other pages use the map made with them.
 #: ``fit_rows``: UMAP is fitted on at most this many records, the others placed by them (0: all).
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", "fit_rows": 50_000}
-#: Cells along each axis of a map's density layer.
+#: Most cells along each axis of a map's density layer; fewer records get coarser cells.
 DENSITY_BINS = 200
 
 
@@ -179,8 +179,13 @@ def _density(map_key: tuple, bins: int, _coords: np.ndarray):
 
 
 def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The density layer of a 2-D map (:func:`quack.projection.density`), once per map (its store key)."""
-    return _density(map_key, DENSITY_BINS, coords)
+    """The density layer of a 2-D map (:func:`quack.projection.density`), once per map (its store key).
+
+    About two records per cell along each axis' square root, between 40 and
+    :data:`DENSITY_BINS` cells, so a small map's layer is not a scatter of single records.
+    """
+    bins = int(np.clip(np.sqrt(len(coords)) / 2, 40, DENSITY_BINS))
+    return _density(map_key, bins, coords)
 
 
 def classifier(s: Session, seed: int = 0):

@@ -72,6 +72,25 @@ if method == "UMAP":
         notice.warning(charts.markdown_text(errors.public(f"UMAP failed ({job.exception()}); showing the PCA map.")))
         jobs.store().forget(key)
         failed = True
+    else:
+        why = "" if umap_ready() else " (compiling UMAP the first time adds about ten seconds)"
+        notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
+        progress = jobs.store().progress(key)
+        fitted = min(fit_rows or n, n)
+
+        @st.fragment(run_every=2)
+        def _umap_progress() -> None:
+            running = jobs.store().submit(key, lambda: None, start=False)
+            if running is not None and running.done():
+                st.rerun()
+            if progress.done == 0:
+                st.progress(0.0, text=f"Fitting UMAP on {fitted:,} of {n:,} records — {progress.elapsed():,.0f} s")
+            else:
+                st.progress(progress.done / max(progress.total, 1), text=(
+                    f"Placing the other records beside their nearest fitted ones — {progress.done:,} / "
+                    f"{progress.total:,} — {progress.elapsed():,.0f} s"))
+
+        _umap_progress()
 
 chosen = session.record()
 neighbours, distances = np.empty(0, np.int64), np.empty(0, np.float32)
@@ -169,22 +188,6 @@ with right:
         st.switch_page("app_pages/attention.py")
 
 if method == "UMAP" and shown != "UMAP" and not failed:
-    # Started only now that the PCA map is on screen, so it does not slow the first map.
-    key, job = results.umap_job(s, *umap_options)
-    why = "" if umap_ready() else " (compiling UMAP the first time adds about ten seconds)"
-    notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
-    progress = jobs.store().progress(key)
-    fitted = min(fit_rows or n, n)
-
-    @st.fragment(run_every=2)
-    def _swap_when_ready() -> None:
-        if job.done():
-            st.rerun()
-        if progress.done == 0:
-            st.progress(0.0, text=f"Fitting UMAP on {fitted:,} of {n:,} records — {progress.elapsed():,.0f} s")
-        else:
-            st.progress(progress.done / max(progress.total, 1), text=(
-                f"Placing the other records beside their nearest fitted ones — {progress.done:,} / "
-                f"{progress.total:,} — {progress.elapsed():,.0f} s"))
-
-    _swap_when_ready()
+    # Started only now that the PCA map is on screen, so it does not slow the first map;
+    # the progress bar above follows it.
+    results.umap_job(s, *umap_options)
