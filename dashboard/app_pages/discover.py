@@ -81,10 +81,61 @@ find, cluster, evaluate = st.tabs(
     ["Candidates", "Clusters and fingerprints", "Evaluate"], key="discover_tab", on_change="rerun"
 )
 
-with find:
-    aps = discovery.average_precisions(report) if report is not None else {}
-    best = discovery.best_method(report) if report is not None else None
+aps = discovery.average_precisions(report) if report is not None else {}
+best = discovery.best_method(report) if report is not None else None
 
+# The Evaluate tab first: it only reads the background job, so it shows at once while the
+# candidates are computed.
+with evaluate:
+    st.caption(
+        "Leave-fingerprints-out: hide a family of blockpage fingerprints, so its records become undetermined; "
+        "train each method on the labels left; rank every undetermined record and score how many of the hidden "
+        "records come first. A method that ranks them high would have found those blockpages before their "
+        f"fingerprints were written. Up to {discovery.MAX_FOLDS} folds, families of at least "
+        f"{discovery.MIN_ROWS} records; figures are the mean ± sd over folds."
+    )
+    if refused is not None:
+        st.warning(charts.markdown_text(errors.public(refused)))
+    elif failure is not None:
+        # A data set the protocol cannot score (no family large enough) is not a fault.
+        if isinstance(failure, ValueError):
+            st.warning(charts.markdown_text(errors.public(failure)))
+        else:
+            errors.show(f"The evaluation failed ({failure}).")
+    elif report is None:
+        key = discovery.evaluation_key(s, labels)
+
+        @st.fragment(run_every=1.5)
+        def _evaluation_progress() -> None:
+            if evaluation.done():
+                st.rerun()
+            share, text = discovery.progress_of(key)
+            st.progress(share, text=f"Evaluating every ranking method — {charts.markdown_text(text)}")
+
+        _evaluation_progress()
+    else:
+        hidden = sum(fold["positives"] for fold in report.folds)
+        cards = st.columns(4)
+        cards[0].metric("Folds", len(report.folds), help="Each fold hides one or more fingerprint families.")
+        cards[1].metric("Hidden records", f"{hidden:,}")
+        cards[2].metric("Best method", method_name(best), delta=f"AP {aps[best]:.2f}", delta_color="off",
+                        delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
+        cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
+                        help="Share of a hidden record's ten nearest latents that belong to its own family.")
+        st.dataframe(discovery.summary_table(report), hide_index=True, key="evaluation_table")
+        st.plotly_chart(charts.precision_curve(discovery.precision_curves(report), "Precision at K, mean over folds"),
+                        config=charts.PLOT_CONFIG, key="evaluation_curve")
+        with st.expander("Folds"):
+            st.dataframe(
+                pd.DataFrame([{
+                    "hidden families": ", ".join(fold["hidden"]), "hidden records": fold["positives"],
+                    "undetermined ranked": fold["ranked"],
+                    **{f"AP {method_name(m)}": round(fold["scores"][m]["ap"], 3) for m in report.methods},
+                } for fold in report.folds]),
+                hide_index=True,
+            )
+
+with find:
     def choice_label(method: str) -> str:
         if method == discovery.BEST:
             if best is None:
@@ -170,55 +221,6 @@ with find:
                 t.name.split(" ")[0], charts.OTHER_COLOR))
         )
         st.plotly_chart(fig, config=charts.PLOT_CONFIG, key="candidate_map")
-
-with evaluate:
-    st.caption(
-        "Leave-fingerprints-out: hide a family of blockpage fingerprints, so its records become undetermined; "
-        "train each method on the labels left; rank every undetermined record and score how many of the hidden "
-        "records come first. A method that ranks them high would have found those blockpages before their "
-        f"fingerprints were written. Up to {discovery.MAX_FOLDS} folds, families of at least "
-        f"{discovery.MIN_ROWS} records; figures are the mean ± sd over folds."
-    )
-    if refused is not None:
-        st.warning(charts.markdown_text(errors.public(refused)))
-    elif failure is not None:
-        # A data set the protocol cannot score (no family large enough) is not a fault.
-        if isinstance(failure, ValueError):
-            st.warning(charts.markdown_text(errors.public(failure)))
-        else:
-            errors.show(f"The evaluation failed ({failure}).")
-    elif report is None:
-        key = discovery.evaluation_key(s, labels)
-
-        @st.fragment(run_every=1.5)
-        def _evaluation_progress() -> None:
-            if evaluation.done():
-                st.rerun()
-            share, text = discovery.progress_of(key)
-            st.progress(share, text=f"Evaluating every ranking method — {charts.markdown_text(text)}")
-
-        _evaluation_progress()
-    else:
-        hidden = sum(fold["positives"] for fold in report.folds)
-        cards = st.columns(4)
-        cards[0].metric("Folds", len(report.folds), help="Each fold hides one or more fingerprint families.")
-        cards[1].metric("Hidden records", f"{hidden:,}")
-        cards[2].metric("Best method", method_name(best), delta=f"AP {aps[best]:.2f}", delta_color="off",
-                        delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
-        cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
-                        help="Share of a hidden record's ten nearest latents that belong to its own family.")
-        st.dataframe(discovery.summary_table(report), hide_index=True, key="evaluation_table")
-        st.plotly_chart(charts.precision_curve(discovery.precision_curves(report), "Precision at K, mean over folds"),
-                        config=charts.PLOT_CONFIG, key="evaluation_curve")
-        with st.expander("Folds"):
-            st.dataframe(
-                pd.DataFrame([{
-                    "hidden families": ", ".join(fold["hidden"]), "hidden records": fold["positives"],
-                    "undetermined ranked": fold["ranked"],
-                    **{f"AP {method_name(m)}": round(fold["scores"][m]["ap"], 3) for m in report.methods},
-                } for fold in report.folds]),
-                hide_index=True,
-            )
 
 with cluster:
     size = st.slider("Smallest cluster", 5, 200, 25, 5, key="cluster_size")
