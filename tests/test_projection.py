@@ -252,3 +252,15 @@ def test_density_cells_hold_the_points_at_their_centres():
     assert counts[0, 0] == 2 and counts[1, 1] == 1 and counts.sum() == 3
     lopsided = projection.density(np.array([[0.0, 0.9], [0.9, 0.0]]), bins=2, extent=(0, 1, 0, 1))[0]
     assert lopsided[1, 0] == 1 and lopsided[0, 1] == 1, "rows run along y"
+
+
+def test_pca_of_many_rows_fits_on_a_subset_and_projects_every_row(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(3_000, 6)) * [5, 3, 1, 0.5, 0.2, 0.1]).astype(np.float32)
+    whole = projection.pca(x, 2)
+    monkeypatch.setattr(projection, "_PCA_FIT_ROWS", 500)
+    subset = projection.pca(x, 2)
+    assert subset.shape == (3_000, 2)
+    for axis in range(2):
+        assert abs(np.corrcoef(whole[:, axis], subset[:, axis])[0, 1]) > 0.99
+    np.testing.assert_array_equal(subset, projection.pca(x, 2))
