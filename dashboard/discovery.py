@@ -188,11 +188,6 @@ def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None) -> Futur
     return evaluation_job(s, labels, relabelled, start=False) or evaluation_job(s, labels, relabelled)
 
 
-def finished_evaluation(s: Session, labels: np.ndarray):
-    """The session's evaluation report when it is done, else None."""
-    return jobs.store().finished(evaluation_key(s, labels))
-
-
 def summary_table(report) -> pd.DataFrame:
     """Each method's figures as ``mean ± sd`` over folds, the best AP first, the random ranking last."""
     summary = report.summary()
@@ -264,13 +259,6 @@ def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
 
     return results.computed(jobs.ranking_key(s.identity, labels, method), compute,
                             f"Ranking by {method.replace('_', ' ')}")
-
-
-def rank(values: np.ndarray, labels: np.ndarray, top: int) -> np.ndarray:
-    """The ``top`` undetermined records, highest score first (ties in row order, NaN last)."""
-    undetermined = np.flatnonzero(np.asarray(labels) == Label.UNDETERMINED)
-    key = np.nan_to_num(np.asarray(values, dtype=np.float64)[undetermined], nan=-np.inf)
-    return undetermined[np.argsort(-key, kind="stable")][:top]
 
 
 # ----------------------------------------------------------------------------------

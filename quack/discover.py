@@ -25,7 +25,7 @@ import pandas as pd
 from quack.projection import pca
 from quack.schema import Label
 
-__all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "propose_pattern", "Proposal",
+__all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "Proposal",
            "propose_patterns", "MatchCounts", "match_counts", "count_matches"]
 
 # HDBSCAN's neighbour search degrades to brute force in hundreds of dimensions; the
@@ -146,80 +146,6 @@ def rank_candidates(probabilities: np.ndarray, labels: np.ndarray, top: int | No
     undetermined = np.flatnonzero(np.asarray(labels) == Label.UNDETERMINED)
     order = undetermined[np.argsort(-probabilities[undetermined], kind="stable")]
     return order if top is None else order[:top]
-
-
-def _common_of_length(texts: list[str], length: int, needed: int) -> str | None:
-    seen: set[str] = set()
-    first = texts[0]
-    for start in range(len(first) - length + 1):
-        piece = first[start : start + length]
-        if piece in seen or not piece.strip():
-            continue
-        seen.add(piece)
-        if sum(piece in t for t in texts) >= needed:
-            return piece
-    return None
-
-
-def propose_pattern(bodies: list[str], min_length: int = 8, share: float = 1.0, max_chars: int = 4000) -> str:
-    """Propose a fingerprint pattern: the longest text common to the responses, escaped.
-
-    Parameters
-    ----------
-    bodies : list of str
-        Responses that should all match (those of one cluster, say).
-    min_length : int, optional
-        Shortest acceptable common text, by default 8 characters, so the pattern is
-        specific enough to use.
-    share : float, optional
-        Fraction of the responses that must contain the text, by default 1.0 (all);
-        lower it when a cluster holds a few unrelated responses.
-    max_chars : int, optional
-        Only the first ``max_chars`` characters of each response are compared, by
-        default 4000: blockpages announce themselves early.
-
-    Returns
-    -------
-    str
-        A regular expression (Python ``re`` syntax, literal text escaped) that matches
-        at least ``share`` of the responses.
-
-    Raises
-    ------
-    ValueError
-        If no response has text, or the responses share no text of ``min_length``
-        characters.
-    """
-    texts = [str(b)[:max_chars] for b in bodies if b and str(b).strip()]
-    if not texts:
-        raise ValueError("None of the chosen responses has any text to build a pattern from.")
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"share must lie in (0, 1], got {share}.")
-    needed = max(1, int(np.ceil(share * len(texts))))
-    # With share < 1 the first response may be an outlier; try the shortest few.
-    shortest = sorted(range(len(texts)), key=lambda i: len(texts[i]))[: len(texts) - needed + 1]
-    best: str | None = None
-    for i in shortest:
-        # By position, not identity: equal responses may be one string object.
-        first, ordered = texts[i], [texts[i], *texts[:i], *texts[i + 1 :]]
-        low, high = min_length, len(first)
-        found = None
-        # A common text of length L contains one of every shorter length, so the
-        # longest length can be found by bisection.
-        while low <= high:
-            mid = (low + high) // 2
-            piece = _common_of_length(ordered, mid, needed)
-            if piece is not None:
-                found, low = piece, mid + 1
-            else:
-                high = mid - 1
-        if found is not None and (best is None or len(found) > len(best)):
-            best = found
-    if best is None:
-        raise ValueError(
-            f"The chosen responses share no text of at least {min_length} characters; write the pattern by hand."
-        )
-    return _literal_pattern(best.strip())
 
 
 def _literal_pattern(text: str) -> str:

@@ -51,40 +51,6 @@ def test_rank_candidates_keeps_only_undetermined_rows_most_likely_first():
     assert discover.rank_candidates(probabilities, labels, top=1).tolist() == [2]
 
 
-def test_propose_pattern_matches_every_response_and_escapes_regex_characters():
-    bodies = [
-        "<html><title>Access denied (policy 7.1)</title> id=1</html>",
-        "HTTP/1.1 200 OK\r\n\r\n<html><title>Access denied (policy 7.1)</title> id=22</html>",
-        "<title>Access denied (policy 7.1)</title>",
-    ]
-    pattern = discover.propose_pattern(bodies)
-    assert "Access denied \\(policy 7\\.1\\)" in pattern
-    assert all(re.search(pattern, b, re.DOTALL) for b in bodies)
-    assert not re.search(pattern, "Access denied (policy 7x1)")
-
-
-def test_propose_pattern_tolerates_an_outlier_when_asked():
-    bodies = ["Blocked by the national filter #1", "Blocked by the national filter #2", "something else entirely"]
-    with pytest.raises(ValueError, match="share no text"):
-        discover.propose_pattern(bodies, min_length=12)
-    pattern = discover.propose_pattern(bodies, min_length=12, share=0.6)
-    assert pattern.startswith("Blocked by the national filter")
-
-
-def test_propose_pattern_needs_text():
-    with pytest.raises(ValueError, match="None of the chosen responses has any text"):
-        discover.propose_pattern(["", "   "])
-
-
-def test_propose_pattern_writes_control_characters_readably():
-    bodies = ["HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 1",
-              "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n<b>blocked\tnow</b> 22"]
-    pattern = discover.propose_pattern(bodies)
-    assert "\r" not in pattern and "\n" not in pattern and "\t" not in pattern
-    assert "Forbidden\\r\\nConnection" in pattern
-    assert all(re.search(pattern, b, re.DOTALL) for b in bodies)
-
-
 def _page(title: str, body: str, request: int) -> str:
     """A page with the boilerplate blockpages and ordinary pages share, and a per-request id."""
     return ('<!DOCTYPE html><html><head><meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -152,21 +118,6 @@ def test_propose_patterns_refuse_what_they_cannot_do():
         discover.propose_patterns(CLUSTER, OTHERS, share=0)
     with pytest.raises(ValueError, match="min_length <= max_length"):
         discover.propose_patterns(CLUSTER, OTHERS, min_length=20, max_length=10)
-
-
-def test_propose_pattern_gives_the_longest_shared_text_which_contrast_improves_on():
-    """The one-pattern proposal takes the longest text in common, here boilerplate every page has."""
-    pattern = discover.propose_pattern(CLUSTER)
-    assert all(re.search(pattern, text, re.DOTALL) for text in CLUSTER)
-    assert all(re.search(pattern, text, re.DOTALL) for text in OTHERS)
-    best = discover.propose_patterns(CLUSTER, OTHERS)[0].pattern
-    assert not any(re.search(best, text, re.DOTALL) for text in OTHERS)
-
-
-def test_propose_pattern_takes_equal_responses_that_are_one_object():
-    # Arrow hands equal strings over as one Python object.
-    body = "<html><head><title>Blocked here</title></head></html>"
-    assert discover.propose_pattern([body, body, body]) == "<html><head><title>Blocked here</title></head></html>"
 
 
 @pytest.fixture(scope="module")
@@ -265,15 +216,6 @@ def test_precision_curves_stop_at_the_records_ranked():
     ks, values = curves["latent_classifier"]
     assert ks == [5, 10] and values == pytest.approx([0.3, 0.15])
     assert set(curves) == {"latent_classifier", "random"}
-
-
-def test_rank_lists_undetermined_records_highest_score_first():
-    from dashboard import discovery
-
-    labels = np.array([1, 0, 0, -1, 0, 0])
-    scores = np.array([0.9, 0.2, np.nan, 0.99, 0.7, 0.2])
-    assert discovery.rank(scores, labels, top=10).tolist() == [4, 1, 5, 2]
-    assert discovery.rank(scores, labels, top=1).tolist() == [4]
 
 
 def test_fold_count_is_one_per_family_large_enough_and_bounded():

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, discovery, errors, jobs, loaders, results, session, settings, tables
-from quack.discover import cluster_summary
+from quack.discover import cluster_summary, rank_candidates
 from quack.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
 from quack.schema import Label
@@ -179,7 +179,7 @@ with find:
     if method == discovery.LATENT:
         cards[3].metric("Undetermined scoring ≥ 0.5", f"{int((undetermined & (values >= 0.5)).sum()):,}")
 
-    ranked = discovery.rank(values, labels, top)
+    ranked = rank_candidates(values, labels, top=top)
     if not len(ranked):
         st.warning("There are no undetermined records to rank in this data set.")
     else:
