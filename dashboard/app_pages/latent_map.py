@@ -147,19 +147,20 @@ if reported and reported != session.map_event():
             session.set_record(ids[0])
     st.rerun()
 
+st.subheader("Selection")
+selection = session.selection()
+if selection:
+    counts = selection_counts(selection, labels, drawn)
+    cells = st.columns(5)
+    cells[0].metric("Selected", f"{counts['selected']:,}")
+    for cell, name in zip(cells[1:4], Label.by_display()):
+        cell.metric(name.capitalize(), f"{counts[name]:,}")
+    cells[4].metric("Not drawn", f"{counts['not drawn']:,}", help="selected records the map does not draw")
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("Selection")
-    selection = session.selection()
     if not selection:
         st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
     else:
-        counts = selection_counts(selection, labels, drawn)
-        cells = st.columns(5)
-        cells[0].metric("Selected", f"{counts['selected']:,}")
-        for cell, name in zip(cells[1:4], Label.by_display()):
-            cell.metric(name.capitalize(), f"{counts[name]:,}")
-        cells[4].metric("Not drawn", f"{counts['not drawn']:,}", help="selected records the map does not draw")
         listed = selection[:LISTED]
         table = tables.record_table(frame, labels, loaders.texts(s.data_dir, listed), listed)
         st.caption(f"{len(selection):,} records selected" + (f"; the first {LISTED:,} listed" if len(selection) > LISTED else ""))
