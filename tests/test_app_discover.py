@@ -134,3 +134,17 @@ def test_proposals_show_their_matches_per_label_and_the_ticked_ones_load_with_th
     loaded = Fingerprints.load([saved])
     body = next(b for b, h in zip(rows["body"], hit) if h)
     assert loaded.match(body) == (True, "e_unk_proposed")
+
+
+def test_a_data_set_too_large_to_evaluate_here_is_told_so_and_ranked_by_the_latent_classifier(env, monkeypatch):
+    monkeypatch.setattr(discovery, "MAX_ROWS", 10)
+    at = discover_page()
+    assert_clean(at)
+    assert any("more than the 10 the dashboard evaluates" in w.value and "quack evaluate" in w.value
+               for w in at.warning)
+    assert any("could not run on this data set" in c.value for c in at.caption)
+    assert "p_censored" in at.dataframe[0].value.columns
+    at.selectbox(key="discover_method").set_value("tfidf_text").run()
+    assert_clean(at)
+    assert any("too large for here" in i.value for i in at.info)
+    assert "p_censored" in at.dataframe[0].value.columns

@@ -158,11 +158,14 @@ with find:
                                                       f"set ({error}); the latent classifier ranks instead.")))
         method, values = discovery.LATENT, discovery.scores(s, labels, discovery.LATENT)
     if values is None:
-        st.info(f"Ranking by {method_name(method)} needs the counts the evaluation is still reading; "
-                "the latent classifier ranks meanwhile.")
+        why = "the evaluation reads, which this data set is too large for here" if refused is not None else \
+            "the evaluation is still reading"
+        st.info(f"Ranking by {method_name(method)} needs the counts {why}; the latent classifier ranks instead.")
         method, values = discovery.LATENT, discovery.scores(s, labels, discovery.LATENT)
-    if report is None and refused is None:
-        st.caption("The evaluation is running (Evaluate tab); until it is done the latent classifier ranks.")
+    if report is None and choice == discovery.BEST:
+        st.caption("The evaluation is running (Evaluate tab); until it is done the latent classifier ranks."
+                   if refused is None and failure is None else
+                   "The evaluation could not run on this data set (Evaluate tab); the latent classifier ranks.")
 
     cards = st.columns(4)
     if method == discovery.LATENT:
