@@ -120,6 +120,19 @@ def _distances(queries, x, metric: str):
     return torch.cdist(queries, x, p=2.0, compute_mode="use_mm_for_euclid_dist")
 
 
+def _nearest(queries, reference, k: int, metric: str):
+    """Distances to each query's ``k`` nearest reference rows, and their indices (torch tensors)."""
+    import torch
+
+    if metric != "euclidean":
+        return _distances(queries, reference, metric).topk(k, dim=1, largest=False)
+    # Ranked by |r|^2 - 2 q.r, one matrix product and no pass for the square root over
+    # every pair: about twice as fast as the full distances, which only the k nearest need.
+    score = torch.addmm((reference * reference).sum(dim=1), queries, reference.T, alpha=-2.0)
+    values, nearest = score.topk(k, dim=1, largest=False)
+    return (values + (queries * queries).sum(dim=1, keepdim=True)).clamp_(min=0.0).sqrt_(), nearest
+
+
 def _tensor(x: np.ndarray):
     """A torch view of ``x`` (a copy when ``x`` is read-only, which torch cannot share)."""
     import torch
@@ -320,8 +333,7 @@ def umap_at_scale(
     chunk = max(1, _KNN_BLOCK_VALUES // len(landmarks))
     for start in range(0, len(rest), chunk):
         rows = rest[start: start + chunk]
-        distances, nearest = _distances(_tensor(np.ascontiguousarray(x[rows])), reference, metric).topk(
-            k, dim=1, largest=False)
+        distances, nearest = _nearest(_tensor(np.ascontiguousarray(x[rows])), reference, k, metric)
         # Closer fitted records pull harder; an exact duplicate lands on its twin.
         weights = 1.0 / (distances + 1e-6)
         weights /= weights.sum(dim=1, keepdim=True)

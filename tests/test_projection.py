@@ -264,3 +264,16 @@ def test_pca_of_many_rows_fits_on_a_subset_and_projects_every_row(monkeypatch):
     for axis in range(2):
         assert abs(np.corrcoef(whole[:, axis], subset[:, axis])[0, 1]) > 0.99
     np.testing.assert_array_equal(subset, projection.pca(x, 2))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_nearest_reference_rows_match_the_full_distances(metric):
+    import torch
+
+    rng = np.random.default_rng(3)
+    queries, reference = (torch.from_numpy(rng.normal(size=shape).astype(np.float32)) for shape in ((200, 12), (900, 12)))
+    distances, nearest = projection._nearest(queries, reference, 7, metric)
+    full = projection._distances(queries, reference, metric).numpy()
+    expected = np.argsort(full, axis=1)[:, :7]
+    np.testing.assert_array_equal(nearest.numpy(), expected)
+    np.testing.assert_allclose(distances.numpy(), np.take_along_axis(full, expected, axis=1), atol=1e-4)
