@@ -41,9 +41,10 @@ from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  
 from quack.sample import write_sample  # noqa: E402
 
 SAMPLE = {"n": 5000, "seed": 0}
-TOKENIZER = {"vocab_size": 4000, "max_tokens": 128}
-MODEL = {"embed_size": 64, "hidden_size": 128, "layers": 1, "learning_rate": 3e-3, "teacher_forcing_ratio": 0.5}
-TRAINER = {"max_epochs": 10, "batch_size": 64, "seed": 0, "patience": 3}
+TOKENIZER = {"vocab_size": 4000, "max_tokens": 128, "fields": ["status", "headers", "body", "service", "error"]}
+MODEL = {"embed_size": 64, "hidden_size": 128, "layers": 1, "learning_rate": 3e-3, "teacher_forcing_ratio": 0.5,
+         "pooling": "mean"}
+TRAINER = {"max_epochs": 7, "batch_size": 64, "seed": 0, "patience": 3}
 TOP = 50
 
 
