@@ -263,7 +263,7 @@ with cluster:
     mix = pd.Series({label.display: info[label.display] for label in Label})
     b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
 
-    st.subheader("Propose fingerprints")
+    st.subheader("Propose a fingerprint")
     selection = np.asarray([i for i in session.selection() if 0 <= i < len(frame)], dtype=np.int64)
     group_name, group = f"cluster {chosen}", members
     if len(selection):
