@@ -194,6 +194,7 @@ def dashboard_steps(encoded: Path, rows: int, cache: Path, numba: Path, timeout_
         with the server's peak memory so far; and what the page showed (records, the
         selection's line, the server's peak memory at the end).
     """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -234,27 +235,33 @@ def dashboard_steps(encoded: Path, rows: int, cache: Path, numba: Path, timeout_
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(timeout_ms)
-            page.goto(f"http://127.0.0.1:{port}")
-            page.locator(f"{PLOTLY} .scatterlayer, {PLOTLY} canvas").first.wait_for()
-            mark("first_map", start)
-            records = page.locator('[data-testid="stMetric"]', has_text="Records").first
-            shown["records"] = int(records.locator('[data-testid="stMetricValue"]').inner_text().replace(",", ""))
-            if shown["records"] != rows:
-                raise RuntimeError(f"The dashboard shows {shown['records']:,} records, not the {rows:,} of "
-                                   f"QUACK_DATA={encoded}: it did not open the encoded folder.")
-            page.get_by_text("Map: UMAP").wait_for()
-            _settle(page, timeout_ms)
-            now = mark("umap_map", start)
-            page.get_by_role("combobox", name="Colour by").click()
-            page.get_by_role("option", name="Country").click()
-            page.get_by_text("coloured by country").first.wait_for()
-            _settle(page, timeout_ms)
-            now = mark("colour", now)
-            _lasso(page)
-            page.get_by_text("records selected").wait_for()
-            _settle(page, timeout_ms)
-            mark("lasso", now)
-            shown["selected"] = page.get_by_text("records selected").first.inner_text()
+            try:
+                page.goto(f"http://127.0.0.1:{port}")
+                page.locator(f"{PLOTLY} .scatterlayer, {PLOTLY} canvas").first.wait_for()
+                mark("first_map", start)
+                records = page.locator('[data-testid="stMetric"]', has_text="Records").first
+                shown["records"] = int(records.locator('[data-testid="stMetricValue"]').inner_text().replace(",", ""))
+                if shown["records"] != rows:
+                    raise RuntimeError(f"The dashboard shows {shown['records']:,} records, not the {rows:,} of "
+                                       f"QUACK_DATA={encoded}: it did not open the encoded folder.")
+                page.get_by_text("Map: UMAP").wait_for()
+                _settle(page, timeout_ms)
+                now = mark("umap_map", start)
+                page.get_by_role("combobox", name="Colour by").click()
+                page.get_by_role("option", name="Country").click()
+                page.get_by_text("coloured by country").first.wait_for()
+                _settle(page, timeout_ms)
+                now = mark("colour", now)
+                _lasso(page)
+                page.get_by_text("records selected").wait_for()
+                _settle(page, timeout_ms)
+                mark("lasso", now)
+                shown["selected"] = page.get_by_text("records selected").first.inner_text()
+            except PlaywrightTimeout:
+                # Keep the steps reached: at a size the machine cannot finish, they are the figures.
+                waiting = next(name for name in ("first_map", "umap_map", "colour", "lasso") if name not in figures)
+                shown["stopped"] = f"{STEPS[waiting]} not reached within {timeout_s:,.0f} s"
+                say(shown["stopped"])
             page.screenshot(path=str(cache / "dashboard.png"))
             browser.close()
         shown["server_peak_mb"] = _status_kb(server.pid, "VmHWM") / 1024
@@ -356,6 +363,8 @@ def table(results: list[dict]) -> str:
             cells.append(f"{step['seconds']:,.1f} s" + (f" (CPU {cpu:,.1f} s)" if cpu is not None else "")
                          + (f", {memory / 1024:.2f} GB" if memory else ""))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    if any("stopped" in r.get("dashboard", {}) for r in results):
+        lines.append("| stopped | " + " | ".join(r.get("dashboard", {}).get("stopped", "") for r in results) + " |")
     lines.append("| numba cache at the start | " + " | ".join(r.get("numba_cache", "?") for r in results) + " |")
     lines.append("| load average before / after | "
                  + " | ".join(f"{r['load_before']} / {r.get('load_after', '?')}" for r in results) + " |")
