@@ -126,8 +126,8 @@ def selection_counts(ids: Sequence[int] | np.ndarray, labels: np.ndarray, drawn:
     rows = np.asarray(ids, dtype=np.int64)
     chosen = np.asarray(labels)[rows]
     counts = {"selected": len(rows)}
-    for name, label in Label.by_display().items():
-        counts[name] = int((chosen == label).sum()) if label != Label.UNDETERMINED else 0
+    counts.update({label.display: int((chosen == label).sum()) for label in Label.labelled()})
+    # As everywhere, a code that is no label reads as undetermined.
     counts[Label.UNDETERMINED.display] = len(rows) - sum(counts[label.display] for label in Label.labelled())
     is_drawn = np.zeros(len(labels), dtype=bool)
     is_drawn[np.asarray(drawn, dtype=np.int64)] = True

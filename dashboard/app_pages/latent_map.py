@@ -54,7 +54,8 @@ with controls[3].expander("UMAP options"):
     fit_rows = st.number_input(
         "Records to fit on", 100, 1_000_000, UMAP_DEFAULTS["fit_rows"], 10_000, key="umap_fit_rows",
         disabled=fit_all,
-        help="UMAP is fitted on this many records, every label kept; the others are placed beside their nearest fitted records.",
+        help="UMAP is fitted on this many records, every label kept; "
+        "the others are placed beside their nearest fitted records.",
     )
     fit_rows = 0 if fit_all else int(fit_rows)
 
@@ -163,7 +164,8 @@ with left:
     else:
         listed = selection[:LISTED]
         table = tables.record_table(frame, labels, loaders.texts(s.data_dir, listed), listed)
-        st.caption(f"{len(selection):,} records selected" + (f"; the first {LISTED:,} listed" if len(selection) > LISTED else ""))
+        more = f"; the first {LISTED:,} listed" if len(selection) > LISTED else ""
+        st.caption(f"{len(selection):,} records selected{more}")
         st.dataframe(table, hide_index=True, height=320)
         if st.button("Clear selection"):
             session.set_selection([])
@@ -179,7 +181,8 @@ with right:
         st.rerun()
     row = frame.iloc[int(record)]
     md = charts.markdown_text
-    st.markdown(f"**{md(row['domain'])}** · {md(row['country'] or '—')} · {md(row['service'])} · {label_names(labels[[int(record)]])[0]}")
+    name = label_names(labels[[int(record)]])[0]
+    st.markdown(f"**{md(row['domain'])}** · {md(row['country'] or '—')} · {md(row['service'])} · {name}")
     # The rerun above makes the record the chosen one, whose neighbours the map found.
     near = tables.record_table(frame, labels, loaders.texts(s.data_dir, neighbours), neighbours)
     near.insert(1, "distance", np.round(distances, 3))
