@@ -34,6 +34,7 @@ first run on a machine compiles UMAP from nothing (each result says which). A mi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -183,8 +184,10 @@ def _lasso(page) -> None:
     page.mouse.up()
 
 
-def dashboard_steps(encoded: Path, rows: int, cache: Path, numba: Path, timeout_s: float) -> tuple[dict, dict]:
-    """Open ``encoded`` (``rows`` rows) in the dashboard in Chromium, with an empty cache folder.
+def dashboard_steps(
+    encoded: Path, checkpoint: Path, rows: int, cache: Path, numba: Path, timeout_s: float
+) -> tuple[dict, dict]:
+    """Open ``encoded`` (``rows`` rows, by ``checkpoint``) in the dashboard in Chromium, with an empty cache.
 
     Returns
     -------
@@ -198,7 +201,8 @@ def dashboard_steps(encoded: Path, rows: int, cache: Path, numba: Path, timeout_
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    env = dict(os.environ, QUACK_DATA=str(encoded), QUACK_CACHE_DIR=str(cache), NUMBA_CACHE_DIR=str(numba))
+    env = dict(os.environ, QUACK_DATA=str(encoded), QUACK_CHECKPOINT=str(checkpoint), QUACK_CACHE_DIR=str(cache),
+               NUMBA_CACHE_DIR=str(numba))
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
                "--server.headless", "true"]
     say(f"dashboard: QUACK_DATA={encoded} {shlex.join(command[1:])}")
@@ -291,6 +295,10 @@ def one_size(n: int, work: Path, seed: int, fresh: bool, keep: bool, timeout_s: 
               "steps": {}}
     say(f"== {n:,} measurements (load average {result['load_before']})")
     steps = result["steps"]
+    # A copy, so that a checkpoint replaced in the project while a size runs changes nothing.
+    checkpoint = folder / CHECKPOINT.name
+    shutil.copyfile(CHECKPOINT, checkpoint)
+    result["checkpoint_sha256"] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
     if fresh or not sample.is_file():
         sample.unlink(missing_ok=True)
         steps["sample"] = run_step("sample", quack("sample", "--out", str(sample), "--n", str(n), "--seed", str(seed),
@@ -306,7 +314,7 @@ def one_size(n: int, work: Path, seed: int, fresh: bool, keep: bool, timeout_s: 
         out = folder / f"data-w{workers}"
         shutil.rmtree(out, ignore_errors=True)
         steps[f"ingest_{workers}"] = run_step(f"ingest_{workers}", quack(
-            "ingest", str(sample), "--out", str(out), "--workers", str(workers), "--tokenizer-from", str(CHECKPOINT)))
+            "ingest", str(sample), "--out", str(out), "--workers", str(workers), "--tokenizer-from", str(checkpoint)))
         datasets[workers] = out
     result["rows"] = _dataset_rows(datasets[2])
     for name in ("ingest_1", "ingest_2"):
@@ -315,7 +323,7 @@ def one_size(n: int, work: Path, seed: int, fresh: bool, keep: bool, timeout_s: 
         shutil.rmtree(datasets[1], ignore_errors=True)
     encoded = folder / "encoded"
     shutil.rmtree(encoded, ignore_errors=True)
-    steps["encode"] = run_step("encode", quack("encode", "--data", str(datasets[2]), "--checkpoint", str(CHECKPOINT),
+    steps["encode"] = run_step("encode", quack("encode", "--data", str(datasets[2]), "--checkpoint", str(checkpoint),
                                                "--out", str(encoded)))
     steps["encode"]["rows_per_s"] = result["rows"] / steps["encode"]["seconds"]
     cache, numba = folder / "dashboard", work / "numba"
@@ -323,7 +331,7 @@ def one_size(n: int, work: Path, seed: int, fresh: bool, keep: bool, timeout_s: 
     cache.mkdir()
     numba.mkdir(exist_ok=True)
     result["numba_cache"] = "warm" if any(numba.iterdir()) else "empty"
-    dashboard, result["dashboard"] = dashboard_steps(encoded, result["rows"], cache, numba, timeout_s)
+    dashboard, result["dashboard"] = dashboard_steps(encoded, checkpoint, result["rows"], cache, numba, timeout_s)
     steps.update(dashboard)
     result["load_after"] = load_average()
     if not keep:
