@@ -128,9 +128,10 @@ def _nearest(queries, reference, k: int, metric: str):
         return _distances(queries, reference, metric).topk(k, dim=1, largest=False)
     # Ranked by |r|^2 - 2 q.r, one matrix product and no pass for the square root over
     # every pair: about twice as fast as the full distances, which only the k nearest need.
+    # Those are computed from the differences, so a record's exact twin lies at 0.
     score = torch.addmm((reference * reference).sum(dim=1), queries, reference.T, alpha=-2.0)
-    values, nearest = score.topk(k, dim=1, largest=False)
-    return (values + (queries * queries).sum(dim=1, keepdim=True)).clamp_(min=0.0).sqrt_(), nearest
+    nearest = score.topk(k, dim=1, largest=False).indices
+    return (queries.unsqueeze(1) - reference[nearest]).norm(dim=2), nearest
 
 
 def _tensor(x: np.ndarray):
