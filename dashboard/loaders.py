@@ -143,7 +143,8 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
 
 
 @st.cache_resource(show_spinner="Checking the data set…", max_entries=16)
-def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool, tokenizer: str) -> None:
+def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool,
+           tokenizer: str) -> None:
     from quack.datafolder import DataFolder
     from quack.encoded import check_provenance
 
@@ -152,7 +153,8 @@ def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tup
     if folder.tokenizer.to_json() != tokenizer:
         raise ValueError(
             f"The data set {folder.path} was tokenized by another tokenizer than the checkpoint {name}; choose the "
-            f"checkpoint trained on it on the Model page, or ingest it with `quack ingest --tokenizer-from {checkpoint[0]}`."
+            f"checkpoint trained on it on the Model page, or ingest it with "
+            f"`quack ingest --tokenizer-from {checkpoint[0]}`."
         )
     if encoded is not None:
         check_provenance(Path(encoded[0]).parent, folder.path, checkpoint[0], checkpoint_found=found)
@@ -286,7 +288,9 @@ def read_at(data_dir: Path, ids, names: Sequence[str]) -> pa.Table:
         return schema_of(names).empty_table()
     if wanted.min() < 0 or wanted.max() >= starts[-1]:
         bad = int(wanted[(wanted < 0) | (wanted >= starts[-1])][0])
-        raise ValueError(f"There is no record {bad} in this data set of {int(starts[-1]):,} records; choose another id.")
+        raise ValueError(
+            f"There is no record {bad} in this data set of {int(starts[-1]):,} records; choose another id."
+        )
     unique, inverse = np.unique(wanted, return_inverse=True)
     group_of = np.searchsorted(starts, unique, side="right") - 1
     pieces = []
@@ -304,7 +308,7 @@ def _texts(path: str, version: str, ids: tuple[int, ...]) -> np.ndarray:
 
 
 def texts(data_dir: Path, ids) -> np.ndarray:
-    """The responses of the records ``ids``, in that order, as a person reads them (:func:`dashboard.tables.response_texts`).
+    """The responses of the records ``ids``, in that order (:func:`dashboard.tables.response_texts`).
 
     A few records (what a page shows on every rerun) are kept in memory once read; a
     large selection is read each time, so it is never held longer than the page needs it.
@@ -366,7 +370,8 @@ def snippets(data_dir: Path) -> pa.Array:
             for frame in batches(data_dir, TEXT_COLUMNS, size=65536):
                 pieces.append(tables.snippet_array(tables.response_texts(frame)))
                 done += len(frame)
-                bar.progress(min(done / max(total, 1), 1.0), text=f"Making the response snippets — {done:,} / {total:,}")
+                bar.progress(min(done / max(total, 1), 1.0),
+                             text=f"Making the response snippets — {done:,} / {total:,}")
         finally:
             bar.empty()
         table = pa.table({"snippet": pa.chunked_array(pieces, type=pa.string())})

@@ -119,7 +119,8 @@ def encoded_parts(source: dict) -> tuple[Path, Path | None]:
         )
     listed = list_checkpoints()
     checkpoint = recorded_checkpoint(root, also=listed)
-    if checkpoint is not None and not source.get("trusted") and not roots.contains(checkpoint) and checkpoint not in listed:
+    shared = source.get("trusted") or checkpoint in listed or (checkpoint is not None and roots.contains(checkpoint))
+    if not shared:
         checkpoint = None
     return data, checkpoint
 

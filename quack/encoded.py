@@ -724,7 +724,8 @@ def recorded_checkpoint(path: str | os.PathLike, also: Sequence[str | os.PathLik
     if not isinstance(model, dict) or not model.get("sha256"):
         return None
     named = Path(model.get("path") or "")
-    candidates = [named, root.parent / named.name, root / named.name, *map(Path, also)] if named.name else list(map(Path, also))
+    beside = [named, root.parent / named.name, root / named.name] if named.name else []
+    candidates = [*beside, *map(Path, also)]
     for candidate in candidates:
         try:
             if candidate.is_file() and candidate.stat().st_size == model.get("size") \
