@@ -65,10 +65,16 @@ def discovery_share(scores: np.ndarray, labels: np.ndarray, truth: np.ndarray, t
 
 
 def sample_dataset(work: Path, tokenizer=None) -> tuple[Path, np.ndarray]:
-    """Generate the sample, build its data set, and return it with each row's ground truth."""
-    records, truth_file = write_sample(work / "sample.json", **SAMPLE)
-    data_dir = work / "data"
-    build_dataset([records], data_dir, tokenizer=tokenizer, **({} if tokenizer else TOKENIZER))
+    """Generate the sample, build its data set, and return it with each row's ground truth.
+
+    A data set ``work`` already holds with the same tokenizer is used as it is.
+    """
+    data_dir, truth_file = work / "data", work / "sample.truth.jsonl"
+    built = (data_dir / "tokenizer.json").is_file() and tokenizer is not None \
+        and (data_dir / "tokenizer.json").read_text() == tokenizer.to_json()
+    if not built:
+        records, truth_file = write_sample(work / "sample.json", **SAMPLE)
+        build_dataset([records], data_dir, tokenizer=tokenizer, **({} if tokenizer else TOKENIZER))
     rows = read_rows(data_dir, columns=["source", "line", "probe"])
     truth = {}
     with open(truth_file) as handle:
