@@ -15,7 +15,7 @@ from typing import Any, Callable, Hashable, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, jobs, loaders, tables
+from dashboard import jobs, loaders, tables
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
 
@@ -160,8 +160,10 @@ def drawn_rows(lab: np.ndarray, max_points: int) -> np.ndarray:
 
 @st.cache_resource(show_spinner="Reading what the drawn points' hover boxes say…", max_entries=8)
 def _hover(identity: jobs.Identity, rows_digest: str, _frame, _snippets, _rows: np.ndarray):
+    from dashboard.charts import hover_texts  # the state layer leaves the view unloaded
+
     table = tables.hover_table(_frame, _snippets, _rows)
-    return table, charts.hover_texts(table)
+    return table, hover_texts(table)
 
 
 def hover(s: Session, rows: np.ndarray) -> tuple:
