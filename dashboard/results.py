@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator
 
 import numpy as np
@@ -241,12 +242,13 @@ def _inspect(
     # ``version`` (the files' stamps) only keys the cache: a replaced file is run again.
     import torch
 
-    from quack.dataset import QuackDataset, collate_tokens
+    from quack.dataset import collate_tokens
     from quack.tokenizer import PAD
 
     model = load_model(checkpoint)
-    dataset = QuackDataset(data_dir)
-    tokens = collate_tokens([dataset[i] for i in ids])
+    # Only the row groups holding these records are read, never every record's tokens.
+    stored = loaders.read_at(Path(data_dir), list(ids), ["tokens"]).column("tokens").to_pylist()
+    tokens = collate_tokens([torch.tensor(t, dtype=torch.long) for t in stored])
     with torch.inference_mode():
         out = model.inspect(tokens, teacher_forcing=teacher_forcing)
     answers = []
