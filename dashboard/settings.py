@@ -13,7 +13,7 @@ import, so a test or a second server can point the same code elsewhere:
   (:func:`data_roots`).
 - ``QUACK_UPLOAD_LIMIT_MB``: megabytes all uploads together may take (4096).
 - ``QUACK_UPLOAD_MAX_ROWS``: measurements an uploaded data source may hold (2,000,000).
-- ``QUACK_MAX_POINTS``: points drawn on a map at most (100,000); a density layer shows all.
+- ``QUACK_MAX_POINTS``: points drawn on a map at most (20,000); a density layer shows all.
 
 Nothing here creates a folder; whoever writes into one creates it.
 """
@@ -36,7 +36,7 @@ DEFAULT_UPLOAD_LIMIT_MB = 4096
 #: Measurements an uploaded data source may hold; larger data belongs in a shared folder.
 DEFAULT_UPLOAD_MAX_ROWS = 2_000_000
 #: Points a map draws at most; more make the browser sluggish.
-DEFAULT_MAX_POINTS = 100_000
+DEFAULT_MAX_POINTS = 20_000
 
 
 def _positive_whole_number(variable: str, default: int) -> int:
@@ -140,7 +140,7 @@ def upload_max_rows() -> int:
 
 
 def max_points() -> int:
-    """Points a map draws at most: ``QUACK_MAX_POINTS``, 100,000 by default.
+    """Points a map draws at most: ``QUACK_MAX_POINTS``, 20,000 by default.
 
     Raises
     ------
