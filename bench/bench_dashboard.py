@@ -16,33 +16,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the dashboard is not an installed package
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dashboard.served import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
 
 
 def one_run(cores: list[int], numba_dir: Path, timeout_s: float) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
     cache = Path(tempfile.mkdtemp(prefix="quack-bench-"))
-    port = free_port()
     env = dict(
         os.environ,
         QUACK_CACHE_DIR=str(cache),
@@ -51,46 +40,25 @@ def one_run(cores: list[int], numba_dir: Path, timeout_s: float) -> dict[str, fl
         MKL_NUM_THREADS=str(len(cores)),
         NUMBA_NUM_THREADS=str(len(cores)),
     )
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-               "--server.headless", "true"]
-    log = open(cache / "streamlit.log", "w")
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    )
     result: dict[str, float] = {}
     try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-            if process.poll() is not None:
-                raise RuntimeError((cache / "streamlit.log").read_text()[-2000:])
-        result["server_up_s"] = time.perf_counter() - start
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.set_default_timeout(timeout_s * 1000)
-            page.goto(url)
-            page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .scatterlayer, '
-                         '[data-testid="stPlotlyChart"] .js-plotly-plot canvas').first.wait_for()
-            result["first_map_s"] = time.perf_counter() - start
-            page.get_by_text("Map: UMAP").wait_for()
-            page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
-            result["umap_map_s"] = time.perf_counter() - start
-            browser.close()
+        with served(env, cache / "streamlit.log", timeout_s=timeout_s,
+                    preexec_fn=lambda: os.sched_setaffinity(0, cores)) as running:
+            start = running.started
+            result["server_up_s"] = time.perf_counter() - start
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1500, "height": 1000})
+                page.set_default_timeout(timeout_s * 1000)
+                page.goto(running.url)
+                page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .scatterlayer, '
+                             '[data-testid="stPlotlyChart"] .js-plotly-plot canvas').first.wait_for()
+                result["first_map_s"] = time.perf_counter() - start
+                page.get_by_text("Map: UMAP").wait_for()
+                page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
+                result["umap_map_s"] = time.perf_counter() - start
+                browser.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
         shutil.rmtree(cache, ignore_errors=True)
     return result
 

@@ -39,24 +39,22 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the dashboard is not an installed package
+
+from dashboard.served import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 PLOT = REPO / "docs" / "scale.png"
 CHECKPOINT = REPO / "checkpoints" / "quack-sample.ckpt"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 PLOTLY = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 #: The steps in the order they run, with the names the table and the plot give them.
 STEPS = {
@@ -156,12 +154,6 @@ def quack(*args: str) -> list[str]:
 
 # ------------------------------------------------------------------------------ dashboard
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settle(page, timeout_ms: float) -> None:
     """Wait until Streamlit has finished running the script."""
     page.wait_for_timeout(300)
@@ -200,47 +192,32 @@ def dashboard_steps(
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     env = dict(os.environ, QUACK_DATA=str(encoded), QUACK_CHECKPOINT=str(checkpoint), QUACK_CACHE_DIR=str(cache),
                NUMBA_CACHE_DIR=str(numba))
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-               "--server.headless", "true"]
-    say(f"dashboard: QUACK_DATA={encoded} {shlex.join(command[1:])}")
-    log_path = cache / "streamlit.log"
-    log = open(log_path, "w")
-    start = time.perf_counter()
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    say(f"dashboard: QUACK_DATA={encoded} streamlit run dashboard/app.py --server.headless true")
     figures: dict[str, dict] = {}
     shown: dict = {}
     timeout_ms = timeout_s * 1000
-
     cpu = [0.0]
 
-    def mark(name: str, since: float) -> float:
-        now, used = time.perf_counter(), _cpu_seconds(server.pid)
-        figures[name] = {"seconds": now - since, "server_peak_mb": _status_kb(server.pid, "VmHWM") / 1024,
-                         "cpu_seconds": used - cpu[0]}
-        cpu[0] = used
-        say(f"{STEPS[name]}: {now - since:.1f} s (server CPU {figures[name]['cpu_seconds']:.1f} s), "
-            f"server peak so far {figures[name]['server_peak_mb']:,.0f} MB")
-        return now
+    with served(env, cache / "streamlit.log", timeout_s=timeout_s) as running:
+        server, start = running.process, running.started
 
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-            if server.poll() is not None:
-                raise RuntimeError(f"streamlit stopped: {log_path.read_text()[-2000:]}")
+        def mark(name: str, since: float) -> float:
+            now, used = time.perf_counter(), _cpu_seconds(server.pid)
+            figures[name] = {"seconds": now - since, "server_peak_mb": _status_kb(server.pid, "VmHWM") / 1024,
+                             "cpu_seconds": used - cpu[0]}
+            cpu[0] = used
+            say(f"{STEPS[name]}: {now - since:.1f} s (server CPU {figures[name]['cpu_seconds']:.1f} s), "
+                f"server peak so far {figures[name]['server_peak_mb']:,.0f} MB")
+            return now
+
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(timeout_ms)
             try:
-                page.goto(f"http://127.0.0.1:{port}")
+                page.goto(running.url)
                 page.locator(f"{PLOTLY} .scatterlayer, {PLOTLY} canvas").first.wait_for()
                 mark("first_map", start)
                 records = page.locator('[data-testid="stMetric"]', has_text="Records").first
@@ -269,13 +246,6 @@ def dashboard_steps(
             page.screenshot(path=str(cache / "dashboard.png"))
             browser.close()
         shown["server_peak_mb"] = _status_kb(server.pid, "VmHWM") / 1024
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     return figures, shown
 
 

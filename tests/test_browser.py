@@ -8,24 +8,17 @@ the server still answers. A screenshot of each page goes to ``test-artifacts/``.
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard.served import CHROMIUM, CHROMIUM_ARGS, REPO, served
+
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 # Cold start on a small machine: sample generation, tokenizing, encoding, and UMAP's
 # first compile all happen inside these waits.
 SLOW_MS = 420_000
@@ -37,12 +30,6 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwrig
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("browser-cache")
@@ -52,33 +39,16 @@ def server(tmp_path_factory):
     if not Path(SHIPPED_CHECKPOINT).is_file() and "QUACK_CHECKPOINT" not in env:
         env["QUACK_CHECKPOINT"] = str(small_checkpoint(tmp_path_factory.mktemp("browser-model")))
         env["QUACK_SAMPLE_SIZE"] = "600"
-    port = free_port()
-    log = open(cache / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"streamlit did not start: {(cache / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield {"url": url, "cache": cache}
-    process.terminate()
+    yield from serve(env, cache)
+
+
+def serve(env: dict, cache: Path):
+    """The dashboard served with ``env`` for a module's tests: ``{"url", "cache"}``; a failed start fails the test."""
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        with served(env, cache / "streamlit.log") as running:
+            yield {"url": running.url, "cache": cache}
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def small_checkpoint(folder: Path) -> Path:

@@ -6,36 +6,23 @@ no error box. A screenshot goes to ``test-artifacts/``.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard.served import CHROMIUM, CHROMIUM_ARGS, REPO
+
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 SLOW_MS = 300_000
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def quack(*args: str, cwd: Path) -> None:
@@ -64,33 +51,9 @@ def server(encoded, tmp_path_factory):
     env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"),
                QUACK_DATA=str(encoded["folder"]))
     env.pop("QUACK_CHECKPOINT", None)
-    port = free_port()
-    log = open(cache / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"streamlit did not start: {(cache / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield {"url": url, "cache": cache}
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    from test_browser import serve
+
+    yield from serve(env, cache)
 
 
 def no_errors(tab) -> None:
