@@ -250,12 +250,12 @@ def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
         return None
 
     def compute(progress: Callable[[int, int], None]) -> np.ndarray:
-        from quack.rankers import METHODS, _Shared
+        from quack.rankers import score_rows
 
         progress(0, 1)
-        values = METHODS[method].score(data, _Shared(data, min_cluster_size=MIN_ROWS), labels, SEED)
+        values = score_rows(method, data, labels, SEED, min_cluster_size=MIN_ROWS)
         progress(1, 1)
-        return np.asarray(values, dtype=np.float64)
+        return values
 
     return results.computed(jobs.ranking_key(s.identity, labels, method), compute,
                             f"Ranking by {method.replace('_', ' ')}")
