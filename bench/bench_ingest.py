@@ -5,6 +5,7 @@ Run from the project root::
     python bench/bench_ingest.py            # 10,000 and 50,000 measurements on 2 cores
     python bench/bench_ingest.py --n 50000  # one size
     python bench/bench_ingest.py --workers 1 2   # quack ingest --workers over 8 files of 5,000
+    python bench/bench_ingest.py --workers 1 2 --real-size --n 25000  # 8 gzip files of real-size pages
 
 Without ``--workers``:
 
@@ -23,7 +24,9 @@ With ``--workers``, a process pinned to two cores writes ``--files`` sample file
 each a fresh process as a user runs it (start-up included), for each N in turn,
 interleaved, three rounds, so that the machine's neighbours slow every count alike; the
 fastest round of each is reported, with the tokenizer given (``--tokenizer-from``, as the
-tasks of an array job ingest) and trained. The load average is printed beside: on a
+tasks of an array job ingest) and trained. With ``--real-size`` the files are gzip files of
+the realistic sample with real-size pages (``quack sample --realistic --real-size``), as a
+day of scans is a folder of compressed files of kilobyte pages. The load average is printed beside: on a
 shared machine it says how much of the two cores the runs could have. Where the kernel
 shares the CPU between sessions evenly (``/proc/sys/kernel/sched_autogroup_enabled``), a
 session's processes together get one session's share however many they are, so more
@@ -106,17 +109,19 @@ def _pin() -> int | None:
     return len(os.sched_getaffinity(0))
 
 
-def _workers_child(counts: list[int], n: int, files: int) -> dict:
+def _workers_child(counts: list[int], n: int, files: int, real_size: bool = False) -> dict:
     cores = _pin()
     from quack.datafolder import DataFolder
     from quack.sample import write_sample
 
-    result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}, "load": [os.getloadavg()[0]]}
+    result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}, "load": [os.getloadavg()[0]],
+                    "real_size": real_size}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
+        name = "scan-{}.jsonl.gz" if real_size else "scan-{}.json"
         for seed in range(files):
-            write_sample(raw / f"scan-{seed}.json", n=n, seed=seed)
-        result["mb"] = sum(p.stat().st_size for p in raw.glob("scan-*.json")) / 2**20
+            write_sample(raw / name.format(seed), n=n, seed=seed, realistic=real_size, real_size=real_size)
+        result["mb"] = sum(p.stat().st_size for p in raw.glob("scan-*.json*") if ".truth." not in p.name) / 2**20
 
         def ingest(out: str, *options: str) -> float:
             """Wall seconds of one `quack ingest`, a fresh process as a user or a batch job runs it."""
@@ -141,7 +146,8 @@ def _workers_child(counts: list[int], n: int, files: int) -> dict:
 
 
 def _print_workers(r: dict, counts: list[int]) -> None:
-    print(f"quack ingest of {r['files']} files x {r['measurements']} measurements ({r['rows']} rows, "
+    kind = "gzip files of real-size pages" if r.get("real_size") else "files"
+    print(f"quack ingest of {r['files']} {kind} x {r['measurements']} measurements ({r['rows']} rows, "
           f"{r['mb']:.0f} MB) on {r['cores']} cores, fastest of {REPEAT} interleaved rounds "
           f"(load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after):")
     for mode, words in (("given", "tokenizer given"), ("trained", "tokenizer trained")):
@@ -159,10 +165,12 @@ def main() -> None:
                         help="measurements per run (default: 10000 50000; with --workers: 5000 per file)")
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="compare these numbers of workers")
     parser.add_argument("--files", type=int, default=8, help="input files with --workers (default: 8)")
+    parser.add_argument("--real-size", action="store_true",
+                        help="with --workers: gzip files of the realistic sample with real-size pages")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child and args.workers:
-        print(json.dumps(_workers_child(args.workers, args.child, args.files)))
+        print(json.dumps(_workers_child(args.workers, args.child, args.files, args.real_size)))
         return
     if args.child:
         print(json.dumps(_child(args.child)))
@@ -171,7 +179,7 @@ def main() -> None:
     if args.workers:
         n = (args.n or [5000])[0]
         command = [sys.executable, __file__, "--child", str(n), "--files", str(args.files), "--workers",
-                   *map(str, args.workers)]
+                   *map(str, args.workers), *(["--real-size"] if args.real_size else [])]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parents[1])
         _print_workers(json.loads(done.stdout.strip().splitlines()[-1]), args.workers)

@@ -128,7 +128,7 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
         encoded = encode_dataset(s.model, s.data_dir, with_loss=True, progress=encoding)
         store.put(jobs.encoded_key(s.identity, True), encoded)
     report(0.6, "reading every record's tokens and response text")
-    data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss, s.model.hparams.num_embeddings)
+    data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss)
     if relabelled is not None:
         # The session's own fingerprints labelled some records: their families count too.
         names = pd.read_parquet(relabelled, columns=["fingerprint"])["fingerprint"].to_numpy()

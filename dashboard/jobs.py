@@ -57,6 +57,14 @@ def digest(*parts: Any) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
+def array_digest(values: Any, dtype: Any = None) -> str:
+    """A short, stable name for an array's contents (its bytes, dtype and shape), read once without copies."""
+    array = np.ascontiguousarray(values, dtype=dtype)
+    named = hashlib.sha1(f"{array.dtype.str}{array.shape}".encode())
+    named.update(memoryview(array).cast("B"))
+    return named.hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Identity:
     """What every computed result of a session depends on.
@@ -119,7 +127,7 @@ def umap_key(
 
 def classifier_key(identity: Identity, labels: np.ndarray, seed: int = 0) -> tuple:
     """Key of the latent classifier trained on these labels."""
-    return ("classifier", identity, digest(np.ascontiguousarray(labels).tobytes()), int(seed))
+    return ("classifier", identity, array_digest(labels), int(seed))
 
 
 def clusters_key(identity: Identity, min_cluster_size: int) -> tuple:
@@ -129,23 +137,23 @@ def clusters_key(identity: Identity, min_cluster_size: int) -> tuple:
 
 def evaluation_key(identity: Identity, labels: np.ndarray, folds: int, top: tuple[int, ...]) -> tuple:
     """Key of the leave-fingerprints-out evaluation on these labels."""
-    return ("evaluation", identity, digest(np.ascontiguousarray(labels).tobytes()), int(folds), tuple(top))
+    return ("evaluation", identity, array_digest(labels), int(folds), tuple(top))
 
 
 def evaluation_data_key(identity: Identity, labels: np.ndarray) -> tuple:
     """Key of what the evaluation's methods see of the data set (quack.evaluate.EvaluationData)."""
-    return ("evaluation-data", identity, digest(np.ascontiguousarray(labels).tobytes()))
+    return ("evaluation-data", identity, array_digest(labels))
 
 
 def ranking_key(identity: Identity, labels: np.ndarray, method: str) -> tuple:
     """Key of every record's score by one ranking method trained on these labels."""
-    return ("ranking", identity, digest(np.ascontiguousarray(labels).tobytes()), str(method))
+    return ("ranking", identity, array_digest(labels), str(method))
 
 
 def proposals_key(identity: Identity, labels: np.ndarray, rows: np.ndarray, share: float) -> tuple:
     """Key of the fingerprints proposed for some records and their matches over the data set."""
-    return ("proposals", identity, digest(np.ascontiguousarray(labels).tobytes()),
-            digest(np.ascontiguousarray(rows, dtype=np.int64).tobytes()), round(float(share), 4))
+    return ("proposals", identity, array_digest(labels),
+            array_digest(rows, np.int64), round(float(share), 4))
 
 
 # ----------------------------------------------------------------------------------

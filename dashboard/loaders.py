@@ -89,9 +89,8 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
     ------
     ValueError
         When the files cannot be read, hold no measurements, are damaged (unless the
-        source keeps partial files) or, uploaded, hold too many measurements; when a
-        data set was tokenized by another tokenizer; when an encoded folder does not
-        belong to its data set or checkpoint (one sentence each).
+        source keeps partial files) or, uploaded, hold too many measurements; when an
+        encoded folder does not belong to its data set or checkpoint (one sentence each).
     """
     from dashboard.charts import markdown_text
     from quack.build import build_dataset
@@ -100,7 +99,7 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
     checkpoint = checkpoint or session.checkpoint()
     model = load_model(checkpoint)
     if source.get("holds", "raw") != "raw":
-        return _checked(source, checkpoint, model)
+        return _checked(source, checkpoint)
     missing = next((p for p in sources.files_of(source) if not Path(p).exists()), None)
     if missing is not None:
         raise ValueError(f"{missing} does not exist; name existing data with QUACK_DATA (or --data) and restart the "
@@ -143,25 +142,21 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
 
 
 @st.cache_resource(show_spinner="Checking the data set…", max_entries=16)
-def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool,
-           tokenizer: str) -> None:
+def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool) -> None:
     from quack.datafolder import DataFolder
     from quack.encoded import check_provenance
 
     folder = DataFolder.open(data_version[0], require_rows=True)
-    name = Path(checkpoint[0]).name
-    if folder.tokenizer.to_json() != tokenizer:
-        raise ValueError(
-            f"The data set {folder.path} was tokenized by another tokenizer than the checkpoint {name}; choose the "
-            f"checkpoint trained on it on the Model page, or ingest it with "
-            f"`quack ingest --tokenizer-from {checkpoint[0]}`."
-        )
     if encoded is not None:
         check_provenance(Path(encoded[0]).parent, folder.path, checkpoint[0], checkpoint_found=found)
 
 
-def _checked(source: dict, checkpoint: Path, model) -> Path:
-    """The data set of a data set or encoded source, checked against the checkpoint, where it lies."""
+def _checked(source: dict, checkpoint: Path) -> Path:
+    """The data set of a data set or encoded source, checked (with the encoded folder's provenance), where it lies.
+
+    A data set tokenized by another tokenizer than the checkpoint's is used as it is: the
+    model's work tokenizes its stored texts again (:mod:`quack.encoding`, :func:`dashboard.results.inspect`).
+    """
     encoded = None
     if source["holds"] == "encoded":
         data, recorded = sources.encoded_parts(source)
@@ -170,7 +165,7 @@ def _checked(source: dict, checkpoint: Path, model) -> Path:
         data, recorded = Path(source["paths"][0]), None
     found = recorded is not None or st.session_state.get(session.CHECKPOINT) is not None
     try:
-        _check(jobs.data_version(data), encoded, stamp(checkpoint), found, model.tokenizer.to_json())
+        _check(jobs.data_version(data), encoded, stamp(checkpoint), found)
     except QuackInputError as error:
         raise ValueError(str(error)) from None
     return data

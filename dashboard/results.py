@@ -156,7 +156,7 @@ def _drawn(labels_digest: str, max_points: int, _labels: np.ndarray) -> np.ndarr
 
 def drawn_rows(lab: np.ndarray, max_points: int) -> np.ndarray:
     """The records a map draws: at most ``max_points``, stratified by label, censored last (on top)."""
-    return _drawn(jobs.digest(np.ascontiguousarray(lab).tobytes()), int(max_points), lab)
+    return _drawn(jobs.array_digest(lab), int(max_points), lab)
 
 
 @st.cache_resource(show_spinner="Reading what the drawn points' hover boxes say…", max_entries=8)
@@ -171,7 +171,7 @@ def hover(s: Session, rows: np.ndarray) -> tuple:
     """The hover table of some records (:func:`dashboard.tables.hover_table`) and their hover boxes as HTML."""
     frame = loaders.rows(s.data_dir)
     snippets = loaders.snippets(s.data_dir)
-    return _hover(s.identity, jobs.digest(np.ascontiguousarray(rows).tobytes()), frame, snippets, rows)
+    return _hover(s.identity, jobs.array_digest(rows), frame, snippets, rows)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -243,12 +243,15 @@ def _inspect(
     import torch
 
     from quack.dataset import collate_tokens
-    from quack.tokenizer import PAD
+    from quack.tokenizer import PAD, TOKENIZED_COLUMNS
 
     model = load_model(checkpoint)
-    # Only the row groups holding these records are read, never every record's tokens.
-    stored = loaders.read_at(Path(data_dir), list(ids), ["tokens"]).column("tokens").to_pylist()
-    tokens = collate_tokens([torch.tensor(t, dtype=torch.long) for t in stored])
+    # Only the row groups holding these records are read, never every record's text. The
+    # stored text is exactly what was tokenized, so the checkpoint's tokenizer gives the
+    # stored tokens under that tokenizer, and its own tokens under any other.
+    texts = loaders.read_at(Path(data_dir), list(ids), list(TOKENIZED_COLUMNS))
+    tokens = collate_tokens([torch.tensor(t, dtype=torch.long)
+                             for t in model.tokenizer.encode_table(texts).to_pylist()])
     with torch.inference_mode():
         out = model.inspect(tokens, teacher_forcing=teacher_forcing)
     answers = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from dashboard import settings
@@ -18,7 +19,7 @@ SOURCE = "quack.source"  # dict: kind ("sample" | "path" | "upload"), paths, nam
 CHECKPOINT = "quack.checkpoint"  # str path of the chosen checkpoint
 RECORD = "quack.record"  # int id of the record opened on the Attention page
 SECOND_RECORD = "quack.second_record"  # int id shown beside it
-SELECTION = "quack.selection"  # list of record ids selected on the map
+SELECTION = "quack.selection"  # int64 array of the record ids selected on the map
 MAP_EVENT = "quack.map_event"  # the last selection the map reported, to act on changes only
 TRAINING = "quack.training"  # id of this session's training run
 FINGERPRINTS = "quack.user_fingerprints"  # str path of the user fingerprint file
@@ -104,14 +105,16 @@ def set_second_record(value: int) -> None:
     st.session_state[SECOND_RECORD] = int(value)
 
 
-def selection() -> list[int]:
-    """Record ids selected on the map (empty when none)."""
-    return list(st.session_state.get(SELECTION) or [])
+def selection() -> np.ndarray:
+    """Record ids selected on the map, an int64 array (empty when none); read-only."""
+    ids = np.asarray(st.session_state.get(SELECTION, ()), dtype=np.int64).reshape(-1)
+    ids.flags.writeable = False
+    return ids
 
 
-def set_selection(ids: list[int]) -> None:
-    """Replace the selection."""
-    st.session_state[SELECTION] = [int(i) for i in ids]
+def set_selection(ids) -> None:
+    """Replace the selection with these record ids (any sequence or array of whole numbers)."""
+    st.session_state[SELECTION] = np.array(ids, dtype=np.int64).reshape(-1)
 
 
 def map_event() -> list[int] | None:

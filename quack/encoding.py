@@ -115,25 +115,6 @@ def tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> bool:
     return DataFolder.open(data_dir).tokenizer.to_json() == model.tokenizer.to_json()
 
 
-def check_tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> None:
-    """Raise when a data set was tokenized with another tokenizer than the checkpoint's.
-
-    :func:`predict` tokenizes such a data set again and needs no check; a reader of the
-    stored ``tokens`` column with the model's vocabulary does, since token ids only mean
-    something under the tokenizer that produced them.
-
-    Raises
-    ------
-    ValueError
-        Naming the data set and what to do.
-    """
-    if not tokenizer_matches(model, data_dir):
-        raise ValueError(
-            f"The data set {data_dir} was tokenized with another tokenizer than the checkpoint's; "
-            "re-ingest it with `quack ingest --tokenizer-from CHECKPOINT` or train a model on it."
-        )
-
-
 class _SortedBatches(Dataset):
     """Whole batches of a data set, records of similar length together.
 

@@ -157,7 +157,6 @@ class EvaluationData:
         data_dir: str | os.PathLike,
         latents: np.ndarray,
         loss: np.ndarray,
-        vocab_size: int,
         groups: Sequence[str] = (),
         truth: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> "EvaluationData":
@@ -168,9 +167,8 @@ class EvaluationData:
         data_dir : path
             A data set written by ``quack ingest``.
         latents, loss : numpy.ndarray
-            The data set's encoding, in row-id order.
-        vocab_size : int
-            The tokenizer's vocabulary, the width of the token counts.
+            The data set's encoding, in row-id order (by any checkpoint: the token counts
+            are of the data set's own tokens, as wide as its tokenizer's vocabulary).
         groups : sequence of str
             Family prefixes (:func:`family_of`).
         truth : (numpy.ndarray, numpy.ndarray), optional
@@ -181,6 +179,7 @@ class EvaluationData:
         from quack.datafolder import DataFolder
 
         folder = DataFolder.open(data_dir, require_rows=True)
+        vocab_size = folder.tokenizer.vocab_size
         labels, names, tokens, words = [], [], [], []
         for batch in folder.iter_batches(["label", "fingerprint", "tokens", "status", "headers", "body"],
                                          batch_size=_BATCH_ROWS):
@@ -464,7 +463,7 @@ def evaluate(
     Parameters
     ----------
     data_dir : path
-        A data set written by ``quack ingest`` with the checkpoint's tokenizer.
+        A data set written by ``quack ingest`` (with any tokenizer: the model reads it in its own tokens).
     model : QuackAutoEncoder or path, optional
         The model, or its checkpoint file; None uses the shipped checkpoint.
     hide, folds, top, seed, methods, progress, min_rows, groups
@@ -481,11 +480,10 @@ def evaluate(
     Raises
     ------
     ValueError
-        One sentence, as :func:`evaluate_data`, or when the data set is not one or was
-        tokenized by another tokenizer than the model's.
+        One sentence, as :func:`evaluate_data`, or when the data set is not one.
     """
     from quack.datafolder import DataFolder
-    from quack.encoding import SHIPPED_CHECKPOINT, check_tokenizer_matches, encode_dataset, load_checkpoint
+    from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint
 
     say = progress or (lambda message: None)
     folder = DataFolder.open(data_dir, require_rows=True)
@@ -501,12 +499,10 @@ def evaluate(
     if model is None or isinstance(model, (str, os.PathLike)):
         checkpoint = str(model or SHIPPED_CHECKPOINT)
         model = load_checkpoint(checkpoint)
-    check_tokenizer_matches(model, folder.path)
     say(f"encoding {folder.n_rows} rows")
     encoded = encode_dataset(model, folder.path, device=device, with_loss=True)
     say("reading labels, tokens and text")
-    data = EvaluationData.from_dataset(folder.path, encoded.latents, encoded.loss, model.hparams.num_embeddings,
-                                       groups=groups, truth=truth_arrays)
+    data = EvaluationData.from_dataset(folder.path, encoded.latents, encoded.loss, groups=groups, truth=truth_arrays)
     report = evaluate_data(data, hide=hide, folds=folds, top=top, seed=seed, methods=methods, progress=progress,
                            min_rows=min_rows, groups=groups, where=where)
     report.checkpoint = checkpoint

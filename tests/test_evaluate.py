@@ -220,6 +220,19 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
     assert "against the ground truth" in printed and f"wrote {out}" in printed
 
 
+def test_quack_evaluate_takes_a_checkpoint_of_another_tokenizer(tiny, capsys):
+    """The shipped model (vocabulary 4,000) on a data set of a 300-token tokenizer: it encodes the
+    rows in its own tokens, and the bag-of-tokens methods count the data set's own."""
+    from quack.encoding import SHIPPED_CHECKPOINT
+
+    out = tiny["root"] / "shipped.json"
+    status = main(["evaluate", "--data", str(tiny["data"]), "--checkpoint", str(SHIPPED_CHECKPOINT), "--min-rows", "2",
+                   "--folds", "2", "--top", "5", "--json", str(out), "--device", "cpu"])
+    assert status == 0, capsys.readouterr().err
+    document = json.loads(out.read_text())
+    assert all(set(fold["scores"]) == set(ev.METHODS) for fold in document["folds"])
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--hide", "no_such_family"], "quack evaluate: No fingerprint family named 'no_such_family' labels rows of"),
     (["--truth", "missing.truth.jsonl"], "quack evaluate: --truth missing.truth.jsonl does not exist"),

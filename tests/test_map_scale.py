@@ -132,7 +132,7 @@ def test_a_region_selection_counts_every_record_in_it_drawn_or_not(env):
     record = int(drawn[0])
     at = select(at, {"points": [{"curve_number": 1, "point_index": 0, "customdata": record}], "point_indices": [0]})
     assert_clean(at)
-    assert at.session_state[session.RECORD] == record and at.session_state[session.SELECTION] == [record]
+    assert at.session_state[session.RECORD] == record and list(at.session_state[session.SELECTION]) == [record]
 
 
 def test_selection_counts_per_label_and_undrawn():

@@ -96,11 +96,11 @@ with compare:
 with per_field:
     selection = session.selection()
     limit = st.slider("Most records to use", 20, 500, 200, 20, key="field_limit")
-    if not selection:
+    if not len(selection):
         st.warning("No records are selected on the Latent map page; select some there, or use a random sample below.")
         if st.toggle("Use a random sample of every label instead", key="field_random"):
-            selection = list(range(n))
-    if selection:
+            selection = np.arange(n)
+    if len(selection):
         ids = tables.balanced_subset(selection, labels, limit)
         groups = results.field_attention(s, ids, teacher_forcing)
         st.caption(f"Attention per field over {len(ids):,} records, censored against uncensored (and undetermined).")

@@ -264,7 +264,8 @@ with cluster:
     b.plotly_chart(charts.counts_bar(mix, "Label mix", labels=True), config=charts.PLOT_CONFIG, key="cluster_mix")
 
     st.subheader("Propose a fingerprint")
-    selection = np.asarray([i for i in session.selection() if 0 <= i < len(frame)], dtype=np.int64)
+    selection = session.selection()
+    selection = selection[(selection >= 0) & (selection < len(frame))]
     group_name, group = f"cluster {chosen}", members
     if len(selection):
         origin = st.segmented_control(

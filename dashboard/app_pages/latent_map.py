@@ -140,7 +140,7 @@ if reported and reported != session.map_event():
     session.set_map_event(reported)
     region = region_ids(event, coords) if dims == 2 else None
     if region is not None:
-        session.set_selection(region.tolist())
+        session.set_selection(region)
     else:
         ids = selected_ids(event)
         session.set_selection(ids)
@@ -150,7 +150,7 @@ if reported and reported != session.map_event():
 
 st.subheader("Selection")
 selection = session.selection()
-if selection:
+if len(selection):
     counts = selection_counts(selection, labels, drawn)
     cells = st.columns(5)
     cells[0].metric("Selected", f"{counts['selected']:,}")
@@ -159,7 +159,7 @@ if selection:
     cells[4].metric("Not drawn", f"{counts['not drawn']:,}", help="selected records the map does not draw")
 left, right = st.columns([3, 2])
 with left:
-    if not selection:
+    if not len(selection):
         st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
     else:
         listed = selection[:LISTED]
