@@ -22,7 +22,7 @@ from typing import Callable, Hashable, Iterator
 import numpy as np
 import pandas as pd
 
-from dashboard import jobs, loaders, results
+from dashboard import jobs, responses, results
 from dashboard.loaders import Session
 from quack.schema import Label
 
@@ -290,11 +290,11 @@ def _sample(rows: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray
 
 
 def _bodies_of(s: Session, ids: np.ndarray) -> list[str]:
-    return loaders.bodies(s.data_dir, ids).tolist()
+    return responses.bodies(s.data_dir, ids).tolist()
 
 
 def _body_batches(s: Session) -> Iterator[list[str]]:
-    for frame in loaders.batches(s.data_dir, ["body"]):
+    for frame in responses.batches(s.data_dir, ["body"]):
         yield frame["body"].tolist()
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard import jobs, loaders, tables
+from dashboard import jobs, loaders, responses, tables
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
 
@@ -170,7 +170,7 @@ def _hover(identity: jobs.Identity, rows_digest: str, _frame, _snippets, _rows: 
 def hover(s: Session, rows: np.ndarray) -> tuple:
     """The hover table of some records (:func:`dashboard.tables.hover_table`) and their hover boxes as HTML."""
     frame = loaders.rows(s.data_dir)
-    snippets = loaders.snippets(s.data_dir)
+    snippets = responses.snippets(s.data_dir)
     return _hover(s.identity, jobs.array_digest(rows), frame, snippets, rows)
 
 
@@ -228,11 +228,22 @@ def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
                     "Clustering the latent space")
 
 
-def nearest(s: Session, record: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of a record's nearest neighbours in latent space, and their distances."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _nearest(identity: jobs.Identity, record: int, k: int, _latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from quack.projection import nearest_neighbors
 
-    return nearest_neighbors(encoded(s).latents, int(record), k=k)
+    ids, distances = nearest_neighbors(_latents, record, k=k)
+    ids.flags.writeable = distances.flags.writeable = False  # shared by every session
+    return ids, distances
+
+
+def nearest(s: Session, record: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of a record's nearest neighbours in latent space, and their distances; searched once per record.
+
+    The search reads every latent (a second at a million records), so a page that reruns
+    for a colour change or a selection finds the chosen record's neighbours here instead.
+    """
+    return _nearest(s.identity, int(record), int(k), encoded(s).latents)
 
 
 @st.cache_data(show_spinner="Running the model on the record…", max_entries=256)
@@ -249,7 +260,7 @@ def _inspect(
     # Only the row groups holding these records are read, never every record's text. The
     # stored text is exactly what was tokenized, so the checkpoint's tokenizer gives the
     # stored tokens under that tokenizer, and its own tokens under any other.
-    texts = loaders.read_at(Path(data_dir), list(ids), list(TOKENIZED_COLUMNS))
+    texts = responses.read_at(Path(data_dir), list(ids), list(TOKENIZED_COLUMNS))
     tokens = collate_tokens([torch.tensor(t, dtype=torch.long)
                              for t in model.tokenizer.encode_table(texts).to_pylist()])
     with torch.inference_mode():

@@ -21,14 +21,8 @@ TIMEOUT = 300
 
 
 @pytest.fixture()
-def env(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp() / "discover-dashboard"
-    monkeypatch.setenv("QUACK_CACHE_DIR", str(root / "cache"))
-    monkeypatch.setenv("QUACK_CHECKPOINT_DIR", str(root / "checkpoints"))
-    monkeypatch.setenv("QUACK_SAMPLE_SIZE", "400")
-    monkeypatch.delenv("QUACK_CHECKPOINT", raising=False)
-    monkeypatch.delenv("QUACK_DATA_ROOTS", raising=False)
-    return root
+def env(dashboard_env):
+    return dashboard_env("discover-dashboard", 400)
 
 
 def discover_page() -> AppTest:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from dashboard import jobs, session
+from dashboard import jobs, responses, session
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TIMEOUT = 300
@@ -234,15 +234,15 @@ def test_texts_are_read_for_the_ids_asked_and_streamed_whole_across_parts(env):
     from quack.datafolder import DataFolder
 
     folder = env["root"] / "parts"
-    whole = DataFolder.open(folder).read_rows(list(loaders.TEXT_COLUMNS))
+    whole = DataFolder.open(folder).read_rows(list(responses.TEXT_COLUMNS))
     n = len(whole)
     ids = [n - 1, 0, 5, n - 1, 70]
-    assert list(loaders.texts(folder, ids)) == list(tables.response_texts(whole).to_numpy()[ids])
-    assert list(loaders.bodies(folder, ids)) == whole["body"].fillna("").to_numpy()[ids].tolist()
-    assert list(loaders.iter_bodies(folder)) == whole["body"].fillna("").tolist()
-    assert loaders.snippets(folder).to_pylist() == [tables.snippet(t) for t in tables.response_texts(whole)]
+    assert list(responses.texts(folder, ids)) == list(tables.response_texts(whole).to_numpy()[ids])
+    assert list(responses.bodies(folder, ids)) == whole["body"].fillna("").to_numpy()[ids].tolist()
+    assert list(responses.iter_bodies(folder)) == whole["body"].fillna("").tolist()
+    assert responses.snippets(folder).to_pylist() == [tables.snippet(t) for t in tables.response_texts(whole)]
     records = loaders.rows(folder)
     assert records["id"].tolist() == list(range(n)) and records["country"].dtype == "category"
     assert "body" not in records, "the records frame holds no response text"
     with pytest.raises(ValueError, match=f"no record {n} in this data set"):
-        loaders.texts(folder, [n])
+        responses.texts(folder, [n])

@@ -149,3 +149,15 @@ def test_keeping_a_damaged_files_first_rows_makes_another_data_set(tmp_path):
     whole = {"kind": "upload", "paths": [str(records)], "name": "r.json", "keep_partial": False}
     assert jobs.source_key(whole) != jobs.source_key(dict(whole, keep_partial=True))
     assert jobs.source_key(whole) == jobs.source_key({k: v for k, v in whole.items() if k != "keep_partial"})
+
+
+def test_array_digests_name_contents_dtype_and_shape():
+    labels = np.array([1, 0, -1, 0], dtype=np.int64)
+    assert jobs.array_digest(labels) == jobs.array_digest(labels.copy()) == jobs.array_digest([1, 0, -1, 0], np.int64)
+    changed = labels.copy()
+    changed[2] = 1
+    others = {jobs.array_digest(changed), jobs.array_digest(labels.astype(np.int32)),
+              jobs.array_digest(labels.reshape(2, 2)), jobs.array_digest(labels[::2])}
+    assert jobs.array_digest(labels) not in others and len(others) == 4
+    # A slice is read as the values it holds, not the memory under it.
+    assert jobs.array_digest(labels[::2]) == jobs.array_digest(np.array([1, -1], dtype=np.int64))

@@ -26,14 +26,9 @@ DRAWN = 60
 
 
 @pytest.fixture()
-def env(tmp_path_factory, monkeypatch):
-    root = tmp_path_factory.getbasetemp() / "map-scale-dashboard"
-    monkeypatch.setenv("QUACK_CACHE_DIR", str(root / "cache"))
-    monkeypatch.setenv("QUACK_CHECKPOINT_DIR", str(root / "checkpoints"))
-    monkeypatch.setenv("QUACK_SAMPLE_SIZE", "300")
+def env(dashboard_env, monkeypatch):
+    root = dashboard_env("map-scale-dashboard", 300)
     monkeypatch.setenv("QUACK_MAX_POINTS", str(DRAWN))
-    monkeypatch.delenv("QUACK_CHECKPOINT", raising=False)
-    monkeypatch.delenv("QUACK_DATA_ROOTS", raising=False)
     return root
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, loaders, results, session, tables
+from dashboard import charts, loaders, responses, results, session, tables
 from quack.attention import attention_by_field, attention_received
 from quack.schema import label_names
 
@@ -64,7 +64,7 @@ with text:
     weights = attention_received(result["attention"])
     st.html(charts.attention_text_html(pieces, weights, fields))
     with st.expander("Raw response"):
-        st.code(loaders.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True)
+        st.code(responses.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True)
 
 with rebuild:
     a, b = st.columns(2)

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, loaders, session, settings, sources, tables
+from dashboard import charts, errors, loaders, responses, session, settings, sources, tables
 from quack.schema import Label, label_names
 
 st.title("Data")
@@ -87,13 +87,13 @@ else:
         st.caption(f"Listing the first {TABLE_ROWS:,}; narrow the filters to see others.")
         shown = shown[:TABLE_ROWS]
     picked = st.dataframe(
-        tables.record_table(frame, labels, loaders.texts(s.data_dir, shown), shown), hide_index=True, height=340,
+        tables.record_table(frame, labels, responses.texts(s.data_dir, shown), shown), hide_index=True, height=340,
         on_select="rerun", selection_mode="single-row", key="records",
     )
     rows_picked = picked.selection.rows if picked is not None else []
     record = int(shown[rows_picked[0]]) if rows_picked else int(shown[0])
     st.markdown(f"**Raw response of record {record}** ({charts.markdown_text(frame.iloc[record]['domain'])})")
-    st.code(loaders.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True, height=220)
+    st.code(responses.texts(s.data_dir, [record])[0] or "(empty)", language=None, wrap_lines=True, height=220)
     if st.button("Open on the Attention page", key="data_attention"):
         session.set_record(record)
         st.switch_page("app_pages/attention.py")

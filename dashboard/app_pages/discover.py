@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, discovery, errors, jobs, loaders, results, session, settings, tables
+from dashboard import charts, discovery, errors, jobs, loaders, responses, results, session, settings, tables
 from quack.discover import cluster_summary, rank_candidates
 from quack.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
@@ -186,7 +186,7 @@ with find:
     if not len(ranked):
         st.warning("There are no undetermined records to rank in this data set.")
     else:
-        table = tables.record_table(frame, labels, loaders.texts(s.data_dir, ranked), ranked)
+        table = tables.record_table(frame, labels, responses.texts(s.data_dir, ranked), ranked)
         table.insert(1, "p_censored" if method == discovery.LATENT else "score", np.round(values[ranked], 3))
         truth = loaders.sample_truth(s.data_dir)
         if truth is not None:
@@ -203,7 +203,7 @@ with find:
         candidate = int(ranked[rows_picked[0]]) if rows_picked else int(ranked[0])
         st.caption(f"Raw response of record {candidate} ({'p' if method == discovery.LATENT else 'score'} = "
                    f"{values[candidate]:.3f}):")
-        st.code(loaders.texts(s.data_dir, [candidate])[0] or "(empty)", language=None, wrap_lines=True, height=160)
+        st.code(responses.texts(s.data_dir, [candidate])[0] or "(empty)", language=None, wrap_lines=True, height=160)
         if st.button("Open this record on the Attention page", key="candidate_attention"):
             session.set_record(candidate)
             st.switch_page("app_pages/attention.py")
@@ -213,7 +213,7 @@ with find:
         where[ranked] = "candidate"
         fig = charts.map_figure(
             coords,
-            tables.hover_table(frame, loaders.snippets(s.data_dir), np.arange(len(frame))),
+            tables.hover_table(frame, responses.snippets(s.data_dir), np.arange(len(frame))),
             where,
             "where the candidates fall",
             True,
@@ -228,7 +228,7 @@ with find:
 with cluster:
     size = st.slider("Smallest cluster", 5, 200, 25, 5, key="cluster_size")
     clusters = results.clusters(s, size)
-    summary = cluster_summary(clusters, labels, enc.latents, loaders.RowTexts(s.data_dir))
+    summary = cluster_summary(clusters, labels, enc.latents, responses.RowTexts(s.data_dir))
     if summary.empty:
         st.warning("HDBSCAN found no clusters at this size; lower the smallest cluster size.")
         st.stop()
@@ -248,7 +248,7 @@ with cluster:
     )
     # Start from the cluster most worth a look: one with a response to propose a fingerprint
     # from, the most undetermined.
-    representative_bodies = loaders.bodies(s.data_dir, summary["representative"].to_numpy())
+    representative_bodies = responses.bodies(s.data_dir, summary["representative"].to_numpy())
     best_clusters = summary.assign(has_body=[bool(str(b or "").strip()) for b in representative_bodies]).sort_values(
         ["has_body", "undetermined_share", "size"], ascending=False)["cluster"].tolist()
     chosen = st.selectbox(
@@ -322,7 +322,7 @@ with cluster:
                            key=f"fp_pattern_{chosen}", height=80, placeholder="Optional: a pattern of your own")
     if pattern.strip():
         try:
-            hits = pattern_hits(pattern, loaders.iter_bodies(s.data_dir))
+            hits = pattern_hits(pattern, responses.iter_bodies(s.data_dir))
         except PatternError as error:
             errors.show(error)
         else:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, jobs, loaders, results, session, settings, tables
+from dashboard import charts, errors, jobs, loaders, responses, results, session, settings, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.projection import METRICS, umap_ready
@@ -163,7 +163,7 @@ with left:
         st.info("Nothing selected yet: drag a box or lasso over the map, or click a point.")
     else:
         listed = selection[:LISTED]
-        table = tables.record_table(frame, labels, loaders.texts(s.data_dir, listed), listed)
+        table = tables.record_table(frame, labels, responses.texts(s.data_dir, listed), listed)
         more = f"; the first {LISTED:,} listed" if len(selection) > LISTED else ""
         st.caption(f"{len(selection):,} records selected{more}")
         st.dataframe(table, hide_index=True, height=320)
@@ -184,7 +184,7 @@ with right:
     name = label_names(labels[[int(record)]])[0]
     st.markdown(f"**{md(row['domain'])}** · {md(row['country'] or '—')} · {md(row['service'])} · {name}")
     # The rerun above makes the record the chosen one, whose neighbours the map found.
-    near = tables.record_table(frame, labels, loaders.texts(s.data_dir, neighbours), neighbours)
+    near = tables.record_table(frame, labels, responses.texts(s.data_dir, neighbours), neighbours)
     near.insert(1, "distance", np.round(distances, 3))
     st.dataframe(near, hide_index=True, height=250)
     if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):
