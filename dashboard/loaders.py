@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import streamlit as st
 
 from dashboard import jobs, responses, session, settings, sources, tables
-from dashboard.responses import _folder, _version, folder
+from dashboard.responses import folder
 from dashboard.jobs import Identity, stamp
 from quack.atomic import atomic_write
 from quack.ingest import QuackInputError
@@ -219,7 +219,7 @@ ROW_COLUMNS = (*columns("metadata"), "probe")
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _rows(path: str, version: str) -> pd.DataFrame:
     pieces = []
-    for batch in _folder(path, version).iter_batches(ROW_COLUMNS):
+    for batch in folder(Path(path)).iter_batches(ROW_COLUMNS):
         # Strings as dictionaries: a country or domain is held once, not once per record.
         pieces.append(pa.table([pc.dictionary_encode(c) if pa.types.is_string(c.type) else c for c in batch.columns],
                                names=batch.schema.names))
@@ -229,7 +229,7 @@ def _rows(path: str, version: str) -> pd.DataFrame:
 
 def rows(data_dir: Path) -> pd.DataFrame:
     """The data set's records: metadata only, strings as categoricals; shared between sessions, never change it."""
-    return _rows(*_version(data_dir))
+    return _rows(*jobs.data_version(data_dir))
 
 
 def info(data_dir: Path) -> dict:
@@ -273,7 +273,7 @@ def relabel(s: Session, fingerprint_file: str | Path) -> int:
             bar.progress(min(done / max(total, 1), 1.0), text=f"Labelling the records again — {done:,} / {total:,}")
     finally:
         bar.empty()
-    version = _version(s.data_dir)[1]
+    version = jobs.data_version(s.data_dir)[1]
     out = settings.cache_root() / "relabelled" / f"{version}-{jobs.digest(stamp(fingerprint_file))}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.concat_tables(pieces)
@@ -295,4 +295,4 @@ def sample_truth(data_dir: Path) -> np.ndarray | None:
     truth = sources.sample_truth_file()
     if session.source()["kind"] != "sample" or not truth.is_file():
         return None
-    return _truth(*_version(data_dir), *stamp(truth))
+    return _truth(*jobs.data_version(data_dir), *stamp(truth))

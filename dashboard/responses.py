@@ -30,6 +30,7 @@ _STREAM_ROWS = 8192
 # Responses of at most this many records at once are kept in memory once read.
 _CACHED_TEXTS = 64
 
+
 def _version(data_dir: Path) -> tuple[str, str]:
     return jobs.data_version(data_dir)
 
@@ -44,7 +45,6 @@ def _folder(path: str, version: str):
 def folder(data_dir: Path):
     """The data set (:class:`quack.datafolder.DataFolder`), opened once per version."""
     return _folder(*_version(data_dir))
-
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
