@@ -3,7 +3,8 @@
 One palette for labels everywhere, :attr:`quack.schema.Label.colour`: censored red,
 uncensored teal, undetermined grey. Text from records, uploads and users is escaped
 here, where it becomes HTML (Plotly reads hover boxes, legends and tick labels as
-HTML) or Markdown (:func:`markdown_text`), so it always reads as itself.
+HTML) or Markdown (:func:`markdown_text`), so it always reads as itself. The latent map's
+figure is in :mod:`dashboard.map_charts`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.tables import HOVER_COLUMNS, snippet
 from quack.schema import Label
 
 LABEL_COLORS = {name: label.colour for name, label in Label.by_display().items()}
@@ -36,7 +36,8 @@ PLOT_CONFIG = {
 }
 
 
-def _layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
+def layout(fig: go.Figure, height: int = 420, **extra) -> go.Figure:
+    """The dashboard's look on a figure: height, margins, font, white ground, legend."""
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
@@ -70,144 +71,12 @@ def markdown_text(value) -> str:
     return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
-_HOVER = "%{hovertext}<extra>%{fullData.name}</extra>"
-#: Characters of a response a map point's hover box shows.
-HOVER_SNIPPET = 80
-# The density layer: white where there is nothing, through light grey-blue to blue.
-DENSITY_COLORS = [[0.0, "#ffffff"], [0.15, "#e6ecf4"], [0.6, "#b7c7de"], [1.0, "#6f8fbf"]]
-
-
-def hover_texts(hover: pd.DataFrame) -> np.ndarray:
-    """The hover box of each map point as escaped HTML, from the columns of :data:`~dashboard.tables.HOVER_COLUMNS`.
-
-    Made once for the drawn points and passed to :func:`map_figure`, so a colour change
-    does not format a hundred thousand boxes again. Snippets are cut to
-    :data:`HOVER_SNIPPET` characters: every box travels to the browser with the figure.
-    """
-    hover = hover.assign(snippet=[snippet(t, HOVER_SNIPPET) for t in hover["snippet"].to_numpy()])
-    part = {c: pd.Series(escaped(hover[c].to_numpy()), dtype=object) for c in HOVER_COLUMNS[1:]}
-    ids = pd.Series(np.asarray(hover["id"]).astype(str), dtype=object)
-    text = ("<b>" + part["domain"] + "</b><br>record " + ids + " · vp " + part["vp"] + " · " + part["country"]
-            + "<br>status " + part["status"] + "<br><i>" + part["snippet"] + "</i>")
-    return text.to_numpy(dtype=object)
-
-
-def density_trace(counts: np.ndarray, x_centres: np.ndarray, y_centres: np.ndarray) -> go.Heatmap:
-    """A heatmap of how many map points fall in each cell, log-scaled, empty cells white.
-
-    It goes under the drawn points, so regions whose points are not drawn still show.
-    """
-    return go.Heatmap(
-        z=np.log1p(np.asarray(counts, dtype=np.float32)), x=x_centres, y=y_centres, colorscale=DENSITY_COLORS,
-        zmin=0, showscale=False, hoverinfo="skip", name="all records", zsmooth="best",
-    )
-
-
-def map_figure(
-    coords: np.ndarray,
-    hover: pd.DataFrame,
-    color_values: np.ndarray,
-    color_name: str,
-    categorical: bool,
-    title: str = "",
-    highlight: Sequence[int] = (),
-    max_categories: int = 12,
-    texts: np.ndarray | None = None,
-    density: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> go.Figure:
-    """A scatter map of records, WebGL in 2-D, each point carrying its record id.
-
-    Parameters
-    ----------
-    coords : numpy.ndarray
-        (N, 2) or (N, 3) coordinates of the drawn records, in drawing order (the last on top).
-    hover : pandas.DataFrame
-        N rows with the columns of :data:`dashboard.tables.HOVER_COLUMNS`, plain text; ``id``
-        becomes each point's ``customdata``, the rest its hover box (escaped).
-    color_values : numpy.ndarray
-        (N,) category names or numbers to colour by.
-    color_name : str
-        What the colour means, for the legend or colour bar.
-    categorical : bool
-        Categories get one trace each (labels in their fixed colours, censored on top; the
-        most common others in distinct hues, the rest grey); numbers get a colour scale.
-    title : str, optional
-        Chart title.
-    highlight : sequence of int, optional
-        Record ids to ring (a chosen record and its neighbours).
-    max_categories : int, optional
-        Most categories drawn in their own colour, by default 12.
-    texts : numpy.ndarray, optional
-        The hover boxes, :func:`hover_texts` of ``hover``, when already made.
-    density : tuple, optional
-        ``(counts, x_centres, y_centres)`` of all records (:func:`quack.projection.density`),
-        drawn under the points in 2-D.
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    three = coords.shape[1] == 3
-    ids = np.asarray(hover["id"].to_numpy(), dtype=np.int64)
-    texts = hover_texts(hover) if texts is None else texts
-    scatter = go.Scatter3d if three else go.Scattergl
-    size = 3 if three else 6
-    fig = go.Figure()
-    if density is not None and not three:
-        fig.add_trace(density_trace(*density))
-
-    def points(idx, name, marker):
-        xyz = dict(x=coords[idx, 0], y=coords[idx, 1])
-        if three:
-            xyz["z"] = coords[idx, 2]
-        return scatter(mode="markers", name=name, customdata=ids[idx], hovertext=texts[idx], hovertemplate=_HOVER,
-                       marker=marker, **xyz)
-
-    if categorical:
-        values = pd.Series(np.asarray(color_values, dtype=object)).fillna("(none)").astype(str).replace("", "(none)")
-        if set(values.unique()) <= set(LABEL_COLORS):
-            # Undetermined underneath, censored last: drawn on top of the rest.
-            order = [n for n in reversed(LABEL_COLORS) if (values == n).any()]
-            colours = dict(LABEL_COLORS)
-        else:
-            counts = values.value_counts()
-            order = list(counts.index[:max_categories])
-            colours = {name: CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i, name in enumerate(order)}
-            if len(counts) > max_categories:
-                values = values.where(values.isin(order), "other")
-                order.insert(0, "other")
-                colours["other"] = OTHER_COLOR
-        for name in order:
-            idx = np.flatnonzero((values == name).to_numpy())
-            fig.add_trace(points(idx, f"{html.escape(name)} ({idx.size:,})",
-                                 dict(size=size, color=colours[name], opacity=0.8, line=dict(width=0))))
-    else:
-        numbers = np.asarray(color_values, dtype=np.float64)
-        fig.add_trace(points(np.arange(len(numbers)), html.escape(color_name), dict(
-            size=size, color=numbers, colorscale="RdYlBu_r" if "prob" in color_name else "Viridis",
-            colorbar=dict(title=dict(text=html.escape(color_name)), thickness=12), opacity=0.85, line=dict(width=0),
-        )))
-    if len(highlight):
-        idx = np.flatnonzero(np.isin(ids, np.asarray(highlight)))
-        if idx.size:
-            fig.add_trace(points(idx, "chosen & neighbours", dict(
-                size=size + 8, color="rgba(0,0,0,0)", line=dict(width=2, color="#1d3557"))))
-    fig = _layout(fig, height=620, title=dict(text=html.escape(title), x=0.01),
-                  dragmode="select" if not three else "orbit")
-    if not three:
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
-    else:
-        fig.update_scenes(xaxis_visible=False, yaxis_visible=False, zaxis_visible=False)
-    return fig
-
-
 def counts_bar(counts: pd.Series, title: str, color: str = "#4477aa", labels: bool = False) -> go.Figure:
     """A horizontal bar chart of counts, largest on top; the categories (from data) escaped."""
     counts = counts.sort_values()
     colours = [LABEL_COLORS.get(str(k), color) for k in counts.index] if labels else color
     fig = go.Figure(go.Bar(x=counts.to_numpy(), y=list(escaped(counts.index)), orientation="h", marker_color=colours))
-    return _layout(fig, height=max(180, 28 * len(counts) + 70), title=dict(text=html.escape(title), x=0.01))
+    return layout(fig, height=max(180, 28 * len(counts) + 70), title=dict(text=html.escape(title), x=0.01))
 
 
 def loss_curve(history: list[dict]) -> go.Figure:
@@ -225,7 +94,7 @@ def loss_curve(history: list[dict]) -> go.Figure:
                                  name="validation", mode="lines+markers", line=dict(color="#d1495b")))
     fig.update_xaxes(title="step")
     fig.update_yaxes(title="loss")
-    return _layout(fig, height=320, title=dict(text="Loss", x=0.01))
+    return layout(fig, height=320, title=dict(text="Loss", x=0.01))
 
 
 def confusion_figure(confusion: list[list[int]]) -> go.Figure:
@@ -238,7 +107,7 @@ def confusion_figure(confusion: list[list[int]]) -> go.Figure:
                    text=z, texttemplate="%{text}", showscale=False)
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=300, title=dict(text="Held-out confusion matrix", x=0.01))
+    return layout(fig, height=300, title=dict(text="Held-out confusion matrix", x=0.01))
 
 
 def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_labels: list[str], title: str) -> go.Figure:
@@ -264,7 +133,7 @@ def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_lab
     step_y = max(1, t_dec // 60)
     fig.update_yaxes(tickmode="array", tickvals=list(range(0, t_dec, step_y)), ticktext=y_text[::step_y],
                      autorange="reversed", title="decoder step (output token)")
-    return _layout(fig, height=max(420, min(1400, 14 * t_dec + 200)), title=dict(text=title, x=0.01))
+    return layout(fig, height=max(420, min(1400, 14 * t_dec + 200)), title=dict(text=title, x=0.01))
 
 
 def field_bars(shares: dict[str, dict[str, float]], title: str) -> go.Figure:
@@ -275,7 +144,7 @@ def field_bars(shares: dict[str, dict[str, float]], title: str) -> go.Figure:
         fig.add_trace(go.Bar(name=group, x=fields, y=[values.get(f, 0.0) for f in fields],
                              marker_color=LABEL_COLORS.get(group, "#4477aa")))
     fig.update_yaxes(title="share of attention", tickformat=".0%")
-    return _layout(fig, height=360, barmode="group", title=dict(text=title, x=0.01))
+    return layout(fig, height=360, barmode="group", title=dict(text=title, x=0.01))
 
 
 def attention_text_html(pieces: list[str], weights: np.ndarray, fields: list[str]) -> str:
@@ -362,4 +231,4 @@ def precision_curve(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ti
     fig.update_xaxes(title="K (first records of the ranking)", type="log", tickvals=ks, ticktext=[str(k) for k in ks],
                      gridcolor="#eef0f2")
     fig.update_yaxes(title="precision at K", range=[0, 1.02], gridcolor="#eef0f2")
-    return _layout(fig, height=360, title=dict(text=html.escape(title), x=0.01))
+    return layout(fig, height=360, title=dict(text=html.escape(title), x=0.01))

@@ -161,7 +161,7 @@ def drawn_rows(lab: np.ndarray, max_points: int) -> np.ndarray:
 
 @st.cache_resource(show_spinner="Reading what the drawn points' hover boxes say…", max_entries=8)
 def _hover(identity: jobs.Identity, rows_digest: str, _frame, _snippets, _rows: np.ndarray):
-    from dashboard.charts import hover_texts  # the state layer leaves the view unloaded
+    from dashboard.map_charts import hover_texts  # the state layer leaves the view unloaded
 
     table = tables.hover_table(_frame, _snippets, _rows)
     return table, hover_texts(table)

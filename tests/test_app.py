@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts, jobs, session, tables, training_runs
+from dashboard import charts, jobs, map_charts, session, tables, training_runs
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
 from quack.schema import Label, label_names
@@ -485,7 +485,7 @@ def test_map_figure_carries_ids_and_keeps_label_colours():
     hover = pd.DataFrame({c: [str(i) for i in range(6)] for c in tables.HOVER_COLUMNS}).assign(id=range(10, 16))
     hover.loc[0, "snippet"] = "<b>blocked</b> a -> b"
     names = label_names([1, 0, -1, 1, 0, -1])
-    fig = charts.map_figure(coords, hover, names, "Label", True, highlight=[12])
+    fig = map_charts.map_figure(coords, hover, names, "Label", True, highlight=[12])
     by_name = {t.name.split(" ")[0]: t for t in fig.data}
     assert by_name["censored"].marker.color == Label.CENSORED.colour
     assert "<i>&lt;b&gt;blocked&lt;/b&gt; a -&gt; b</i>" in by_name["censored"].hovertext[0], "hover text is escaped"
@@ -493,7 +493,7 @@ def test_map_figure_carries_ids_and_keeps_label_colours():
     assert by_name["chosen"].customdata[0] == 12
     assert [t.name.split(" ")[0] for t in fig.data][:3] == ["undetermined", "uncensored", "censored"], "censored on top"
     assert all(t.type == "scattergl" for t in fig.data)
-    fig3 = charts.map_figure(np.zeros((6, 3)), hover, np.linspace(0, 1, 6), "Classifier probability", False)
+    fig3 = map_charts.map_figure(np.zeros((6, 3)), hover, np.linspace(0, 1, 6), "Classifier probability", False)
     assert fig3.data[0].type == "scatter3d"
 
 
@@ -601,13 +601,13 @@ def test_figures_escape_every_value_from_data():
               "snippet": "<i>s</i>"}
     hover = pd.DataFrame({c: [marked.get(c, 0)] * 3 for c in tables.HOVER_COLUMNS}).assign(id=[1, 2, 3])
     for colour, categorical in (("domain", True), ("vp", True)):
-        fig = charts.map_figure(np.zeros((3, 2)), hover, hover[colour].to_numpy(), "<b>colour</b>", categorical,
+        fig = map_charts.map_figure(np.zeros((3, 2)), hover, hover[colour].to_numpy(), "<b>colour</b>", categorical,
                                 title="<i>title</i>")
         assert [t.name for t in fig.data] == [f"{html.escape(marked[colour])} (3)"], "legends are escaped"
         assert fig.layout.title.text == "&lt;i&gt;title&lt;/i&gt;"
         assert all(html.escape(marked[c]) in fig.data[0].hovertext[0] for c in tables.HOVER_COLUMNS[1:])
         assert not any(marked[c] in fig.data[0].hovertext[0] for c in tables.HOVER_COLUMNS[1:]), "none left raw"
-    numeric = charts.map_figure(np.zeros((3, 2)), hover, np.ones(3), "<b>colour</b>", False)
+    numeric = map_charts.map_figure(np.zeros((3, 2)), hover, np.ones(3), "<b>colour</b>", False)
     assert numeric.data[0].name == "&lt;b&gt;colour&lt;/b&gt;"
     bars = charts.counts_bar(pd.Series({"<b>x</b>": 3, "plain": 1}), "By <i>country</i>")
     assert list(bars.data[0].y) == ["plain", "&lt;b&gt;x&lt;/b&gt;"] and "<i>" not in bars.layout.title.text

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, discovery, errors, jobs, loaders, responses, results, session, settings, tables
+from dashboard import (charts, discovery, errors, jobs, loaders, map_charts, responses, results, session, settings,
+                       tables)
 from quack.discover import cluster_summary, rank_candidates
 from quack.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
@@ -211,7 +212,7 @@ with find:
         where = np.full(len(frame), "other", dtype=object)
         where[labels == Label.CENSORED] = Label.CENSORED.display
         where[ranked] = "candidate"
-        fig = charts.map_figure(
+        fig = map_charts.map_figure(
             coords,
             tables.hover_table(frame, responses.snippets(s.data_dir), np.arange(len(frame))),
             where,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, jobs, loaders, responses, results, session, settings, tables
+from dashboard import charts, errors, jobs, loaders, map_charts, responses, results, session, settings, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.projection import METRICS, umap_ready
@@ -124,7 +124,7 @@ elif colour == "loss":
 else:
     values, categorical = np.asarray(frame[colour].take(drawn), dtype=object), True
 
-fig = charts.map_figure(
+fig = map_charts.map_figure(
     coords[drawn], hover, values, COLOURS[colour], categorical,
     title=f"{shown} of the latent space, coloured by {COLOURS[colour].lower()}",
     highlight=ringed, texts=texts, density=results.map_density(map_key, coords) if dims == 2 else None,
