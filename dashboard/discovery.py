@@ -1,28 +1,24 @@
-"""What the Discover page computes: the evaluation, rankings by each method, fingerprint proposals.
+"""What the Discover page computes: the evaluation and the rankings by each method.
 
 The leave-fingerprints-out evaluation (:func:`quack.evaluate.evaluate_data`) runs in the
 background on the session's data set, latents and labels, bounded in rows and folds so
 that a browser cannot start unbounded work; its progress is kept here for the page to
 show. Once it is done the page ranks the undetermined records by the method it finds
-best (by average precision), any other method one choice away. Proposals
-(:func:`quack.discover.propose_patterns`) come with their matches over the whole data set
-per label (:func:`quack.discover.match_counts`), bodies read a batch at a time against a
-deadline, before anything is saved.
+best (by average precision), any other method one choice away. Fingerprint proposals
+are in :mod:`dashboard.proposals`.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Iterator
+from typing import Callable, Hashable
 
 import numpy as np
 import pandas as pd
 
-from dashboard import jobs, responses, results
+from dashboard import jobs, results
 from dashboard.loaders import Session
 from quack.schema import Label
 
@@ -41,13 +37,6 @@ SEED = 0
 BEST = "best"
 #: The method ranking before the evaluation is done.
 LATENT = "latent_classifier"
-#: Seconds a count of proposals over the whole data set may take; past it the counts
-#: cover the records scanned so far.
-SCAN_SECONDS = 10
-#: Responses of a cluster or selection proposals are drawn from, and other responses they
-#: are contrasted with, at most (random samples of more).
-MAX_GROUP_ROWS = 2_000
-MAX_OTHER_ROWS = 5_000
 
 _progress: dict[Hashable, tuple[float, str]] = {}
 _progress_lock = threading.Lock()
@@ -259,119 +248,3 @@ def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
 
     return results.computed(jobs.ranking_key(s.identity, labels, method), compute,
                             f"Ranking by {method.replace('_', ' ')}")
-
-
-# ----------------------------------------------------------------------------------
-# Proposals.
-
-
-@dataclass(frozen=True)
-class Proposals:
-    """Fingerprints proposed for some records and what each matches over the data set.
-
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        One row per proposal, best first: ``pattern``, ``length``, ``group share``
-        (of the records' responses holding it), ``precision`` (among those and the other
-        responses compared) and the matches among ``censored``, ``undetermined`` and
-        ``uncensored`` records of the data set.
-    scanned, total : int
-        Records whose bodies were searched, and records there are.
-    """
-
-    table: pd.DataFrame
-    scanned: int
-    total: int
-
-
-def _sample(rows: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
-    return rows if len(rows) <= most else np.sort(rng.choice(rows, most, replace=False))
-
-
-def _bodies_of(s: Session, ids: np.ndarray) -> list[str]:
-    return responses.bodies(s.data_dir, ids).tolist()
-
-
-def _body_batches(s: Session) -> Iterator[list[str]]:
-    for frame in responses.batches(s.data_dir, ["body"]):
-        yield frame["body"].tolist()
-
-
-def propose(s: Session, labels: np.ndarray, rows: np.ndarray, share: float) -> Proposals:
-    """Contrastive proposals for the responses of some records, counted over the whole data set.
-
-    The undetermined records among ``rows`` are the ones a new fingerprint is for (all of
-    them when none is); the others are contrasted with a random sample of every other
-    record's response. Cached per data set, labels, records and share.
-
-    Raises
-    ------
-    ValueError
-        When the responses share no text to propose, or a proposal cannot be searched in
-        bounded time.
-    """
-    from quack.discover import match_counts, propose_patterns
-
-    rows = np.asarray(rows, dtype=np.int64)
-    key = jobs.proposals_key(s.identity, labels, rows, share)
-
-    def compute(progress: Callable[[int, int], None]) -> Proposals:
-        rng = np.random.default_rng(SEED)
-        undetermined = rows[labels[rows] == Label.UNDETERMINED]
-        group = _sample(undetermined if len(undetermined) else rows, MAX_GROUP_ROWS, rng)
-        outside = np.setdiff1d(np.arange(len(labels)), rows, assume_unique=True)
-        others = _sample(outside, MAX_OTHER_ROWS, rng)
-        found = propose_patterns(_bodies_of(s, group), _bodies_of(s, others), share=share, seed=SEED)
-        counts = match_counts([p.pattern for p in found], _body_batches(s), labels,
-                              deadline=time.monotonic() + SCAN_SECONDS, progress=progress)
-        table = counts.table.assign(
-            length=[len(p.text) for p in found],
-            **{"group share": [p.cluster_share for p in found], "precision": [p.precision for p in found]},
-        )
-        order = ["pattern", "length", "group share", "precision", *(label.display for label in
-                                                                    (Label.CENSORED, Label.UNDETERMINED,
-                                                                     Label.UNCENSORED))]
-        return Proposals(table[order], counts.scanned, counts.total)
-
-    return results.computed(key, compute, "Counting the proposals' matches over the data set")
-
-
-def fingerprint_names(name: str, count: int) -> list[str]:
-    """Names of ``count`` fingerprints saved together: the name alone, or numbered variants of one family."""
-    name = name.strip()
-    return [name] if count == 1 else [f"{name}_{i}" for i in range(1, count + 1)]
-
-
-def save_fingerprints(path: Path, name: str, patterns: list[str]) -> list[str]:
-    """Add patterns to a user fingerprint file (Censored Planet's format), all or none.
-
-    Several patterns become the numbered variants of one family (``name_1``, ``name_2``,
-    ...), as Censored Planet numbers the variants of one page.
-
-    Returns
-    -------
-    list of str
-        The names saved.
-
-    Raises
-    ------
-    ValueError
-        When there is nothing to save, a name is malformed or already in the file, or a
-        pattern cannot be searched in bounded time; nothing is written then.
-    """
-    from quack.labels import read_user_fingerprints, save_user_fingerprint
-    from quack.patterns import compile_pattern
-
-    patterns = [p for p in patterns if p and p.strip()]
-    if not patterns:
-        raise ValueError("Tick a proposal or write a pattern to save a fingerprint.")
-    names = fingerprint_names(name, len(patterns))
-    taken = {entry["fingerprint"] for entry in read_user_fingerprints(path)} & set(names)
-    if taken:
-        raise ValueError(f"{path} already has a fingerprint named {sorted(taken)[0]!r}; choose another name.")
-    for one, pattern in zip(names, patterns):
-        compile_pattern(pattern, f"the new fingerprint {one!r}")
-    for one, pattern in zip(names, patterns):
-        save_user_fingerprint(path, one, pattern)
-    return names

@@ -237,19 +237,19 @@ def test_families_follow_the_censored_records_fingerprints():
 
 
 def test_saving_several_proposals_makes_numbered_variants_all_or_none(tmp_path):
-    from dashboard import discovery
+    from dashboard import proposals
 
     path = tmp_path / "mine.json"
-    assert discovery.save_fingerprints(path, "e_unk_one", ["Blocked here"]) == ["e_unk_one"]
-    saved = discovery.save_fingerprints(path, " e_unk_page ", ["Access denied", "", "policy 7\\.1"])
+    assert proposals.save_fingerprints(path, "e_unk_one", ["Blocked here"]) == ["e_unk_one"]
+    saved = proposals.save_fingerprints(path, " e_unk_page ", ["Access denied", "", "policy 7\\.1"])
     assert saved == ["e_unk_page_1", "e_unk_page_2"]
     fingerprints = Fingerprints.load([path])
     assert fingerprints.match("<p>policy 7.1</p>") == (True, "e_unk_page_2")
     before = path.read_bytes()
     with pytest.raises(ValueError, match="already has a fingerprint named 'e_unk_page_1'"):
-        discovery.save_fingerprints(path, "e_unk_page", ["new text", "other text"])
+        proposals.save_fingerprints(path, "e_unk_page", ["new text", "other text"])
     with pytest.raises(ValueError, match="Tick a proposal"):
-        discovery.save_fingerprints(path, "e_unk_none", ["", "  "])
+        proposals.save_fingerprints(path, "e_unk_none", ["", "  "])
     with pytest.raises(ValueError, match="e_unk_bad_2"):
-        discovery.save_fingerprints(path, "e_unk_bad", ["fine", "(a+)+(?=b)"])
+        proposals.save_fingerprints(path, "e_unk_bad", ["fine", "(a+)+(?=b)"])
     assert path.read_bytes() == before, "nothing written when one of them is refused"

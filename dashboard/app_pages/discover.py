@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import (charts, discovery, errors, jobs, loaders, map_charts, responses, results, session, settings,
-                       tables)
+from dashboard import (charts, discovery, errors, jobs, loaders, map_charts, proposals, responses, results, session,
+                       settings, tables)
 from quack.discover import cluster_summary, rank_candidates
 from quack.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
@@ -283,11 +283,11 @@ with cluster:
     )
     ticked: list[str] = []
     try:
-        proposals = discovery.propose(s, labels, group, share)
+        proposed = proposals.propose(s, labels, group, share)
     except ValueError as error:
         st.warning(charts.markdown_text(errors.public(error)))
     else:
-        table = proposals.table.copy()
+        table = proposed.table.copy()
         table.insert(0, "save", False)
         edited = st.data_editor(
             table, hide_index=True, key=f"proposals_{jobs.digest(group_name, share, len(group))}",
@@ -310,11 +310,11 @@ with cluster:
             },
         )
         ticked = edited.loc[edited["save"], "pattern"].tolist()
-        if proposals.scanned < proposals.total:
-            st.caption(f"Matches counted over the first {proposals.scanned:,} of {proposals.total:,} records, "
-                       f"all that {discovery.SCAN_SECONDS} s allowed.")
+        if proposed.scanned < proposed.total:
+            st.caption(f"Matches counted over the first {proposed.scanned:,} of {proposed.total:,} records, "
+                       f"all that {proposals.SCAN_SECONDS} s allowed.")
         else:
-            st.caption(f"Matches counted over all {proposals.total:,} records, per label: a pattern worth "
+            st.caption(f"Matches counted over all {proposed.total:,} records, per label: a pattern worth "
                        "contributing matches undetermined records and no uncensored one.")
 
     name = st.text_input("Fingerprint name", f"e_unk_user_cluster_{chosen}", key=f"fp_name_{chosen}",
@@ -339,7 +339,7 @@ with cluster:
     if save.button("Save fingerprint", type="primary", icon=":material/save:"):
         try:
             target = fingerprint_path(file_name)
-            saved = discovery.save_fingerprints(target, name, [*ticked, pattern])
+            saved = proposals.save_fingerprints(target, name, [*ticked, pattern])
         except ValueError as error:
             errors.show(error)
         else:
