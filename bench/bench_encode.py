@@ -8,8 +8,8 @@ Run from the project root::
 Builds the built-in sample with the shipped checkpoint's tokenizer, then times, interleaved
 so that a busy machine slows all of them alike (median of ``--repeats`` after a warm-up):
 
-* ``quack encode``: the command line end to end (``quack.cli.main``), writing Parquet;
-* the map: :func:`quack.encoding.encode_dataset`, latents kept in memory;
+* ``quack encode``: the command line end to end (``quack.cli.main.main``), writing Parquet;
+* the map: :func:`quack.model.encoding.encode_dataset`, latents kept in memory;
 * the unsorted predict loop that ``quack encode`` ran before it joined the encoding path:
   ``Trainer.predict`` over ``QuackDataModule.predict_dataloader`` (id order, no length
   sorting), latents thrown away.
@@ -31,7 +31,7 @@ import torch
 
 
 def _quack_encode(data: Path, checkpoint: Path, out: Path) -> None:
-    from quack.cli import main
+    from quack.cli.main import main
 
     if main(["encode", "--data", str(data), "--checkpoint", str(checkpoint), "--out", str(out),
              "--accelerator", "cpu"]) != 0:
@@ -39,7 +39,7 @@ def _quack_encode(data: Path, checkpoint: Path, out: Path) -> None:
 
 
 def _map(data: Path, model) -> None:
-    from quack.encoding import encode_dataset
+    from quack.model.encoding import encode_dataset
 
     encode_dataset(model, data, device="cpu", with_loss=False)
 
@@ -47,7 +47,7 @@ def _map(data: Path, model) -> None:
 def _unsorted(data: Path, model) -> None:
     import pytorch_lightning as pl
 
-    from quack.dataset import QuackDataModule
+    from quack.model.dataset import QuackDataModule
 
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False)
@@ -65,9 +65,9 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-    from quack.build import build_dataset
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-    from quack.sample import write_sample
+    from quack.data.build import build_dataset
+    from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+    from quack.sample.generator import write_sample
 
     model = load_checkpoint(SHIPPED_CHECKPOINT)
     with tempfile.TemporaryDirectory() as tmp:

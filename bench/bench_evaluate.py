@@ -7,7 +7,7 @@ Run from the project root::
     python bench/bench_evaluate.py --train-realistic runs/realistic   # also a model trained on the realistic sample
 
 Each data set is built with the shipped checkpoint's tokenizer and evaluated by
-:func:`quack.evaluate.evaluate` (what ``quack evaluate`` runs), one fold per fingerprint
+:func:`quack.discovery.evaluation.evaluate` (what ``quack evaluate`` runs), one fold per fingerprint
 family:
 
 * ``sample``: the built-in sample, 5,000 measurements, seed 0, with its ground truth;
@@ -21,7 +21,7 @@ family:
 of the shipped checkpoint (``scripts/train_sample_checkpoint.py``), its own tokenizer
 included, and evaluates it: the shipped model never saw those pages. Writes each
 report's JSON to ``--out`` and prints the tables recorded in ``BENCHMARKS.md``; for the
-samples also the best fingerprint :func:`quack.discover.propose_patterns` proposes for
+samples also the best fingerprint :func:`quack.discovery.clusters.propose_patterns` proposes for
 each unknown family (its rows against every other row with a body) and what it matches.
 """
 
@@ -52,8 +52,8 @@ def _load_script():
 
 def build(kind: str, work: Path, tokenizer) -> tuple[Path, Path | None]:
     """The data set of ``kind`` in ``work`` and its truth file (None for real data)."""
-    from quack.build import build_dataset
-    from quack.sample import write_sample
+    from quack.data.build import build_dataset
+    from quack.sample.generator import write_sample
 
     data = work / f"{kind}-data"
     if kind == "real":
@@ -68,9 +68,9 @@ def build(kind: str, work: Path, tokenizer) -> tuple[Path, Path | None]:
 
 def train_realistic(out: Path, work: Path) -> Path:
     """Train a model on the realistic sample as the shipped one was trained on the default; return its checkpoint."""
-    from quack.build import build_dataset
-    from quack.sample import write_sample
-    from quack.training import fit
+    from quack.data.build import build_dataset
+    from quack.sample.generator import write_sample
+    from quack.model.training import fit
 
     script = _load_script()
     records, _ = write_sample(work / "realistic-train.json", realistic=True, **SAMPLE)
@@ -113,9 +113,9 @@ def proposals(data: Path, truth_file: Path) -> str:
     """For each unknown family of the truth, its best proposed fingerprint and what it matches, as Markdown."""
     import numpy as np
 
-    from quack.datafolder import read_rows
-    from quack.discover import count_matches, propose_patterns
-    from quack.evaluate import read_truth
+    from quack.data.datafolder import read_rows
+    from quack.discovery.clusters import count_matches, propose_patterns
+    from quack.discovery.evaluation import read_truth
 
     rows = read_rows(data, ["label", "body", "source", "line", "probe"])
     truth, pages = read_truth(truth_file, rows)
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where to encode (default: cpu)")
     args = parser.parse_args()
 
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+    from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def run(name: str, kind: str, model, checkpoint: Path, work: Path, out: Path, de
     """Build the data set of ``kind`` for ``model``, evaluate it, write ``name``.json and print its tables."""
     import torch
 
-    from quack.evaluate import evaluate
+    from quack.discovery.evaluation import evaluate
 
     data, truth = build(kind, work / name, model.tokenizer)
     real = kind == "real"

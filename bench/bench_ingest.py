@@ -14,10 +14,10 @@ two threads as well), so the peak resident memory of one run is not hidden by an
 Every stage is timed on its own passes over the same file, and the fastest of three
 passes is reported:
 
-* ingest: :func:`quack.ingest.iter_rows` alone;
-* ingest + label: plus :func:`quack.labels.label_row` with the shipped fingerprints;
+* ingest: :func:`quack.data.ingest.iter_rows` alone;
+* ingest + label: plus :func:`quack.fingerprints.labels.label_row` with the shipped fingerprints;
 * tokenize: :meth:`QuackTokenizer.encode_rows` on rows already in memory;
-* build: :func:`quack.build.build_dataset` end to end (both passes, BPE training, Parquet).
+* build: :func:`quack.data.build.build_dataset` end to end (both passes, BPE training, Parquet).
 
 With ``--workers``, a process pinned to two cores writes ``--files`` sample files of
 ``--n`` measurements (seeds 0, 1, ...) and runs ``quack ingest --workers N`` over them,
@@ -51,11 +51,11 @@ REPEAT = 3
 
 def _child(n: int) -> dict:
     cores = _pin()
-    from quack.build import build_dataset
-    from quack.ingest import iter_rows
-    from quack.labels import Fingerprints, label_row
-    from quack.sample import write_sample
-    from quack.tokenizer import QuackTokenizer
+    from quack.data.build import build_dataset
+    from quack.data.ingest import iter_rows
+    from quack.fingerprints.labels import Fingerprints, label_row
+    from quack.sample.generator import write_sample
+    from quack.data.tokenizer import QuackTokenizer
 
     result = {"measurements": n, "cores": cores}
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,8 +111,8 @@ def _pin() -> int | None:
 
 def _workers_child(counts: list[int], n: int, files: int, real_size: bool = False) -> dict:
     cores = _pin()
-    from quack.datafolder import DataFolder
-    from quack.sample import write_sample
+    from quack.data.datafolder import DataFolder
+    from quack.sample.generator import write_sample
 
     result: dict = {"cores": cores, "files": files, "measurements": n, "runs": {}, "load": [os.getloadavg()[0]],
                     "real_size": real_size}
@@ -126,7 +126,7 @@ def _workers_child(counts: list[int], n: int, files: int, real_size: bool = Fals
         def ingest(out: str, *options: str) -> float:
             """Wall seconds of one `quack ingest`, a fresh process as a user or a batch job runs it."""
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "quack.cli", "ingest", str(raw), "--out", str(Path(tmp) / out),
+            subprocess.run([sys.executable, "-m", "quack.cli.main", "ingest", str(raw), "--out", str(Path(tmp) / out),
                             "--vocab-size", "4000", "--max-tokens", "256", *options],
                            check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
             return time.perf_counter() - start

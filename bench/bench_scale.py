@@ -151,7 +151,7 @@ def run_step(name: str, command: list[str], env: dict | None = None) -> dict:
 
 
 def quack(*args: str) -> list[str]:
-    return [sys.executable, "-m", "quack.cli", *args]
+    return [sys.executable, "-m", "quack.cli.main", *args]
 
 
 # ------------------------------------------------------------------------------ dashboard

@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quack.build import build_dataset  # noqa: E402
-from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
-from quack.sample import write_sample  # noqa: E402
+from quack.data.build import build_dataset  # noqa: E402
+from quack.model.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
+from quack.sample.generator import write_sample  # noqa: E402
 
 
 def utilisation_sampler(stop: threading.Event, readings: list[int]) -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     stop.set()
     sampler.join()
 
-    from quack.training import fit
+    from quack.model.training import fit
 
     start = time.perf_counter()
     result = fit(

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from quack import build
-from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-from quack.ingest import IngestStats, chunk_rows, iter_chunks
-from quack.labels import Fingerprints, label_row
+from quack.data import build
+from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+from quack.data.ingest import IngestStats, chunk_rows, iter_chunks
+from quack.fingerprints.labels import Fingerprints, label_row
 
 
 def main(paths: list[str]) -> None:

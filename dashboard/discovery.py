@@ -1,6 +1,6 @@
 """What the Discover page computes: the evaluation and the rankings by each method.
 
-The leave-fingerprints-out evaluation (:func:`quack.evaluate.evaluate_data`) runs in the
+The leave-fingerprints-out evaluation (:func:`quack.discovery.evaluation.evaluate_data`) runs in the
 background on the session's data set, latents and labels, bounded in rows and folds so
 that a browser cannot start unbounded work; its progress is kept here for the page to
 show. Once it is done the page ranks the undetermined records by the method it finds
@@ -73,8 +73,8 @@ def check_size(labels: np.ndarray) -> None:
 
 
 def families(labels: np.ndarray, names) -> np.ndarray:
-    """The fingerprint family of each censored record (:func:`quack.evaluate.family_of`), ``""`` for the others."""
-    from quack.evaluate import family_of
+    """The fingerprint family of each censored record (:func:`quack.discovery.evaluation.family_of`), ``""`` for the others."""
+    from quack.discovery.evaluation import family_of
 
     return np.array([family_of(name) if label == Label.CENSORED and isinstance(name, str) and name else ""
                      for name, label in zip(names, labels)], dtype=object)
@@ -101,8 +101,8 @@ def fold_count(family_of_rows: np.ndarray) -> int:
 
 def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, report: Callable[[float, str], None]):
     """The data set as the methods see it, on the session's labels (stored for the rankings)."""
-    from quack.encoding import encode_dataset
-    from quack.evaluate import EvaluationData
+    from quack.model.encoding import encode_dataset
+    from quack.discovery.evaluation import EvaluationData
 
     store = jobs.store()
     key = jobs.evaluation_data_key(s.identity, labels)
@@ -137,7 +137,7 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
     Returns
     -------
     concurrent.futures.Future or None
-        Its result is a :class:`quack.evaluate.EvaluationReport`; it fails with a
+        Its result is a :class:`quack.discovery.evaluation.EvaluationReport`; it fails with a
         ValueError of one sentence when the data cannot be evaluated.
 
     Raises
@@ -145,7 +145,7 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
     ValueError
         When the data set is larger than :data:`MAX_ROWS`.
     """
-    from quack.evaluate import evaluate_data
+    from quack.discovery.evaluation import evaluate_data
 
     check_size(labels)
     key = evaluation_key(s, labels)
@@ -221,7 +221,7 @@ def best_method(report) -> str:
 
 def methods() -> list[str]:
     """The ranking choices: the evaluation's best, then every method."""
-    from quack.rankers import METHODS
+    from quack.discovery.rankers import METHODS
 
     return [BEST, *METHODS]
 
@@ -239,7 +239,7 @@ def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
         return None
 
     def compute(progress: Callable[[int, int], None]) -> np.ndarray:
-        from quack.rankers import score_rows
+        from quack.discovery.rankers import score_rows
 
         progress(0, 1)
         values = score_rows(method, data, labels, SEED, min_cluster_size=MIN_ROWS)

@@ -27,7 +27,7 @@ import numpy as np
 from dashboard import settings
 
 Stamp = tuple[str, int, int]
-#: Identity of a data set version: its resolved folder and :attr:`quack.datafolder.DataFolder.version`.
+#: Identity of a data set version: its resolved folder and :attr:`quack.data.datafolder.DataFolder.version`.
 DataVersion = tuple[str, str]
 
 
@@ -43,10 +43,10 @@ def data_version(data_dir: str | os.PathLike) -> DataVersion:
 
     Raises
     ------
-    quack.ingest.QuackInputError
+    quack.data.ingest.QuackInputError
         When the folder is not a data set.
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     folder = DataFolder(Path(data_dir).expanduser().resolve())
     return (str(folder.path), folder.version)
@@ -141,7 +141,7 @@ def evaluation_key(identity: Identity, labels: np.ndarray, folds: int, top: tupl
 
 
 def evaluation_data_key(identity: Identity, labels: np.ndarray) -> tuple:
-    """Key of what the evaluation's methods see of the data set (quack.evaluate.EvaluationData)."""
+    """Key of what the evaluation's methods see of the data set (quack.discovery.evaluation.EvaluationData)."""
     return ("evaluation-data", identity, array_digest(labels))
 
 

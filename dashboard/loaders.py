@@ -1,6 +1,6 @@
 """The session's checkpoint, data set, records and labels, loaded once and shared between sessions.
 
-Files are cached by their version (a data set's :attr:`quack.datafolder.DataFolder.version`,
+Files are cached by their version (a data set's :attr:`quack.data.datafolder.DataFolder.version`,
 a file's path, size and modification time), so a replaced file is read again and an
 unchanged one never is. Per-record metadata is held as columns; response texts are read
 only for the records asked for, or streamed (:mod:`dashboard.responses`). What is
@@ -24,7 +24,7 @@ from dashboard import jobs, responses, session, settings, sources, tables
 from dashboard.responses import folder
 from dashboard.jobs import Identity, stamp
 from quack.atomic import atomic_write
-from quack.ingest import QuackInputError
+from quack.data.ingest import QuackInputError
 from quack.schema import columns, schema_of
 
 
@@ -49,7 +49,7 @@ class Session:
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
 def _load_model(path: str, size: int, mtime: int):
-    from quack.encoding import load_checkpoint
+    from quack.model.encoding import load_checkpoint
 
     return load_checkpoint(path)
 
@@ -71,7 +71,7 @@ def load_model(path: str | Path | None = None):
 #: The Data page's box that keeps the rows of a damaged file read before the damage.
 KEEP_PARTIAL_LABEL = "Keep the rows read before damage in a truncated file"
 
-# How quack.ingest's refusal of a damaged file advises the command line; the dashboard's
+# How quack.data.ingest's refusal of a damaged file advises the command line; the dashboard's
 # advice is the box above.
 _CLI_KEEP_PARTIAL = "keep the rows read before the damage with `quack ingest --keep-partial`"
 
@@ -93,7 +93,7 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
         encoded folder does not belong to its data set or checkpoint (one sentence each).
     """
     from dashboard.charts import markdown_text
-    from quack.build import build_dataset
+    from quack.data.build import build_dataset
 
     source = source or session.source()
     checkpoint = checkpoint or session.checkpoint()
@@ -143,8 +143,8 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
 
 @st.cache_resource(show_spinner="Checking the data set…", max_entries=16)
 def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool) -> None:
-    from quack.datafolder import DataFolder
-    from quack.encoded import check_provenance
+    from quack.data.datafolder import DataFolder
+    from quack.model.encoded import check_provenance
 
     folder = DataFolder.open(data_version[0], require_rows=True)
     if encoded is not None:
@@ -155,7 +155,7 @@ def _checked(source: dict, checkpoint: Path) -> Path:
     """The data set of a data set or encoded source, checked (with the encoded folder's provenance), where it lies.
 
     A data set tokenized by another tokenizer than the checkpoint's is used as it is: the
-    model's work tokenizes its stored texts again (:mod:`quack.encoding`, :func:`dashboard.results.inspect`).
+    model's work tokenizes its stored texts again (:mod:`quack.model.encoding`, :func:`dashboard.results.inspect`).
     """
     encoded = None
     if source["holds"] == "encoded":
@@ -192,11 +192,11 @@ def encoded_latents(s: Session, progress=None):
 
     Returns
     -------
-    quack.encoding.Encoded
+    quack.model.encoding.Encoded
         Losses are NaN when the folder has none.
     """
-    from quack.encoded import read_latents, read_metadata
-    from quack.encoding import Encoded
+    from quack.model.encoded import read_latents, read_metadata
+    from quack.model.encoding import Encoded
 
     info = read_metadata(s.encoded_dir)
     n = folder(s.data_dir).n_rows
@@ -258,7 +258,7 @@ def relabel(s: Session, fingerprint_file: str | Path) -> int:
 
     Only labels change (tokens stay); the records are streamed. Returns how many records changed label.
     """
-    from quack.labels import relabel_rows
+    from quack.fingerprints.labels import relabel_rows
 
     total = folder(s.data_dir).n_rows
     needed = [c for c in columns() if c not in ("tokens", "n_tokens")]

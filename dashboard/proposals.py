@@ -1,8 +1,8 @@
 """Fingerprints proposed on the Discover page, counted over the data set before they are saved.
 
-Proposals (:func:`quack.discover.propose_patterns`) for the responses of a cluster or a
+Proposals (:func:`quack.discovery.clusters.propose_patterns`) for the responses of a cluster or a
 map selection come with their matches over the whole data set per label
-(:func:`quack.discover.match_counts`), bodies read a batch at a time against a deadline,
+(:func:`quack.discovery.clusters.match_counts`), bodies read a batch at a time against a deadline,
 before anything is saved to the user's fingerprint file.
 """
 
@@ -76,7 +76,7 @@ def propose(s: Session, labels: np.ndarray, rows: np.ndarray, share: float) -> P
         When the responses share no text to propose, or a proposal cannot be searched in
         bounded time.
     """
-    from quack.discover import match_counts, propose_patterns
+    from quack.discovery.clusters import match_counts, propose_patterns
 
     rows = np.asarray(rows, dtype=np.int64)
     key = jobs.proposals_key(s.identity, labels, rows, share)
@@ -125,8 +125,8 @@ def save_fingerprints(path: Path, name: str, patterns: list[str]) -> list[str]:
         When there is nothing to save, a name is malformed or already in the file, or a
         pattern cannot be searched in bounded time; nothing is written then.
     """
-    from quack.labels import read_user_fingerprints, save_user_fingerprint
-    from quack.patterns import compile_pattern
+    from quack.fingerprints.labels import read_user_fingerprints, save_user_fingerprint
+    from quack.fingerprints.patterns import compile_pattern
 
     patterns = [p for p in patterns if p and p.strip()]
     if not patterns:

@@ -37,13 +37,13 @@ def _version(data_dir: Path) -> tuple[str, str]:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _folder(path: str, version: str):
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     return DataFolder.open(path)
 
 
 def folder(data_dir: Path):
-    """The data set (:class:`quack.datafolder.DataFolder`), opened once per version."""
+    """The data set (:class:`quack.data.datafolder.DataFolder`), opened once per version."""
     return _folder(*_version(data_dir))
 
 

@@ -59,14 +59,14 @@ def computed(key: Hashable, compute: Callable[[Callable[[int, int], None]], Any]
 
 
 def encoded(s: Session):
-    """Latents of every record (quack.encoding.Encoded), losses included once computed.
+    """Latents of every record (quack.model.encoding.Encoded), losses included once computed.
 
     A session on an encoded folder reads them from it (losses too, when it has them);
     otherwise the first map needs only the latents, computed alone (about half the work),
     and :func:`encoded_with_loss` adds the reconstruction losses when asked.
     """
     from dashboard.loaders import encoded_latents
-    from quack.encoding import encode_dataset
+    from quack.model.encoding import encode_dataset
 
     full = jobs.store().get(jobs.encoded_key(s.identity, True))
     if full is not None:
@@ -81,7 +81,7 @@ def encoded(s: Session):
 
 def encoded_with_loss(s: Session):
     """Latents and per-record reconstruction losses of every record (read from an encoded folder that has them)."""
-    from quack.encoding import encode_dataset
+    from quack.model.encoding import encode_dataset
 
     if s.encoded_dir is not None and not np.isnan(encoded(s).loss).all():
         return encoded(s)
@@ -92,7 +92,7 @@ def encoded_with_loss(s: Session):
 
 def pca_map(s: Session, dims: int = 2) -> np.ndarray:
     """PCA coordinates of the latents (fast; the first map)."""
-    from quack.projection import pca
+    from quack.latents.projection import pca
 
     latents = encoded(s).latents
     return computed(jobs.pca_key(s.identity, dims), lambda progress: pca(latents, dims), "Projecting with PCA")
@@ -106,7 +106,7 @@ def umap_job(
 
     UMAP is fitted on at most ``fit_rows`` records chosen with every label represented
     (0: on all), and the others are placed by their nearest fitted records
-    (:func:`quack.projection.umap_at_scale`). The job reports how far it is into
+    (:func:`quack.latents.projection.umap_at_scale`). The job reports how far it is into
     ``jobs.store().progress(key)``.
 
     Returns
@@ -114,7 +114,7 @@ def umap_job(
     tuple
         The result's key and the job computing it (None when not started).
     """
-    from quack.projection import umap_at_scale
+    from quack.latents.projection import umap_at_scale
 
     latents = encoded(s).latents
     # The data set's own labels choose the fitted records, so relabelling does not move the map.
@@ -146,7 +146,7 @@ def best_map(s: Session) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _drawn(labels_digest: str, max_points: int, _labels: np.ndarray) -> np.ndarray:
-    from quack.projection import display_sample
+    from quack.latents.projection import display_sample
 
     rows = display_sample(_labels, max_points)
     # Undetermined first, censored last, so the rare censored points are drawn on top.
@@ -176,13 +176,13 @@ def hover(s: Session, rows: np.ndarray) -> tuple:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _density(map_key: tuple, bins: int, _coords: np.ndarray):
-    from quack.projection import density
+    from quack.latents.projection import density
 
     return density(_coords, bins)
 
 
 def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The density layer of a 2-D map (:func:`quack.projection.density`), once per map (its store key).
+    """The density layer of a 2-D map (:func:`quack.latents.projection.density`), once per map (its store key).
 
     About two records per cell along each axis' square root, between 40 and
     :data:`DENSITY_BINS` cells, so a small map's layer is not a scatter of single records.
@@ -197,9 +197,9 @@ def classifier(s: Session, seed: int = 0):
     Returns
     -------
     tuple
-        (quack.classifier.ClassifierReport, (N,) probabilities).
+        (quack.latents.classifier.ClassifierReport, (N,) probabilities).
     """
-    from quack.classifier import train_classifier
+    from quack.latents.classifier import train_classifier
 
     latents, lab = encoded(s).latents, labels(s.data_dir)
 
@@ -220,7 +220,7 @@ def stored_probability(s: Session) -> np.ndarray | None:
 
 def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
     """HDBSCAN cluster number of each record (-1: in no cluster)."""
-    from quack.discover import cluster_latents
+    from quack.discovery.clusters import cluster_latents
 
     latents = encoded(s).latents
     return computed(jobs.clusters_key(s.identity, min_cluster_size),
@@ -230,7 +230,7 @@ def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _nearest(identity: jobs.Identity, record: int, k: int, _latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from quack.projection import nearest_neighbors
+    from quack.latents.projection import nearest_neighbors
 
     ids, distances = nearest_neighbors(_latents, record, k=k)
     ids.flags.writeable = distances.flags.writeable = False  # shared by every session
@@ -253,8 +253,8 @@ def _inspect(
     # ``version`` (the files' stamps) only keys the cache: a replaced file is run again.
     import torch
 
-    from quack.dataset import collate_tokens
-    from quack.tokenizer import PAD, TOKENIZED_COLUMNS
+    from quack.model.dataset import collate_tokens
+    from quack.data.tokenizer import PAD, TOKENIZED_COLUMNS
 
     model = load_model(checkpoint)
     # Only the row groups holding these records are read, never every record's text. The
@@ -284,7 +284,7 @@ def inspect(s: Session, ids: list[int], teacher_forcing: bool = True) -> list[di
 
 def field_attention(s: Session, ids: list[int], teacher_forcing: bool) -> dict[str, dict[str, float]]:
     """Mean attention share per field over records, grouped by label name (censored first)."""
-    from quack.attention import attention_by_field
+    from quack.latents.attention_stats import attention_by_field
 
     names = label_names(labels(s.data_dir)[np.asarray(ids, dtype=np.int64)])
     groups: dict[str, list[dict[str, float]]] = {}

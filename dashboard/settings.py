@@ -67,7 +67,7 @@ def checkpoint_root() -> Path:
 
 def shipped_checkpoint() -> Path:
     """The checkpoint that ships with the repository."""
-    from quack.encoding import SHIPPED_CHECKPOINT
+    from quack.model.encoding import SHIPPED_CHECKPOINT
 
     return Path(SHIPPED_CHECKPOINT)
 

@@ -27,8 +27,8 @@ from typing import Iterator
 
 from dashboard import settings
 from quack.atomic import atomic_write
-from quack.datafolder import INFO_FILE, ROWS_FILE
-from quack.encoded import find_data_set, is_encoded, recorded_checkpoint
+from quack.data.datafolder import INFO_FILE, ROWS_FILE
+from quack.model.encoded import find_data_set, is_encoded, recorded_checkpoint
 
 
 def sample_files() -> Path:
@@ -37,7 +37,7 @@ def sample_files() -> Path:
     ``QUACK_SAMPLE_SIZE`` sets the number of measurements; each size has its own folder,
     so changing it makes a new sample instead of reusing the old one.
     """
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     size = settings.sample_size()
     folder = settings.sample_folder(size)
@@ -260,7 +260,7 @@ def save_checkpoint_upload(name: str, data: bytes) -> Path:
         One sentence naming the upload when it is not a usable checkpoint or would take
         the uploads past their limit.
     """
-    from quack.encoding import load_checkpoint
+    from quack.model.encoding import load_checkpoint
 
     target = checkpoint_upload_folder() / _upload_name(name, data, ".ckpt")
     if target.is_file():

@@ -29,7 +29,7 @@ class TrainingRun:
         Names the run and its checkpoint.
     out_dir : pathlib.Path
         Lightning's checkpoints and logs of the run.
-    recorder : quack.training.LossRecorder
+    recorder : quack.model.training.LossRecorder
         The run's progress and losses, readable while it trains.
     future : concurrent.futures.Future
         Gives the saved checkpoint's path when the run ends.
@@ -58,7 +58,7 @@ def start(data_dir: Path, model: AutoencoderConfig, train: TrainConfig) -> Train
     The best checkpoint is copied to ``<checkpoint folder>/trained/<run id>.ckpt`` when
     the run ends, where the Model page lists it.
     """
-    from quack.training import LossRecorder, fit
+    from quack.model.training import LossRecorder, fit
 
     run_id = time.strftime("quack-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     out_dir = settings.cache_root() / "runs" / run_id

@@ -27,9 +27,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from quack.config import check_model_options
-from quack.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
-from quack.limits import check_checkpoint_shapes
-from quack.tokenizer import BOS, EOS, PAD, RESPONSE_MARKERS, TEXT_FIELDS, TEXT_OFFSET, UNK
+from quack.model.encoded import AutoencoderWriter, item_path, load_encoded, read_metadata
+from quack.data.decompression import check_checkpoint_shapes
+from quack.data.tokenizer import BOS, EOS, PAD, RESPONSE_MARKERS, TEXT_FIELDS, TEXT_OFFSET, UNK
 
 __all__ = [
     "BOS",
@@ -641,11 +641,11 @@ class QuackAutoEncoder(pl.LightningModule):
 
     @property
     def tokenizer(self) -> Any:
-        """The ``quack.tokenizer.QuackTokenizer`` the model was trained with, or None."""
+        """The ``quack.data.tokenizer.QuackTokenizer`` the model was trained with, or None."""
         if self.tokenizer_json is None:
             return None
         if self._tokenizer_cache is None or self._tokenizer_cache[0] != self.tokenizer_json:
-            from quack.tokenizer import QuackTokenizer
+            from quack.data.tokenizer import QuackTokenizer
 
             self._tokenizer_cache = (self.tokenizer_json, QuackTokenizer.from_json(self.tokenizer_json))
         return self._tokenizer_cache[1]

@@ -167,7 +167,7 @@ def check_model_options(
     bounds of :class:`AutoencoderConfig`, so an absurd claim is refused before any weight
     is allocated.
     """
-    from quack.tokenizer import UNK
+    from quack.data.tokenizer import UNK
 
     if num_embeddings is not None and (
         isinstance(num_embeddings, bool) or not isinstance(num_embeddings, int)

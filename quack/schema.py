@@ -59,10 +59,10 @@ def label_names(labels: Iterable[int] | np.ndarray) -> np.ndarray:
 
 #: The roles a column can play; a column may play several.
 ROLES = {
-    "ingest": "read from the raw files by quack.ingest (every key of a row it yields)",
+    "ingest": "read from the raw files by quack.data.ingest (every key of a row it yields)",
     "derived": "added when the data set is built (id, label, tokens)",
     "metadata": "carried with each record's latent vector into encoded output",
-    "text": "a string, cut at quack.tokenizer.FIELD_CHARS characters when stored",
+    "text": "a string, cut at quack.data.tokenizer.FIELD_CHARS characters when stored",
     "flag": "a boolean; missing counts as false, as in the published pipeline",
     "tokenized": "read by the tokenizer to make the record's token sequence",
 }

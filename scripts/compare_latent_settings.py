@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from quack.build import build_dataset  # noqa: E402
-from quack.evaluate import evaluate  # noqa: E402
-from quack.sample import write_sample  # noqa: E402
-from quack.training import fit  # noqa: E402
+from quack.data.build import build_dataset  # noqa: E402
+from quack.discovery.evaluation import evaluate  # noqa: E402
+from quack.sample.generator import write_sample  # noqa: E402
+from quack.model.training import fit  # noqa: E402
 
 BASELINES = ("bag_of_tokens", "tfidf_text")
 

@@ -34,11 +34,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from quack.classifier import binary_scores, split_labelled, train_classifier  # noqa: E402
-from quack.build import build_dataset  # noqa: E402
-from quack.datafolder import read_rows  # noqa: E402
-from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
-from quack.sample import write_sample  # noqa: E402
+from quack.latents.classifier import binary_scores, split_labelled, train_classifier  # noqa: E402
+from quack.data.build import build_dataset  # noqa: E402
+from quack.data.datafolder import read_rows  # noqa: E402
+from quack.model.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint  # noqa: E402
+from quack.sample.generator import write_sample  # noqa: E402
 
 SAMPLE = {"n": 5000, "seed": 0}
 TOKENIZER = {"vocab_size": 4000, "max_tokens": 128, "fields": ["status", "headers", "body", "service", "error"]}
@@ -125,7 +125,7 @@ def evaluate(checkpoint: Path, work: Path) -> dict:
 
 def leave_fingerprints_out(checkpoint: Path, work: Path, methods: list[str] | None = None) -> dict:
     """``quack evaluate`` on the sample: mean AP and P@50 of each method over the folds, and the purities."""
-    from quack.evaluate import evaluate as evaluate_methods
+    from quack.discovery.evaluation import evaluate as evaluate_methods
 
     model = load_checkpoint(checkpoint)
     data_dir, _ = sample_dataset(work, tokenizer=model.tokenizer)
@@ -149,7 +149,7 @@ def leave_fingerprints_out(checkpoint: Path, work: Path, methods: list[str] | No
 
 def train(work: Path) -> dict:
     """Train on the sample and save the weights-only checkpoint; return the run's figures."""
-    from quack.training import fit
+    from quack.model.training import fit
 
     data_dir, _ = sample_dataset(work)
     start = time.perf_counter()

@@ -28,9 +28,9 @@ TIMEOUT = 300
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    from quack.build import build_dataset
-    from quack.sample import write_sample
-    from quack.training import fit
+    from quack.data.build import build_dataset
+    from quack.sample.generator import write_sample
+    from quack.model.training import fit
 
     root = tmp_path_factory.mktemp("dashboard")
     records, _ = write_sample(root / "train.json", n=400, seed=3)
@@ -100,8 +100,8 @@ def built_rows(env, prefix: str) -> int:
 
 def rows_of(env, tmp_path, records: Path) -> int:
     """Rows a data set of ``records`` has when built apart from the dashboard, with the model's tokenizer."""
-    from quack.build import build_dataset
-    from quack.encoding import load_checkpoint
+    from quack.data.build import build_dataset
+    from quack.model.encoding import load_checkpoint
 
     tokenizer = load_checkpoint(env["checkpoint"]).tokenizer
     return build_dataset([str(records)], tmp_path / "expected", tokenizer=tokenizer)["rows"]
@@ -194,7 +194,7 @@ def load_path(at: AppTest, typed: str) -> AppTest:
 
 
 def test_path_boxes_refuse_everything_outside_the_shared_folders_in_one_sentence(env, tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     real, _ = write_sample(tmp_path / "outside.json", n=20, seed=2)
     seen = set()
@@ -242,7 +242,7 @@ def test_data_page_file_without_measurements_is_refused(env):
 
 
 def test_data_page_loads_a_file_on_the_server(env, tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     other, _ = write_sample(shared(env, "other.json"), n=120, seed=9)
     at = run_page("data", **{session.SELECTION: [1, 2], session.RECORD: 2})
@@ -399,7 +399,7 @@ def test_discover_page_stops_a_pattern_that_runs_too_long_in_one_sentence(env):
 
 
 def test_fingerprint_files_are_names_in_one_folder_and_the_package_is_never_written(env, tmp_path):
-    from quack.labels import shipped_fingerprint_files
+    from quack.fingerprints.labels import shipped_fingerprint_files
 
     shipped = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shipped_fingerprint_files()}
     folder = Path(env["root"]) / "cache" / "fingerprints"
@@ -508,7 +508,7 @@ def test_data_page_upload_of_a_bad_file_gives_one_sentence(env):
 
 
 def test_data_page_upload_of_measurements_switches_the_data(env, tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     upload, _ = write_sample(tmp_path / "upload.json", n=60, seed=11)
     at = run_page("data")
@@ -532,7 +532,7 @@ def kept_uploads(env) -> set[Path]:
 
 
 def test_data_uploads_are_bounded_by_size_and_by_rows_and_a_refused_one_is_not_kept(env, monkeypatch, tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     records, _ = write_sample(tmp_path / "many.json", n=60, seed=12)
     before = kept_uploads(env)
@@ -552,7 +552,7 @@ def test_data_uploads_are_bounded_by_size_and_by_rows_and_a_refused_one_is_not_k
 def test_a_truncated_upload_gets_the_pages_advice_and_loads_partially_when_asked(env, tmp_path):
     import gzip
 
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     records, _ = write_sample(tmp_path / "cut.json", n=80, seed=13)
     packed = gzip.compress(records.read_bytes())
@@ -568,7 +568,7 @@ def test_a_truncated_upload_gets_the_pages_advice_and_loads_partially_when_asked
 
 
 def test_html_and_markdown_in_an_upload_and_its_fields_show_as_text(env, tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     records, _ = write_sample(tmp_path / "fields.json", n=40, seed=14)
     domain, vp = "<b>bold</b>[link](http://evil.example)", "<i>vp</i>"

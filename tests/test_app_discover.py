@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import discovery, jobs
-from quack.labels import Fingerprints, read_user_fingerprints
-from quack.patterns import compile_pattern
+from quack.fingerprints.labels import Fingerprints, read_user_fingerprints
+from quack.fingerprints.patterns import compile_pattern
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TIMEOUT = 300
@@ -38,8 +38,8 @@ def assert_clean(at: AppTest) -> None:
 
 def sample_identity(env) -> tuple[jobs.Identity, np.ndarray]:
     """The identity the dashboard gives the sample under the shipped checkpoint, and the sample's labels."""
-    from quack.datafolder import read_rows
-    from quack.encoding import SHIPPED_CHECKPOINT
+    from quack.data.datafolder import read_rows
+    from quack.model.encoding import SHIPPED_CHECKPOINT
 
     (data_dir,) = (env / "cache" / "datasets").glob("sample-*")
     return jobs.Identity.of(data_dir, SHIPPED_CHECKPOINT), read_rows(data_dir, ["label"])["label"].to_numpy()
@@ -109,7 +109,7 @@ def test_proposals_show_their_matches_per_label_and_the_ticked_ones_load_with_th
     assert len(table) >= 1 and not table["save"].any()
     assert list(table["precision"]) == sorted(table["precision"], reverse=True)
     (data_dir,) = (env / "cache" / "datasets").glob("sample-*")
-    from quack.datafolder import read_rows
+    from quack.data.datafolder import read_rows
 
     rows = read_rows(data_dir, ["label", "body"])
     first = table.iloc[0]
@@ -154,7 +154,7 @@ def test_a_data_set_too_large_to_evaluate_here_is_told_so_and_ranked_by_the_late
 
 def test_proposals_for_the_map_selection_hold_in_the_selected_responses(env):
     from dashboard import session
-    from quack.datafolder import read_rows
+    from quack.data.datafolder import read_rows
 
     at = discover_page()
     (data_dir,) = (env / "cache" / "datasets").glob("sample-*")

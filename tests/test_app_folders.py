@@ -25,10 +25,10 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A small checkpoint, the data set it was trained on, a folder of two parts and encoded folders."""
-    from quack.build import build_dataset
-    from quack.encoding import load_checkpoint, write_encoded
-    from quack.sample import write_sample
-    from quack.training import fit
+    from quack.data.build import build_dataset
+    from quack.model.encoding import load_checkpoint, write_encoded
+    from quack.sample.generator import write_sample
+    from quack.model.training import fit
 
     root = tmp_path_factory.mktemp("folders")
     records, _ = write_sample(root / "raw" / "measurements.json", n=300, seed=4)
@@ -78,7 +78,7 @@ def records_shown(at: AppTest) -> int:
 
 
 def rows(folder: Path) -> int:
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     return DataFolder.open(folder).n_rows
 
@@ -113,9 +113,9 @@ def test_a_data_set_named_at_start_is_used_where_it_lies(env, monkeypatch):
 def test_a_data_set_of_another_tokenizer_is_read_with_the_checkpoints_tokenizer(env, monkeypatch):
     """The shipped checkpoint on the small model's data set: used where it lies, its texts tokenized again."""
     from dashboard import results
-    from quack.datafolder import DataFolder
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-    from quack.tokenizer import TOKENIZED_COLUMNS
+    from quack.data.datafolder import DataFolder
+    from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+    from quack.data.tokenizer import TOKENIZED_COLUMNS
 
     data = env["root"] / "data"
     monkeypatch.setenv("QUACK_DATA", str(data))
@@ -148,7 +148,7 @@ def test_a_folder_of_two_parts_reads_as_one_data_set(env, monkeypatch):
 
 
 def test_an_encoded_folder_brings_its_checkpoint_and_its_latents_are_read_not_computed(env, monkeypatch):
-    from quack.encoded import load_encoded
+    from quack.model.encoded import load_encoded
 
     monkeypatch.setenv("QUACK_DATA", str(env["root"] / "encoded"))
     at = opened(env["root"] / "encoded", page="export")
@@ -178,8 +178,8 @@ def test_the_data_page_opens_an_encoded_folder_typed_in_a_shared_folder(env, mon
 
 
 def test_an_encoded_folder_of_a_changed_data_set_is_one_sentence(env, monkeypatch):
-    from quack.build import build_dataset
-    from quack.encoding import load_checkpoint, write_encoded
+    from quack.data.build import build_dataset
+    from quack.model.encoding import load_checkpoint, write_encoded
 
     root = env["root"]
     shutil.copytree(root / "data", root / "changing")
@@ -193,7 +193,7 @@ def test_an_encoded_folder_of_a_changed_data_set_is_one_sentence(env, monkeypatc
 
 
 def write_sample_file(root: Path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     return write_sample(root / "other-measurements.json", n=50, seed=9)
 
@@ -231,7 +231,7 @@ def test_data_named_at_start_that_is_not_there_is_one_sentence(env, monkeypatch)
 
 def test_texts_are_read_for_the_ids_asked_and_streamed_whole_across_parts(env):
     from dashboard import loaders, tables
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     folder = env["root"] / "parts"
     whole = DataFolder.open(folder).read_rows(list(responses.TEXT_COLUMNS))

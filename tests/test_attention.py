@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quack.attention import attention_by_field, attention_received
+from quack.latents.attention_stats import attention_by_field, attention_received
 
 
 def test_attention_received_ignores_padded_decoder_steps():

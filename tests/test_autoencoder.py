@@ -250,7 +250,7 @@ def test_loss_over_time_sums_per_step_means_ignoring_padding():
 
 
 def test_response_weight_weighs_the_response_tokens_of_the_loss():
-    from quack.tokenizer import TEXT_OFFSET
+    from quack.data.tokenizer import TEXT_OFFSET
 
     sent, status, body = (TEXT_OFFSET - 4, TEXT_OFFSET - 3, TEXT_OFFSET - 1)
     target = torch.tensor([[0, 5, sent, TEXT_OFFSET + 1, status, TEXT_OFFSET + 2, 2],
@@ -453,7 +453,7 @@ def test_from_checkpoint_rejects_what_is_not_a_quack_checkpoint(tmp_path):
 
 
 def test_checkpoint_carries_a_working_tokenizer(tmp_path):
-    tokenizer_module = pytest.importorskip("quack.tokenizer")
+    tokenizer_module = pytest.importorskip("quack.data.tokenizer")
     texts = ["HTTP/1.1 200 OK\r\nServer: nginx", "HTTP/1.1 403 Forbidden\r\nblocked page"] * 20
     tokenizer = tokenizer_module.QuackTokenizer.train(texts, vocab_size=1400, max_tokens=32)
     net = tiny_model(num_embeddings=tokenizer.vocab_size)
@@ -469,7 +469,7 @@ def test_checkpoint_carries_a_working_tokenizer(tmp_path):
 
 
 def test_a_checkpoint_with_chosen_fields_and_response_weight_round_trips_and_encodes(tmp_path):
-    from quack.tokenizer import QuackTokenizer
+    from quack.data.tokenizer import QuackTokenizer
 
     rows = [{"vp": "10.0.0.1", "service": "http", "status": "403 Forbidden", "headers": "Server: x",
              "body": f"<html>blocked {i}</html>", "sent": "example.org"} for i in range(30)]

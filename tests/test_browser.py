@@ -34,7 +34,7 @@ ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("browser-cache")
     env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"))
-    from quack.encoding import SHIPPED_CHECKPOINT
+    from quack.model.encoding import SHIPPED_CHECKPOINT
 
     if not Path(SHIPPED_CHECKPOINT).is_file() and "QUACK_CHECKPOINT" not in env:
         env["QUACK_CHECKPOINT"] = str(small_checkpoint(tmp_path_factory.mktemp("browser-model")))
@@ -52,9 +52,9 @@ def serve(env: dict, cache: Path):
 
 
 def small_checkpoint(folder: Path) -> Path:
-    from quack.build import build_dataset
-    from quack.sample import write_sample
-    from quack.training import fit
+    from quack.data.build import build_dataset
+    from quack.sample.generator import write_sample
+    from quack.model.training import fit
 
     records, _ = write_sample(folder / "train.json", n=600, seed=5)
     build_dataset([str(records)], folder / "data", vocab_size=1500, max_tokens=128)

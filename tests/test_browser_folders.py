@@ -27,7 +27,7 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwrig
 
 def quack(*args: str, cwd: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "quack.cli", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "quack.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 

@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import quack.build
-import quack.ingest
-from quack.build import build_dataset
-from quack.datafolder import DataFolder, read_info, read_rows
-from quack.ingest import IngestStats, QuackInputError, iter_rows
-from quack.sample import write_sample
+import quack.data.build
+import quack.data.ingest
+from quack.data.build import build_dataset
+from quack.data.datafolder import DataFolder, read_info, read_rows
+from quack.data.ingest import IngestStats, QuackInputError, iter_rows
+from quack.sample.generator import write_sample
 from quack.schema import ROW_SCHEMA, columns
-from quack.tokenizer import FIELD_CHARS, QuackTokenizer
+from quack.data.tokenizer import FIELD_CHARS, QuackTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
@@ -152,7 +152,7 @@ def test_a_data_set_with_anything_beside_it_is_not_replaced(built, tmp_path):
 KILLED_BUILD = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    import quack.build as build
+    import quack.data.build as build
 
     records, out, step = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     if step == "between renames":
@@ -208,7 +208,7 @@ def test_a_build_killed_between_the_renames_is_restored_by_the_next_one(built, t
     assert hidden(tmp_path) == []
 
 
-@pytest.mark.skipif(quack.build._renameat2() is None, reason="no renameat2 on this system")
+@pytest.mark.skipif(quack.data.build._renameat2() is None, reason="no renameat2 on this system")
 def test_a_build_killed_after_the_swap_leaves_the_new_data_set(built, tmp_path):
     data, records, *_ = built
     out = tmp_path / "ds"
@@ -262,7 +262,7 @@ def test_a_disk_error_names_the_output_and_keeps_the_old_data_set(built, tmp_pat
     def read_only(path, mode=0o777):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(quack.build.os, "mkdir", read_only)
+    monkeypatch.setattr(quack.data.build.os, "mkdir", read_only)
     with pytest.raises(QuackInputError, match=rf"^Cannot write the data set {tmp_path / 'new'}: Permission denied"):
         build_dataset(records, tmp_path / "new")
 
@@ -293,8 +293,8 @@ def test_workers_build_the_same_data_set_as_one_process(tmp_path, monkeypatch):
     (raw / "t.json.gz").write_bytes(damaged[: len(damaged) * 2 // 3])
     # Small chunks and a low line bound, so that the input spreads over many chunks and
     # every kind of problem the reader and the parser count falls between them.
-    monkeypatch.setattr(quack.ingest, "CHUNK_BYTES", 30_000)
-    monkeypatch.setattr(quack.ingest, "MAX_LINE_BYTES", 2048)
+    monkeypatch.setattr(quack.data.ingest, "CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(quack.data.ingest, "MAX_LINE_BYTES", 2048)
     built = {}
     for workers, tokenizer in ((1, None), (2, None), (1, "given"), (2, "given")):
         given = QuackTokenizer.load(tmp_path / "1-None" / "tokenizer.json") if tokenizer else None
@@ -316,7 +316,7 @@ def test_workers_build_the_same_data_set_as_one_process(tmp_path, monkeypatch):
 
 
 def test_fields_of_a_new_tokenizer_shape_every_row(built, tmp_path, capsys):
-    from quack.cli import main
+    from quack.cli.main import main
 
     _, records, *_ = built
     code = main(["ingest", str(records), "--out", str(tmp_path / "response"), "--vocab-size", "600",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from quack.classifier import binary_scores, split_labelled, train_classifier
+from quack.latents.classifier import binary_scores, split_labelled, train_classifier
 
 
 def clusters(n_censored: int, n_uncensored: int, n_undetermined: int, width: int = 16, seed: int = 0):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from quack.cli import main
-from quack.datafolder import read_info
+from quack.cli.main import main
+from quack.data.datafolder import read_info
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 
@@ -23,7 +23,7 @@ def test_sample_then_ingest_in_a_real_process(tmp_path):
     assert main(["sample", "--out", str(tmp_path / "s.json"), "--n", "200", "--seed", "3"]) == 0
     assert (tmp_path / "s.truth.jsonl").is_file()
     # One real process shows the installed entry point's wiring; it pays torch's import time once.
-    done = subprocess.run([sys.executable, "-m", "quack.cli", "ingest", str(tmp_path), "--out", str(tmp_path / "ds"),
+    done = subprocess.run([sys.executable, "-m", "quack.cli.main", "ingest", str(tmp_path), "--out", str(tmp_path / "ds"),
                            "--vocab-size", "1500", "--max-tokens", "48"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
@@ -164,7 +164,7 @@ def test_workers_write_the_data_set_one_process_writes(tmp_path, capsys, monkeyp
     for seed in range(3):
         main(["sample", "--out", str(tmp_path / "raw" / f"s{seed}.json"), "--n", "150", "--seed", str(seed)])
     # Chunks small enough that the three files spread over both workers.
-    monkeypatch.setattr("quack.ingest.CHUNK_BYTES", 20_000)
+    monkeypatch.setattr("quack.data.ingest.CHUNK_BYTES", 20_000)
     outputs = []
     for workers in ("1", "2"):
         capsys.readouterr()

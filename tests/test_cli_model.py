@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from quack.autoencoder import QuackAutoEncoder, load_encoded
-from quack.cli import main
-from quack.build import build_dataset
-from quack.datafolder import read_info
-from quack.encoding import load_checkpoint
-from quack.sample import write_sample
+from quack.cli.main import main
+from quack.data.build import build_dataset
+from quack.data.datafolder import read_info
+from quack.model.encoding import load_checkpoint
+from quack.sample.generator import write_sample
 
 TINY = ["--embed-size", "8", "--hidden-size", "16", "--batch-size", "32", "--logger", "none"]
 
@@ -162,7 +162,7 @@ def test_progress_into_a_pipe_is_a_few_lines_per_stage(sample_data, tmp_path):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "quack.cli"]
+    command = [sys.executable, "-m", "quack.cli.main"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     fit = subprocess.run([*command, "fit", "--data", str(sample_data), "--out", str(tmp_path / "run"),
                           "--max-epochs", "3", *TINY, "--batch-size", "8"],
@@ -267,7 +267,7 @@ def test_sigterm_during_encode_gives_one_sentence_and_a_rerun_can_start_over(tra
     import time
 
     out = tmp_path / "encoded"
-    argv = [sys.executable, "-m", "quack.cli", "encode", "--data", str(sample_data), "--checkpoint",
+    argv = [sys.executable, "-m", "quack.cli.main", "encode", "--data", str(sample_data), "--checkpoint",
             str(trained / "checkpoints" / "last.ckpt"), "--out", str(out), "--batch-size", "1", "--accelerator", "cpu"]
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120

@@ -7,11 +7,11 @@ import shutil
 import pyarrow as pa
 import pytest
 
-from quack.build import build_dataset
-from quack.datafolder import DATA_SET_FILES, DataFolder, read_info, read_rows, replace_blocker
-from quack.ingest import QuackInputError
-from quack.sample import write_sample
-from quack.tokenizer import QuackTokenizer
+from quack.data.build import build_dataset
+from quack.data.datafolder import DATA_SET_FILES, DataFolder, read_info, read_rows, replace_blocker
+from quack.data.ingest import QuackInputError
+from quack.sample.generator import write_sample
+from quack.data.tokenizer import QuackTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from quack.build import build_dataset
-from quack.datafolder import read_info, read_rows
-from quack.dataset import METADATA_COLUMNS, QuackDataModule, QuackDataset, collate_tokens, collate_with_metadata
-from quack.ingest import QuackInputError
-from quack.sample import write_sample
-from quack.tokenizer import PAD, QuackTokenizer
+from quack.data.build import build_dataset
+from quack.data.datafolder import read_info, read_rows
+from quack.model.dataset import METADATA_COLUMNS, QuackDataModule, QuackDataset, collate_tokens, collate_with_metadata
+from quack.data.ingest import QuackInputError
+from quack.sample.generator import write_sample
+from quack.data.tokenizer import PAD, QuackTokenizer
 
 
 @pytest.fixture(scope="module")

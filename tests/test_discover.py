@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from quack import discover
-from quack.datafolder import read_rows
-from quack.labels import Fingerprints, save_user_fingerprint
-from quack.sample import write_sample
+from quack.discovery import clusters as discover
+from quack.data.datafolder import read_rows
+from quack.fingerprints.labels import Fingerprints, save_user_fingerprint
+from quack.sample.generator import write_sample
 from quack.schema import Label
 
 
@@ -122,8 +122,8 @@ def test_propose_patterns_refuse_what_they_cannot_do():
 
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory):
-    from quack.build import build_dataset
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+    from quack.data.build import build_dataset
+    from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
 
     work = tmp_path_factory.mktemp("discover")
     records, _ = write_sample(work / "s.json", n=120, seed=4)
@@ -184,7 +184,7 @@ def test_match_counts_refuse_a_pattern_they_cannot_bound():
 
 
 def _report(aps: dict[str, list[float]], ranked: int = 30):
-    from quack.evaluate import EvaluationReport
+    from quack.discovery.evaluation import EvaluationReport
 
     methods = list(aps)
     folds = []

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from quack import evaluate as ev
-from quack.cli import main
+from quack.discovery import evaluation as ev
+from quack.cli.main import main
 from quack.schema import Label
 
 # ----------------------------------------------------------------------------- scores
@@ -187,9 +187,9 @@ def test_data_without_censored_rows_has_nothing_to_hide():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A small generated data set and a tiny model trained on it for one epoch."""
-    from quack.build import build_dataset
-    from quack.sample import write_sample
-    from quack.training import fit
+    from quack.data.build import build_dataset
+    from quack.sample.generator import write_sample
+    from quack.model.training import fit
 
     root = tmp_path_factory.mktemp("evaluate")
     records, truth = write_sample(root / "s.json", n=150, seed=3)
@@ -223,7 +223,7 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
 def test_quack_evaluate_takes_a_checkpoint_of_another_tokenizer(tiny, capsys):
     """The shipped model (vocabulary 4,000) on a data set of a 300-token tokenizer: it encodes the
     rows in its own tokens, and the bag-of-tokens methods count the data set's own."""
-    from quack.encoding import SHIPPED_CHECKPOINT
+    from quack.model.encoding import SHIPPED_CHECKPOINT
 
     out = tiny["root"] / "shipped.json"
     status = main(["evaluate", "--data", str(tiny["data"]), "--checkpoint", str(SHIPPED_CHECKPOINT), "--min-rows", "2",
@@ -245,8 +245,8 @@ def test_quack_evaluate_refuses_bad_options_in_one_sentence(tiny, capsys, argume
 
 
 def test_quack_evaluate_refuses_a_data_set_with_no_censored_rows(tiny, tmp_path, capsys):
-    from quack.build import build_dataset
-    from quack.datafolder import DataFolder
+    from quack.data.build import build_dataset
+    from quack.data.datafolder import DataFolder
 
     signatures = tmp_path / "blockpages.json"
     signatures.write_text('{"fingerprint": "x_never", "pattern": "never in any page 0xdeadbeef"}\n')

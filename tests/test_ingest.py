@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quack.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, chunk_rows, iter_chunks, iter_rows
-from quack.limits import ExpansionError
+from quack.data.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, chunk_rows, iter_chunks, iter_rows
+from quack.data.decompression import ExpansionError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
@@ -434,8 +434,8 @@ records = st.one_of(record_with(v2_record(), V2_PROBE, "response"), record_with(
 @pytest.fixture(scope="module")
 def labeling_tools():
     """The shipped fingerprints and a tiny tokenizer, built once for all examples."""
-    from quack.labels import Fingerprints
-    from quack.tokenizer import QuackTokenizer
+    from quack.fingerprints.labels import Fingerprints
+    from quack.data.tokenizer import QuackTokenizer
 
     return Fingerprints.load(), QuackTokenizer.train(["<html>blocked page</html>"] * 20, vocab_size=1500, max_tokens=32)
 
@@ -443,7 +443,7 @@ def labeling_tools():
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(records, min_size=1, max_size=4))
 def test_arbitrary_records_never_raise_and_tokenize_in_range(tmp_path, labeling_tools, lines):
-    from quack.labels import label_row
+    from quack.fingerprints.labels import label_row
 
     fingerprints, tokenizer = labeling_tools
     path = write_lines(tmp_path / "h.json", lines)
@@ -468,8 +468,8 @@ def test_chunks_parsed_apart_and_merged_in_order_count_as_one_reading(tmp_path, 
     write_lines(tmp_path / "a.json", lines[:200])
     (tmp_path / "empty.json").write_bytes(b"")
     write_lines(tmp_path / "b.json", rnd.sample(lines, 150))
-    monkeypatch.setattr("quack.ingest.CHUNK_BYTES", 8000)
-    monkeypatch.setattr("quack.ingest.MAX_LINE_BYTES", 2048)
+    monkeypatch.setattr("quack.data.ingest.CHUNK_BYTES", 8000)
+    monkeypatch.setattr("quack.data.ingest.MAX_LINE_BYTES", 2048)
     whole = IngestStats(keep_problems=True)
     rows = list(iter_rows(tmp_path, whole))
     chunks = [pickle.loads(pickle.dumps(chunk)) for chunk in iter_chunks(tmp_path, keep_problems=True)]

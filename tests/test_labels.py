@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quack.build import build_dataset
-from quack.datafolder import read_rows
-from quack.ingest import QuackInputError, iter_rows
-from quack.labels import (
+from quack.data.build import build_dataset
+from quack.data.datafolder import read_rows
+from quack.data.ingest import QuackInputError, iter_rows
+from quack.fingerprints.labels import (
     Fingerprints,
     FingerprintWarning,
     label_row,
@@ -29,7 +29,7 @@ from quack.labels import (
     shipped_fingerprint_files,
 )
 from quack.schema import Label
-from quack.tokenizer import FIELD_CHARS
+from quack.data.tokenizer import FIELD_CHARS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")
@@ -133,7 +133,7 @@ def test_shared_lists_dedupe_like_upstream():
 
 @needs_shared
 def test_fast_matcher_equals_naive_loop_on_real_and_generated_bodies(tmp_path):
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     paths = [SHARED / "false_positive_signatures.json", SHARED / "blockpage_signatures.json"]
     fps = shared_fingerprints()
@@ -199,7 +199,7 @@ def test_a_catastrophic_signature_labels_a_long_body_correctly(tmp_path):
     path = tmp_path / "blockpage_signatures.json"
     path.write_text(json.dumps({"fingerprint": "b_runaway", "pattern": "(a+)+$"}) + "\n")
     script = (
-        "import sys; from quack.labels import Fingerprints; fps = Fingerprints.load([sys.argv[1]]); "
+        "import sys; from quack.fingerprints.labels import Fingerprints; fps = Fingerprints.load([sys.argv[1]]); "
         "print(fps.match('a' * 5000 + '!'), fps.match('<p>' + 'a' * 5000))"
     )
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
@@ -373,12 +373,12 @@ def test_read_user_fingerprints_refuses_a_pattern_that_is_no_regex(tmp_path):
 
 
 def test_save_user_fingerprint_names_a_file_it_cannot_write(tmp_path, monkeypatch):
-    import quack.labels
+    import quack.fingerprints.labels
 
     def full_disk(path, write):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(quack.labels, "atomic_write", full_disk)
+    monkeypatch.setattr(quack.fingerprints.labels, "atomic_write", full_disk)
     path = tmp_path / "fingerprints.json"
     with pytest.raises(ValueError, match=rf"Cannot write the fingerprint file {re.escape(str(path))}: No space left"):
         save_user_fingerprint(path, "e_unk_user_1", "Blocked")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from quack.limits import (
+from quack.data.decompression import (
     DEFAULT_MAX_EXPANSION,
     EXPANSION_VARIABLE,
     MIN_ALLOWANCE,
@@ -157,7 +157,7 @@ def test_shapes_match_a_real_model_with_several_layers():
 
 CRAFTED = """
 import resource, sys, torch
-from quack.limits import check_checkpoint_shapes
+from quack.data.decompression import check_checkpoint_shapes
 state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

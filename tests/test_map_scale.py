@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import jobs, session
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selection_counts
-from quack.encoding import SHIPPED_CHECKPOINT
+from quack.model.encoding import SHIPPED_CHECKPOINT
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TIMEOUT = 300
@@ -137,8 +137,8 @@ def test_selection_counts_per_label_and_undrawn():
 
 
 def test_the_umap_map_is_fitted_on_fewer_records_than_it_places(env):
-    from quack.datafolder import read_rows
-    from quack.projection import fit_sample, pca
+    from quack.data.datafolder import read_rows
+    from quack.latents.projection import fit_sample, pca
 
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

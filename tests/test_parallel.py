@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from quack.parallel import Workers, available_cores
+from quack.data.parallel import Workers, available_cores
 
 
 def where(job: int, tag: str) -> tuple[int, str, int]:

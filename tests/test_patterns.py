@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quack.ingest import iter_rows
-from quack.patterns import PatternError, PatternTimeout, compile_pattern
-from quack.sample import write_sample
+from quack.data.ingest import iter_rows
+from quack.fingerprints.patterns import PatternError, PatternTimeout, compile_pattern
+from quack.sample.generator import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "censoredplanet"
@@ -83,7 +83,7 @@ def assert_same_as_re(patterns: list[tuple[str, str]], texts: list[str]) -> int:
 @pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|aa)+$"])
 def test_nested_repeat_on_a_long_text_ends(pattern):
     run = finishes(
-        "from quack.patterns import compile_pattern\n"
+        "from quack.fingerprints.patterns import compile_pattern\n"
         f"print(compile_pattern({pattern!r}, 'the test').search('a' * 5000 + 'b'))"
     )
     assert run.stdout.strip() == "False"
@@ -92,7 +92,7 @@ def test_nested_repeat_on_a_long_text_ends(pattern):
 @pytest.mark.parametrize("pattern", ["(.+)+\\x00", "(.+)+\x00"], ids=["escape", "raw NUL"])
 def test_discover_page_pattern_that_froze_the_server_ends(pattern):
     run = finishes(
-        "from quack.patterns import compile_pattern\n"
+        "from quack.fingerprints.patterns import compile_pattern\n"
         f"p = compile_pattern({pattern!r}, 'the Discover page\\'s pattern box')\n"
         "print(p.search('x' * 100_000), p.search('x' * 5000 + '\\x00'))"
     )
@@ -102,7 +102,7 @@ def test_discover_page_pattern_that_froze_the_server_ends(pattern):
 def test_backtracking_only_pattern_is_stopped_with_a_sentence_naming_it():
     # The lookahead keeps it off RE2, and alternation is not a nested repeat, so only the timeout can stop it.
     run = finishes(
-        "from quack.patterns import compile_pattern, PatternTimeout\n"
+        "from quack.fingerprints.patterns import compile_pattern, PatternTimeout\n"
         "p = compile_pattern('(a|aa)+$(?=)', 'mine.json line 7', timeout=0.2)\n"
         "try:\n"
         "    p.search('a' * 60 + 'b')\n"

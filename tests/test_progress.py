@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-import quack.ingest
-from quack.cli import main
+import quack.data.ingest
+from quack.cli.main import main
 from quack.progress import Progress, Stages
-from quack.sample import write_sample
+from quack.sample.generator import write_sample
 
 
 def lines(stream: io.StringIO) -> list[str]:
@@ -64,7 +64,7 @@ def test_stages_close_each_other_and_take_their_totals_from_an_earlier_stage():
 
 def test_ingest_into_a_log_prints_a_few_lines_per_stage(tmp_path, capsys, monkeypatch):
     write_sample(tmp_path / "s.json", n=300, seed=1)
-    monkeypatch.setattr(quack.ingest, "CHUNK_BYTES", 4000)
+    monkeypatch.setattr(quack.data.ingest, "CHUNK_BYTES", 4000)
     assert main(["ingest", str(tmp_path / "s.json"), "--out", str(tmp_path / "ds"), "--vocab-size", "400",
                  "--workers", "1"]) == 0
     said = capsys.readouterr().err.splitlines()

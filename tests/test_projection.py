@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from quack import projection
+from quack.latents import projection
 
 
 def two_blobs(n=120, h=64, seed=0):

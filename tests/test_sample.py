@@ -12,10 +12,10 @@ from collections import Counter, defaultdict
 import pyarrow.parquet as pq
 import pytest
 
-from quack.cli import main
-from quack.ingest import IngestStats, iter_rows
-from quack.labels import Fingerprints, label_row
-from quack.sample import KNOWN, ORDINARY, REALISTIC_FAMILIES, RESET, TIMEOUT, UNKNOWN, write_sample
+from quack.cli.main import main
+from quack.data.ingest import IngestStats, iter_rows
+from quack.fingerprints.labels import Fingerprints, label_row
+from quack.sample.generator import KNOWN, ORDINARY, REALISTIC_FAMILIES, RESET, TIMEOUT, UNKNOWN, write_sample
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-from quack.tokenizer import DEFAULT_FIELDS
+from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
+from quack.data.tokenizer import DEFAULT_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quack.tokenizer import BOS, EOS, FIELD_CHARS, N_STATIC, PAD, TEXT_FIELDS, TEXT_OFFSET, QuackTokenizer
+from quack.data.tokenizer import BOS, EOS, FIELD_CHARS, N_STATIC, PAD, TEXT_FIELDS, TEXT_OFFSET, QuackTokenizer
 
 
 def make_row(**kw) -> dict:

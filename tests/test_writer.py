@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, item_path, load_encoded, read_metadata
-from quack.dataset import collate_with_metadata
-from quack.tokenizer import BOS, EOS, SPECIALS
+from quack.model.dataset import collate_with_metadata
+from quack.data.tokenizer import BOS, EOS, SPECIALS
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 30
@@ -211,7 +211,7 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     from torch.utils.data import DataLoader
     from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder
-    from quack.dataset import collate_with_metadata
+    from quack.model.dataset import collate_with_metadata
 
     if __name__ == "__main__":
         weights, data, storage = sys.argv[1:4]
@@ -308,7 +308,7 @@ def test_a_folder_without_encoded_output_says_so(tmp_path):
 
 
 def test_classify_refuses_output_missing_a_shard(tmp_path, capsys):
-    from quack.cli import main
+    from quack.cli.main import main
 
     predict(tmp_path, records(40))
     sorted(tmp_path.glob("part-*.parquet"))[-1].unlink()

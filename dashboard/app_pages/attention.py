@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts, loaders, responses, results, session, tables
-from quack.attention import attention_by_field, attention_received
+from quack.latents.attention_stats import attention_by_field, attention_received
 from quack.schema import label_names
 
 st.title("Attention")

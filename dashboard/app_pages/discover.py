@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboard import (charts, discovery, errors, jobs, loaders, map_charts, proposals, responses, results, session,
                        settings, tables)
-from quack.discover import cluster_summary, rank_candidates
-from quack.patterns import PatternError, compile_pattern
+from quack.discovery.clusters import cluster_summary, rank_candidates
+from quack.fingerprints.patterns import PatternError, compile_pattern
 from quack.roots import resolve_writable_name
 from quack.schema import Label
 
@@ -25,7 +25,7 @@ def pattern_hits(pattern: str, texts: Iterable[str]) -> np.ndarray:
 
     Raises
     ------
-    quack.patterns.PatternError
+    quack.fingerprints.patterns.PatternError
         One sentence naming the pattern when it is invalid, refused as unsafe, or takes
         too long on one text or on all of them.
     """

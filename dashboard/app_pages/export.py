@@ -5,12 +5,12 @@ import time
 import streamlit as st
 
 from dashboard import charts, errors, loaders, results, session, settings, tables
-from quack.encoded import load_encoded, read_metadata
-from quack.encoding import write_encoded
+from quack.model.encoded import load_encoded, read_metadata
+from quack.model.encoding import write_encoded
 from quack.roots import resolve_writable_name
 from quack.schema import Label
 
-# What the Rows choice says, and which rows quack.encoding.write_encoded keeps for it.
+# What the Rows choice says, and which rows quack.model.encoding.write_encoded keeps for it.
 ROWS = {"all": "all", "labelled only (filtered)": "labelled", "undetermined only (evaluate)": "undetermined"}
 
 st.title("Export")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import charts, errors, loaders, session, settings, sources, training_runs
 from quack.config import AutoencoderConfig, TrainConfig, options
-from quack.encoding import best_device
+from quack.model.encoding import best_device
 
 FORM_COLUMNS = 4
 

@@ -1,8 +1,8 @@
-"""How torch and Lightning read a data set folder (:mod:`quack.datafolder`).
+"""How torch and Lightning read a data set folder (:mod:`quack.data.datafolder`).
 
 :class:`QuackDataset` gives one record's tokens (and metadata) at a time from Arrow
 buffers; :class:`QuackDataModule` splits the records and batches them for training and
-prediction. Data sets are written by :func:`quack.build.build_dataset`; a folder of parts
+prediction. Data sets are written by :func:`quack.data.build.build_dataset`; a folder of parts
 reads as one data set. Given another tokenizer than the data set's (a checkpoint's),
 :class:`QuackDataset` tokenizes the stored rows again with it as it opens them.
 """
@@ -19,9 +19,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from quack.datafolder import DataFolder
+from quack.data.datafolder import DataFolder
 from quack.schema import columns
-from quack.tokenizer import PAD, TOKENIZED_COLUMNS, QuackTokenizer
+from quack.data.tokenizer import PAD, TOKENIZED_COLUMNS, QuackTokenizer
 
 __all__ = [
     "METADATA_COLUMNS",
@@ -45,7 +45,7 @@ class QuackDataset(Dataset):
     Parameters
     ----------
     data_dir : path
-        A data set folder written by :func:`quack.build.build_dataset`, or a folder of parts.
+        A data set folder written by :func:`quack.data.build.build_dataset`, or a folder of parts.
     with_metadata : bool
         Items are ``(metadata dict, tokens)`` instead of ``tokens``.
     tokenizer : QuackTokenizer, optional
@@ -186,7 +186,7 @@ class QuackDataModule(pl.LightningDataModule):
     Parameters
     ----------
     data_dir : path
-        A data set folder written by :func:`quack.build.build_dataset`, or a folder of parts.
+        A data set folder written by :func:`quack.data.build.build_dataset`, or a folder of parts.
     batch_size : int
     split : (float, float, float)
         Train, validation and test shares; they must add up to 1.

@@ -27,7 +27,7 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> None:
 
 def check_dataset(path: str | Path) -> dict:
     """The info of a data set that exists and has rows, or a UsageError saying what is wrong."""
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     try:
         return DataFolder.open(path, require_rows=True).info
@@ -50,7 +50,7 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Train, test, and print where the best checkpoint is."""
-    from quack.training import fit
+    from quack.model.training import fit
 
     check_dataset(args.data)
     try:
@@ -123,7 +123,7 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_encode(args: argparse.Namespace) -> int:
     """Encode with AutoencoderWriter on the best device present."""
-    from quack.encoding import SHIPPED_CHECKPOINT, load_checkpoint, tokenizer_matches, write_encoded
+    from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint, tokenizer_matches, write_encoded
     from quack.progress import Stages
 
     info = check_dataset(args.data)
@@ -168,7 +168,7 @@ def run_classify(args: argparse.Namespace) -> int:
 
     from quack.atomic import atomic_write
     from quack.autoencoder import load_encoded
-    from quack.classifier import train_classifier
+    from quack.latents.classifier import train_classifier
 
     folder = Path(args.encoded).expanduser()
     if not 0.0 < args.test_size < 1.0:

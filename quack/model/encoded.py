@@ -13,7 +13,7 @@ Two layouts live under a storage directory:
     the same name beside it.
 
 Both write ``metadata.json`` at the top, last: what the latents were made from when the
-writer is told (``data_set``: its path, :attr:`~quack.datafolder.DataFolder.version` and a
+writer is told (``data_set``: its path, :attr:`~quack.data.datafolder.DataFolder.version` and a
 content digest that survives a move; ``checkpoint``: its path, size, SHA-256 and the
 digest of its tokenizer; see :func:`provenance` and :func:`check_provenance`), the counts of censored, undetermined and
 uncensored records and the total written, summed over all ranks, and for Parquet every
@@ -583,7 +583,7 @@ def provenance(data_dir: str | os.PathLike, checkpoint: str | os.PathLike | None
         ``data_set`` (``path``, ``version``, ``content``, ``rows``) and ``checkpoint``
         (``path``, ``size``, ``mtime_ns``, ``sha256`` when a file is given, ``tokenizer``).
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     folder = DataFolder.open(data_dir)
     record: dict[str, Any] = {"data_set": {"path": str(folder.path.resolve()), "version": folder.version,
@@ -608,7 +608,7 @@ def _recorded(root: Path, info: dict) -> dict:
 
 
 def _same_data_set(candidate: Path, recorded: dict) -> bool:
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     try:
         return _content(DataFolder.open(candidate)) == recorded.get("content")
@@ -673,7 +673,7 @@ def check_provenance(path: str | os.PathLike, data_dir: str | os.PathLike,
         some records only, a data set changed since it was encoded, or a checkpoint that
         is not the one that encoded it.
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     root = Path(path).expanduser()
     info = _metadata(root)

@@ -1,6 +1,6 @@
 """The ranking methods the leave-fingerprints-out evaluation compares.
 
-Each method scores every row of a :class:`quack.evaluate.EvaluationData` by how likely
+Each method scores every row of a :class:`quack.discovery.evaluation.EvaluationData` by how likely
 it is censored, given the labels of one fold; :data:`METHODS` holds them all by name, in
 the order reports list them. :func:`token_counts` and :func:`text_counts` build the counts
 two of them learn from; ``_Shared`` holds what every fold of one evaluation reuses:
@@ -20,7 +20,7 @@ from quack.schema import Label
 if TYPE_CHECKING:
     from scipy import sparse
 
-    from quack.evaluate import EvaluationData
+    from quack.discovery.evaluation import EvaluationData
 
 __all__ = ["METHODS", "Method", "NEIGHBOURS", "TEST_SIZE", "token_counts", "text_counts"]
 
@@ -63,7 +63,7 @@ def text_counts(texts: Iterable[str]) -> sparse.csr_matrix:
     """Hashed counts of the words and word pairs of each response text.
 
     Hashing needs no vocabulary, so batches of a large data set can be counted one at a
-    time and stacked; :func:`quack.evaluate.evaluate_data` turns the counts into TF-IDF.
+    time and stacked; :func:`quack.discovery.evaluation.evaluate_data` turns the counts into TF-IDF.
 
     Parameters
     ----------
@@ -97,7 +97,7 @@ class _Shared:
 
     @cached_property
     def clusters(self) -> np.ndarray:
-        from quack.discover import cluster_latents
+        from quack.discovery.clusters import cluster_latents
 
         n = len(self.data.labels)
         return cluster_latents(self.data.latents, min_cluster_size=max(2, min(self.min_cluster_size, n)))
@@ -122,7 +122,7 @@ class _Shared:
 
 
 def _training_rows(labels: np.ndarray, seed: int) -> np.ndarray:
-    from quack.classifier import split_labelled
+    from quack.latents.classifier import split_labelled
 
     return split_labelled(labels, TEST_SIZE, seed)[0]
 
@@ -139,7 +139,7 @@ def _logistic(features: sparse.csr_matrix, labels: np.ndarray, seed: int) -> np.
 def _latent_classifier(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
     import torch
 
-    from quack.classifier import train_classifier
+    from quack.latents.classifier import train_classifier
 
     # A full batch of a few thousand latents gains nothing from more threads, and on a
     # busy machine threads waiting for each other made each fold several times slower.
@@ -204,7 +204,7 @@ class Method:
 
 #: Every method, by name, in the order reports list them.
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("latent_classifier", "the seed's dense classifier over latents (quack.classifier)", _latent_classifier),
+    Method("latent_classifier", "the seed's dense classifier over latents (quack.latents.classifier)", _latent_classifier),
     Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
     Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
     Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",

@@ -6,7 +6,7 @@ device present, with Lightning's ``Trainer.predict``. :func:`encode_dataset` kee
 latents in memory; :func:`write_encoded` hands them to :class:`AutoencoderWriter`. A
 latent vector therefore means the same thing, and costs the same, wherever it is computed.
 A data set tokenized by another tokenizer than the checkpoint's is tokenized again with
-the checkpoint's, from its stored rows, as it is read (:class:`quack.dataset.QuackDataset`).
+the checkpoint's, from its stored rows, as it is read (:class:`quack.model.dataset.QuackDataset`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, read_metadata
-from quack.encoded import provenance
+from quack.model.encoded import provenance
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "quack-sample.ckpt"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "quack-sample.ckpt"
 
 # Records per batch when encoding: large enough to keep a GPU busy, small enough that
 # a 2-core CPU answers progress often.
@@ -108,7 +108,7 @@ def tokenizer_matches(model: QuackAutoEncoder, data_dir: str | Path) -> bool:
     QuackInputError
         When the folder is not a data set.
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     if model.tokenizer_json is None:
         return True
@@ -125,7 +125,7 @@ class _SortedBatches(Dataset):
     """
 
     def __init__(self, data_dir: Path, batch_size: int, tokenizer=None, progress: Progress | None = None) -> None:
-        from quack.dataset import QuackDataset
+        from quack.model.dataset import QuackDataset
 
         self.tokens = QuackDataset(data_dir, tokenizer=tokenizer, progress=progress)
         self.metadata = self.tokens.metadata_table
@@ -136,7 +136,7 @@ class _SortedBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, b: int) -> tuple[list[dict], torch.Tensor]:
-        from quack.dataset import collate_tokens
+        from quack.model.dataset import collate_tokens
 
         rows = self.batches[b]
         return self.metadata.take(rows).to_pylist(), collate_tokens([self.tokens.tokens(int(i)) for i in rows])
@@ -286,7 +286,7 @@ def encode_dataset(
     ----------
     model : QuackAutoEncoder
     data_dir : path
-        A data set written by ``quack ingest`` / :func:`quack.build.build_dataset`, or a
+        A data set written by ``quack ingest`` / :func:`quack.data.build.build_dataset`, or a
         folder of parts; tokenized again with the model's tokenizer when it has another.
     batch_size : int, optional
         Records per batch; by default sized for the device.
@@ -304,7 +304,7 @@ def encode_dataset(
     -------
     Encoded
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     chosen = best_device(str(device) if device is not None else None)
     accelerator = _LIGHTNING.get(chosen.type, "cpu")
@@ -357,7 +357,7 @@ def write_encoded(
         Called as ``progress(done, total)`` while the rows are tokenized again.
     checkpoint : path, optional
         The file ``model`` was loaded from, recorded in ``metadata.json`` with the data
-        set (:func:`quack.encoded.provenance`) so a reader can tell what made the latents.
+        set (:func:`quack.model.encoded.provenance`) so a reader can tell what made the latents.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.

@@ -8,7 +8,7 @@ the same format (:func:`save_user_fingerprint`) that :func:`relabel_rows` adds t
 Matching follows the upstream Python exactly: every pattern compiled with DOTALL, searched
 unanchored and case-sensitively, the whole false-positive list first, then the blockpage
 list, each in file order; the first hit wins. A repeated name keeps its first position and
-its last pattern. The patterns run through :func:`quack.patterns.compile_pattern`, with
+its last pattern. The patterns run through :func:`quack.fingerprints.patterns.compile_pattern`, with
 Python's results but in bounded time, so one catastrophic signature (``(a+)+$``) cannot
 stall a build or the dashboard; one it cannot bound is refused, naming its file and line.
 
@@ -40,8 +40,8 @@ except ImportError:  # Python 3.10
     import sre_parse as _sre_parse
 
 from quack.atomic import atomic_write
-from quack.ingest import QuackInputError
-from quack.patterns import BoundedPattern, PatternError, compile_pattern
+from quack.data.ingest import QuackInputError
+from quack.fingerprints.patterns import BoundedPattern, PatternError, compile_pattern
 from quack.schema import Label
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "relabel_rows",
 ]
 
-_SHIPPED_FOLDER = Path(__file__).with_name("fingerprints")
+_SHIPPED_FOLDER = Path(__file__).parent
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -144,13 +144,13 @@ class Fingerprints:
     blockpages : iterable of (name, pattern)
         Entries in file order; later repeats of a name replace the pattern but keep the
         first position. A pattern is a string or a compiled
-        :class:`~quack.patterns.BoundedPattern` (which names its file and line in messages).
+        :class:`~quack.fingerprints.patterns.BoundedPattern` (which names its file and line in messages).
     sources : list of str, optional
         Where the entries came from, for reports.
 
     Raises
     ------
-    quack.patterns.PatternError
+    quack.fingerprints.patterns.PatternError
         When a pattern is not a regular expression or cannot be searched in bounded time.
     """
 
@@ -307,7 +307,7 @@ def label_row(row: dict[str, Any], fingerprints: Fingerprints) -> tuple[Label, s
     Parameters
     ----------
     row : dict
-        A row from :func:`quack.ingest.iter_rows`.
+        A row from :func:`quack.data.ingest.iter_rows`.
     fingerprints : Fingerprints
 
     Returns
@@ -366,7 +366,7 @@ def save_user_fingerprint(path: str | os.PathLike, name: str, pattern: str) -> P
         Fingerprint name: letters, digits, ``_``, ``.`` and ``-``; not already in the file.
     pattern : str
         Python regular expression, matched with DOTALL against response text; it must be
-        one :func:`quack.patterns.compile_pattern` can search in bounded time.
+        one :func:`quack.fingerprints.patterns.compile_pattern` can search in bounded time.
 
     Returns
     -------
@@ -408,7 +408,7 @@ def relabel_rows(
     Parameters
     ----------
     frame : pandas.DataFrame
-        Records of a data set (:func:`quack.datafolder.read_rows`) with ``id``, ``label``,
+        Records of a data set (:func:`quack.data.datafolder.read_rows`) with ``id``, ``label``,
         ``fingerprint``, ``anomaly`` and ``body``.
     extra_files : list of path
         User fingerprint files added after the base lists (later entries win a name); a

@@ -16,10 +16,10 @@ Bad records never stop a run. Each problem is counted by reason in :class:`Inges
 and, when asked, listed with its file and line. A file that cannot be opened at all, or
 that ends early or is corrupt, raises a :class:`QuackInputError` naming it; a damaged
 file's earlier rows are kept instead when the caller asks (``keep_partial``). Compressed
-input is read through :func:`quack.limits.bounded_decompression`, so a small file that
+input is read through :func:`quack.data.decompression.bounded_decompression`, so a small file that
 expands without end stops with an error naming it instead of running for hours.
 
-Turning one record into rows (Hyperquack v1 and v2) lives in :mod:`quack.records`.
+Turning one record into rows (Hyperquack v1 and v2) lives in :mod:`quack.data.records`.
 
 The format is described in ``docs/quack-format.md`` of the shared project notes; the
 comments below refer to its sections.
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from quack import limits
-from quack.records import BODY_CHARS, Row, _rows_of_line  # noqa: F401 (BODY_CHARS, Row re-exported)
+from quack.data import decompression as limits
+from quack.data.records import BODY_CHARS, Row, _rows_of_line  # noqa: F401 (BODY_CHARS, Row re-exported)
 from quack.schema import columns
 
 #: Longest line read; a longer one is skipped without being held in memory.
@@ -204,7 +204,7 @@ def iter_rows(
     max_expansion : float, optional
         Decompressed bytes allowed per compressed byte of a ``.gz`` file, a compressed
         archive or a compressed archive member; None reads ``QUACK_MAX_EXPANSION``, else
-        :data:`quack.limits.DEFAULT_MAX_EXPANSION`.
+        :data:`quack.data.decompression.DEFAULT_MAX_EXPANSION`.
 
     Yields
     ------
@@ -216,7 +216,7 @@ def iter_rows(
     QuackInputError
         When a path does not exist, has an unsupported suffix, cannot be opened, or
         (unless ``keep_partial``) ends early or is corrupt.
-    quack.limits.ExpansionError
+    quack.data.decompression.ExpansionError
         When a compressed input expands past its allowance.
     ValueError
         When ``max_expansion`` or ``QUACK_MAX_EXPANSION`` is not a number of at least 1.
@@ -254,7 +254,7 @@ def iter_chunks(
 
     Raises
     ------
-    QuackInputError, quack.limits.ExpansionError, ValueError
+    QuackInputError, quack.data.decompression.ExpansionError, ValueError
         As :func:`iter_rows`, when the reading reaches the file at fault.
     """
     ratio = limits.max_expansion(max_expansion)

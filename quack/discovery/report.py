@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from quack.rankers import METHODS, NEIGHBOURS
+from quack.discovery.rankers import METHODS, NEIGHBOURS
 from quack.schema import Label
 
 __all__ = ["EvaluationReport", "rank", "precision_at", "recall_at", "average_precision"]

@@ -21,7 +21,7 @@ The methods, side by side (:data:`METHODS`): the seed's latent classifier, logis
 regression on bag-of-tokens counts and on TF-IDF of the response text, the
 reconstruction loss as an anomaly score, the distance to the nearest censored latents
 and the censored share of a row's HDBSCAN cluster. The supervised ones train on the same
-rows, those the latent classifier trains on (:func:`quack.classifier.split_labelled`:
+rows, those the latent classifier trains on (:func:`quack.latents.classifier.split_labelled`:
 80 % of each labelled class, the larger class sampled down to the smaller).
 
 Each fold is scored by precision and recall at each K of ``top`` and by average
@@ -57,8 +57,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 # Scores, the report and the methods live in their own modules; these names stay importable from here.
-from quack.evaluation_report import EvaluationReport, _scores, average_precision, precision_at, rank, recall_at
-from quack.rankers import METHODS, NEIGHBOURS, TEST_SIZE, Method, _Shared, text_counts, token_counts
+from quack.discovery.report import EvaluationReport, _scores, average_precision, precision_at, rank, recall_at
+from quack.discovery.rankers import METHODS, NEIGHBOURS, TEST_SIZE, Method, _Shared, text_counts, token_counts
 from quack.schema import Label
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class EvaluationData:
         """
         from scipy import sparse
 
-        from quack.datafolder import DataFolder
+        from quack.data.datafolder import DataFolder
 
         folder = DataFolder.open(data_dir, require_rows=True)
         vocab_size = folder.tokenizer.vocab_size
@@ -210,7 +210,7 @@ def read_truth(path: str | os.PathLike, keys) -> tuple[np.ndarray, np.ndarray]:
     ----------
     path : path
         JSON lines of ``{"source", "line", "probe", "truth", "page"}``
-        (:func:`quack.sample.write_sample`).
+        (:func:`quack.sample.generator.write_sample`).
     keys : pandas.DataFrame
         ``source``, ``line`` and ``probe`` of each row; sources are matched by file name.
 
@@ -482,8 +482,8 @@ def evaluate(
     ValueError
         One sentence, as :func:`evaluate_data`, or when the data set is not one.
     """
-    from quack.datafolder import DataFolder
-    from quack.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint
+    from quack.data.datafolder import DataFolder
+    from quack.model.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkpoint
 
     say = progress or (lambda message: None)
     folder = DataFolder.open(data_dir, require_rows=True)

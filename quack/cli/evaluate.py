@@ -9,7 +9,7 @@ import sys
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``quack evaluate``."""
-    from quack.evaluate import METHODS
+    from quack.discovery.evaluation import METHODS
 
     p = subparsers.add_parser(
         "evaluate", help="leave-fingerprints-out evaluation of the discovery methods",
@@ -48,8 +48,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from quack.atomic import atomic_write
-    from quack.commands.model import check_dataset
-    from quack.evaluate import evaluate
+    from quack.cli.model import check_dataset
+    from quack.discovery.evaluation import evaluate
 
     check_dataset(args.data)
     if args.truth is not None and not Path(args.truth).expanduser().is_file():

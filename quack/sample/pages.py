@@ -1,10 +1,10 @@
 """Page texts of the generated sample: blockpages, ordinary pages and their translations.
 
-The HTML, headers and status lines that :mod:`quack.sample` puts in its replies: the
+The HTML, headers and status lines that :mod:`quack.sample.generator` puts in its replies: the
 known and unknown blockpages and ordinary mismatching pages of the default sample, and
 the phrases (by language), boilerplate, CDN headers and unknown-blockpage families of the
 realistic one, and the whole pages of real size that either can wrap its ordinary pages in. Only formatting lives here; which page a record gets, and when, is decided
-in :mod:`quack.sample`.
+in :mod:`quack.sample.generator`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import timezone
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from quack.sample import _Clock, _Where
+    from quack.sample.generator import _Clock, _Where
 
 # The collector's address, which boxes on the path echo back as the client.
 _COLLECTOR = "141.212.123.235"

@@ -2,8 +2,8 @@
 
 One line of a Quack file holds one JSON record; :func:`_rows_of_line` turns it into one
 :data:`Row` per non-control probe, counting what it skips in a
-:class:`quack.ingest.IngestStats`. Opening files, cutting lines and chunking them live in
-:mod:`quack.ingest`, which is the public entry point.
+:class:`quack.data.ingest.IngestStats`. Opening files, cutting lines and chunking them live in
+:mod:`quack.data.ingest`, which is the public entry point.
 
 The format is described in ``docs/quack-format.md`` of the shared project notes; the
 comments below refer to its sections.
@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from quack.ingest import IngestStats
+    from quack.data.ingest import IngestStats
 
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
 #: known blockpage signature hits far earlier, so longer bodies are cut, not rejected.

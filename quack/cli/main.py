@@ -13,9 +13,9 @@ import signal
 import sys
 import warnings
 
-from quack.commands.data import add_ingest_parser, add_sample_parser
-from quack.commands.evaluate import add_evaluate_parser
-from quack.commands.model import add_classify_parser, add_encode_parser, add_fit_parser
+from quack.cli.data import add_ingest_parser, add_sample_parser
+from quack.cli.evaluate import add_evaluate_parser
+from quack.cli.model import add_classify_parser, add_encode_parser, add_fit_parser
 
 
 def build_parser() -> argparse.ArgumentParser:

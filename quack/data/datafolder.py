@@ -4,9 +4,9 @@ A data set is a folder of three files, renamed into place together when it is bu
 
 * ``rows.parquet``: one row per measurement probe, in id order, with the columns of
   :data:`quack.schema.ROW_SCHEMA`: the metadata columns, the other fields of the row, the
-  display text (each text cut at :data:`quack.tokenizer.FIELD_CHARS` characters, exactly
+  display text (each text cut at :data:`quack.data.tokenizer.FIELD_CHARS` characters, exactly
   the text that was tokenized), ``tokens`` (list<int32>) and ``n_tokens``.
-* ``tokenizer.json``: the :class:`~quack.tokenizer.QuackTokenizer` that made the tokens.
+* ``tokenizer.json``: the :class:`~quack.data.tokenizer.QuackTokenizer` that made the tokens.
 * ``info.json``: counts readable without a scan (rows, rows per label, longest sequence,
   vocabulary size, sources, skipped input by reason).
 
@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quack.ingest import QuackInputError
-from quack.tokenizer import QuackTokenizer
+from quack.data.ingest import QuackInputError
+from quack.data.tokenizer import QuackTokenizer
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,13 +1,13 @@
 """Build a data set folder from raw Quack files: ingest, label, tokenize.
 
-:func:`build_dataset` streams the input in chunks (:func:`quack.ingest.iter_chunks`) so
+:func:`build_dataset` streams the input in chunks (:func:`quack.data.ingest.iter_chunks`) so
 memory stays flat, and renames the finished folder into place so a failed build leaves
 nothing half-written. Given a tokenizer, each chunk is parsed, labelled and tokenized in
 one pass; otherwise a first pass stages each chunk's labelled rows in a part file, the
 tokenizer is trained on them, and a second pass tokenizes the parts. Chunks and parts
-are handled in worker processes when asked (:class:`quack.parallel.Workers`) and joined
+are handled in worker processes when asked (:class:`quack.data.parallel.Workers`) and joined
 in input order, so the data set is the same whatever the number of workers. The
-folder's layout is described in :mod:`quack.datafolder`; its columns come from
+folder's layout is described in :mod:`quack.data.datafolder`; its columns come from
 :data:`quack.schema.ROW_SCHEMA`.
 
 A build works in a hidden ``.NAME.building-PID-XXXXXXXX`` folder beside the output, PID
@@ -39,12 +39,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quack.datafolder import INFO_FILE, ROWS_FILE, TOKENIZER_FILE, replace_blocker
-from quack.ingest import Chunk, IngestStats, QuackInputError, chunk_rows, geoip_lookup, iter_chunks
-from quack.labels import FingerprintWarning, Fingerprints, label_row
-from quack.parallel import Workers
+from quack.data.datafolder import INFO_FILE, ROWS_FILE, TOKENIZER_FILE, replace_blocker
+from quack.data.ingest import Chunk, IngestStats, QuackInputError, chunk_rows, geoip_lookup, iter_chunks
+from quack.fingerprints.labels import FingerprintWarning, Fingerprints, label_row
+from quack.data.parallel import Workers
 from quack.schema import Label, columns, schema_of
-from quack.tokenizer import FIELD_CHARS, TEXT_FIELDS, QuackTokenizer, check_fields
+from quack.data.tokenizer import FIELD_CHARS, TEXT_FIELDS, QuackTokenizer, check_fields
 
 __all__ = ["build_dataset"]
 
@@ -93,7 +93,7 @@ def build_dataset(
     Parameters
     ----------
     paths : path or iterable of paths
-        Raw files or folders, as for :func:`quack.ingest.iter_rows`.
+        Raw files or folders, as for :func:`quack.data.ingest.iter_rows`.
     out_dir : path
         The data set folder, created with the user's umask; a link to a folder is
         followed. An existing data set there is replaced, only once the new one is
@@ -121,13 +121,13 @@ def build_dataset(
         default such a file stops the build.
     max_expansion : float, optional
         Decompressed bytes allowed per compressed byte of an input; see
-        :func:`quack.ingest.iter_rows`.
+        :func:`quack.data.ingest.iter_rows`.
     workers : int
         Processes that parse, label and tokenize (the files and archives are read here);
         the data set, its row order and the counts are the same for any number.
     fields : sequence of str, optional
         For a newly trained tokenizer: the fields of each sequence in their order
-        (:data:`quack.tokenizer.FIELDS`); None keeps the default layout.
+        (:data:`quack.data.tokenizer.FIELDS`); None keeps the default layout.
 
     Returns
     -------
@@ -140,7 +140,7 @@ def build_dataset(
         For an unreadable or damaged input, an unusable output folder, a disk that cannot
         be written (naming the output), or (unless ``allow_empty``) input with no
         measurements.
-    quack.limits.ExpansionError
+    quack.data.decompression.ExpansionError
         When a compressed input expands past its allowance.
     """
     out = Path(out_dir).expanduser()
@@ -212,7 +212,7 @@ def build_dataset(
         shutil.rmtree(work, ignore_errors=True)
         raise
     except OSError as error:
-        # Reading errors become QuackInputErrors in quack.ingest; what is left is the disk.
+        # Reading errors become QuackInputErrors in quack.data.ingest; what is left is the disk.
         shutil.rmtree(work, ignore_errors=True)
         raise _write_error(out, error) from error
     except BaseException:

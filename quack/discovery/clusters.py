@@ -6,7 +6,7 @@ A fingerprint worth contributing matches the blockpage and nothing else:
 responses share and that the responses known to be uncensored lack, and
 :func:`match_counts` checks proposals over a whole data set, label by label, before they
 are saved, reading the bodies a batch at a time. Saving a pattern and labeling a data set again with it live in
-:mod:`quack.labels`, beside the fingerprints they extend.
+:mod:`quack.fingerprints.labels`, beside the fingerprints they extend.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from quack.projection import pca
+from quack.latents.projection import pca
 from quack.schema import Label
 
 __all__ = ["cluster_latents", "cluster_summary", "rank_candidates", "Proposal",
@@ -394,8 +394,8 @@ def match_counts(
 ) -> MatchCounts:
     """Count the rows of each label that each pattern matches, bodies streamed a batch at a time.
 
-    Every pattern is searched as a fingerprint is (:mod:`quack.labels`): compiled by
-    :func:`quack.patterns.compile_pattern`, with DOTALL, unanchored, in bounded time.
+    Every pattern is searched as a fingerprint is (:mod:`quack.fingerprints.labels`): compiled by
+    :func:`quack.fingerprints.patterns.compile_pattern`, with DOTALL, unanchored, in bounded time.
     Only one batch of bodies is in memory at a time; a proposal worth contributing
     matches many undetermined rows and no uncensored one.
 
@@ -421,10 +421,10 @@ def match_counts(
 
     Raises
     ------
-    quack.patterns.PatternError
+    quack.fingerprints.patterns.PatternError
         When a pattern is invalid or cannot be searched in bounded time.
     """
-    from quack.patterns import PatternTimeout, compile_pattern
+    from quack.fingerprints.patterns import PatternTimeout, compile_pattern
 
     compiled = [compile_pattern(pattern, source) for pattern in patterns]
     labels = np.asarray(labels)
@@ -463,7 +463,7 @@ def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4
     """How many rows of each label a pattern matches over a whole data set (:func:`match_counts`).
 
     The pattern is searched in the stored body of each row (its first
-    :data:`quack.tokenizer.FIELD_CHARS` characters), read ``batch_rows`` at a time.
+    :data:`quack.data.tokenizer.FIELD_CHARS` characters), read ``batch_rows`` at a time.
 
     Parameters
     ----------
@@ -485,7 +485,7 @@ def count_matches(pattern: str, data_dir: str | os.PathLike, batch_rows: int = 4
     ValueError
         When the folder is not a data set or the pattern cannot be searched in bounded time.
     """
-    from quack.datafolder import DataFolder
+    from quack.data.datafolder import DataFolder
 
     folder = DataFolder.open(data_dir)
     labels = folder.read_rows(["label"])["label"].to_numpy()

@@ -279,7 +279,7 @@ class QuackTokenizer:
         Parameters
         ----------
         rows_or_texts : iterable of dict or str
-            Rows as from :func:`quack.ingest.iter_rows`, or texts; consumed once, streaming.
+            Rows as from :func:`quack.data.ingest.iter_rows`, or texts; consumed once, streaming.
         vocab_size : int
             Size of the text vocabulary the BPE learns: the 256 bytes and its merges. The
             specials, static tokens and field markers come on top (:data:`TEXT_OFFSET`

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Callable, NamedTuple
 
-from quack.sample_pages import (
+from quack.sample.pages import (
     _COLLECTOR, _LANGUAGE, _cdn_headers, _client, _head, _hex, _http_date, _known_page, _ordinary_mismatch,
     _real_page, _realistic_unknown, _say, _unknown_page, _uuid,
 )
@@ -248,7 +248,7 @@ REALISTIC_FAMILIES = {
 _REALISTIC_SCENARIOS = (("match", 0.78), ("retry", 0.03), ("mismatch", 0.10), ("known", 0.03), ("unknown", 0.03),
                         ("reset", 0.02), ("timeout", 0.01))
 
-# The phrases, boilerplate and blockpages of the realistic pages are in quack.sample_pages.
+# The phrases, boilerplate and blockpages of the realistic pages are in quack.sample.pages.
 
 
 def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
@@ -339,7 +339,7 @@ _REALISTIC = _World(_REALISTIC_SCENARIOS, _realistic_country_and_page, _realisti
 
 
 def _with_real_pages(world: _World, pages: random.Random) -> _World:
-    """``world`` with its ordinary mismatching pages at real size (:func:`quack.sample_pages._real_page`).
+    """``world`` with its ordinary mismatching pages at real size (:func:`quack.sample.pages._real_page`).
 
     Redirects, empty replies and blockpages keep their size, as they do in real scans.
     The pages draw from ``pages`` alone, so the records are those of ``world`` with

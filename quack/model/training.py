@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from quack.autoencoder import QuackAutoEncoder
 from quack.config import AutoencoderConfig, TrainConfig
-from quack.tokenizer import PAD
+from quack.data.tokenizer import PAD
 
 class LossRecorder(pl.Callback):
     """Keeps the losses and progress of a run where another thread can read them.
@@ -166,7 +166,7 @@ def fit(
         that is a file or already holds checkpoints, a ``resume`` checkpoint that is not
         a quack checkpoint or does not fit this run.
     """
-    from quack.dataset import QuackDataModule
+    from quack.model.dataset import QuackDataModule
 
     config = model_options if isinstance(model_options, AutoencoderConfig) else AutoencoderConfig(**(model_options or {}))
     run = dataclasses.replace(train or TrainConfig(), **train_options)

@@ -8,9 +8,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from quack.limits import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
+from quack.data.decompression import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
 from quack.schema import Label
-from quack.tokenizer import FIELDS, MIN_MAX_TOKENS, MIN_TEXT_VOCAB
+from quack.data.tokenizer import FIELDS, MIN_MAX_TOKENS, MIN_TEXT_VOCAB
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -70,19 +70,19 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_tokenizer(path: str):
-    from quack.tokenizer import QuackTokenizer
+    from quack.data.tokenizer import QuackTokenizer
 
     if not Path(path).is_file():
         raise ValueError(f"--tokenizer-from {path} does not exist; give a checkpoint or a tokenizer.json.")
     if path.endswith(".json"):
         return QuackTokenizer.load(path)
-    from quack.encoding import load_checkpoint
+    from quack.model.encoding import load_checkpoint
 
     return load_checkpoint(path).tokenizer
 
 
 def _check_fields(fields: list[str] | None):
-    from quack.tokenizer import check_fields
+    from quack.data.tokenizer import check_fields
 
     if fields is None:
         return None
@@ -94,11 +94,11 @@ def _check_fields(fields: list[str] | None):
 
 def run_ingest(args: argparse.Namespace) -> int:
     """Build the data set and print a summary; returns the exit status."""
-    from quack.build import build_dataset
-    from quack.ingest import IngestStats
-    from quack.labels import FingerprintWarning
-    from quack.limits import ExpansionError
-    from quack.parallel import available_cores
+    from quack.data.build import build_dataset
+    from quack.data.ingest import IngestStats
+    from quack.fingerprints.labels import FingerprintWarning
+    from quack.data.decompression import ExpansionError
+    from quack.data.parallel import available_cores
     from quack.progress import Stages
 
     if args.max_expansion is not None and not 1 <= args.max_expansion < math.inf:
@@ -168,7 +168,7 @@ def _print_summary(info: dict, out: str) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     """Write the sample and say where; returns the exit status."""
     from quack.progress import Progress
-    from quack.sample import write_sample
+    from quack.sample.generator import write_sample
 
     with Progress("quack sample", "write", total=args.n, unit="measurements") as progress:
         records, truth = write_sample(args.out, n=args.n, seed=args.seed, realistic=args.realistic,

@@ -1,1 +1,0 @@
-"""The subcommands of the `quack` command line, one module per part of the loop."""

@@ -1,0 +1,1 @@
+"""Censorship the fingerprints missed: clusters, rankings, fingerprint proposals and their evaluation."""

@@ -1,0 +1,1 @@
+"""Blockpage fingerprints: bounded-time patterns, the shipped signature lists, labelling a row."""

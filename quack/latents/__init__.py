@@ -1,0 +1,1 @@
+"""What is done with latents: maps, neighbours, regions and density, the classifier, attention statistics."""

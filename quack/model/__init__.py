@@ -1,0 +1,1 @@
+"""The autoencoder: its network, the LightningModule, batches, training, encoding and the encoded store."""
