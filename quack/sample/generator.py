@@ -32,45 +32,18 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Callable, NamedTuple
+from typing import IO, Callable
 
-from quack.sample.pages import (
-    _COLLECTOR, _LANGUAGE, _cdn_headers, _client, _head, _hex, _http_date, _known_page, _ordinary_mismatch,
-    _real_page, _realistic_unknown, _say, _unknown_page, _uuid,
-)
+from quack.sample.blockpages import known_page, realistic_unknown, unknown_page
+from quack.sample.pages import ordinary_mismatch, realistic_ordinary
+from quack.sample.parts import cdn_headers, client_address
+from quack.sample.real_size import real_page
+from quack.sample.world import COUNTRIES, DOMAINS, Clock, Where
 
 ORDINARY, KNOWN, UNKNOWN, RESET, TIMEOUT = "ordinary", "known_blockpage", "unknown_blockpage", "reset", "timeout"
 
 _PORTS = {"echo": 7, "discard": 9, "http": 80, "https": 443}
 _START = datetime(2021, 9, 15, 1, 0, 0, tzinfo=timezone(timedelta(hours=-4)))
-
-# (code, name, weight): weights roughly follow how many Quack vantage points a country has.
-COUNTRIES = [
-    ("US", "United States", 8), ("DE", "Germany", 4), ("GB", "United Kingdom", 3), ("FR", "France", 3),
-    ("NL", "Netherlands", 2), ("CA", "Canada", 2), ("BR", "Brazil", 3), ("JP", "Japan", 2), ("AU", "Australia", 2),
-    ("IT", "Italy", 2), ("ES", "Spain", 2), ("PL", "Poland", 2), ("SE", "Sweden", 1), ("ZA", "South Africa", 1),
-    ("MX", "Mexico", 2), ("AR", "Argentina", 1), ("CN", "China", 4), ("RU", "Russia", 4), ("IR", "Iran", 3),
-    ("TR", "Turkey", 3), ("ID", "Indonesia", 3), ("KR", "South Korea", 2), ("PK", "Pakistan", 2), ("IN", "India", 3),
-    ("KZ", "Kazakhstan", 2), ("UZ", "Uzbekistan", 1), ("TJ", "Tajikistan", 1), ("KG", "Kyrgyzstan", 1),
-    ("AE", "United Arab Emirates", 2), ("SA", "Saudi Arabia", 2), ("QA", "Qatar", 1), ("KW", "Kuwait", 1),
-    ("OM", "Oman", 1), ("VE", "Venezuela", 2), ("CU", "Cuba", 1), ("NI", "Nicaragua", 1), ("DZ", "Algeria", 1),
-    ("TN", "Tunisia", 1), ("MA", "Morocco", 1), ("SN", "Senegal", 1), ("TH", "Thailand", 2), ("VN", "Vietnam", 2),
-    ("EG", "Egypt", 2), ("NG", "Nigeria", 1), ("KE", "Kenya", 1),
-]
-
-DOMAINS = [
-    "www.bbc.com", "www.nytimes.com", "www.theguardian.com", "www.dw.com", "www.rferl.org", "www.voanews.com",
-    "www.hrw.org", "www.amnesty.org", "www.torproject.org", "psiphon.ca", "www.getlantern.org", "signal.org",
-    "telegram.org", "www.whatsapp.com", "www.facebook.com", "twitter.com", "www.instagram.com", "www.youtube.com",
-    "www.wikipedia.org", "www.reddit.com", "www.tumblr.com", "vimeo.com", "www.dailymotion.com", "medium.com",
-    "www.pornhub.com", "xhamster.com", "www.xvideos.com", "www.bet365.com", "www.pokerstars.com", "www.888.com",
-    "www.grindr.com", "www.ilga.org", "www.hrc.org", "www.change.org", "www.avaaz.org", "www.greenpeace.org",
-    "www.linkedin.com", "www.skype.com", "zoom.us", "www.dropbox.com", "www.box.com", "github.com",
-    "www.protonmail.com", "www.nordvpn.com", "www.expressvpn.com", "www.hotspotshield.com", "archive.org",
-    "www.bitcoin.org", "www.coinbase.com", "www.economist.com", "www.aljazeera.com", "www.alarabiya.net",
-    "www.radiofarda.com", "www.bbc.co.uk", "www.france24.com", "www.ft.com", "www.rt.com", "www.sputniknews.com",
-    "www.example.edu", "www.wikileaks.org",
-]
 
 _NATIONAL_KNOWN = {"IR": "ir_peyvandha", "TR": "tr_btk", "RU": "ru_rkn", "ID": "id_positif", "KR": "kr_warning",
                    "PK": "pk_surf_safely", "IN": "in_dot"}
@@ -126,24 +99,6 @@ def _certificate(rnd: random.Random) -> str:
     return base64.b64encode(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(200, 400)))).decode()
 
 
-class _Clock:
-    """Scan time moving forward, printed as Go prints it: up to nine fraction digits, zeros trimmed."""
-
-    def __init__(self, start: datetime, rnd: random.Random) -> None:
-        self.now = start
-        self.rnd = rnd
-
-    def span(self, ms: float) -> tuple[str, str]:
-        begin = self.now
-        self.now = begin + timedelta(milliseconds=ms + 5)
-        return self._text(begin), self._text(begin + timedelta(milliseconds=ms))
-
-    def _text(self, t: datetime) -> str:
-        seconds, _, rest = t.isoformat(timespec="microseconds").partition(".")
-        micro, offset = rest[:6], rest[6:]
-        fraction = f"{micro}{self.rnd.randint(0, 999):03d}".rstrip("0")
-        return f"{seconds}{'.' + fraction if fraction else ''}{offset}"
-
 
 def _http_reply(status: str, headers: dict, body: str, https: bool, rnd: random.Random) -> dict:
     reply = {"status_line": status, "headers": headers, "body": body}
@@ -169,7 +124,7 @@ def _mismatch_error(service: str) -> str:
 
 def _network_error(kind: str, vp: str, service: str, rnd: random.Random) -> str:
     port = _PORTS[service]
-    local = f"{_COLLECTOR}:{rnd.randint(1024, 65535)}"
+    local = client_address(rnd)
     if kind == RESET:
         return f"read tcp {local}->{vp}:{port}: read: connection reset by peer"
     if rnd.random() < 0.3:
@@ -186,21 +141,12 @@ def _vantage_points(rnd: random.Random) -> dict[str, list[str]]:
     return points
 
 
-class _Where(NamedTuple):
-    """Where a probe went: the test domain, the country, the service and the vantage point."""
-
-    domain: str
-    code: str
-    service: str
-    vp: str
-
-
 # The truth of the probes of a record that gets a reply, by scenario.
 _ANSWERED = {"known": KNOWN, "unknown": UNKNOWN, "mismatch": ORDINARY}
 
 
 @dataclass(frozen=True)
-class _World:
+class _Sampler:
     """How one kind of sample draws its records.
 
     ``reply(scenario, page, where, rnd, clock)`` is the reply to a known or unknown
@@ -210,19 +156,19 @@ class _World:
 
     scenarios: tuple[tuple[str, float], ...]
     country_and_page: Callable[[str, random.Random], tuple[str, str | None]]
-    reply: Callable[[str, str | None, _Where, random.Random, _Clock], dict | str]
+    reply: Callable[[str, str | None, Where, random.Random, Clock], dict | str]
     per_probe: bool
 
 
-def _default_reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
+def _default_reply(scenario: str, page: str | None, where: Where, rnd: random.Random, clock: Clock) -> dict | str:
     if scenario == "mismatch":
-        return _payload(where.service, *_ordinary_mismatch(where.domain, where.code, rnd), rnd)
-    body = (_known_page if scenario == "known" else _unknown_page)(page, where.domain, rnd)
+        return _payload(where.service, *ordinary_mismatch(where.domain, where.code, rnd), rnd)
+    body = (known_page if scenario == "known" else unknown_page)(page, where.domain, rnd)
     status = rnd.choice(("200 OK", "403 Forbidden")) if page != "u_vendor_gateway" else "403 Forbidden"
     return _payload(where.service, status, {"Content-Type": ["text/html; charset=utf-8"]}, body, rnd)
 
 
-_DEFAULT = _World(_SCENARIOS, _country_and_page, _default_reply, per_probe=False)
+_DEFAULT = _Sampler(_SCENARIOS, _country_and_page, _default_reply, per_probe=False)
 
 
 # ----------------------------------------------------------------------------- the realistic sample
@@ -230,7 +176,8 @@ _DEFAULT = _World(_SCENARIOS, _country_and_page, _default_reply, per_probe=False
 # Real undetermined replies are hard because blockpages and ordinary pages are made of the
 # same parts: the same frameworks and CDN headers, request ids and clocks that change on
 # every request, the reader's language. The families below are the kinds Duncan & Chen
-# (2023) found in real Quack data; the product names are invented.
+# (2023) found in real Quack data; their pages are in quack.sample.blockpages, the
+# ordinary pages beside them in quack.sample.pages.
 
 #: Unknown-blockpage families of the realistic sample and the countries they are met in
 #: (a fifth of their records come from anywhere else).
@@ -247,63 +194,6 @@ REALISTIC_FAMILIES = {
 # pages change between requests, so most undetermined replies are ordinary.
 _REALISTIC_SCENARIOS = (("match", 0.78), ("retry", 0.03), ("mismatch", 0.10), ("known", 0.03), ("unknown", 0.03),
                         ("reset", 0.02), ("timeout", 0.01))
-
-# The phrases, boilerplate and blockpages of the realistic pages are in quack.sample.pages.
-
-
-def _realistic_ordinary(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
-    """An ordinary page that differs from the template, as varied as the real ones."""
-    code, domain = where.code, where.domain
-    headers = _cdn_headers(rnd, clock)
-    kind = rnd.choice(("redirect", "redirect", "empty", "consent", "news", "news", "app", "region", "maintenance",
-                       "challenge", "default"))
-    if kind == "redirect":
-        target = rnd.choice((f"https://{domain}/", f"https://{domain}/{_LANGUAGE.get(code, 'en')}/",
-                             f"https://{code.lower()}.{domain.removeprefix('www.')}/"))
-        headers["Location"] = [target]
-        if rnd.random() < 0.5:
-            headers["Content-Length"] = ["0"]
-            return rnd.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect")), headers, ""
-        return ("301 Moved Permanently", headers,
-                "<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved "
-                f"Permanently</center>\r\n<hr><center>{headers.get('Server', ['nginx'])[0]}</center>\r\n"
-                "</body>\r\n</html>\r\n")
-    if kind == "empty":
-        # Load balancers' health answers and keep-alive quirks: as empty as a blockpage that says nothing.
-        headers = {"Date": headers["Date"], "Connection": ["close"]}
-        if rnd.random() < 0.5:
-            headers["Content-Length"] = ["0"]
-        return rnd.choice(("200 OK", "204 No Content")), headers, ""
-    if kind == "consent":
-        title = _say("consent_title", code)
-        return "200 OK", headers, (
-            _head(code, f"{domain} - {title}", rnd) + f'<body><div class="container py-5"><h1>{title}</h1>'
-            f'<p>{_say("consent_text", code)}</p><button class="btn btn-primary">OK</button><!-- {_uuid(rnd)} -->'
-            "</div></body></html>")
-    if kind == "news":
-        items = "".join(f'<li><a href="/{_hex(rnd, 6)}">{rnd.choice(DOMAINS)}</a></li>'
-                        for _ in range(rnd.randint(2, 5)))
-        return "200 OK", headers, (
-            _head(code, f"{domain} | {_say('news', code)}", rnd)
-            + f"<body class=\"home\"><link rel='stylesheet' href='https://{domain}/wp-content/themes/news/"
-            f"style.css?ver={rnd.randint(1, 9)}.{rnd.randint(0, 9)}'><header class=\"navbar\"><a class=\"navbar-brand\" href=\"/\">"
-            f"{domain}</a></header><main class=\"container\"><h2>{_say('news', code)}</h2><ul>{items}</ul></main>"
-            f"<!-- generated {clock.now.isoformat(timespec='seconds')} in {rnd.randint(20, 900)} ms --></body></html>")
-    if kind == "app":
-        return "200 OK", headers, (
-            _head(code, domain, rnd) + '<body><div id="__next"></div><script id="__NEXT_DATA__" '
-            f'type="application/json">{{"buildId":"{_hex(rnd, 20)}","locale":"{_LANGUAGE.get(code, "en")}","page":"/"}}</script></body></html>')
-    if kind == "region":
-        # A site's own geoblock: it reads like a blockpage, echoes the client and is no censorship.
-        return "403 Forbidden", headers, (
-            _head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{domain}</h1>'
-            f'<p>{_say("region_text", code)}</p><p class="small">{_client(rnd)} &middot; {_uuid(rnd)}</p>'
-            "</div></body></html>")
-    if kind == "maintenance":
-        return "503 Service Unavailable", headers, (
-            _head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{_say("maintenance", code)}</h1>'
-            f"<p>{_http_date(clock)}</p></div></body></html>")
-    return _ordinary_mismatch(domain, code, rnd)
 
 
 def _realistic_country_and_page(scenario: str, rnd: random.Random) -> tuple[str, str | None]:
@@ -325,42 +215,42 @@ def _realistic_payload(service: str, status: str, headers: dict, body: str, rnd:
     return _payload(service, status, headers, body, rnd)
 
 
-def _realistic_reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
+def _realistic_reply(scenario: str, page: str | None, where: Where, rnd: random.Random, clock: Clock) -> dict | str:
     if scenario == "mismatch":
-        return _realistic_payload(where.service, *_realistic_ordinary(where, rnd, clock), rnd)
+        return _realistic_payload(where.service, *realistic_ordinary(where, rnd, clock), rnd)
     if scenario == "known":
-        headers = _cdn_headers(rnd, clock) if rnd.random() < 0.3 else {"Content-Type": ["text/html; charset=utf-8"]}
+        headers = cdn_headers(rnd, clock) if rnd.random() < 0.3 else {"Content-Type": ["text/html; charset=utf-8"]}
         return _realistic_payload(where.service, rnd.choice(("200 OK", "403 Forbidden")), headers,
-                                  _known_page(page, where.domain, rnd), rnd)
-    return _realistic_payload(where.service, *_realistic_unknown(page, where, rnd, clock), rnd)
+                                  known_page(page, where.domain, rnd), rnd)
+    return _realistic_payload(where.service, *realistic_unknown(page, where, rnd, clock), rnd)
 
 
-_REALISTIC = _World(_REALISTIC_SCENARIOS, _realistic_country_and_page, _realistic_reply, per_probe=True)
+_REALISTIC = _Sampler(_REALISTIC_SCENARIOS, _realistic_country_and_page, _realistic_reply, per_probe=True)
 
 
-def _with_real_pages(world: _World, pages: random.Random) -> _World:
-    """``world`` with its ordinary mismatching pages at real size (:func:`quack.sample.pages._real_page`).
+def _with_real_pages(sampler: _Sampler, pages: random.Random) -> _Sampler:
+    """``sampler`` with its ordinary mismatching pages at real size (:func:`quack.sample.real_size.real_page`).
 
     Redirects, empty replies and blockpages keep their size, as they do in real scans.
-    The pages draw from ``pages`` alone, so the records are those of ``world`` with
+    The pages draw from ``pages`` alone, so the records are those of ``sampler`` with
     longer bodies.
     """
 
-    def reply(scenario: str, page: str | None, where: _Where, rnd: random.Random, clock: _Clock) -> dict | str:
-        answer = world.reply(scenario, page, where, rnd, clock)
+    def reply(scenario: str, page: str | None, where: Where, rnd: random.Random, clock: Clock) -> dict | str:
+        answer = sampler.reply(scenario, page, where, rnd, clock)
         if scenario == "mismatch" and answer["body"] and not answer["status_line"].startswith("3"):
-            answer["body"] = _real_page(answer["body"], where.domain, where.code, pages)
+            answer["body"] = real_page(answer["body"], where.domain, where.code, pages)
         return answer
 
-    return dataclasses.replace(world, reply=reply)
+    return dataclasses.replace(sampler, reply=reply)
 
 
 def _record(
-    rnd: random.Random, clock: _Clock, vps: dict, world: _World
+    rnd: random.Random, clock: Clock, vps: dict, sampler: _Sampler
 ) -> tuple[dict, list[tuple[int, str, str | None]]]:
     """One trial and the truth of each test probe: (probe index, truth, page name)."""
-    scenario = rnd.choices([s for s, _ in world.scenarios], weights=[w for _, w in world.scenarios])[0]
-    code, page = world.country_and_page(scenario, rnd)
+    scenario = rnd.choices([s for s, _ in sampler.scenarios], weights=[w for _, w in sampler.scenarios])[0]
+    code, page = sampler.country_and_page(scenario, rnd)
     name = _COUNTRY_NAMES[code]
     vp = rnd.choice(vps[code])
     domain = rnd.choice(DOMAINS)
@@ -401,11 +291,11 @@ def _record(
     else:
         truth = _ANSWERED.get(scenario, scenario)
         answered = scenario in _ANSWERED
-        where = _Where(domain, code, service, vp)
-        reply = world.reply(scenario, page, where, rnd, clock) if answered and not world.per_probe else None
+        where = Where(domain, code, service, vp)
+        reply = sampler.reply(scenario, page, where, rnd, clock) if answered and not sampler.per_probe else None
         for k in range(4):
-            if answered and world.per_probe:
-                reply = world.reply(scenario, page, where, rnd, clock)
+            if answered and sampler.per_probe:
+                reply = sampler.reply(scenario, page, where, rnd, clock)
             probes.append(test_probe(truth, reply))
             truths.append((k + 1, truth, page))
         probes.append(control_probe())
@@ -496,15 +386,15 @@ def write_sample(
         raise ValueError(f"n must be a positive number of measurements, got {n!r}.")
     rnd = random.Random(seed)
     vps = _vantage_points(rnd)
-    clock = _Clock(_START, rnd)
-    world = _REALISTIC if realistic else _DEFAULT
+    clock = Clock(_START, rnd)
+    sampler = _REALISTIC if realistic else _DEFAULT
     if real_size:
-        world = _with_real_pages(world, random.Random(f"real-size pages {seed}"))
+        sampler = _with_real_pages(sampler, random.Random(f"real-size pages {seed}"))
     truth_path = out.parent / (out.name.removesuffix(".gz").rsplit(".", 1)[0] + ".truth.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _open_text(out) as records, open(truth_path, "w", encoding="utf-8", newline="\n") as truth:
         for line in range(1, n + 1):
-            record, truths = _record(rnd, clock, vps, world)
+            record, truths = _record(rnd, clock, vps, sampler)
             records.write(_go_json(record) + "\n")
             for probe, kind, page in truths:
                 truth.write(json.dumps({"source": out.name, "line": line, "probe": probe, "truth": kind,

@@ -1,116 +1,21 @@
-"""Page texts of the generated sample: blockpages, ordinary pages and their translations.
+"""Ordinary pages of the generated sample that still differ from the template.
 
-The HTML, headers and status lines that :mod:`quack.sample.generator` puts in its replies: the
-known and unknown blockpages and ordinary mismatching pages of the default sample, and
-the phrases (by language), boilerplate, CDN headers and unknown-blockpage families of the
-realistic one, and the whole pages of real size that either can wrap its ordinary pages in. Only formatting lives here; which page a record gets, and when, is decided
-in :mod:`quack.sample.generator`.
+Real sites answer a probe with other pages than the template: geo redirects, cookie
+consent, CDN challenges, server defaults, and in the realistic sample news pages, app
+shells, maintenance notices and a site's own geoblock, which reads like a blockpage and
+is no censorship. Only formatting lives here; which page a record gets, and when, is
+decided in :mod:`quack.sample.generator`.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import random
-from datetime import timezone
-from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:
-    from quack.sample.generator import _Clock, _Where
-
-# The collector's address, which boxes on the path echo back as the client.
-_COLLECTOR = "141.212.123.235"
+from quack.sample.parts import cdn_headers, client_address, page_head, random_hex, random_uuid, say
+from quack.sample.world import DOMAINS, LANGUAGE, Clock, Where
 
 
-def _known_page(name: str, domain: str, rnd: random.Random) -> str:
-    if name == "ir_peyvandha":
-        return ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1256">'
-                f'<title>M{rnd.randint(1, 9)}-{rnd.randint(1, 9)}</title></head><body><iframe '
-                'src="http://10.10.34.34?type=Invalid Site&policy=MainPolicy" style="width: 100%; height: 100%" '
-                'scrolling="no" marginwidth="0" marginheight="0" frameborder="0" vspace="0" hspace="0"></iframe>'
-                "</body></html>")
-    if name == "tr_btk":
-        return ("<html><head><meta charset=\"utf-8\"><title>Erişim Engellendi</title></head><body><div class=\"box\">"
-                f"<p>Bu internet sitesi ({domain}) hakkında Bilgi Teknolojileri ve İletişim Kurumu tarafından "
-                "5651 sayılı Kanun kapsamında verilen karar uyarınca koruma tedbiri uygulanmaktadır.</p>"
-                f"<p>Karar No: {rnd.randint(100, 999)}.{rnd.randint(10, 99)}.2021</p></div></body></html>")
-    if name == "ru_rkn":
-        return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Доступ ограничен</title></head><body>"
-                "<h1>Доступ к ресурсу ограничен</h1><p>Доступ к запрашиваемому ресурсу ограничен на основании "
-                "Федерального закона от 27.07.2006 № 149-ФЗ «Об информации, информационных технологиях и о защите "
-                f"информации».</p><p>Проверить ресурс: <a href=\"https://eais.rkn.gov.ru/\">eais.rkn.gov.ru</a></p>"
-                f"<p>{domain}</p></body></html>")
-    if name == "id_positif":
-        return ("<html><head><title>Internet Positif</title></head><body><img src=\"http://internetpositif.id/logo.png\">"
-                "<h2>Maaf, akses ke situs ini diblokir</h2><p>Situs yang Anda tuju mengandung konten negatif "
-                f"sesuai Peraturan Menteri Kominfo.</p><p>{domain}</p></body></html>")
-    if name == "kr_warning":
-        return ('<html><head><title></title></head><body><iframe src="http://warning.or.kr/i1.html" width="100%" '
-                'height="100%" frameborder="0"></iframe></body></html>')
-    if name == "pk_surf_safely":
-        return ("<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1><div>This website is not "
-                "accessible.</div><div>The site you are trying to access contains content that is prohibited for "
-                "viewership from within Pakistan.</div></body></html>")
-    if name == "in_dot":
-        return ("<html><head><title>Blocked</title></head><body><p>Your requested URL has been blocked as per the "
-                "directions received from Department of Telecommunications, Government of India. Please contact "
-                "administrator for more information.</p></body></html>")
-    if name == "fortiguard":
-        category = rnd.choice(["Proxy Avoidance", "Pornography", "Gambling", "Advocacy Organizations", "Dating"])
-        return ("<!DOCTYPE html><html><head><title>Web Filter Violation</title></head><body><div class=\"main\">"
-                "<h1>FortiGuard Intrusion Prevention - Access Blocked</h1><h3>Web Page Blocked</h3>"
-                f"<p>You have tried to access a web page which is in violation of your internet usage policy.</p>"
-                f"<p>URL: {domain}/</p><p>Category: {category}</p>"
-                "<p>To have the rating of this web page re-evaluated please click here.</p></div></body></html>")
-    if name == "squid":
-        return ("<!DOCTYPE html><html><head><title>ERROR: The requested URL could not be retrieved</title></head>"
-                f"<body id=\"ERR_ACCESS_DENIED\"><h1>ERROR</h1><h2>The requested URL could not be retrieved</h2>"
-                f"<p>The following error was encountered while trying to retrieve the URL: http://{domain}/</p>"
-                "<blockquote><p><b>Access Denied.</b></p></blockquote><p>Access control configuration prevents "
-                "your request from being allowed at this time.</p><hr><div id=\"footer\"><p>Generated by "
-                f"proxy{rnd.randint(1, 9)} (squid/3.5.27)</p></div></body></html>")
-    if name == "sophos":
-        return ("<html><head><title>Access Denied</title></head><body><h1>Website blocked</h1>"
-                f"<p>Access to {domain} was blocked by Sophos Web Protection because it is in a restricted "
-                "category.</p></body></html>")
-    if name == "paloalto":
-        return ("<html><head><title>Web Page Blocked</title></head><body><div id=\"content\"><h1>Web Page Blocked</h1>"
-                "<p>Access to the web page you were trying to visit has been blocked in accordance with company "
-                f"policy. Please contact your system administrator if you believe this is in error.</p>"
-                f"<p><b>URL:</b> {domain}/ </p><p><b>Category:</b> {rnd.choice(['adult', 'gambling', 'proxy'])}</p>"
-                "</div></body></html>")
-    raise KeyError(name)
-
-
-def _unknown_page(name: str, domain: str, rnd: random.Random) -> str:
-    if name == "u_regulator_notice":
-        return ("<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Ресурс недоступен</title>"
-                "<style>body{font-family:Arial;background:#f4f4f4}.n{margin:80px auto;width:640px}</style></head>"
-                "<body><div class=\"n\"><h2>Ресурс недоступен на территории страны</h2><p>This resource has been "
-                "restricted by order of the National Communications Agency in accordance with the law on "
-                f"information security.</p><p>Reference: NCA-{rnd.randint(10000, 99999)}</p><p>{domain}</p>"
-                "</div></body></html>")
-    if name == "u_vendor_gateway":
-        txn = "".join(rnd.choice("0123456789abcdef") for _ in range(16))
-        return ("<html><head><title>NetShield Gateway - Request Blocked</title><link rel=\"stylesheet\" "
-                "href=\"/__ns/block.css\"></head><body><div class=\"ns-card\"><h1>Request blocked</h1>"
-                f"<p>The request to <b>{domain}</b> was stopped by your organisation's NetShield Gateway.</p>"
-                f"<p>Policy: {rnd.choice(['Restricted Content', 'Anonymizers', 'Adult', 'Social Networking'])}</p>"
-                f"<p>Transaction: {txn}</p></div></body></html>")
-    if name == "u_isp_es":
-        return ("<html><head><meta charset=\"utf-8\"><title>Sitio no disponible</title></head><body>"
-                "<center><h2>Sitio no disponible</h2><p>Este sitio web ha sido restringido por disposición de la "
-                "autoridad competente en materia de telecomunicaciones.</p>"
-                f"<p>Solicitud: {domain}</p><p>Código {rnd.randint(100, 999)}</p></center></body></html>")
-    if name == "u_isp_fr":
-        return ("<html><head><meta charset=\"utf-8\"><title>Accès restreint</title></head><body>"
-                "<div style=\"text-align:center\"><h2>Accès restreint</h2><p>L'accès à ce site a été restreint "
-                "conformément à la réglementation en vigueur.</p>"
-                f"<p>Site demandé : {domain}</p></div></body></html>")
-    raise KeyError(name)
-
-
-def _ordinary_mismatch(domain: str, country: str, rnd: random.Random) -> tuple[str, dict, str]:
+def ordinary_mismatch(domain: str, country: str, rnd: random.Random) -> tuple[str, dict, str]:
     """An ordinary page that still differs from the template: (status, headers, body)."""
     kind = rnd.choice(["redirect", "redirect", "consent", "challenge", "default"])
     if kind == "redirect":
@@ -135,373 +40,59 @@ def _ordinary_mismatch(domain: str, country: str, rnd: random.Random) -> tuple[s
             "</body>\n</html>\n")
 
 
-# --- the realistic sample ---------------------------------------------------------------
-
-_LANGUAGE = {
-    **dict.fromkeys(("DE",), "de"), **dict.fromkeys(("FR", "SN", "DZ", "TN", "MA"), "fr"),
-    **dict.fromkeys(("ES", "MX", "AR", "VE", "CU", "NI"), "es"), "BR": "pt", "TR": "tr", "IT": "it", "JP": "ja",
-    "CN": "zh", "ID": "id", **dict.fromkeys(("RU", "KZ", "UZ", "TJ", "KG"), "ru"),
-    **dict.fromkeys(("AE", "SA", "QA", "KW", "OM", "EG"), "ar"),
-}
-
-# The sentences of the realistic pages, by language (English where a country has none here).
-_PHRASES = {
-    "danger_title": {
-        "en": "Dangerous website blocked", "de": "Gefährliche Webseite blockiert", "fr": "Site web dangereux bloqué",
-        "es": "Sitio web peligroso bloqueado", "pt": "Site perigoso bloqueado", "ru": "Опасный веб-сайт заблокирован",
-        "tr": "Tehlikeli web sitesi engellendi", "ar": "تم حظر موقع ويب خطير", "it": "Sito web pericoloso bloccato",
-        "ja": "危険なウェブサイトをブロックしました", "zh": "已阻止危险网站", "id": "Situs web berbahaya diblokir",
-    },
-    "danger_text": {
-        "en": "The page you asked for may harm your computer, so it was not opened.",
-        "de": "Die angeforderte Seite kann Ihrem Computer schaden und wurde deshalb nicht geöffnet.",
-        "fr": "La page demandée peut nuire à votre ordinateur, elle n'a donc pas été ouverte.",
-        "es": "La página solicitada puede dañar su equipo, por eso no se ha abierto.",
-        "pt": "A página solicitada pode prejudicar o seu computador e por isso não foi aberta.",
-        "ru": "Запрошенная страница может навредить вашему компьютеру, поэтому она не была открыта.",
-        "tr": "İstediğiniz sayfa bilgisayarınıza zarar verebilir, bu nedenle açılmadı.",
-        "ar": "قد تضر الصفحة المطلوبة بجهاز الكمبيوتر الخاص بك، لذلك لم يتم فتحها.",
-        "it": "La pagina richiesta potrebbe danneggiare il computer, quindi non è stata aperta.",
-        "ja": "要求されたページはコンピューターに害を与える可能性があるため、開かれませんでした。",
-        "zh": "您请求的页面可能会危害您的计算机，因此未被打开。",
-        "id": "Halaman yang Anda minta dapat membahayakan komputer Anda, jadi tidak dibuka.",
-    },
-    "parental_title": {
-        "en": "Parental control", "de": "Kindersicherung", "fr": "Contrôle parental", "es": "Control parental",
-        "pt": "Controle dos pais", "ru": "Родительский контроль", "tr": "Ebeveyn denetimi", "ar": "الرقابة الأبوية",
-        "it": "Controllo genitori", "ja": "ペアレンタルコントロール", "zh": "家长控制", "id": "Kontrol orang tua",
-    },
-    "parental_text": {
-        "en": "This page is in a category your parental control settings do not allow on this device.",
-        "de": "Diese Seite gehört zu einer Kategorie, die die Kindersicherung auf diesem Gerät nicht zulässt.",
-        "fr": "Cette page appartient à une catégorie que le contrôle parental n'autorise pas sur cet appareil.",
-        "es": "Esta página pertenece a una categoría que el control parental no permite en este dispositivo.",
-        "pt": "Esta página pertence a uma categoria que o controle dos pais não permite neste dispositivo.",
-        "ru": "Эта страница относится к категории, которую родительский контроль не разрешает на этом устройстве.",
-        "tr": "Bu sayfa, ebeveyn denetimi ayarlarınızın bu cihazda izin vermediği bir kategoride.",
-        "ar": "تنتمي هذه الصفحة إلى فئة لا تسمح بها إعدادات الرقابة الأبوية على هذا الجهاز.",
-        "it": "Questa pagina appartiene a una categoria che il controllo genitori non consente su questo dispositivo.",
-        "ja": "このページは、このデバイスのペアレンタルコントロール設定で許可されていないカテゴリに属しています。",
-        "zh": "此页面属于此设备的家长控制设置不允许的类别。",
-        "id": "Halaman ini termasuk kategori yang tidak diizinkan oleh kontrol orang tua di perangkat ini.",
-    },
-    "router_text": {
-        "en": "The owner of this network has turned on parental controls for this device. Ask them for access.",
-        "ar": "قام مالك هذه الشبكة بتشغيل الرقابة الأبوية لهذا الجهاز. اطلب منه الوصول.",
-    },
-    "corp_title": {"en": "Access to this site is not allowed", "ar": "غير مسموح بالوصول إلى هذا الموقع"},
-    "corp_text": {
-        "en": "Your request was stopped by the acceptable use policy of your organisation.",
-        "ar": "تم إيقاف طلبك بموجب سياسة الاستخدام المقبول في مؤسستك.",
-    },
-    "consent_title": {
-        "en": "Before you continue", "de": "Bevor Sie fortfahren", "fr": "Avant de continuer", "es": "Antes de continuar",
-        "pt": "Antes de continuar", "ru": "Прежде чем продолжить", "tr": "Devam etmeden önce", "ar": "قبل المتابعة",
-        "it": "Prima di continuare", "ja": "続行する前に", "zh": "继续之前", "id": "Sebelum Anda melanjutkan",
-    },
-    "consent_text": {
-        "en": "We use cookies and data to deliver and improve our services.",
-        "de": "Wir verwenden Cookies und Daten, um unsere Dienste bereitzustellen und zu verbessern.",
-        "fr": "Nous utilisons des cookies et des données pour fournir et améliorer nos services.",
-        "es": "Usamos cookies y datos para ofrecer y mejorar nuestros servicios.",
-        "pt": "Usamos cookies e dados para oferecer e melhorar nossos serviços.",
-        "ru": "Мы используем файлы cookie и данные для работы и улучшения наших сервисов.",
-        "tr": "Hizmetlerimizi sunmak ve geliştirmek için çerezler ve veriler kullanıyoruz.",
-        "ar": "نستخدم ملفات تعريف الارتباط والبيانات لتقديم خدماتنا وتحسينها.",
-        "it": "Utilizziamo cookie e dati per fornire e migliorare i nostri servizi.",
-        "ja": "当社はサービスの提供と改善のために Cookie とデータを使用します。",
-        "zh": "我们使用 Cookie 和数据来提供和改进我们的服务。",
-        "id": "Kami menggunakan cookie dan data untuk menyediakan dan meningkatkan layanan kami.",
-    },
-    "region_text": {
-        "en": "This service is not available in your region.", "de": "Dieser Dienst ist in Ihrer Region nicht verfügbar.",
-        "fr": "Ce service n'est pas disponible dans votre région.", "es": "Este servicio no está disponible en su región.",
-        "pt": "Este serviço não está disponível na sua região.", "ru": "Этот сервис недоступен в вашем регионе.",
-        "tr": "Bu hizmet bölgenizde kullanılamıyor.", "ar": "هذه الخدمة غير متوفرة في منطقتك.",
-        "it": "Questo servizio non è disponibile nella tua regione.", "ja": "このサービスはお住まいの地域ではご利用いただけません。",
-        "zh": "此服务在您所在的地区不可用。", "id": "Layanan ini tidak tersedia di wilayah Anda.",
-    },
-    "maintenance": {
-        "en": "We'll be back soon: scheduled maintenance.", "de": "Wir sind bald zurück: geplante Wartungsarbeiten.",
-        "fr": "Nous revenons bientôt : maintenance programmée.", "es": "Volvemos pronto: mantenimiento programado.",
-        "pt": "Voltamos em breve: manutenção programada.", "ru": "Скоро вернёмся: плановое техническое обслуживание.",
-        "tr": "Yakında döneceğiz: planlı bakım.", "ar": "سنعود قريبًا: صيانة مجدولة.",
-        "it": "Torniamo presto: manutenzione programmata.", "ja": "まもなく再開します：定期メンテナンス中です。",
-        "zh": "我们很快回来：计划维护中。", "id": "Kami segera kembali: pemeliharaan terjadwal.",
-    },
-    "news": {
-        "en": "Latest news", "de": "Aktuelle Nachrichten", "fr": "Dernières actualités", "es": "Últimas noticias",
-        "pt": "Últimas notícias", "ru": "Последние новости", "tr": "Son haberler", "ar": "آخر الأخبار",
-        "it": "Ultime notizie", "ja": "最新ニュース", "zh": "最新消息", "id": "Berita terbaru",
-    },
-}
-_CATEGORIES = ("adult", "gambling", "social-networks", "proxy-anonymizer", "dating", "games", "weapons")
-
-
-def _say(key: str, code: str) -> str:
-    phrases = _PHRASES[key]
-    return phrases.get(_LANGUAGE.get(code, "en"), phrases["en"])
-
-
-def _hex(rnd: random.Random, length: int) -> str:
-    return "".join(rnd.choice("0123456789abcdef") for _ in range(length))
-
-
-def _uuid(rnd: random.Random) -> str:
-    text = _hex(rnd, 32)
-    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{text[16:20]}-{text[20:]}"
-
-
-def _http_date(clock: _Clock) -> str:
-    return clock.now.astimezone(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
-
-
-def _client(rnd: random.Random) -> str:
-    """The client's address as a box in the path saw it: the collector and its source port."""
-    return f"{_COLLECTOR}:{rnd.randint(1024, 65535)}"
-
-
-def _head(code: str, title: str, rnd: random.Random) -> str:
-    """The boilerplate a page opens with; ordinary pages and blockpages share it."""
-    bootstrap = rnd.choice(("4.6.2", "5.1.3", "5.2.3", "5.3.2"))
-    parts = [f'<!DOCTYPE html><html lang="{_LANGUAGE.get(code, "en")}"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{title}</title>",
-             f'<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/bootstrap@{bootstrap}'
-             '/dist/css/bootstrap.min.css">']
-    if rnd.random() < 0.6:
-        parts.append(f'<script src="https://code.jquery.com/jquery-{rnd.choice(("3.5.1", "3.6.0", "3.7.1"))}.min.js">'
-                     "</script>")
-    if rnd.random() < 0.3:
-        parts.append('<link rel="preconnect" href="https://fonts.gstatic.com" crossorigin>')
-    return "".join(parts) + "</head>"
-
-
-def _cdn_headers(rnd: random.Random, clock: _Clock) -> dict[str, list[str]]:
-    """Headers of a page served through a CDN, with the ids that change on each request."""
-    kind = rnd.choice(("cloudflare", "akamai", "cloudfront", "fastly", "origin"))
-    headers = {"Date": [_http_date(clock)], "Content-Type": ["text/html; charset=utf-8"]}
-    if kind == "cloudflare":
-        ray = f"{_hex(rnd, 16)}-{rnd.choice(('FRA', 'AMS', 'SIN', 'IAD'))}"
-        headers.update({"Server": ["cloudflare"], "CF-RAY": [ray],
-                        "CF-Cache-Status": [rnd.choice(("DYNAMIC", "HIT", "MISS"))]})
-    elif kind == "akamai":
-        headers.update({"Server": ["AkamaiGHost"], "X-Akamai-Request-ID": [_hex(rnd, 8)]})
-    elif kind == "cloudfront":
-        headers.update({"Via": [f"1.1 {_hex(rnd, 32)}.cloudfront.net (CloudFront)"],
-                        "X-Cache": [rnd.choice(("Miss from cloudfront", "Hit from cloudfront"))],
-                        "X-Amz-Cf-Id": [base64.b64encode(rnd.randbytes(42)).decode()]})
-    elif kind == "fastly":
-        headers.update({"Via": ["1.1 varnish"], "X-Served-By": [f"cache-{rnd.choice(('fra', 'lcy', 'nrt'))}"
-                                                                  f"{rnd.randint(19000, 19999)}-FRA"],
-                        "X-Cache": [rnd.choice(("MISS", "HIT"))]})
-    else:
-        headers.update({"Server": [rnd.choice(("nginx", "Apache", "openresty", "Microsoft-IIS/10.0"))],
-                        "X-Request-ID": [_uuid(rnd)]})
-    return headers
-
-
-def _security_suite_page(family: str, where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
-    """A page a security suite on the path serves in place of the site: dangerous site or parental control."""
-    code = where.code
-    if family == "u_suite_endpoint":
-        title, text = _say("danger_title", code), _say("danger_text", code)
-        detail = f"<p>Threat: {rnd.choice(('HTML/Phishing.Agent', 'JS/Miner.Gen', 'URL:Mal', 'Trojan.Redirector'))}</p>"
-        product = "Aegis Internet Security"
-    else:
-        title, text = _say("parental_title", code), _say("parental_text", code)
-        detail = f"<p>{rnd.choice(_CATEGORIES)}</p>"
-        product = "Aegis Family Safety"
-    body = (_head(code, title, rnd) + f'<body><div class="container py-5"><h1 class="h3">{title}</h1><p>{text}</p>'
-            f"<p><code>http://{where.domain}/</code></p>{detail}"
-            f'<p class="text-muted small">{product} &middot; {_uuid(rnd)} &middot; '
-            f'{clock.now.isoformat(timespec="seconds")}</p></div></body></html>')
-    headers = {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-store"], "Connection": ["close"]}
-    return rnd.choice(("200 OK", "200 OK", "403 Forbidden")), headers, body
-
-
-def _router_page(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
-    """A home router's parental-controls page: small, with the device's address on the LAN."""
-    model = rnd.choice(("HomeLink AX3000", "HomeLink AC1200", "NetBox 7590"))
-    body = (f"<html><head><title>{model}</title>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
-            f'<div class="box"><h2>{_say("parental_title", where.code)}</h2><p>{_say("router_text", where.code)}</p>'
-            f"<p>{where.domain}</p><p>192.168.{rnd.choice((0, 1, 178))}.{rnd.randint(2, 254)} &middot; "
-            f"{':'.join(_hex(rnd, 2) for _ in range(6))}</p></div></body></html>")
-    return (rnd.choice(("200 OK", "403 Forbidden")),
-            {"Server": [rnd.choice(("httpd", "lighttpd/1.4.59", "mini_httpd/1.30"))], "Content-Type": ["text/html"],
-             "Connection": ["close"]}, body)
-
-
-def _corporate_page(where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
-    """A corporate firewall: a redirect to its blocked.cgi, or the page that script serves."""
-    category = rnd.choice(_CATEGORIES)
-    target = (f"http://10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.1:8080/cgi-bin/blocked.cgi?url=http%3A%2F%2F"
-              f"{where.domain}%2F&cat={category}&ip={_COLLECTOR}&ts={int(clock.now.timestamp())}")
-    if rnd.random() < 0.5:
-        body = ("<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>302 Found</title>\n"
-                f"</head><body>\n<h1>Found</h1>\n<p>The document has moved <a href=\"{target}\">here</a>.</p>\n"
-                "</body></html>\n")
-        return "302 Found", {"Location": [target], "Content-Type": ["text/html; charset=iso-8859-1"]}, body
-    title = _say("corp_title", where.code)
-    body = (_head(where.code, title, rnd) + f'<body><div class="container"><h1>{title}</h1>'
-            f'<p>{_say("corp_text", where.code)}</p><form method="post" action="/cgi-bin/blocked.cgi">'
-            f'<input type="hidden" name="url" value="http://{where.domain}/"><input type="hidden" name="cat" '
-            f'value="{category}"><input type="hidden" name="ip" value="{_client(rnd)}"><button class="btn btn-primary">'
-            f"Request access</button></form><p class=\"small\">{_http_date(clock)}</p></div></body></html>")
-    return "200 OK", {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-cache"]}, body
-
-
-def _realistic_unknown(family: str, where: _Where, rnd: random.Random, clock: _Clock) -> tuple[str, dict, str]:
-    if family in ("u_suite_endpoint", "u_suite_parental"):
-        return _security_suite_page(family, where, rnd, clock)
-    if family == "u_router_parental":
-        return _router_page(where, rnd, clock)
-    if family == "u_corp_blocked_cgi":
-        return _corporate_page(where, rnd, clock)
-    if family == "u_block_redirect":
-        server = rnd.choice(("block.netline", "stop.kaztel", "warn.uzcomm"))
-        return (rnd.choice(("302 Found", "302 Moved Temporarily")),
-                {"Location": [f"http://{server}.net/?host={where.domain}&t={_hex(rnd, 10)}"], "Content-Length": ["0"],
-                 "Connection": ["close"]}, "")
-    if family == "u_empty_close":
-        return "200 OK", {"Connection": ["close"]}, ""
-    raise KeyError(family)
-
-
-# --- real-size pages --------------------------------------------------------------------
-#
-# A real site's page is kilobytes: a head of meta, link and script tags, inline CSS and
-# JavaScript, navigation, the article, a footer. Each site's fixed parts are made once;
-# each request then gets its own ids, tokens, article and links, so that the pages
-# compress about as real HTML does, not a hundredfold.
-
-_WORDS = (
-    "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they "
-    "you were her she there been one all we their has would when if so no will more can who said its about into "
-    "than them only other time new some could these two may first then do any like my now over such our man me "
-    "even most made after also did many before must through back years where much your way well down should "
-    "because each just those people state city government election minister report police court market health "
-    "school water energy climate security border trade economy company price bank study research science data "
-    "network internet service access mobile users privacy rights freedom press media news world region country "
-    "capital council week month today yesterday official spokesman agency statement protest vote parliament law "
-    "policy budget tax growth inflation rate export import oil gas power coal plant factory workers union strike "
-    "hospital doctors patients vaccine virus disease season team match league final player coach goal victory "
-    "defeat film music festival artist museum book author history culture language university students teachers "
-    "farmers harvest weather storm flood drought fire road rail airport flight travel tourism hotel housing rent "
-    "family children women men life home house street night morning evening century decade future past "
-    "open public private local national international former current major minor early late large small high low "
-    "good bad better best river island forest village lake"
-).split()  # 256 words: one per value of a random byte
-
-_CSS_PROPERTIES = (
-    "display:flex", "display:block", "display:grid", "margin:0", "margin:0 auto", "padding:0", "padding:1rem",
-    "padding:.5rem 1rem", "color:#212529", "color:#fff", "color:#6c757d", "background:#fff", "background:#f8f9fa",
-    "font-size:1rem", "font-size:.875rem", "font-size:1.25rem", "font-weight:700", "line-height:1.5",
-    "border:0", "border-bottom:1px solid #dee2e6", "border-radius:.25rem", "position:relative", "position:absolute",
-    "top:0", "left:0", "width:100%", "max-width:1140px", "height:auto", "overflow:hidden", "text-align:center",
-    "align-items:center", "justify-content:space-between", "flex-wrap:wrap", "gap:1rem", "list-style:none",
-    "text-decoration:none", "cursor:pointer", "transition:opacity .2s ease-in-out", "opacity:.8", "z-index:1030",
-)
-_CSS_NAMES = ("header", "nav", "menu", "item", "link", "brand", "logo", "container", "row", "col", "card", "title",
-              "teaser", "article", "lead", "byline", "meta", "tag", "media", "caption", "footer", "social", "btn",
-              "search", "banner", "promo", "grid", "list", "share", "related", "author", "date", "section")
-_JS_SNIPPETS = (
-    "function(e){var t=document.querySelectorAll(e);return Array.prototype.slice.call(t)}",
-    "window.addEventListener('load',function(){document.body.classList.add('loaded')})",
-    "if(!window.IntersectionObserver){var s=document.createElement('script');s.src='/js/polyfill.js';"
-    "document.head.appendChild(s)}",
-    "(function(w,d,s,l,i){w[l]=w[l]||[];w[l].push({'gtm.start':new Date().getTime(),event:'gtm.js'});"
-    "var f=d.getElementsByTagName(s)[0],j=d.createElement(s);j.async=true;f.parentNode.insertBefore(j,f)})",
-    "document.querySelectorAll('.share a').forEach(function(a){a.addEventListener('click',function(e){"
-    "e.preventDefault();window.open(a.href,'share','width=600,height=400')})})",
-    "var lazy=[].slice.call(document.querySelectorAll('img[data-src]'));lazy.forEach(function(i){i.src=i.dataset.src})",
-    "try{localStorage.setItem('visited',Date.now())}catch(e){}",
-    "document.getElementById('menu-toggle').onclick=function(){document.body.classList.toggle('menu-open')}",
-)
-
-
-class _Site(NamedTuple):
-    """The parts of one site's pages that stay the same from request to request."""
-
-    head: str
-    style: str
-    nav: str
-    footer: str
-    script: str
-
-
-def _words(rnd: random.Random, count: int) -> str:
-    """``count`` words: one random byte each, as there are 256 words, which is fast."""
-    return " ".join(map(_WORDS.__getitem__, rnd.randbytes(count)))
-
-
-@functools.lru_cache(maxsize=None)
-def _site(domain: str) -> _Site:
-    """The fixed parts of ``domain``'s pages, the same in every sample."""
-    rnd = random.Random(f"site {domain}")
-    build, tag = _hex(rnd, 12), f"G-{_hex(rnd, 10).upper()}"
-    head = (f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<meta name="description" content="{_words(rnd, rnd.randint(12, 24))}">\n'
-            f'<meta property="og:site_name" content="{domain}">\n<meta name="theme-color" content="#{_hex(rnd, 6)}">\n'
-            f'<link rel="icon" href="/favicon.ico">\n<link rel="canonical" href="https://{domain}/">\n'
-            + "".join(f'<link rel="stylesheet" href="/static/css/{name}.{_hex(rnd, 8)}.css">\n'
-                      for name in rnd.sample(("main", "vendor", "fonts", "print", "theme"), rnd.randint(1, 3)))
-            + f'<link rel="preconnect" href="https://cdn.{domain.removeprefix("www.")}">\n'
-            + f'<script async src="https://www.googletagmanager.com/gtag/js?id={tag}"></script>\n'
-            + "".join(f'<script defer src="/static/js/{name}.{build}.js"></script>\n'
-                      for name in rnd.sample(("runtime", "vendor", "app", "consent", "ads"), rnd.randint(2, 4))))
-    style = "".join(
-        f".{rnd.choice(_CSS_NAMES)}-{rnd.choice(_CSS_NAMES)}{{{';'.join(rnd.sample(_CSS_PROPERTIES, rnd.randint(2, 6)))}}}"
-        + ("\n" if rnd.random() < 0.2 else "") for _ in range(min(120, int(rnd.expovariate(1 / 25)))))
-    menu = rnd.sample(_WORDS[150:], rnd.randint(6, 14))
-    nav = (f'<header class="site-header"><a class="brand" href="/"><img src="/static/img/logo.{_hex(rnd, 8)}.svg" '
-           f'alt="{domain}"></a>\n<nav class="menu"><ul>'
-           + "".join(f'<li class="menu-item"><a href="/{word}/">{word.capitalize()}</a></li>' for word in menu)
-           + '</ul></nav>\n<form class="search" action="/search"><input name="q" type="search"></form></header>\n')
-    footer = ('<footer class="site-footer"><ul class="footer-links">'
-              + "".join(f'<li><a href="/{word}">{word.capitalize()}</a></li>'
-                        for word in rnd.sample(_WORDS[150:], rnd.randint(5, 12)))
-              + f'</ul><p class="copyright">&copy; {rnd.randint(1995, 2015)}-2021 {domain}. {_words(rnd, 12)}.</p>'
-              + "</footer>\n")
-    script = ";".join(rnd.choices(_JS_SNIPPETS, k=rnd.randint(1, 8)))
-    return _Site(head, style, nav, footer, script)
-
-
-def _real_size(rnd: random.Random) -> int:
-    """A page's length in characters: log-normal around 11 kB, kept between 2 kB and 60 kB."""
-    return min(60_000, max(2_000, int(rnd.lognormvariate(9.3, 0.8))))
-
-
-def _real_page(small: str, domain: str, code: str, rnd: random.Random) -> str:
-    """``small``, an ordinary page's text, inside a whole page of ``domain`` as a browser gets it.
-
-    The small page's title and body become the page's title and the top of its main
-    column; the site's head, styles, navigation and footer surround them, and an article,
-    links and a script with this request's ids fill the page to a length drawn by
-    :func:`_real_size`.
-    """
-    site = _site(domain)
-    title = small[small.find("<title>") + 7:small.find("</title>")] if "<title>" in small else domain
-    start = small.find("<body")
-    inner = small[small.find(">", start) + 1:small.rfind("</body>")] if start >= 0 else small
-    top = (f'<!DOCTYPE html>\n<html lang="{_LANGUAGE.get(code, "en")}">\n<head>\n<meta charset="utf-8">\n'
-           f"<title>{title}</title>\n{site.head}<style>{site.style}</style>\n</head>\n"
-           f'<body class="page page-{_hex(rnd, 4)}">\n{site.nav}<main class="container">\n{inner}\n'
-           f'<article class="article" data-id="{rnd.randint(10**6, 10**8)}"><h1>{_words(rnd, rnd.randint(5, 12)).capitalize()}</h1>\n')
-    bottom = (f"</article>\n</main>\n{site.footer}<script nonce=\"{base64.b64encode(rnd.randbytes(12)).decode()}\">"
-              f'window.__CONFIG__={{"requestId":"{_uuid(rnd)}","csrf":"{_hex(rnd, 40)}","edition":"{code.lower()}"}};'
-              f"{site.script}</script>\n</body>\n</html>\n")
-    parts, length = [top], len(top) + len(bottom)
-    target = _real_size(rnd)
-    while length < target:
-        if rnd.random() < 0.15:
-            part = (f'<aside class="related"><ul>'
-                    + "".join(f'<li><a href="/{rnd.choice(_WORDS[150:])}/{rnd.randint(10**5, 10**7)}">'
-                              f"{_words(rnd, rnd.randint(4, 10))}</a></li>" for _ in range(rnd.randint(3, 6)))
-                    + "</ul></aside>\n")
-        else:
-            part = f"<p>{_words(rnd, rnd.randint(30, 120)).capitalize()}.</p>\n"
-        parts.append(part)
-        length += len(part)
-    parts.append(bottom)
-    return "".join(parts)
+def realistic_ordinary(where: Where, rnd: random.Random, clock: Clock) -> tuple[str, dict, str]:
+    """An ordinary page that differs from the template, as varied as the real ones."""
+    code, domain = where.code, where.domain
+    headers = cdn_headers(rnd, clock)
+    kind = rnd.choice(("redirect", "redirect", "empty", "consent", "news", "news", "app", "region", "maintenance",
+                       "challenge", "default"))
+    if kind == "redirect":
+        target = rnd.choice((f"https://{domain}/", f"https://{domain}/{LANGUAGE.get(code, 'en')}/",
+                             f"https://{code.lower()}.{domain.removeprefix('www.')}/"))
+        headers["Location"] = [target]
+        if rnd.random() < 0.5:
+            headers["Content-Length"] = ["0"]
+            return rnd.choice(("301 Moved Permanently", "302 Found", "307 Temporary Redirect")), headers, ""
+        return ("301 Moved Permanently", headers,
+                "<html>\r\n<head><title>301 Moved Permanently</title></head>\r\n<body>\r\n<center><h1>301 Moved "
+                f"Permanently</center>\r\n<hr><center>{headers.get('Server', ['nginx'])[0]}</center>\r\n"
+                "</body>\r\n</html>\r\n")
+    if kind == "empty":
+        # Load balancers' health answers and keep-alive quirks: as empty as a blockpage that says nothing.
+        headers = {"Date": headers["Date"], "Connection": ["close"]}
+        if rnd.random() < 0.5:
+            headers["Content-Length"] = ["0"]
+        return rnd.choice(("200 OK", "204 No Content")), headers, ""
+    if kind == "consent":
+        title = say("consent_title", code)
+        return "200 OK", headers, (
+            page_head(code, f"{domain} - {title}", rnd) + f'<body><div class="container py-5"><h1>{title}</h1>'
+            f'<p>{say("consent_text", code)}</p><button class="btn btn-primary">OK</button>'
+            f"<!-- {random_uuid(rnd)} -->"
+            "</div></body></html>")
+    if kind == "news":
+        items = "".join(f'<li><a href="/{random_hex(rnd, 6)}">{rnd.choice(DOMAINS)}</a></li>'
+                        for _ in range(rnd.randint(2, 5)))
+        return "200 OK", headers, (
+            page_head(code, f"{domain} | {say('news', code)}", rnd)
+            + f"<body class=\"home\"><link rel='stylesheet' href='https://{domain}/wp-content/themes/news/"
+            f"style.css?ver={rnd.randint(1, 9)}.{rnd.randint(0, 9)}'><header class=\"navbar\">"
+            "<a class=\"navbar-brand\" href=\"/\">"
+            f"{domain}</a></header><main class=\"container\"><h2>{say('news', code)}</h2><ul>{items}</ul></main>"
+            f"<!-- generated {clock.now.isoformat(timespec='seconds')} in {rnd.randint(20, 900)} ms --></body></html>")
+    if kind == "app":
+        return "200 OK", headers, (
+            page_head(code, domain, rnd) + '<body><div id="__next"></div><script id="__NEXT_DATA__" '
+            f'type="application/json">{{"buildId":"{random_hex(rnd, 20)}","locale":"{LANGUAGE.get(code, "en")}",'
+            '"page":"/"}</script></body></html>')
+    if kind == "region":
+        # A site's own geoblock: it reads like a blockpage, echoes the client and is no censorship.
+        return "403 Forbidden", headers, (
+            page_head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{domain}</h1>'
+            f'<p>{say("region_text", code)}</p><p class="small">{client_address(rnd)} &middot; {random_uuid(rnd)}</p>'
+            "</div></body></html>")
+    if kind == "maintenance":
+        return "503 Service Unavailable", headers, (
+            page_head(code, domain, rnd) + f'<body><div class="container py-5"><h1>{say("maintenance", code)}</h1>'
+            f"<p>{clock.http_date()}</p></div></body></html>")
+    return ordinary_mismatch(domain, code, rnd)

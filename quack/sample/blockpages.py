@@ -1,0 +1,182 @@
+"""Blockpages of the generated sample: the known ones, the default unknown ones, the realistic families.
+
+Known blockpages are pages the shipped fingerprints match (national regulators' pages and
+filtering vendors'); unknown ones are what a model can discover. The realistic families
+are the kinds Duncan & Chen (2023) found in real Quack data (security suites, router
+parental controls, a corporate firewall's blocked.cgi, bare redirects, empty replies),
+built of the same parts as ordinary pages; the product names are invented. Only
+formatting lives here; which page a record gets, and when, is decided in
+:mod:`quack.sample.generator`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from quack.sample.parts import client_address, page_head, random_hex, random_uuid, say
+from quack.sample.world import COLLECTOR, Clock, Where
+
+
+def known_page(name: str, domain: str, rnd: random.Random) -> str:
+    """The body of the known blockpage ``name`` for a probe of ``domain``."""
+    if name == "ir_peyvandha":
+        return ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1256">'
+                f'<title>M{rnd.randint(1, 9)}-{rnd.randint(1, 9)}</title></head><body><iframe '
+                'src="http://10.10.34.34?type=Invalid Site&policy=MainPolicy" style="width: 100%; height: 100%" '
+                'scrolling="no" marginwidth="0" marginheight="0" frameborder="0" vspace="0" hspace="0"></iframe>'
+                "</body></html>")
+    if name == "tr_btk":
+        return ("<html><head><meta charset=\"utf-8\"><title>Erişim Engellendi</title></head><body><div class=\"box\">"
+                f"<p>Bu internet sitesi ({domain}) hakkında Bilgi Teknolojileri ve İletişim Kurumu tarafından "
+                "5651 sayılı Kanun kapsamında verilen karar uyarınca koruma tedbiri uygulanmaktadır.</p>"
+                f"<p>Karar No: {rnd.randint(100, 999)}.{rnd.randint(10, 99)}.2021</p></div></body></html>")
+    if name == "ru_rkn":
+        return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Доступ ограничен</title></head><body>"
+                "<h1>Доступ к ресурсу ограничен</h1><p>Доступ к запрашиваемому ресурсу ограничен на основании "
+                "Федерального закона от 27.07.2006 № 149-ФЗ «Об информации, информационных технологиях и о защите "
+                f"информации».</p><p>Проверить ресурс: <a href=\"https://eais.rkn.gov.ru/\">eais.rkn.gov.ru</a></p>"
+                f"<p>{domain}</p></body></html>")
+    if name == "id_positif":
+        return ("<html><head><title>Internet Positif</title></head><body><img src=\"http://internetpositif.id/logo.png\">"
+                "<h2>Maaf, akses ke situs ini diblokir</h2><p>Situs yang Anda tuju mengandung konten negatif "
+                f"sesuai Peraturan Menteri Kominfo.</p><p>{domain}</p></body></html>")
+    if name == "kr_warning":
+        return ('<html><head><title></title></head><body><iframe src="http://warning.or.kr/i1.html" width="100%" '
+                'height="100%" frameborder="0"></iframe></body></html>')
+    if name == "pk_surf_safely":
+        return ("<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1><div>This website is not "
+                "accessible.</div><div>The site you are trying to access contains content that is prohibited for "
+                "viewership from within Pakistan.</div></body></html>")
+    if name == "in_dot":
+        return ("<html><head><title>Blocked</title></head><body><p>Your requested URL has been blocked as per the "
+                "directions received from Department of Telecommunications, Government of India. Please contact "
+                "administrator for more information.</p></body></html>")
+    if name == "fortiguard":
+        category = rnd.choice(["Proxy Avoidance", "Pornography", "Gambling", "Advocacy Organizations", "Dating"])
+        return ("<!DOCTYPE html><html><head><title>Web Filter Violation</title></head><body><div class=\"main\">"
+                "<h1>FortiGuard Intrusion Prevention - Access Blocked</h1><h3>Web Page Blocked</h3>"
+                f"<p>You have tried to access a web page which is in violation of your internet usage policy.</p>"
+                f"<p>URL: {domain}/</p><p>Category: {category}</p>"
+                "<p>To have the rating of this web page re-evaluated please click here.</p></div></body></html>")
+    if name == "squid":
+        return ("<!DOCTYPE html><html><head><title>ERROR: The requested URL could not be retrieved</title></head>"
+                f"<body id=\"ERR_ACCESS_DENIED\"><h1>ERROR</h1><h2>The requested URL could not be retrieved</h2>"
+                f"<p>The following error was encountered while trying to retrieve the URL: http://{domain}/</p>"
+                "<blockquote><p><b>Access Denied.</b></p></blockquote><p>Access control configuration prevents "
+                "your request from being allowed at this time.</p><hr><div id=\"footer\"><p>Generated by "
+                f"proxy{rnd.randint(1, 9)} (squid/3.5.27)</p></div></body></html>")
+    if name == "sophos":
+        return ("<html><head><title>Access Denied</title></head><body><h1>Website blocked</h1>"
+                f"<p>Access to {domain} was blocked by Sophos Web Protection because it is in a restricted "
+                "category.</p></body></html>")
+    if name == "paloalto":
+        return ("<html><head><title>Web Page Blocked</title></head><body><div id=\"content\"><h1>Web Page Blocked</h1>"
+                "<p>Access to the web page you were trying to visit has been blocked in accordance with company "
+                f"policy. Please contact your system administrator if you believe this is in error.</p>"
+                f"<p><b>URL:</b> {domain}/ </p><p><b>Category:</b> {rnd.choice(['adult', 'gambling', 'proxy'])}</p>"
+                "</div></body></html>")
+    raise KeyError(name)
+
+
+def unknown_page(name: str, domain: str, rnd: random.Random) -> str:
+    """The body of the default sample's unknown blockpage ``name`` for a probe of ``domain``."""
+    if name == "u_regulator_notice":
+        return ("<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Ресурс недоступен</title>"
+                "<style>body{font-family:Arial;background:#f4f4f4}.n{margin:80px auto;width:640px}</style></head>"
+                "<body><div class=\"n\"><h2>Ресурс недоступен на территории страны</h2><p>This resource has been "
+                "restricted by order of the National Communications Agency in accordance with the law on "
+                f"information security.</p><p>Reference: NCA-{rnd.randint(10000, 99999)}</p><p>{domain}</p>"
+                "</div></body></html>")
+    if name == "u_vendor_gateway":
+        txn = "".join(rnd.choice("0123456789abcdef") for _ in range(16))
+        return ("<html><head><title>NetShield Gateway - Request Blocked</title><link rel=\"stylesheet\" "
+                "href=\"/__ns/block.css\"></head><body><div class=\"ns-card\"><h1>Request blocked</h1>"
+                f"<p>The request to <b>{domain}</b> was stopped by your organisation's NetShield Gateway.</p>"
+                f"<p>Policy: {rnd.choice(['Restricted Content', 'Anonymizers', 'Adult', 'Social Networking'])}</p>"
+                f"<p>Transaction: {txn}</p></div></body></html>")
+    if name == "u_isp_es":
+        return ("<html><head><meta charset=\"utf-8\"><title>Sitio no disponible</title></head><body>"
+                "<center><h2>Sitio no disponible</h2><p>Este sitio web ha sido restringido por disposición de la "
+                "autoridad competente en materia de telecomunicaciones.</p>"
+                f"<p>Solicitud: {domain}</p><p>Código {rnd.randint(100, 999)}</p></center></body></html>")
+    if name == "u_isp_fr":
+        return ("<html><head><meta charset=\"utf-8\"><title>Accès restreint</title></head><body>"
+                "<div style=\"text-align:center\"><h2>Accès restreint</h2><p>L'accès à ce site a été restreint "
+                "conformément à la réglementation en vigueur.</p>"
+                f"<p>Site demandé : {domain}</p></div></body></html>")
+    raise KeyError(name)
+
+
+# --- the realistic sample's unknown families ----------------------------------------------
+
+_CATEGORIES = ("adult", "gambling", "social-networks", "proxy-anonymizer", "dating", "games", "weapons")
+
+
+def _security_suite_page(family: str, where: Where, rnd: random.Random, clock: Clock) -> tuple[str, dict, str]:
+    """A page a security suite on the path serves in place of the site: dangerous site or parental control."""
+    code = where.code
+    if family == "u_suite_endpoint":
+        title, text = say("danger_title", code), say("danger_text", code)
+        detail = f"<p>Threat: {rnd.choice(('HTML/Phishing.Agent', 'JS/Miner.Gen', 'URL:Mal', 'Trojan.Redirector'))}</p>"
+        product = "Aegis Internet Security"
+    else:
+        title, text = say("parental_title", code), say("parental_text", code)
+        detail = f"<p>{rnd.choice(_CATEGORIES)}</p>"
+        product = "Aegis Family Safety"
+    body = (page_head(code, title, rnd) + f'<body><div class="container py-5"><h1 class="h3">{title}</h1><p>{text}</p>'
+            f"<p><code>http://{where.domain}/</code></p>{detail}"
+            f'<p class="text-muted small">{product} &middot; {random_uuid(rnd)} &middot; '
+            f'{clock.now.isoformat(timespec="seconds")}</p></div></body></html>')
+    headers = {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-store"], "Connection": ["close"]}
+    return rnd.choice(("200 OK", "200 OK", "403 Forbidden")), headers, body
+
+
+def _router_page(where: Where, rnd: random.Random) -> tuple[str, dict, str]:
+    """A home router's parental-controls page: small, with the device's address on the LAN."""
+    model = rnd.choice(("HomeLink AX3000", "HomeLink AC1200", "NetBox 7590"))
+    body = (f"<html><head><title>{model}</title>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+            f'<div class="box"><h2>{say("parental_title", where.code)}</h2><p>{say("router_text", where.code)}</p>'
+            f"<p>{where.domain}</p><p>192.168.{rnd.choice((0, 1, 178))}.{rnd.randint(2, 254)} &middot; "
+            f"{':'.join(random_hex(rnd, 2) for _ in range(6))}</p></div></body></html>")
+    return (rnd.choice(("200 OK", "403 Forbidden")),
+            {"Server": [rnd.choice(("httpd", "lighttpd/1.4.59", "mini_httpd/1.30"))], "Content-Type": ["text/html"],
+             "Connection": ["close"]}, body)
+
+
+def _corporate_page(where: Where, rnd: random.Random, clock: Clock) -> tuple[str, dict, str]:
+    """A corporate firewall: a redirect to its blocked.cgi, or the page that script serves."""
+    category = rnd.choice(_CATEGORIES)
+    target = (f"http://10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.1:8080/cgi-bin/blocked.cgi?url=http%3A%2F%2F"
+              f"{where.domain}%2F&cat={category}&ip={COLLECTOR}&ts={int(clock.now.timestamp())}")
+    if rnd.random() < 0.5:
+        body = ("<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>302 Found</title>\n"
+                f"</head><body>\n<h1>Found</h1>\n<p>The document has moved <a href=\"{target}\">here</a>.</p>\n"
+                "</body></html>\n")
+        return "302 Found", {"Location": [target], "Content-Type": ["text/html; charset=iso-8859-1"]}, body
+    title = say("corp_title", where.code)
+    body = (page_head(where.code, title, rnd) + f'<body><div class="container"><h1>{title}</h1>'
+            f'<p>{say("corp_text", where.code)}</p><form method="post" action="/cgi-bin/blocked.cgi">'
+            f'<input type="hidden" name="url" value="http://{where.domain}/"><input type="hidden" name="cat" '
+            f'value="{category}"><input type="hidden" name="ip" value="{client_address(rnd)}">'
+            '<button class="btn btn-primary">'
+            f"Request access</button></form><p class=\"small\">{clock.http_date()}</p></div></body></html>")
+    return "200 OK", {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-cache"]}, body
+
+
+def realistic_unknown(family: str, where: Where, rnd: random.Random, clock: Clock) -> tuple[str, dict, str]:
+    """The reply of the realistic unknown family ``family``: (status, headers, body)."""
+    if family in ("u_suite_endpoint", "u_suite_parental"):
+        return _security_suite_page(family, where, rnd, clock)
+    if family == "u_router_parental":
+        return _router_page(where, rnd)
+    if family == "u_corp_blocked_cgi":
+        return _corporate_page(where, rnd, clock)
+    if family == "u_block_redirect":
+        server = rnd.choice(("block.netline", "stop.kaztel", "warn.uzcomm"))
+        return (rnd.choice(("302 Found", "302 Moved Temporarily")),
+                {"Location": [f"http://{server}.net/?host={where.domain}&t={random_hex(rnd, 10)}"],
+                 "Content-Length": ["0"], "Connection": ["close"]}, "")
+    if family == "u_empty_close":
+        return "200 OK", {"Connection": ["close"]}, ""
+    raise KeyError(family)
