@@ -29,7 +29,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quack.autoencoder import BOS, EOS, PAD, QuackAutoEncoder  # noqa: E402
+from quack.model.module import QuackAutoEncoder  # noqa: E402
+from quack.schema import BOS, EOS, PAD  # noqa: E402
 
 
 def make_batch(batch: int, time_steps: int, vocab: int, kind: str, seed: int) -> torch.Tensor:
@@ -78,7 +79,7 @@ def training_step(model: QuackAutoEncoder, tokens: torch.Tensor, stepwise: bool)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model._batch_loss(tokens, teacher_forcing=True, stepwise=stepwise).backward()
+        model.batch_loss(tokens, teacher_forcing=True, stepwise=stepwise).backward()
         optimizer.step()
 
     return step
@@ -140,8 +141,8 @@ def main() -> None:
     for time_steps in args.lengths:
         for kind in args.kinds:
             tokens = make_batch(32, time_steps, vocab, kind, seed=time_steps).to(device)
-            fast = model._batch_loss(tokens, teacher_forcing=True).item()
-            slow = model._batch_loss(tokens, teacher_forcing=True, stepwise=True).item()
+            fast = model.batch_loss(tokens, teacher_forcing=True).item()
+            slow = model.batch_loss(tokens, teacher_forcing=True, stepwise=True).item()
             fast_seconds, slow_seconds, shared_seconds = interleaved_seconds(
                 [training_step(model, tokens, False), training_step(model, tokens, True),
                  shared_step(model, tokens)], args.repeats, device)

@@ -21,7 +21,7 @@ family:
 of the shipped checkpoint (``scripts/train_sample_checkpoint.py``), its own tokenizer
 included, and evaluates it: the shipped model never saw those pages. Writes each
 report's JSON to ``--out`` and prints the tables recorded in ``BENCHMARKS.md``; for the
-samples also the best fingerprint :func:`quack.discovery.clusters.propose_patterns` proposes for
+samples also the best fingerprint :func:`quack.discovery.proposals.propose_patterns` proposes for
 each unknown family (its rows against every other row with a body) and what it matches.
 """
 
@@ -114,7 +114,7 @@ def proposals(data: Path, truth_file: Path) -> str:
     import numpy as np
 
     from quack.data.datafolder import read_rows
-    from quack.discovery.clusters import count_matches, propose_patterns
+    from quack.discovery.proposals import count_matches, propose_patterns
     from quack.discovery.evaluation import read_truth
 
     rows = read_rows(data, ["label", "body", "source", "line", "probe"])
@@ -166,16 +166,19 @@ def main() -> None:
 
 def run(name: str, kind: str, model, checkpoint: Path, work: Path, out: Path, device: str) -> None:
     """Build the data set of ``kind`` for ``model``, evaluate it, write ``name``.json and print its tables."""
+    from dataclasses import replace
+
     import torch
 
     from quack.discovery.evaluation import evaluate
+    from quack.discovery.options import EVALUATION
 
     data, truth = build(kind, work / name, model.tokenizer)
-    real = kind == "real"
+    # The real families are small: hidden from four rows up, scored at the first ranks.
+    config = replace(EVALUATION, top=(5, 10, 20), min_rows=4) if kind == "real" else EVALUATION
     start = time.perf_counter()
-    report = evaluate(data, model, truth=truth, top=(5, 10, 20) if real else (50, 100, 500),
-                      min_rows=4 if real else 5, device=device,
-                      progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
+    report = evaluate(data, model, truth=truth, top=config.top, min_rows=config.min_rows, seed=config.seed,
+                      device=device, progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
     seconds = time.perf_counter() - start
     report.checkpoint = str(checkpoint)
     document = report.to_json() | {"seconds": round(seconds, 1), "torch_threads": torch.get_num_threads()}

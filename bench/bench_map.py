@@ -8,7 +8,7 @@ drawn sample (:func:`dashboard.results.drawn_rows`), the hover boxes
 and its JSON as ``st.plotly_chart`` makes it (``plotly.io.to_json``), a colour change,
 box and lasso selections over all records (:func:`dashboard.selection.region_ids`,
 :func:`dashboard.selection.selection_counts`), and the UMAP map fitted on a bounded sample
-(:func:`quack.latents.projection.umap_at_scale`).
+(:func:`quack.latents.maps.umap_at_scale`).
 
 A page rerun after a colour change or a selection rebuilds the figure from the cached
 hover boxes and density and serialises it; those rows of the table add up what that
@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from dashboard import map_charts, results, tables  # noqa: E402
 from dashboard.selection import region_ids, selection_counts  # noqa: E402
-from quack.latents.projection import pca, umap_at_scale  # noqa: E402
+from quack.latents.maps import pca, umap_at_scale  # noqa: E402
 from quack.schema import Label, label_names  # noqa: E402
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from quack.data import build
-from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-from quack.data.ingest import IngestStats, chunk_rows, iter_chunks
+from quack.data.ingest import chunk_rows, iter_chunks
+from quack.data.records import IngestStats
+from quack.data.rows import STORED_SCHEMA, RowsWriter, rows_table, with_tokens
 from quack.fingerprints.labels import Fingerprints, label_row
+from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
 
 
 def main(paths: list[str]) -> None:
@@ -49,14 +50,14 @@ def main(paths: list[str]) -> None:
                 row["label"], row["fingerprint"] = label_row(row, fingerprints)
 
         timed("label (worker)", label)
-        table = timed("Arrow table (worker)", lambda: build._rows_table(rows))
-        tables.append(timed("tokenize (worker)", lambda: build._with_tokens(table, tokenizer)))
+        table = timed("Arrow table (worker)", lambda: rows_table(rows))
+        tables.append(timed("tokenize (worker)", lambda: with_tokens(table, tokenizer)))
     back = timed("pickle tables (worker)", lambda: [pickle.dumps(t) for t in tables])
     tables = timed("unpickle tables (first process)", lambda: [pickle.loads(b) for b in back])
     with tempfile.TemporaryDirectory() as tmp:
         def write() -> None:
-            with pq.ParquetWriter(Path(tmp) / "rows.parquet", build._STORED_SCHEMA) as writer:
-                build._RowsWriter(writer).write_all(tables)
+            with pq.ParquetWriter(Path(tmp) / "rows.parquet", STORED_SCHEMA) as writer:
+                RowsWriter(writer).write_all(tables)
 
         timed("write Parquet (first process)", write)
     total = sum(spent.values())

@@ -79,6 +79,6 @@ except Exception as error:  # noqa: BLE001 - the page boundary: never a stack tr
 finally:
     # Compiling UMAP takes a core for several seconds; starting it once the page is
     # drawn keeps both cores for the first encoding, so the first map comes sooner.
-    from quack.latents.projection import warm_umap
+    from quack.latents.maps import warm_umap
 
     warm_umap()

@@ -43,7 +43,7 @@ def data_version(data_dir: str | os.PathLike) -> DataVersion:
 
     Raises
     ------
-    quack.data.ingest.QuackInputError
+    quack.errors.QuackInputError
         When the folder is not a data set.
     """
     from quack.data.datafolder import DataFolder

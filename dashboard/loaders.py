@@ -24,7 +24,7 @@ from dashboard import jobs, responses, session, settings, sources, tables
 from dashboard.responses import folder
 from dashboard.jobs import Identity, stamp
 from quack.atomic import atomic_write
-from quack.data.ingest import QuackInputError
+from quack.errors import QuackInputError
 from quack.schema import columns, schema_of
 
 
@@ -144,7 +144,7 @@ def dataset_dir(source: dict | None = None, checkpoint: Path | None = None) -> P
 @st.cache_resource(show_spinner="Checking the data set…", max_entries=16)
 def _check(data_version: tuple[str, str], encoded: tuple | None, checkpoint: tuple, found: bool) -> None:
     from quack.data.datafolder import DataFolder
-    from quack.model.encoded import check_provenance
+    from quack.model.provenance import check_provenance
 
     folder = DataFolder.open(data_version[0], require_rows=True)
     if encoded is not None:
@@ -195,7 +195,7 @@ def encoded_latents(s: Session, progress=None):
     quack.model.encoding.Encoded
         Losses are NaN when the folder has none.
     """
-    from quack.model.encoded import read_latents, read_metadata
+    from quack.model.reader import read_latents, read_metadata
     from quack.model.encoding import Encoded
 
     info = read_metadata(s.encoded_dir)

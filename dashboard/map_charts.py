@@ -86,7 +86,7 @@ def map_figure(
     texts : numpy.ndarray, optional
         The hover boxes, :func:`hover_texts` of ``hover``, when already made.
     density : tuple, optional
-        ``(counts, x_centres, y_centres)`` of all records (:func:`quack.latents.projection.density`),
+        ``(counts, x_centres, y_centres)`` of all records (:func:`quack.latents.regions.density`),
         drawn under the points in 2-D.
 
     Returns

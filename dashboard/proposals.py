@@ -1,9 +1,10 @@
 """Fingerprints proposed on the Discover page, counted over the data set before they are saved.
 
-Proposals (:func:`quack.discovery.clusters.propose_patterns`) for the responses of a cluster or a
+Proposals (:func:`quack.discovery.proposals.propose_patterns`) for the responses of a cluster or a
 map selection come with their matches over the whole data set per label
-(:func:`quack.discovery.clusters.match_counts`), bodies read a batch at a time against a deadline,
-before anything is saved to the user's fingerprint file.
+(:func:`quack.discovery.proposals.match_counts`), bodies read a batch at a time against the
+deadline :data:`quack.discovery.options.SCAN_SECONDS`, before anything is saved to the
+user's fingerprint file; a pattern typed on the page is counted the same way.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ import numpy as np
 import pandas as pd
 
 from dashboard import jobs, responses, results
-from dashboard.discovery import SEED
 from dashboard.loaders import Session
-from quack.schema import Label
+from dashboard.rankings import CONFIG
+from quack.discovery.options import SCAN_SECONDS
+from quack.discovery.proposals import LABEL_COLUMNS, MatchCounts, match_counts, proposal_rows, propose_patterns
 
-#: Seconds a count of proposals over the whole data set may take; past it the counts
-#: cover the records scanned so far.
-SCAN_SECONDS = 10
 #: Responses of a cluster or selection proposals are drawn from, and other responses they
 #: are contrasted with, at most (random samples of more).
 MAX_GROUP_ROWS = 2_000
@@ -63,12 +62,17 @@ def _body_batches(s: Session) -> Iterator[list[str]]:
         yield frame["body"].tolist()
 
 
+def _bodies_in_batches(s: Session, ids: np.ndarray, size: int = 4096) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield _bodies_of(s, ids[start : start + size])
+
+
 def propose(s: Session, labels: np.ndarray, rows: np.ndarray, share: float) -> Proposals:
     """Contrastive proposals for the responses of some records, counted over the whole data set.
 
-    The undetermined records among ``rows`` are the ones a new fingerprint is for (all of
-    them when none is); the others are contrasted with a random sample of every other
-    record's response. Cached per data set, labels, records and share.
+    The records among ``rows`` a new fingerprint is for
+    (:func:`quack.discovery.proposals.proposal_rows`) are contrasted with a random sample
+    of every other record's response. Cached per data set, labels, records and share.
 
     Raises
     ------
@@ -76,30 +80,52 @@ def propose(s: Session, labels: np.ndarray, rows: np.ndarray, share: float) -> P
         When the responses share no text to propose, or a proposal cannot be searched in
         bounded time.
     """
-    from quack.discovery.clusters import match_counts, propose_patterns
-
     rows = np.asarray(rows, dtype=np.int64)
     key = jobs.proposals_key(s.identity, labels, rows, share)
 
     def compute(progress: Callable[[int, int], None]) -> Proposals:
-        rng = np.random.default_rng(SEED)
-        undetermined = rows[labels[rows] == Label.UNDETERMINED]
-        group = _sample(undetermined if len(undetermined) else rows, MAX_GROUP_ROWS, rng)
+        rng = np.random.default_rng(CONFIG.seed)
+        group = _sample(proposal_rows(rows, labels), MAX_GROUP_ROWS, rng)
         outside = np.setdiff1d(np.arange(len(labels)), rows, assume_unique=True)
         others = _sample(outside, MAX_OTHER_ROWS, rng)
-        found = propose_patterns(_bodies_of(s, group), _bodies_of(s, others), share=share, seed=SEED)
+        found = propose_patterns(_bodies_of(s, group), _bodies_of(s, others), share=share, seed=CONFIG.seed)
         counts = match_counts([p.pattern for p in found], _body_batches(s), labels,
                               deadline=time.monotonic() + SCAN_SECONDS, progress=progress)
         table = counts.table.assign(
             length=[len(p.text) for p in found],
             **{"group share": [p.cluster_share for p in found], "precision": [p.precision for p in found]},
         )
-        order = ["pattern", "length", "group share", "precision", *(label.display for label in
-                                                                    (Label.CENSORED, Label.UNDETERMINED,
-                                                                     Label.UNCENSORED))]
+        order = ["pattern", "length", "group share", "precision", *(label.display for label in LABEL_COLUMNS)]
         return Proposals(table[order], counts.scanned, counts.total)
 
     return results.computed(key, compute, "Counting the proposals' matches over the data set")
+
+
+def pattern_matches(s: Session, labels: np.ndarray, pattern: str, rows: np.ndarray) -> tuple[MatchCounts, MatchCounts]:
+    """A pattern's matches among some records and over the whole data set, per label.
+
+    Searched as a fingerprint is (:func:`quack.discovery.proposals.match_counts`), both counts
+    within one deadline of :data:`~quack.discovery.options.SCAN_SECONDS`: past it, each covers
+    the records scanned so far.
+
+    Returns
+    -------
+    (MatchCounts, MatchCounts)
+        Among ``rows``, then over every record.
+
+    Raises
+    ------
+    quack.fingerprints.patterns.PatternError
+        One sentence naming the pattern when it is invalid or cannot be searched in bounded time.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    deadline = time.monotonic() + SCAN_SECONDS
+    source = "the Discover page's pattern box"
+    with results.progress_bar("Counting the pattern's matches") as progress:
+        among = match_counts([pattern], _bodies_in_batches(s, rows), labels[rows], deadline=deadline, source=source)
+        everywhere = match_counts([pattern], _body_batches(s), labels, deadline=deadline, progress=progress,
+                                  source=source)
+    return among, everywhere
 
 
 def fingerprint_names(name: str, count: int) -> list[str]:

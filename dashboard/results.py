@@ -92,7 +92,7 @@ def encoded_with_loss(s: Session):
 
 def pca_map(s: Session, dims: int = 2) -> np.ndarray:
     """PCA coordinates of the latents (fast; the first map)."""
-    from quack.latents.projection import pca
+    from quack.latents.maps import pca
 
     latents = encoded(s).latents
     return computed(jobs.pca_key(s.identity, dims), lambda progress: pca(latents, dims), "Projecting with PCA")
@@ -106,7 +106,7 @@ def umap_job(
 
     UMAP is fitted on at most ``fit_rows`` records chosen with every label represented
     (0: on all), and the others are placed by their nearest fitted records
-    (:func:`quack.latents.projection.umap_at_scale`). The job reports how far it is into
+    (:func:`quack.latents.maps.umap_at_scale`). The job reports how far it is into
     ``jobs.store().progress(key)``.
 
     Returns
@@ -114,7 +114,7 @@ def umap_job(
     tuple
         The result's key and the job computing it (None when not started).
     """
-    from quack.latents.projection import umap_at_scale
+    from quack.latents.maps import umap_at_scale
 
     latents = encoded(s).latents
     # The data set's own labels choose the fitted records, so relabelling does not move the map.
@@ -146,7 +146,7 @@ def best_map(s: Session) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _drawn(labels_digest: str, max_points: int, _labels: np.ndarray) -> np.ndarray:
-    from quack.latents.projection import display_sample
+    from quack.latents.regions import display_sample
 
     rows = display_sample(_labels, max_points)
     # Undetermined first, censored last, so the rare censored points are drawn on top.
@@ -176,13 +176,13 @@ def hover(s: Session, rows: np.ndarray) -> tuple:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _density(map_key: tuple, bins: int, _coords: np.ndarray):
-    from quack.latents.projection import density
+    from quack.latents.regions import density
 
     return density(_coords, bins)
 
 
 def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The density layer of a 2-D map (:func:`quack.latents.projection.density`), once per map (its store key).
+    """The density layer of a 2-D map (:func:`quack.latents.regions.density`), once per map (its store key).
 
     About two records per cell along each axis' square root, between 40 and
     :data:`DENSITY_BINS` cells, so a small map's layer is not a scatter of single records.
@@ -230,7 +230,7 @@ def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _nearest(identity: jobs.Identity, record: int, k: int, _latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from quack.latents.projection import nearest_neighbors
+    from quack.latents.neighbours import nearest_neighbors
 
     ids, distances = nearest_neighbors(_latents, record, k=k)
     ids.flags.writeable = distances.flags.writeable = False  # shared by every session
@@ -254,7 +254,8 @@ def _inspect(
     import torch
 
     from quack.model.dataset import collate_tokens
-    from quack.data.tokenizer import PAD, TOKENIZED_COLUMNS
+    from quack.data.tokenizer import TOKENIZED_COLUMNS
+    from quack.schema import PAD
 
     model = load_model(checkpoint)
     # Only the row groups holding these records are read, never every record's text. The

@@ -3,7 +3,7 @@
 Plotly reports a selection as the drawn points it covers, each carrying its record id
 as its ``customdata`` (or the first entry of it). A map draws only some of its points,
 so a box or lasso is also read as a region (:func:`selected_region`), which
-:func:`quack.latents.projection.select_region` resolves against every point.
+:func:`quack.latents.regions.select_region` resolves against every point.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def selected_region(event: Mapping[str, Any] | None) -> tuple[list[tuple], list[
     -------
     tuple of list
         ``(boxes, lassos)``: boxes as ``(x0, x1, y0, y1)``, lassos as ``(xs, ys)``, as
-        :func:`quack.latents.projection.select_region` takes them; malformed entries are left out.
+        :func:`quack.latents.regions.select_region` takes them; malformed entries are left out.
     """
     selection = _selection(event)
     boxes, lassos = [], []
@@ -87,7 +87,7 @@ def region_ids(event: Mapping[str, Any] | None, coords: np.ndarray) -> np.ndarra
 
     Record ids are the rows of ``coords``, the (N, 2) map of all records.
     """
-    from quack.latents.projection import select_region
+    from quack.latents.regions import select_region
 
     boxes, lassos = selected_region(event)
     if not boxes and not lassos:

@@ -28,7 +28,8 @@ from typing import Iterator
 from dashboard import settings
 from quack.atomic import atomic_write
 from quack.data.datafolder import INFO_FILE, ROWS_FILE
-from quack.model.encoded import find_data_set, is_encoded, recorded_checkpoint
+from quack.model.provenance import find_data_set, recorded_checkpoint
+from quack.model.reader import is_encoded
 
 
 def sample_files() -> Path:

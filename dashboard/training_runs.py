@@ -65,19 +65,8 @@ def start(data_dir: Path, model: AutoencoderConfig, train: TrainConfig) -> Train
     recorder = LossRecorder()
 
     def train_and_keep() -> Path:
-        result = fit(
-            data_dir,
-            out_dir,
-            model_options=model,
-            max_epochs=train.max_epochs,
-            batch_size=train.batch_size,
-            seed=train.seed,
-            callbacks=[recorder],
-            progress_bar=False,
-            logger="csv",
-            accelerator="auto",
-            devices=1,
-        )
+        # One device: a distributed run cannot start from the server's background thread.
+        result = fit(data_dir, out_dir, model, train, callbacks=[recorder], progress_bar=False, devices=1)
         target = settings.checkpoint_root() / "trained" / f"{run_id}.ckpt"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.checkpoint, target)

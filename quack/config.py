@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from quack.schema import UNK
+
 __all__ = [
     "AutoencoderConfig",
     "TrainConfig",
@@ -150,25 +152,29 @@ class AutoencoderConfig:
         return dataclasses.asdict(self)
 
 
-def check_model_options(
-    embed_size: int,
-    hidden_size: int,
-    layers: int = 1,
-    max_decode_length: int | None = None,
-    teacher_forcing_ratio: float = 0.5,
-    num_embeddings: int | None = None,
-    response_weight: float = 1.0,
-    pooling: str = "final",
-    **others: Any,
-) -> None:
+# The optimiser's options: the seed's model takes any learning rate and schedule, so
+# check_model_options holds only the network's options to their bounds.
+_OPTIMISER_OPTIONS = ("learning_rate", "learning_rate_min", "lr_max_epochs")
+
+
+def check_model_options(embed_size: int, hidden_size: int, *, num_embeddings: int | None = None,
+                        **others: Any) -> None:
     """Raise a ValueError with one sentence when a model's hyperparameters are unusable.
 
-    Checks what any :class:`QuackAutoEncoder` needs (the seed's defaults included) and the
-    bounds of :class:`AutoencoderConfig`, so an absurd claim is refused before any weight
-    is allocated.
-    """
-    from quack.data.tokenizer import UNK
+    Checks what any :class:`QuackAutoEncoder` needs and the bounds of
+    :class:`AutoencoderConfig`, so an absurd claim is refused before any weight is
+    allocated. An option not given keeps its default, which is valid; names that are
+    not options are ignored.
 
+    Parameters
+    ----------
+    embed_size, hidden_size : int
+        The embedding and latent sizes.
+    num_embeddings : int, optional
+        The vocabulary size.
+    **others
+        More of :class:`AutoencoderConfig`'s options (``layers``, ``pooling``, ...).
+    """
     if num_embeddings is not None and (
         isinstance(num_embeddings, bool) or not isinstance(num_embeddings, int)
         or not UNK < num_embeddings <= MAX_VOCABULARY
@@ -177,9 +183,8 @@ def check_model_options(
             f"num_embeddings must be an integer above {UNK} (the special tokens) and at most {MAX_VOCABULARY:,}, "
             f"got {num_embeddings!r}."
         )
-    values = dict(embed_size=embed_size, hidden_size=hidden_size, layers=layers,
-                  max_decode_length=max_decode_length, teacher_forcing_ratio=teacher_forcing_ratio,
-                  response_weight=response_weight, pooling=pooling)
+    values = {name: value for name, value in others.items() if name not in _OPTIMISER_OPTIONS}
+    values.update(embed_size=embed_size, hidden_size=hidden_size)
     _check_values(AutoencoderConfig, values, str)
     _check_even(hidden_size, "hidden_size")
 

@@ -1,9 +1,11 @@
-"""The vocabulary every module shares: the label codes and the columns of a row.
+"""The vocabulary every module shares: the special token ids, the label codes and the columns of a row.
 
-A label is a :class:`Label`: censored 1, undetermined 0, uncensored -1 (the codes of the
-published model's pipeline), each with the name and colour a person sees. A row of a data
-set is one Arrow schema, :data:`ROW_SCHEMA`; each field's metadata lists its roles, and
-every column list of the project is derived from them with :func:`columns`.
+The special tokens keep the ids of the published model (the XLM-R convention): ``<s>`` 0,
+``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3. A label is a :class:`Label`: censored 1, undetermined
+0, uncensored -1 (the codes of the published model's pipeline), each with the name and
+colour a person sees. A row of a data set is one Arrow schema, :data:`ROW_SCHEMA`; each
+field's metadata lists its roles, and every column list of the project is derived from
+them with :func:`columns`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Label", "label_names", "ROW_SCHEMA", "ROLES", "columns"]
+__all__ = ["BOS", "PAD", "EOS", "UNK", "SPECIALS", "Label", "label_names", "ROW_SCHEMA", "ROLES", "columns"]
+
+#: Ids of the special tokens: start of a sequence, padding, end of a sequence, unknown.
+BOS, PAD, EOS, UNK = 0, 1, 2, 3
+#: The special tokens as the tokenizer shows them, in id order.
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 
 
 class Label(IntEnum):
@@ -62,7 +69,7 @@ ROLES = {
     "ingest": "read from the raw files by quack.data.ingest (every key of a row it yields)",
     "derived": "added when the data set is built (id, label, tokens)",
     "metadata": "carried with each record's latent vector into encoded output",
-    "text": "a string, cut at quack.data.tokenizer.FIELD_CHARS characters when stored",
+    "text": "a string, cut at quack.data.vocab.FIELD_CHARS characters when stored",
     "flag": "a boolean; missing counts as false, as in the published pipeline",
     "tokenized": "read by the tokenizer to make the record's token sequence",
 }

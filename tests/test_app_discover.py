@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import discovery, jobs
+from dashboard import jobs, rankings
 from quack.fingerprints.labels import Fingerprints, read_user_fingerprints
 from quack.fingerprints.patterns import compile_pattern
 
@@ -50,7 +50,7 @@ def evaluated(env) -> AppTest:
     at = discover_page()
     assert_clean(at)
     identity, labels = sample_identity(env)
-    key = jobs.evaluation_key(identity, labels, discovery.MAX_FOLDS, discovery.TOP)
+    key = jobs.evaluation_key(identity, labels, rankings.MAX_FOLDS, rankings.CONFIG.top)
     job = jobs.store().submit(key, lambda: None, start=False)
     assert job is not None, "the page started the evaluation"
     if not job.done():
@@ -80,15 +80,15 @@ def test_evaluate_tab_shows_the_table_and_a_precision_curve_per_method(env):
 def test_ranking_defaults_to_the_evaluations_best_and_switches_to_the_latent_classifier(env):
     at = evaluated(env)
     choice = at.selectbox(key="discover_method")
-    assert choice.value == discovery.BEST
+    assert choice.value == rankings.BEST
     best = next(m.value for m in at.metric if m.label == "Best method")
-    assert best in choice.format_func(discovery.BEST)
+    assert best in choice.format_func(rankings.BEST)
     assert all("AP " in choice.format_func(m) for m in choice.options[1:])
     candidates = at.dataframe[0].value
     column = "p_censored" if best == "latent classifier" else "score"
     assert list(candidates[column]) == sorted(candidates[column], reverse=True)
     assert set(candidates["label"]) == {"undetermined"}
-    choice.set_value(discovery.LATENT).run()
+    choice.set_value(rankings.LATENT).run()
     assert_clean(at)
     candidates = at.dataframe[0].value
     assert list(candidates["p_censored"]) == sorted(candidates["p_censored"], reverse=True)
@@ -134,8 +134,75 @@ def test_proposals_show_their_matches_per_label_and_the_ticked_ones_load_with_th
     assert loaded.match(body) == (True, "e_unk_proposed")
 
 
+def shown_clusters(at: AppTest):
+    """The cluster table the Clusters tab shows, indexed by cluster."""
+    (table,) = [d.value for d in at.dataframe if "representative" in d.value.columns]
+    return table.set_index("cluster")
+
+
+def clusters_at(env, size: int) -> np.ndarray:
+    """The clustering the page made at a smallest cluster size (the dashboard's job store is this process's)."""
+    found = jobs.store().get(jobs.clusters_key(sample_identity(env)[0], size))
+    assert found is not None, f"the page clustered at size {size}"
+    return found
+
+
+def test_the_default_cluster_has_undetermined_responses_with_text_to_propose_from(env):
+    from quack.data.datafolder import read_rows
+    from quack.discovery.proposals import proposal_rows
+
+    at = discover_page()
+    assert_clean(at)
+    chosen = at.selectbox(key="cluster_choice").value
+    _, labels = sample_identity(env)
+    (data_dir,) = (env / "cache" / "datasets").glob("sample-*")
+    bodies = read_rows(data_dir, ["body"])["body"].fillna("")
+    rows = proposal_rows(np.flatnonzero(clusters_at(env, 25) == chosen), labels)
+    assert (labels[rows] == 0).all(), "the sample's clusters hold undetermined records"
+    assert any(bodies.iloc[rows].str.strip() != "")
+    assert shown_clusters(at).loc[chosen, "representative"] in rows, "the response shown is one proposed from"
+    assert len(proposal_editor(at).value) >= 1
+
+
+def test_the_chosen_cluster_is_followed_by_its_record_when_the_size_changes(env):
+    at = discover_page()
+    choice = at.selectbox(key="cluster_choice")
+    picked = choice.options[-1] if len(choice.options) > 1 else choice.options[0]
+    picked = int(picked.split()[1])  # "cluster N — M records"
+    record = int(shown_clusters(at).loc[picked, "representative"])
+    choice.set_value(picked).run()
+    for size in (10, 15, 25):
+        at.slider(key="cluster_size").set_value(size).run()
+        assert_clean(at)
+        holding = int(clusters_at(env, size)[record])
+        shown = at.selectbox(key="cluster_choice")
+        if holding >= 0:
+            assert shown.value == holding, f"at size {size} the cluster holding record {record}"
+        else:
+            assert any(f"its record {record} is in no cluster now" in i.value for i in at.info)
+            assert shown.value == int(shown.options[0].split()[1]), "the default cluster instead"
+            break
+
+
+def test_a_followed_record_in_no_cluster_resets_the_choice_and_says_so(env):
+    at = discover_page()
+    for size in (10, 5, 50):
+        at.slider(key="cluster_size").set_value(size).run()
+        noise = np.flatnonzero(clusters_at(env, size) < 0)
+        if len(noise) and any(box.key == "cluster_choice" for box in at.selectbox):
+            break
+    else:
+        pytest.skip("HDBSCAN left no record of the sample out of every cluster at these sizes")
+    at.session_state["cluster_record"] = (sample_identity(env)[0], int(noise[0]))
+    at.run()
+    assert_clean(at)
+    assert any(f"its record {int(noise[0])} is in no cluster now" in i.value for i in at.info)
+    shown = at.selectbox(key="cluster_choice")
+    assert shown.value == int(shown.options[0].split()[1])
+
+
 def test_a_data_set_too_large_to_evaluate_here_is_told_so_and_ranked_by_the_latent_classifier(env, monkeypatch):
-    monkeypatch.setattr(discovery, "MAX_ROWS", 10)
+    monkeypatch.setattr(rankings, "MAX_ROWS", 10)
     at = discover_page()
     assert_clean(at)
     assert any("more than the 10 the dashboard evaluates" in w.value and "quack evaluate" in w.value

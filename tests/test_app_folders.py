@@ -148,7 +148,7 @@ def test_a_folder_of_two_parts_reads_as_one_data_set(env, monkeypatch):
 
 
 def test_an_encoded_folder_brings_its_checkpoint_and_its_latents_are_read_not_computed(env, monkeypatch):
-    from quack.model.encoded import load_encoded
+    from quack.model.reader import load_encoded
 
     monkeypatch.setenv("QUACK_DATA", str(env["root"] / "encoded"))
     at = opened(env["root"] / "encoded", page="export")

@@ -10,16 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from quack.autoencoder import (
-    BOS,
-    EOS,
-    PAD,
-    AttentionModule,
-    AttentionScore,
-    QuackAutoEncoder,
-    item_path,
-    response_positions,
-)
+from quack.autoencoder import AttentionModule, AttentionScore, QuackAutoEncoder, item_path
+from quack.model.network import encode_packed, encode_reversed, response_positions
+from quack.schema import BOS, EOS, PAD
 
 VOCAB = 40
 
@@ -173,8 +166,8 @@ def test_encoder_matches_packed_sequences(layers):
     batch = make_tokens([7, 3, 5, 1], width=8, seed=3)
     lengths = model.mask_input(batch).sum(dim=1)
     embedded = model.embed(batch)
-    packed_final, packed_sequence = model._encode_packed(embedded, lengths)
-    final, sequence = model._encode_reversed(embedded, lengths)
+    packed_final, packed_sequence = encode_packed(model.encoder, embedded, lengths)
+    final, sequence = encode_reversed(model.encoder, embedded, lengths)
     torch.testing.assert_close(final, packed_final)
     torch.testing.assert_close(sequence, packed_sequence)
     # Training and encoding take different routes to the same latents.
@@ -250,7 +243,7 @@ def test_loss_over_time_sums_per_step_means_ignoring_padding():
 
 
 def test_response_weight_weighs_the_response_tokens_of_the_loss():
-    from quack.data.tokenizer import TEXT_OFFSET
+    from quack.data.vocab import TEXT_OFFSET
 
     sent, status, body = (TEXT_OFFSET - 4, TEXT_OFFSET - 3, TEXT_OFFSET - 1)
     target = torch.tensor([[0, 5, sent, TEXT_OFFSET + 1, status, TEXT_OFFSET + 2, 2],
@@ -268,7 +261,7 @@ def test_response_weight_weighs_the_response_tokens_of_the_loss():
     torch.testing.assert_close(weighted.loss_over_time(target, logits), per_step(1 + 2.0 * response))
     # The fast teacher-forced path weighs as the step-by-step one does.
     torch.manual_seed(0)
-    torch.testing.assert_close(weighted._batch_loss(target, True), weighted._batch_loss(target, True, stepwise=True),
+    torch.testing.assert_close(weighted.batch_loss(target, True), weighted.batch_loss(target, True, stepwise=True),
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="response_weight"):
         tiny_model(response_weight=-1.0)
@@ -279,8 +272,8 @@ def test_all_at_once_decoder_matches_step_by_step(layers):
     pl.seed_everything(1)
     model = tiny_model(layers=layers, hidden_size=24)
     batch = make_tokens([9, 4, 7, 2, 9], seed=6)
-    fast = model._batch_loss(batch, teacher_forcing=True)
-    slow = model._batch_loss(batch, teacher_forcing=True, stepwise=True)
+    fast = model.batch_loss(batch, teacher_forcing=True)
+    slow = model.batch_loss(batch, teacher_forcing=True, stepwise=True)
     assert abs(fast.item() - slow.item()) <= 1e-5 * abs(slow.item())
 
     fast_grads = torch.autograd.grad(fast, list(model.parameters()), allow_unused=True)
@@ -295,15 +288,15 @@ def test_max_decode_length_limits_the_decoded_steps():
     out = model.inspect(batch)
     assert out["ids"].shape == (2, 3)
     assert out["attention"].shape == (2, 3, 6)
-    fast = model._batch_loss(batch, teacher_forcing=True)
-    slow = model._batch_loss(batch, teacher_forcing=True, stepwise=True)
+    fast = model.batch_loss(batch, teacher_forcing=True)
+    slow = model.batch_loss(batch, teacher_forcing=True, stepwise=True)
     assert abs(fast.item() - slow.item()) <= 1e-5 * abs(slow.item())
 
 
 @pytest.mark.parametrize("teacher_forcing", [True, False])
 def test_gradients_reach_every_parameter(teacher_forcing):
     model = tiny_model(layers=2)
-    loss = model._batch_loss(make_tokens([6, 3, 5]), teacher_forcing=teacher_forcing)
+    loss = model.batch_loss(make_tokens([6, 3, 5]), teacher_forcing=teacher_forcing)
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, name
@@ -315,12 +308,12 @@ def test_teacher_forcing_ratio_picks_the_decoder():
     pl.seed_everything(2)
     always = tiny_model(teacher_forcing_ratio=1.0)
     assert always.training_step(batch, 0).item() == pytest.approx(
-        always._batch_loss(batch, teacher_forcing=True).item(), rel=1e-6)
+        always.batch_loss(batch, teacher_forcing=True).item(), rel=1e-6)
 
     never = tiny_model(teacher_forcing_ratio=0.0)
     never.load_state_dict(always.state_dict())
     sampled = [never.training_step(batch, 0).item() for _ in range(3)]
-    forced = never._batch_loss(batch, teacher_forcing=True).item()
+    forced = never.batch_loss(batch, teacher_forcing=True).item()
     assert all(value != pytest.approx(forced, rel=1e-6) for value in sampled)
 
 

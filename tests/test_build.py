@@ -17,14 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import quack.data.build
 import quack.data.ingest
 from quack.data.build import build_dataset
 from quack.data.datafolder import DataFolder, read_info, read_rows
-from quack.data.ingest import IngestStats, QuackInputError, iter_rows
+from quack.data.ingest import iter_rows
+from quack.data.records import IngestStats
+from quack.data.swap import renameat2
+from quack.data.tokenizer import QuackTokenizer
+from quack.data.vocab import FIELD_CHARS
+from quack.errors import QuackInputError
 from quack.sample.generator import write_sample
 from quack.schema import ROW_SCHEMA, columns
-from quack.data.tokenizer import FIELD_CHARS, QuackTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
@@ -153,10 +156,11 @@ KILLED_BUILD = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import quack.data.build as build
+    import quack.data.swap as swap
 
     records, out, step = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     if step == "between renames":
-        build._exchange = lambda first, second: False
+        swap.exchange = lambda first, second: False
         real_rename = os.rename
 
         def rename(source, target):
@@ -166,13 +170,13 @@ KILLED_BUILD = textwrap.dedent("""
 
         os.rename = rename
     elif step == "after the swap":
-        real_exchange = build._exchange
+        real_exchange = swap.exchange
 
         def exchange(first, second):
             assert real_exchange(first, second), "this file system cannot swap folders"
             os._exit(9)
 
-        build._exchange = exchange
+        swap.exchange = exchange
     elif step == "while tokenizing":
         def progress(done, stage):
             if stage == "tokenize":
@@ -208,7 +212,7 @@ def test_a_build_killed_between_the_renames_is_restored_by_the_next_one(built, t
     assert hidden(tmp_path) == []
 
 
-@pytest.mark.skipif(quack.data.build._renameat2() is None, reason="no renameat2 on this system")
+@pytest.mark.skipif(renameat2() is None, reason="no renameat2 on this system")
 def test_a_build_killed_after_the_swap_leaves_the_new_data_set(built, tmp_path):
     data, records, *_ = built
     out = tmp_path / "ds"
@@ -262,7 +266,7 @@ def test_a_disk_error_names_the_output_and_keeps_the_old_data_set(built, tmp_pat
     def read_only(path, mode=0o777):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(quack.data.build.os, "mkdir", read_only)
+    monkeypatch.setattr(os, "mkdir", read_only)
     with pytest.raises(QuackInputError, match=rf"^Cannot write the data set {tmp_path / 'new'}: Permission denied"):
         build_dataset(records, tmp_path / "new")
 

@@ -9,9 +9,9 @@ import pytest
 
 from quack.data.build import build_dataset
 from quack.data.datafolder import DATA_SET_FILES, DataFolder, read_info, read_rows, replace_blocker
-from quack.data.ingest import QuackInputError
 from quack.sample.generator import write_sample
 from quack.data.tokenizer import QuackTokenizer
+from quack.errors import QuackInputError
 
 
 @pytest.fixture(scope="module")

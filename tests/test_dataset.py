@@ -11,9 +11,10 @@ import torch
 from quack.data.build import build_dataset
 from quack.data.datafolder import read_info, read_rows
 from quack.model.dataset import METADATA_COLUMNS, QuackDataModule, QuackDataset, collate_tokens, collate_with_metadata
-from quack.data.ingest import QuackInputError
+from quack.errors import QuackInputError
 from quack.sample.generator import write_sample
-from quack.data.tokenizer import PAD, QuackTokenizer
+from quack.data.tokenizer import QuackTokenizer
+from quack.schema import PAD
 
 
 @pytest.fixture(scope="module")

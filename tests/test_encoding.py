@@ -138,7 +138,8 @@ def test_a_model_of_another_tokenizer_encodes_the_rows_tokenized_again(data, tmp
 
 @pytest.mark.parametrize("layout", ["parquet", "indexed"])
 def test_encoded_output_records_what_made_it_and_reads_back_as_one_array(data, model, tmp_path, layout):
-    from quack.model.encoded import check_provenance, find_data_set, read_latents, read_metadata
+    from quack.model.provenance import check_provenance, find_data_set
+    from quack.model.reader import read_latents, read_metadata
 
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"the checkpoint's bytes")
@@ -163,7 +164,7 @@ def test_encoded_output_records_what_made_it_and_reads_back_as_one_array(data, m
 def test_a_data_set_rebuilt_since_it_was_encoded_is_refused_and_a_moved_one_is_found(data, model, tmp_path):
     import shutil
 
-    from quack.model.encoded import check_provenance, find_data_set
+    from quack.model.provenance import check_provenance, find_data_set
 
     shutil.copytree(data, tmp_path / "data")
     write_encoded(model, tmp_path / "data", tmp_path / "out")

@@ -7,8 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from quack.discovery import evaluation as ev
 from quack.cli.main import main
+from quack.discovery import evaluation as ev
+from quack.discovery.evaluation_data import EvaluationData, families_of, family_of, text_counts, token_counts
+from quack.discovery.rankers import METHODS
+from quack.discovery.report import (EvaluationReport, average_precision, precision_at, rank, ranking_scores,
+                                    recall_at)
 from quack.schema import Label
 
 # ----------------------------------------------------------------------------- scores
@@ -16,14 +20,22 @@ from quack.schema import Label
 
 def test_precision_recall_and_average_precision_of_a_hand_made_ranking():
     hits = np.array([True, False, True, False, False])
-    assert ev.precision_at(hits, 1) == 1.0
-    assert ev.precision_at(hits, 2) == 0.5
-    assert ev.precision_at(hits, 5) == pytest.approx(0.4)
-    assert ev.precision_at(hits, 50) == pytest.approx(0.4), "a ranking shorter than K is scored whole"
-    assert ev.recall_at(hits, 1) == 0.5 and ev.recall_at(hits, 3) == 1.0
-    assert ev.average_precision(hits) == pytest.approx((1 / 1 + 2 / 3) / 2)
-    assert ev.average_precision(np.array([False, True])) == pytest.approx(0.5)
-    assert np.isnan(ev.recall_at(np.zeros(4, bool), 2)) and np.isnan(ev.average_precision(np.zeros(4, bool)))
+    assert precision_at(hits, 1) == 1.0
+    assert precision_at(hits, 2) == 0.5
+    assert precision_at(hits, 5) == pytest.approx(0.4)
+    assert precision_at(hits, 50) == pytest.approx(0.4), "a ranking shorter than K is scored whole"
+    assert recall_at(hits, 1) == 0.5 and recall_at(hits, 3) == 1.0
+    assert average_precision(hits) == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert average_precision(np.array([False, True])) == pytest.approx(0.5)
+    assert np.isnan(recall_at(np.zeros(4, bool), 2)) and np.isnan(average_precision(np.zeros(4, bool)))
+
+
+def test_ranking_scores_give_every_figure_of_a_ranking_in_report_order():
+    hits = np.array([False, True, True, False, True])
+    figures = ranking_scores(hits, [2, 4])
+    assert list(figures) == ["p@2", "p@4", "r@2", "r@4", "ap"]
+    assert figures["p@2"] == precision_at(hits, 2) and figures["r@4"] == recall_at(hits, 4)
+    assert figures["ap"] == average_precision(hits)
 
 
 def test_average_precision_agrees_with_scikit_learn_without_ties():
@@ -32,17 +44,17 @@ def test_average_precision_agrees_with_scikit_learn_without_ties():
     rng = np.random.default_rng(0)
     scores, truth = rng.random(200), rng.random(200) < 0.2
     order = np.argsort(-scores)
-    assert ev.average_precision(truth[order]) == pytest.approx(average_precision_score(truth, scores))
+    assert average_precision(truth[order]) == pytest.approx(average_precision_score(truth, scores))
 
 
 def test_rank_orders_candidates_only_breaks_ties_by_seed_and_puts_nan_last():
     scores = np.array([0.9, 0.5, 0.5, np.nan, 0.5, 0.7])
     candidates = np.array([1, 2, 3, 4, 5])
-    ranked = ev.rank(scores, candidates, np.random.default_rng(0))
+    ranked = rank(scores, candidates, np.random.default_rng(0))
     assert ranked[0] == 5 and ranked[-1] == 3 and set(ranked) == set(candidates)
-    orders = {tuple(ev.rank(scores, candidates, np.random.default_rng(seed))[1:4]) for seed in range(20)}
+    orders = {tuple(rank(scores, candidates, np.random.default_rng(seed))[1:4]) for seed in range(20)}
     assert len(orders) > 1, "tied rows come in an order drawn from the seed, not in row order"
-    again = ev.rank(scores, candidates, np.random.default_rng(0))
+    again = rank(scores, candidates, np.random.default_rng(0))
     assert ranked.tolist() == again.tolist()
 
 
@@ -54,7 +66,14 @@ def test_rank_orders_candidates_only_breaks_ties_by_seed_and_puts_nan_last():
     ("b_nat_ir_peyvandha", ("b_nat_", "b_nat_ir_"), "b_nat_ir_"),
 ])
 def test_family_of_a_fingerprint(name, groups, family):
-    assert ev.family_of(name, groups) == family
+    assert family_of(name, groups) == family
+
+
+def test_only_censored_rows_with_a_fingerprint_have_a_family():
+    labels = np.array([1, 1, 1, 0, -1, 1])
+    names = ["a_prod_x_3", None, float("nan"), "a_prod_x_1", "b_nat_y", ""]
+    assert families_of(labels, names).tolist() == ["a_prod_x", "", "", "", "", ""]
+    assert families_of(labels[:1], ["b_nat_ir_2"], groups=["b_nat_"]).tolist() == ["b_nat_"]
 
 
 # ----------------------------------------------------------------------------- the protocol on known answers
@@ -62,7 +81,7 @@ def test_family_of_a_fingerprint(name, groups, family):
 SIZES = {"uncensored": 300, "a": 40, "b": 40, "h": 30, "tiny": 3, "noise": 200}
 
 
-def synthetic(visible_to: str, seed: int = 0) -> ev.EvaluationData:
+def synthetic(visible_to: str, seed: int = 0) -> EvaluationData:
     """Rows where the hidden family ``h`` shows in one kind of input only, everything else being noise.
 
     ``text``: h shares two words with the censored families a and b; ``loss``: h is badly
@@ -86,11 +105,11 @@ def synthetic(visible_to: str, seed: int = 0) -> ev.EvaluationData:
         latents[groups == "a"] = rng.normal(scale=0.3, size=(40, 8)) + [8, 0, 0, 0, 0, 0, 0, 0]
         latents[groups == "b"] = rng.normal(scale=0.3, size=(40, 8)) + [-8, 0, 0, 0, 0, 0, 0, 0]
         latents[groups == "h"] = rng.normal(scale=0.3, size=(30, 8)) + [8, 2.5, 0, 0, 0, 0, 0, 0]
-    tokens = ev.token_counts([rng.integers(4, 50, size=10) for _ in range(n)], 50)
-    return ev.EvaluationData(labels, families, latents, loss, tokens, ev.text_counts(texts))
+    tokens = token_counts([rng.integers(4, 50, size=10) for _ in range(n)], 50)
+    return EvaluationData(labels, families, latents, loss, tokens, text_counts(texts))
 
 
-def ap_of(report: ev.EvaluationReport) -> dict[str, float]:
+def ap_of(report: EvaluationReport) -> dict[str, float]:
     return {method: report.folds[0]["scores"][method]["ap"] for method in report.methods}
 
 
@@ -146,15 +165,15 @@ def test_folds_hide_every_family_of_enough_rows_once():
 def test_report_summarises_every_method_as_json_and_a_table():
     report = ev.evaluate_data(synthetic("text"), top=(10, 30))
     document = json.loads(json.dumps(report.to_json(), allow_nan=False))
-    assert set(document["summary"]) == set(ev.METHODS) | {"random"}
-    for method in ev.METHODS:
+    assert set(document["summary"]) == set(METHODS) | {"random"}
+    for method in METHODS:
         figures = document["summary"][method]
         assert set(figures) == {"p@10", "p@30", "r@10", "r@30", "ap"}
         assert all(0.0 <= figures[f]["mean"] <= 1.0 and figures[f]["sd"] >= 0.0 for f in figures)
     random_p = document["summary"]["random"]["p@10"]["mean"]
     assert random_p == pytest.approx(np.mean([f["positives"] / f["ranked"] for f in document["folds"]]))
     table = report.table()
-    assert all(method in table for method in ev.METHODS) and "purity" in table and "P@30" in table
+    assert all(method in table for method in METHODS) and "purity" in table and "P@30" in table
 
 
 @pytest.mark.parametrize("options,message", [
@@ -207,15 +226,15 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
     printed, error = capsys.readouterr()
     assert status == 0, error
     document = json.loads(out.read_text())
-    assert set(document["summary"]) == set(ev.METHODS) | {"random"}
-    assert len(document["folds"]) == 2 and all(set(fold["scores"]) == set(ev.METHODS) for fold in document["folds"])
+    assert set(document["summary"]) == set(METHODS) | {"random"}
+    assert len(document["folds"]) == 2 and all(set(fold["scores"]) == set(METHODS) for fold in document["folds"])
     for fold in document["folds"] + [document["truth"]]:
         assert 0 < fold["positives"] <= fold["ranked"]
         for figures in fold["scores"].values():
             assert all(value is None or 0.0 <= value <= 1.0 for value in figures.values())
             assert figures["r@20"] >= figures["r@5"]
     assert 0.0 <= document["purity"]["mean"] <= 1.0 and 0.0 <= document["truth"]["purity"]["mean"] <= 1.0
-    assert all(fold["scores"][m]["c@5"] >= fold["scores"][m]["p@5"] for fold in document["folds"] for m in ev.METHODS)
+    assert all(fold["scores"][m]["c@5"] >= fold["scores"][m]["p@5"] for fold in document["folds"] for m in METHODS)
     assert document["checkpoint"] == str(tiny["checkpoint"])
     assert "against the ground truth" in printed and f"wrote {out}" in printed
 
@@ -230,7 +249,7 @@ def test_quack_evaluate_takes_a_checkpoint_of_another_tokenizer(tiny, capsys):
                    "--folds", "2", "--top", "5", "--json", str(out), "--device", "cpu"])
     assert status == 0, capsys.readouterr().err
     document = json.loads(out.read_text())
-    assert all(set(fold["scores"]) == set(ev.METHODS) for fold in document["folds"])
+    assert all(set(fold["scores"]) == set(METHODS) for fold in document["folds"])
 
 
 @pytest.mark.parametrize("arguments,message", [

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quack.data.ingest import BODY_CHARS, ROW_KEYS, IngestStats, QuackInputError, chunk_rows, iter_chunks, iter_rows
 from quack.data.decompression import ExpansionError
+from quack.data.ingest import ROW_KEYS, chunk_rows, iter_chunks, iter_rows
+from quack.data.records import BODY_CHARS, IngestStats
+from quack.errors import QuackInputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from quack.data.build import build_dataset
 from quack.data.datafolder import read_rows
-from quack.data.ingest import QuackInputError, iter_rows
+from quack.data.ingest import iter_rows
 from quack.fingerprints.labels import (
     Fingerprints,
     FingerprintWarning,
@@ -29,7 +29,8 @@ from quack.fingerprints.labels import (
     shipped_fingerprint_files,
 )
 from quack.schema import Label
-from quack.data.tokenizer import FIELD_CHARS
+from quack.data.vocab import FIELD_CHARS
+from quack.errors import QuackInputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "censoredplanet"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared Censored Planet samples not present")

@@ -138,7 +138,7 @@ def test_selection_counts_per_label_and_undrawn():
 
 def test_the_umap_map_is_fitted_on_fewer_records_than_it_places(env):
     from quack.data.datafolder import read_rows
-    from quack.latents.projection import fit_sample, pca
+    from quack.latents.maps import fit_sample, pca
 
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

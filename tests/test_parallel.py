@@ -40,7 +40,7 @@ def test_one_worker_or_one_job_runs_here(count):
         assert list(workers.map(where, [7], here=("here",), there=("there",))) == [(7, "here", os.getpid())]
         if count == 1:
             assert {pid for *_, pid in workers.map(where, range(5), here=("here",))} == {os.getpid()}
-        assert workers._pool is None
+        assert not workers.started
 
 
 @pytest.mark.parametrize("count", [1, 2])

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from quack.cli.main import main
-from quack.data.ingest import IngestStats, iter_rows
+from quack.data.ingest import iter_rows
+from quack.data.records import IngestStats
 from quack.fingerprints.labels import Fingerprints, label_row
 from quack.sample.generator import KNOWN, ORDINARY, REALISTIC_FAMILIES, RESET, TIMEOUT, UNKNOWN, write_sample
 

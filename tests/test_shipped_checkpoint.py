@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from quack.model.encoding import SHIPPED_CHECKPOINT, load_checkpoint
-from quack.data.tokenizer import DEFAULT_FIELDS
+from quack.data.vocab import DEFAULT_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quack.data.tokenizer import BOS, EOS, FIELD_CHARS, N_STATIC, PAD, TEXT_FIELDS, TEXT_OFFSET, QuackTokenizer
+from quack.data.tokenizer import QuackTokenizer
+from quack.data.vocab import FIELD_CHARS, N_STATIC, TEXT_FIELDS, TEXT_OFFSET
+from quack.schema import BOS, EOS, PAD
 
 
 def make_row(**kw) -> dict:
@@ -88,7 +90,7 @@ def test_prefix_encoding_equals_encoding_the_whole_field(tok):
     for body in ["x" * 5000, "ab " * 2000, "<p>" + "é" * 4000, " " * 300 + "z" * 10, "1234567890" * 500]:
         row = make_row(body=body, headers="")
         full = [tok.bpe.encode(str(row[f])[:FIELD_CHARS], add_special_tokens=False).ids for f in TEXT_FIELDS]
-        assert tok.encode_row(row) == tok._assemble(row, full)
+        assert tok.encode_row(row) == tok.assemble(row, full)
 
 
 def test_round_trip_through_json(tok, tmp_path):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, item_path, load_encoded, read_metadata
 from quack.model.dataset import collate_with_metadata
-from quack.data.tokenizer import BOS, EOS, SPECIALS
+from quack.schema import BOS, EOS, SPECIALS
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 30

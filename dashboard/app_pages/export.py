@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 from dashboard import charts, errors, loaders, results, session, settings, tables
-from quack.model.encoded import load_encoded, read_metadata
+from quack.model.reader import load_encoded, read_metadata
 from quack.model.encoding import write_encoded
 from quack.roots import resolve_writable_name
 from quack.schema import Label

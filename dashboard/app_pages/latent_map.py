@@ -7,7 +7,8 @@ import streamlit as st
 from dashboard import charts, errors, jobs, loaders, map_charts, responses, results, session, settings, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
-from quack.latents.projection import METRICS, umap_ready
+from quack.latents.maps import umap_ready
+from quack.latents.neighbours import METRICS
 from quack.schema import Label, label_names
 
 # Rows of a selection listed in its table; the counts above it cover all of them.

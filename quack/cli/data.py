@@ -10,7 +10,8 @@ from pathlib import Path
 
 from quack.data.decompression import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
 from quack.schema import Label
-from quack.data.tokenizer import FIELDS, MIN_MAX_TOKENS, MIN_TEXT_VOCAB
+from quack.data.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
+from quack.data.vocab import FIELDS
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,7 +83,7 @@ def _load_tokenizer(path: str):
 
 
 def _check_fields(fields: list[str] | None):
-    from quack.data.tokenizer import check_fields
+    from quack.data.vocab import check_fields
 
     if fields is None:
         return None
@@ -95,7 +96,7 @@ def _check_fields(fields: list[str] | None):
 def run_ingest(args: argparse.Namespace) -> int:
     """Build the data set and print a summary; returns the exit status."""
     from quack.data.build import build_dataset
-    from quack.data.ingest import IngestStats
+    from quack.data.records import IngestStats
     from quack.fingerprints.labels import FingerprintWarning
     from quack.data.decompression import ExpansionError
     from quack.data.parallel import available_cores

@@ -9,7 +9,7 @@ import sys
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``quack evaluate``."""
-    from quack.discovery.evaluation import METHODS
+    from quack.discovery.rankers import METHODS
 
     p = subparsers.add_parser(
         "evaluate", help="leave-fingerprints-out evaluation of the discovery methods",

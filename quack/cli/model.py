@@ -167,7 +167,7 @@ def run_classify(args: argparse.Namespace) -> int:
     import torch
 
     from quack.atomic import atomic_write
-    from quack.autoencoder import load_encoded
+    from quack.model.reader import load_encoded
     from quack.latents.classifier import train_classifier
 
     folder = Path(args.encoded).expanduser()

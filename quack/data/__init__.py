@@ -1,1 +1,1 @@
-"""Raw Censored Planet files to a data-set folder: records, ingest, tokenizer, build, the folder itself."""
+"""Raw Censored Planet files to a data-set folder: records, ingest, token ids, rows, build, the folder itself."""

@@ -4,7 +4,7 @@ A data set is a folder of three files, renamed into place together when it is bu
 
 * ``rows.parquet``: one row per measurement probe, in id order, with the columns of
   :data:`quack.schema.ROW_SCHEMA`: the metadata columns, the other fields of the row, the
-  display text (each text cut at :data:`quack.data.tokenizer.FIELD_CHARS` characters, exactly
+  display text (each text cut at :data:`quack.data.vocab.FIELD_CHARS` characters, exactly
   the text that was tokenized), ``tokens`` (list<int32>) and ``n_tokens``.
 * ``tokenizer.json``: the :class:`~quack.data.tokenizer.QuackTokenizer` that made the tokens.
 * ``info.json``: counts readable without a scan (rows, rows per label, longest sequence,
@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quack.data.ingest import QuackInputError
 from quack.data.tokenizer import QuackTokenizer
+from quack.errors import QuackInputError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,22 +1,16 @@
-"""Bounds on what one input file can make the program hold or do.
+"""Bounds on how far a compressed input may expand.
 
-Two inputs cost far more than their size: a compressed file, which can expand a
-thousandfold, and a checkpoint, whose hyperparameters decide how much memory the model
-built from it takes before any weight is loaded. :func:`bounded_decompression` wraps a
+A compressed file can expand a thousandfold. :func:`bounded_decompression` wraps a
 decompressing stream and stops it once it has produced more than a set multiple of the
-compressed size; :func:`check_checkpoint_shapes` compares a checkpoint's hyperparameters
-with the bounds quack trains within and each of its tensors with the shape those
-hyperparameters imply, by arithmetic alone, so that nothing is allocated for a
-checkpoint that does not hold the weights it claims.
+compressed size. (A checkpoint, the other input that costs far more than its size, is
+checked in :mod:`quack.model.checkpoint`.)
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import IO, Any, Mapping
-
-from quack.config import check_model_options
+from typing import IO, Mapping
 
 __all__ = [
     "DEFAULT_MAX_EXPANSION",
@@ -24,8 +18,6 @@ __all__ = [
     "MIN_ALLOWANCE",
     "ExpansionError",
     "bounded_decompression",
-    "check_checkpoint_shapes",
-    "expected_shapes",
     "max_expansion",
 ]
 
@@ -40,8 +32,6 @@ EXPANSION_VARIABLE = "QUACK_MAX_EXPANSION"
 #: Bytes any compressed input may expand to whatever its size, so that a small file of
 #: repetitive records is never refused.
 MIN_ALLOWANCE = 1 << 20
-
-_REQUIRED_HPARAMS = ("num_embeddings", "embed_size", "hidden_size")
 
 
 class ExpansionError(ValueError):
@@ -137,110 +127,3 @@ def bounded_decompression(stream: IO[bytes], compressed_size: int, source: str,
         f"raise {EXPANSION_VARIABLE}."
     )
     return io.BufferedReader(_CountingReader(stream, allowance, message))
-
-
-def expected_shapes(hparams: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The shape of every tensor of a ``QuackAutoEncoder`` state dict with these hyperparameters.
-
-    Follows the layers ``QuackAutoEncoder.__init__`` builds: the embedding, the
-    bidirectional encoder GRU (``hidden_size // 2`` per direction), the decoder GRU and
-    the word predictor (Linear, LayerNorm, Linear, LayerNorm, Linear); the attention
-    modules hold no weights. Nothing is allocated.
-
-    Parameters
-    ----------
-    hparams : mapping
-        ``num_embeddings``, ``embed_size``, ``hidden_size`` and optionally ``layers`` (1).
-
-    Returns
-    -------
-    dict
-        State-dict key to shape.
-    """
-    vocabulary, embed, hidden = hparams["num_embeddings"], hparams["embed_size"], hparams["hidden_size"]
-    layers = hparams.get("layers", 1)
-    half = hidden // 2
-    shapes: dict[str, tuple[int, ...]] = {"embed.weight": (vocabulary, embed)}
-    for layer in range(layers):
-        # A GRU stacks its three gates in one matrix; a deeper layer reads both directions.
-        for suffix in ("", "_reverse"):
-            shapes.update({
-                f"encoder.weight_ih_l{layer}{suffix}": (3 * half, embed if layer == 0 else 2 * half),
-                f"encoder.weight_hh_l{layer}{suffix}": (3 * half, half),
-                f"encoder.bias_ih_l{layer}{suffix}": (3 * half,),
-                f"encoder.bias_hh_l{layer}{suffix}": (3 * half,),
-            })
-    for layer in range(layers):
-        shapes.update({
-            f"decoder.weight_ih_l{layer}": (3 * hidden, embed if layer == 0 else hidden),
-            f"decoder.weight_hh_l{layer}": (3 * hidden, hidden),
-            f"decoder.bias_ih_l{layer}": (3 * hidden,),
-            f"decoder.bias_hh_l{layer}": (3 * hidden,),
-        })
-    shapes.update({
-        "predict_word.0.weight": (hidden, 2 * hidden), "predict_word.0.bias": (hidden,),
-        "predict_word.2.weight": (hidden,), "predict_word.2.bias": (hidden,),
-        "predict_word.3.weight": (hidden, hidden), "predict_word.3.bias": (hidden,),
-        "predict_word.5.weight": (hidden,), "predict_word.5.bias": (hidden,),
-        "predict_word.6.weight": (vocabulary, hidden), "predict_word.6.bias": (vocabulary,),
-    })
-    return shapes
-
-
-def check_checkpoint_shapes(state_dict: Any, hparams: Any, source: str) -> None:
-    """Refuse a checkpoint whose hyperparameters are out of bounds or whose tensors do not fit them.
-
-    Run it after ``torch.load(..., weights_only=True)`` and before the model is built:
-    the model's size follows from the hyperparameters alone, so a small file claiming a
-    huge vocabulary would otherwise allocate gigabytes before ``load_state_dict`` failed.
-
-    Parameters
-    ----------
-    state_dict : mapping
-        The checkpoint's ``state_dict``: key to tensor (anything with a ``shape``).
-    hparams : mapping
-        The checkpoint's ``hyper_parameters``.
-    source : str
-        The checkpoint file as messages should name it.
-
-    Raises
-    ------
-    ValueError
-        One sentence naming ``source`` and what does not fit.
-    """
-    if not isinstance(hparams, Mapping) or not isinstance(state_dict, Mapping):
-        raise ValueError(f"{source} is not a quack autoencoder checkpoint: it holds no hyperparameters and weights.")
-    missing = [name for name in _REQUIRED_HPARAMS if name not in hparams]
-    if missing:
-        raise ValueError(f"{source} is not a quack autoencoder checkpoint: its hyperparameters lack {missing[0]}.")
-    try:
-        check_model_options(**{key: value for key, value in hparams.items() if isinstance(key, str)})
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"{source} claims hyperparameters quack does not build ({str(error).rstrip('.')}); "
-            "use a checkpoint written by quack."
-        ) from None
-    expected = expected_shapes(hparams)
-    problem = None
-    for key in state_dict:
-        if key not in expected:
-            problem = f"it holds an unexpected tensor {key!r}"
-            break
-    else:
-        for key, shape in expected.items():
-            found = getattr(state_dict.get(key), "shape", None)
-            if found is None:
-                problem = f"it lacks the tensor {key!r}"
-                break
-            if tuple(found) != shape:
-                problem = f"{key!r} is {_dims(tuple(found))} where its hyperparameters imply {_dims(shape)}"
-                break
-    if problem:
-        raise ValueError(
-            f"{source} does not fit the model its own hyperparameters describe: {problem}; "
-            "use the checkpoint as quack wrote it."
-        )
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return " x ".join(map(str, shape)) or "a scalar"

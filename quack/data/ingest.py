@@ -2,9 +2,9 @@
 
 Reads Hyperquack v1 and v2 records (echo, discard, HTTP, HTTPS) from ``.tar``,
 ``.tar.gz``/``.tgz``, ``.json``/``.jsonl`` and their ``.gz`` forms, one file or a folder
-of them, and yields one :data:`Row` per non-control probe. Everything streams: a chunk of
-lines (:data:`CHUNK_BYTES`) is in memory at a time, so memory stays flat however large
-the input.
+of them, and yields one :data:`quack.data.records.Row` per non-control probe. Everything
+streams: a chunk of lines (:data:`CHUNK_BYTES`) is in memory at a time, so memory stays
+flat however large the input.
 
 The input is read in :class:`Chunk` objects, whole lines of one or more files in input
 order (:func:`iter_chunks`), which :func:`chunk_rows` turns into rows in this process or
@@ -12,12 +12,13 @@ in another: ``quack ingest --workers`` parses chunks in parallel and keeps their
 the rows, their order and the counts are those of one process reading alone
 (:func:`iter_rows`).
 
-Bad records never stop a run. Each problem is counted by reason in :class:`IngestStats`
-and, when asked, listed with its file and line. A file that cannot be opened at all, or
-that ends early or is corrupt, raises a :class:`QuackInputError` naming it; a damaged
-file's earlier rows are kept instead when the caller asks (``keep_partial``). Compressed
-input is read through :func:`quack.data.decompression.bounded_decompression`, so a small file that
-expands without end stops with an error naming it instead of running for hours.
+Bad records never stop a run. Each problem is counted by reason in
+:class:`quack.data.records.IngestStats` and, when asked, listed with its file and line. A
+file that cannot be opened at all, or that ends early or is corrupt, raises a
+:class:`quack.errors.QuackInputError` naming it; a damaged file's earlier rows are kept
+instead when the caller asks (``keep_partial``). Compressed input is read through
+:func:`quack.data.decompression.bounded_decompression`, so a small file that expands
+without end stops with an error naming it instead of running for hours.
 
 Turning one record into rows (Hyperquack v1 and v2) lives in :mod:`quack.data.records`.
 
@@ -35,13 +36,13 @@ import os
 import re
 import tarfile
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 from quack.data import decompression as limits
-from quack.data.records import BODY_CHARS, Row, _rows_of_line  # noqa: F401 (BODY_CHARS, Row re-exported)
+from quack.data.records import IngestStats, Row, rows_of_line
+from quack.errors import QuackInputError
 from quack.schema import columns
 
 #: Longest line read; a longer one is skipped without being held in memory.
@@ -63,8 +64,6 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # ground truth of a generated sample.
 _NOT_MEASUREMENTS = re.compile(r"signature|\.truth\.")
 
-# Reasons that are ordinary filtering, not bad input: counted, never listed as problems.
-_FILTERED = frozenset({"control probe", "not anomalous", "satellite record", "evaluation record"})
 # What a damaged or truncated stream raises, whichever compression it uses.
 _STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError)
 # Compressions tarfile's own "r|*" would detect, found by their magic bytes so that each
@@ -77,75 +76,6 @@ _COMPRESSIONS = (
 
 # Called as damaged(file_source, source, line, detail) when a file ends early or is corrupt.
 _Damaged = Callable[[str, str, int, str], None]
-
-
-class QuackInputError(ValueError):
-    """An input file that cannot be read at all; the message names it and says what to do."""
-
-
-@dataclass
-class IngestStats:
-    """Counts of one ingest run.
-
-    Attributes
-    ----------
-    files : int
-        Files (or archive members) read.
-    lines : int
-        Non-blank lines seen.
-    rows : int
-        Rows yielded.
-    skipped : collections.Counter
-        Skipped items by reason: lines for line-level problems, probes for probe-level ones.
-    problems : list of tuple
-        ``(file, line, reason)`` for each bad-input item, kept only when ``keep_problems``.
-    keep_problems : bool
-        Whether to fill ``problems``.
-    damaged : set of str
-        Files found truncated or corrupt and kept partially (``keep_partial``), each
-        counted once however many members it hit.
-    """
-
-    files: int = 0
-    lines: int = 0
-    rows: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    problems: list[tuple[str, int, str]] = field(default_factory=list)
-    keep_problems: bool = False
-    damaged: set[str] = field(default_factory=set)
-
-    def damage(self, file_source: str, source: str, line: int, detail: str) -> None:
-        """Count a file that ends early or is corrupt, once per file."""
-        if file_source not in self.damaged:
-            self.damaged.add(file_source)
-            self.skip(source, line, "truncated file", f"{detail}; rows read before the damage are kept")
-
-    def skip(self, source: str, line: int, reason: str, detail: str = "") -> None:
-        """Count one skipped item and, for bad input, remember where it was."""
-        self.skipped[reason] += 1
-        if self.keep_problems and reason not in _FILTERED:
-            self.problems.append((source, line, f"{reason}: {detail}" if detail else reason))
-
-    def merge(self, other: "IngestStats") -> None:
-        """Add the counts (and problems, in order) of ``other``, a later part of the same run."""
-        self.files += other.files
-        self.lines += other.lines
-        self.rows += other.rows
-        self.skipped.update(other.skipped)
-        if self.keep_problems:
-            self.problems.extend(other.problems)
-        self.damaged |= other.damaged
-
-    def _take(self) -> "IngestStats":
-        """The counts since the last take, moved into a new object; ``damaged`` stays, for once-per-file."""
-        taken = IngestStats(self.files, self.lines, self.rows, self.skipped, self.problems, self.keep_problems,
-                            set(self.damaged))
-        self.files = self.lines = self.rows = 0
-        self.skipped, self.problems = Counter(), []
-        return taken
-
-    def _empty(self) -> bool:
-        return not (self.files or self.lines or self.rows or self.skipped)
 
 
 @dataclass
@@ -269,16 +199,16 @@ def iter_chunks(
             service_hint = _service_from_name(member_source) or _service_from_name(path.parent.as_posix())
             segment = None
             for line_no, raw in _read_lines(stream, member_source, source, counted, damaged):
-                if segment is None or not counted._empty():
-                    segment = _Segment(counted._take(), member_source, service_hint)
+                if segment is None or not counted.is_empty():
+                    segment = _Segment(counted.take(), member_source, service_hint)
                     chunk.segments.append(segment)
                 segment.lines.append((line_no, raw))
                 size += len(raw)
                 if size >= CHUNK_BYTES:
                     yield chunk
                     chunk, size, segment = Chunk(chunk.index + 1), 0, None
-    if not counted._empty():
-        chunk.segments.append(_Segment(counted._take(), "", ""))
+    if not counted.is_empty():
+        chunk.segments.append(_Segment(counted.take(), "", ""))
     if chunk.segments:
         yield chunk
 
@@ -308,7 +238,7 @@ def chunk_rows(
         stats.merge(segment.before)
         for line_no, raw in segment.lines:
             stats.lines += 1
-            for row in _rows_of_line(raw, segment.source, line_no, segment.service_hint, stats, anomalies_only):
+            for row in rows_of_line(raw, segment.source, line_no, segment.service_hint, stats, anomalies_only):
                 if country_of is not None and not row["country"]:
                     row["country"] = country_of(row["vp"])
                 stats.rows += 1

@@ -82,6 +82,11 @@ class Workers:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def started(self) -> bool:
+        """Whether worker processes are running: a map of two jobs or more starts them, given two workers or more."""
+        return self._pool is not None
+
     def close(self) -> None:
         """Stop the workers; a job already running is let finish, waiting ones are dropped."""
         if self._pool is not None:

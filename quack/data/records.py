@@ -1,8 +1,8 @@
 """Flatten Hyperquack v1 and v2 records into measurement rows.
 
-One line of a Quack file holds one JSON record; :func:`_rows_of_line` turns it into one
-:data:`Row` per non-control probe, counting what it skips in a
-:class:`quack.data.ingest.IngestStats`. Opening files, cutting lines and chunking them live in
+One line of a Quack file holds one JSON record; :func:`rows_of_line` turns it into one
+:data:`Row` per non-control probe, counting what it skips in the run's
+:class:`IngestStats`. Opening files, cutting lines and chunking them live in
 :mod:`quack.data.ingest`, which is the public entry point.
 
 The format is described in ``docs/quack-format.md`` of the shared project notes; the
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from quack.data.ingest import IngestStats
+from typing import Any
 
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
 #: known blockpage signature hits far earlier, so longer bodies are cut, not rejected.
@@ -27,15 +26,105 @@ Row = dict[str, Any]
 
 # Section 5: the fixed control domains of Hyperquack v1.
 _V1_CONTROL_DOMAINS = frozenset({"example5718349450314.com", "rtyutgyhefdafioasfjhjhi.com"})
+# Reasons that are ordinary filtering, not bad input: counted, never listed as problems.
+_FILTERED = frozenset({"control probe", "not anomalous", "satellite record", "evaluation record"})
+
+
+@dataclass
+class IngestStats:
+    """Counts of one ingest run.
+
+    Attributes
+    ----------
+    files : int
+        Files (or archive members) read.
+    lines : int
+        Non-blank lines seen.
+    rows : int
+        Rows yielded.
+    skipped : collections.Counter
+        Skipped items by reason: lines for line-level problems, probes for probe-level ones.
+    problems : list of tuple
+        ``(file, line, reason)`` for each bad-input item, kept only when ``keep_problems``.
+    keep_problems : bool
+        Whether to fill ``problems``.
+    damaged : set of str
+        Files found truncated or corrupt and kept partially (``keep_partial``), each
+        counted once however many members it hit.
+    """
+
+    files: int = 0
+    lines: int = 0
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    problems: list[tuple[str, int, str]] = field(default_factory=list)
+    keep_problems: bool = False
+    damaged: set[str] = field(default_factory=set)
+
+    def damage(self, file_source: str, source: str, line: int, detail: str) -> None:
+        """Count a file that ends early or is corrupt, once per file."""
+        if file_source not in self.damaged:
+            self.damaged.add(file_source)
+            self.skip(source, line, "truncated file", f"{detail}; rows read before the damage are kept")
+
+    def skip(self, source: str, line: int, reason: str, detail: str = "") -> None:
+        """Count one skipped item and, for bad input, remember where it was."""
+        self.skipped[reason] += 1
+        if self.keep_problems and reason not in _FILTERED:
+            self.problems.append((source, line, f"{reason}: {detail}" if detail else reason))
+
+    def merge(self, other: "IngestStats") -> None:
+        """Add the counts (and problems, in order) of ``other``, a later part of the same run."""
+        self.files += other.files
+        self.lines += other.lines
+        self.rows += other.rows
+        self.skipped.update(other.skipped)
+        if self.keep_problems:
+            self.problems.extend(other.problems)
+        self.damaged |= other.damaged
+
+    def take(self) -> "IngestStats":
+        """The counts since the last take, moved into a new object; ``damaged`` stays, for once-per-file."""
+        taken = IngestStats(self.files, self.lines, self.rows, self.skipped, self.problems, self.keep_problems,
+                            set(self.damaged))
+        self.files = self.lines = self.rows = 0
+        self.skipped, self.problems = Counter(), []
+        return taken
+
+    def is_empty(self) -> bool:
+        """Whether nothing was counted (``damaged`` aside) since the last :meth:`take`."""
+        return not (self.files or self.lines or self.rows or self.skipped)
 
 
 class _BadRecord(Exception):
     """A record or probe that cannot be turned into a row; args = (reason, detail)."""
 
 
-def _rows_of_line(
+def rows_of_line(
     raw: bytes, source: str, line_no: int, service_hint: str, stats: IngestStats, anomalies_only: bool
 ) -> list[Row]:
+    """The rows of one line of a Quack file, counting in ``stats`` what it skips.
+
+    Parameters
+    ----------
+    raw : bytes
+        The line, one JSON record.
+    source : str
+        The file (or archive member) it came from, for the rows and for problems.
+    line_no : int
+        Its 1-based line number in ``source``.
+    service_hint : str
+        The service named by the file or folder, for v1 records that do not name theirs.
+    stats : IngestStats
+        Takes a count for each line or probe skipped, by reason.
+    anomalies_only : bool
+        Keep only probes that failed to match in anomalous records.
+
+    Returns
+    -------
+    list of dict
+        One :data:`Row` per non-control probe; none for a line that is not a measurement.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,26 +1,20 @@
 """Turn a measurement row into token ids.
 
-A record's tokens are ``[<s>, static..., text..., </s>]``.
+A record's tokens are ``[<s>, static..., text..., </s>]``, in the id layout of
+:mod:`quack.data.vocab`: the specials, one token per static field from its fixed range,
+then the text part, sent, status, headers and body, each opened by its marker token and
+encoded by a byte-level BPE trained on the corpus with the ``tokenizers`` library. Only
+the first :data:`quack.data.vocab.FIELD_CHARS` characters of a field are encoded, so the
+stored display text is exactly what was tokenized. ``max_tokens`` bounds the text part,
+markers included; each field has a share of it so a long header block cannot crowd out
+the body, and a share a field does not use goes to the others.
 
-* ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3 (the convention of the published model).
-* Static fields come next, one token each, from fixed id ranges: the four octets of the
-  vantage point's IP, service, the record and probe flags, TLS version, cipher suite
-  (common suites by name, the rest hashed into a few buckets), certificate presence,
-  elapsed time bucketed on a log scale and the class of the error. Every field has a
-  slot for "missing", so any value, even junk, maps into its range.
-* The text part is sent, status, headers and body, each opened by a marker token (which
-  also lets :meth:`QuackTokenizer.token_fields` tell the fields apart from ids alone) and
-  encoded by a byte-level BPE trained on the corpus with the ``tokenizers`` library. Only
-  the first :data:`FIELD_CHARS` characters of a field are encoded, so the stored display
-  text is exactly what was tokenized. ``max_tokens`` bounds the text part, markers
-  included; each field has a share of it so a long header block cannot crowd out the
-  body, and a share a field does not use goes to the others.
-
-``fields`` chooses which fields make the sequence and in which order (:data:`FIELDS`
-names them; the default, :data:`DEFAULT_FIELDS`, is the layout above). Leaving out the
-identity of a measurement (``ip``, ``sent``) and putting the response first keeps the
-latents about the response (see BENCHMARKS.md). Ids do not depend on the choice, only
-which tokens appear and where, and a tokenizer document records it.
+``fields`` chooses which fields make the sequence and in which order
+(:data:`quack.data.vocab.FIELDS` names them; the default,
+:data:`quack.data.vocab.DEFAULT_FIELDS`, is the layout above). Leaving out the identity of
+a measurement (``ip``, ``sent``) and putting the response first keeps the latents about
+the response (see BENCHMARKS.md). Ids do not depend on the choice, only which tokens
+appear and where, and a tokenizer document records it.
 
 Byte-level BPE can encode any string, and every id is checked against the vocabulary, so
 no id ever reaches :attr:`QuackTokenizer.vocab_size`.
@@ -29,108 +23,35 @@ no id ever reaches :attr:`QuackTokenizer.vocab_size`.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from quack.schema import columns
-
-BOS, PAD, EOS, UNK = 0, 1, 2, 3
-SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
-
-#: Characters of each text field that are tokenized (and kept for display).
-FIELD_CHARS = 4096
-
-TEXT_FIELDS = ("sent", "status", "headers", "body")
+from quack.data.vocab import (
+    DEFAULT_FIELDS,
+    FIELD_CHARS,
+    FIELDS,
+    LAYOUT_VERSION,
+    MARKER_START,
+    STATIC_FIELDS,
+    TEXT_FIELDS,
+    TEXT_OFFSET,
+    check_fields,
+    static_categories,
+    static_field_at,
+)
+from quack.schema import BOS, EOS, SPECIALS, UNK, columns
 
 #: The columns of a stored row that make its tokens (:data:`quack.schema.ROW_SCHEMA`'s "tokenized").
 TOKENIZED_COLUMNS = columns("tokenized")
-# Rows turned into Python objects at a time by encode_table: the BPE's batch, memory bounded.
-_TABLE_BATCH = 2048
-
-_TLS = {768: "ssl3", 769: "1.0", 770: "1.1", 771: "1.2", 772: "1.3"}
-# The suites seen most in Quack HTTPS replies get their own token; the rest share buckets.
-_CIPHERS = {
-    0x000A: "0x000a", 0x002F: "0x002f", 0x0035: "0x0035", 0x009C: "0x009c", 0x009D: "0x009d",
-    0x1301: "0x1301", 0x1302: "0x1302", 0x1303: "0x1303", 0xC013: "0xc013", 0xC014: "0xc014",
-    0xC02B: "0xc02b", 0xC02C: "0xc02c", 0xC02F: "0xc02f", 0xC030: "0xc030", 0xCCA8: "0xcca8",
-    0xCCA9: "0xcca9",
-}
-_CIPHER_BUCKETS = 32
-_ELAPSED_MS = (10, 30, 100, 300, 1000, 3000, 10000, 30000)
-_ELAPSED_LABELS = tuple(f"<{b}ms" if b < 1000 else f"<{b // 1000}s" for b in _ELAPSED_MS) + (">=30s", "?")
-_ERRORS = ("none", "timeout", "reset", "refused", "unreachable", "eof", "local", "mismatch", "other")
-_FLAG = ("false", "true", "?")
-
-# (field name reported by token_fields, short name shown by decode_tokens, category labels)
-_STATIC = [("ip", f"ip[{k}]", tuple(str(i) for i in range(256)) + ("?",)) for k in range(4)] + [
-    ("service", "service", ("echo", "discard", "http", "https", "other", "?")),
-    ("anomaly", "anomaly", _FLAG),
-    ("controls_failed", "controls_failed", _FLAG),
-    ("stateful_block", "stateful_block", _FLAG),
-    ("matches_template", "matches_template", _FLAG),
-    ("tls_version", "tls", tuple(_TLS.values()) + ("other", "none")),
-    ("cipher_suite", "cipher", tuple(_CIPHERS.values()) + tuple(f"other#{k}" for k in range(_CIPHER_BUCKETS)) + ("none",)),
-    ("certificate", "cert", ("no", "yes")),
-    ("elapsed", "elapsed", _ELAPSED_LABELS),
-    ("error", "error", _ERRORS),
-]
-
-
-#: Every field a sequence may hold, as ``fields`` names them: ``ip`` is the four octets.
-FIELDS = ("ip", "service", "anomaly", "controls_failed", "stateful_block", "matches_template", "tls_version",
-          "cipher_suite", "certificate", "elapsed", "error") + TEXT_FIELDS
-#: The layout of the seed's tokenizers, and of any document that does not name its fields.
-DEFAULT_FIELDS = FIELDS
-#: The fields a measurement's identity is in rather than its response: the vantage point and the request.
-IDENTITY_FIELDS = ("ip", "sent")
-
-
-def check_fields(fields: Iterable[str]) -> tuple[str, ...]:
-    """The fields of a sequence, checked: known names, each once, at least one text field.
-
-    Raises
-    ------
-    ValueError
-        One sentence naming the bad entry and the valid names.
-    """
-    if isinstance(fields, str):
-        fields = [part.strip() for part in fields.split(",") if part.strip()]
-    chosen = tuple(fields)
-    unknown = [name for name in chosen if name not in FIELDS]
-    if unknown:
-        raise ValueError(f"Unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}.")
-    repeated = [name for name in chosen if chosen.count(name) > 1]
-    if repeated:
-        raise ValueError(f"The field {repeated[0]!r} is named twice; name each field at most once.")
-    if not any(name in TEXT_FIELDS for name in chosen):
-        raise ValueError(f"The fields need at least one of the text fields {', '.join(TEXT_FIELDS)}.")
-    return chosen
-
-
-def _starts() -> list[int]:
-    starts, at = [], len(SPECIALS)
-    for _, _, labels in _STATIC:
-        starts.append(at)
-        at += len(labels)
-    return starts + [at]
-
-
-*_STATIC_START, _MARKER_START = _starts()
-#: First id of the BPE vocabulary; everything below is specials, static tokens and markers.
-TEXT_OFFSET = _MARKER_START + len(TEXT_FIELDS)
-#: The first and last marker of the response's fields (status, headers, body).
-RESPONSE_MARKERS = (_MARKER_START + TEXT_FIELDS.index("status"), _MARKER_START + TEXT_FIELDS.index("body"))
-N_STATIC = len(_STATIC)
 #: Smallest text vocabulary a BPE may be asked for: the 256 bytes.
 MIN_TEXT_VOCAB = 256
-#: Bumped whenever the static layout changes, so an old tokenizer document is refused.
-LAYOUT_VERSION = 1
 #: Smallest text budget: room for the four field markers and a few tokens each.
 MIN_MAX_TOKENS = 16
+# Rows turned into Python objects at a time by encode_table: the BPE's batch, memory bounded.
+_TABLE_BATCH = 2048
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -162,72 +83,6 @@ def _text(value: Any) -> str:
     return text[:FIELD_CHARS]
 
 
-def _flag(value: Any) -> int:
-    return 1 if value is True else 0 if value is False else 2
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _error_class(error: Any) -> int:
-    if not error:
-        return 0
-    text = str(error).lower()
-    for index, needles in (
-        (1, ("timeout", "timed out")),
-        (2, ("reset",)),
-        (3, ("refused",)),
-        (4, ("unreachable", "no route")),
-        (5, ("eof",)),
-        (6, ("address already in use", "bind:", "too many open files")),
-        (7, ("match", "incorrect", "received response", "not empty", "header field")),
-    ):
-        if any(n in text for n in needles):
-            return index
-    return 8
-
-
-def static_categories(row: Mapping[str, Any]) -> list[int]:
-    """The category index of each static field of ``row`` (position in its label list)."""
-    categories = []
-    vp = row.get("vp")
-    octets = vp.split(".") if isinstance(vp, str) else []
-    if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 and int(o) < 256 for o in octets):
-        categories += [int(o) for o in octets]
-    else:
-        categories += [256] * 4
-    service = row.get("service")
-    services = ("echo", "discard", "http", "https")
-    if isinstance(service, str) and service:
-        categories.append(services.index(service) if service in services else 4)
-    else:
-        categories.append(5)
-    categories += [_flag(row.get(k)) for k in ("anomaly", "controls_failed", "stateful_block", "matches_template")]
-    tls = row.get("tls_version")
-    if _is_int(tls):
-        categories.append(list(_TLS).index(tls) if tls in _TLS else len(_TLS))
-    else:
-        categories.append(len(_TLS) + 1)
-    cipher = row.get("cipher_suite")
-    if _is_int(cipher):
-        if cipher in _CIPHERS:
-            categories.append(list(_CIPHERS).index(cipher))
-        else:
-            # Knuth's multiplicative hash spreads nearby suite numbers over the buckets.
-            categories.append(len(_CIPHERS) + (cipher * 2654435761 % 2**32) % _CIPHER_BUCKETS)
-    else:
-        categories.append(len(_CIPHERS) + _CIPHER_BUCKETS)
-    categories.append(1 if row.get("certificate") is True else 0)
-    elapsed = row.get("elapsed_ms")
-    if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) and math.isfinite(elapsed) and elapsed >= 0:
-        categories.append(next((i for i, b in enumerate(_ELAPSED_MS) if elapsed < b), len(_ELAPSED_MS)))
-    else:
-        categories.append(len(_ELAPSED_MS) + 1)
-    categories.append(_error_class(row.get("error")))
-    return categories
-
-
 class QuackTokenizer:
     """Byte-level BPE for the text of a measurement plus categorical static tokens.
 
@@ -240,8 +95,8 @@ class QuackTokenizer:
     max_tokens : int
         Most tokens of the text part of a record, field markers included.
     fields : sequence of str, optional
-        The fields of the sequence in their order (names of :data:`FIELDS`; a
-        comma-separated string works too); None is :data:`DEFAULT_FIELDS`.
+        The fields of the sequence in their order (names of :data:`quack.data.vocab.FIELDS`;
+        a comma-separated string works too); None is :data:`quack.data.vocab.DEFAULT_FIELDS`.
     """
 
     def __init__(self, bpe: Tokenizer, max_tokens: int = 256, fields: Iterable[str] | None = None) -> None:
@@ -254,8 +109,8 @@ class QuackTokenizer:
         # Shares of sent, status and headers; the body gets whatever they leave.
         self._caps = [max(2, max_tokens // 8), max(2, max_tokens // 16), max_tokens // 3]
         self._text = [k for k, name in enumerate(TEXT_FIELDS) if name in self.fields]
-        # Each static field of the sequence as (index in the static categories, its first id), in order.
-        static_of = {name: [k for k, (field, _, _) in enumerate(_STATIC) if field == name] for name in FIELDS}
+        # Each static field of the sequence as its indices in the static categories, in order.
+        static_of = {name: [k for k, field in enumerate(STATIC_FIELDS) if field.name == name] for name in FIELDS}
         self._layout = [("text", TEXT_FIELDS.index(name)) if name in TEXT_FIELDS else ("static", static_of[name])
                         for name in self.fields]
 
@@ -282,14 +137,15 @@ class QuackTokenizer:
             Rows as from :func:`quack.data.ingest.iter_rows`, or texts; consumed once, streaming.
         vocab_size : int
             Size of the text vocabulary the BPE learns: the 256 bytes and its merges. The
-            specials, static tokens and field markers come on top (:data:`TEXT_OFFSET`
-            ids), and a small corpus may learn fewer merges; :attr:`vocab_size` tells
-            the total reached.
+            specials, static tokens and field markers come on top
+            (:data:`quack.data.vocab.TEXT_OFFSET` ids), and a small corpus may learn fewer
+            merges; :attr:`vocab_size` tells the total reached.
         max_tokens : int
             Most tokens of the text part of a record.
         fields : sequence of str, optional
-            The fields of the sequence in their order; None is :data:`DEFAULT_FIELDS`.
-            The BPE learns from every text field whichever are chosen.
+            The fields of the sequence in their order; None is
+            :data:`quack.data.vocab.DEFAULT_FIELDS`. The BPE learns from every text field
+            whichever are chosen.
 
         Returns
         -------
@@ -328,7 +184,7 @@ class QuackTokenizer:
             # Lone surrogates cannot cross into Rust; replace them and try once more.
             ids = self._encode_texts([t.encode("utf-8", "replace").decode("utf-8") for t in texts])
         n = len(names)
-        return [self._assemble(row, ids[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
+        return [self.assemble(row, ids[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
 
     def encode_table(self, table: pa.Table) -> pa.ListArray:
         """Token ids of every row of an Arrow table, as ``list<int32>``, in row order.
@@ -382,8 +238,24 @@ class QuackTokenizer:
                 ids[k] = enc.ids
         return ids
 
-    def _assemble(self, row: Mapping[str, Any], field_ids: list[list[int]]) -> list[int]:
-        """The sequence of one row from the BPE ids of its chosen text fields (in :data:`TEXT_FIELDS` order)."""
+    def assemble(self, row: Mapping[str, Any], field_ids: list[list[int]]) -> list[int]:
+        """The sequence of one row from the BPE ids of its text fields, each cut to its share of ``max_tokens``.
+
+        :meth:`encode_rows` calls it with the ids its BPE pass found; given the ids of
+        whole fields instead, it tells the sequence any encoding of the same text must give.
+
+        Parameters
+        ----------
+        row : mapping
+            The row, read for its static fields.
+        field_ids : list of list of int
+            BPE ids (from 0) of each text field of :attr:`fields`, in
+            :data:`quack.data.vocab.TEXT_FIELDS` order.
+
+        Returns
+        -------
+        list of int
+        """
         categories = static_categories(row)
         lengths = [0] * len(TEXT_FIELDS)
         pieces = [[] for _ in TEXT_FIELDS]
@@ -393,9 +265,9 @@ class QuackTokenizer:
         ids = [BOS]
         for kind, part in self._layout:
             if kind == "static":
-                ids += [_STATIC_START[k] + categories[k] for k in part]
+                ids += [STATIC_FIELDS[k].start + categories[k] for k in part]
             elif alloc[part]:
-                ids.append(_MARKER_START + part)
+                ids.append(MARKER_START + part)
                 ids += [TEXT_OFFSET + p for p in pieces[part][: alloc[part]]]
         ids.append(EOS)
         if max(ids) >= self.vocab_size or min(ids) < 0:
@@ -404,7 +276,7 @@ class QuackTokenizer:
         return ids
 
     def _allocate(self, lengths: list[int]) -> list[int]:
-        """Text tokens given to each field of :data:`TEXT_FIELDS`, markers excluded, within ``max_tokens``.
+        """Text tokens given to each text field, markers excluded, within ``max_tokens``.
 
         Sent, status and headers take up to their share in turn, the body the rest; what
         a short field leaves goes back to headers, sent and status. A field left with no
@@ -432,12 +304,10 @@ class QuackTokenizer:
     def _piece(self, i: int) -> str:
         if 0 <= i < len(SPECIALS):
             return SPECIALS[i]
-        if len(SPECIALS) <= i < _MARKER_START:
-            k = _static_index(i)
-            _, short, labels = _STATIC[k]
-            return f"{short}={labels[i - _STATIC_START[k]]}"
-        if _MARKER_START <= i < TEXT_OFFSET:
-            return f"[{TEXT_FIELDS[i - _MARKER_START]}]"
+        if len(SPECIALS) <= i < MARKER_START:
+            return static_field_at(i).piece(i)
+        if MARKER_START <= i < TEXT_OFFSET:
+            return f"[{TEXT_FIELDS[i - MARKER_START]}]"
         if TEXT_OFFSET <= i < self.vocab_size:
             token = self.bpe.id_to_token(i - TEXT_OFFSET) or ""
             raw = bytes(_UNICODE_TO_BYTE.get(c, 63) for c in token)
@@ -452,10 +322,10 @@ class QuackTokenizer:
             i = int(raw)
             if 0 <= i < len(SPECIALS):
                 fields.append("special")
-            elif len(SPECIALS) <= i < _MARKER_START:
-                fields.append(_STATIC[_static_index(i)][0])
-            elif _MARKER_START <= i < TEXT_OFFSET:
-                current = TEXT_FIELDS[i - _MARKER_START]
+            elif len(SPECIALS) <= i < MARKER_START:
+                fields.append(static_field_at(i).name)
+            elif MARKER_START <= i < TEXT_OFFSET:
+                current = TEXT_FIELDS[i - MARKER_START]
                 fields.append(current)
             else:
                 fields.append(current)
@@ -466,8 +336,8 @@ class QuackTokenizer:
     def to_json(self) -> str:
         """The whole tokenizer, BPE included, as one JSON document.
 
-        ``fields`` is written only when it is not :data:`DEFAULT_FIELDS`, so a tokenizer
-        of the seed's layout keeps the document it always had.
+        ``fields`` is written only when it is not :data:`quack.data.vocab.DEFAULT_FIELDS`,
+        so a tokenizer of the seed's layout keeps the document it always had.
         """
         document = {
             "kind": "quack-tokenizer",
@@ -525,13 +395,6 @@ class QuackTokenizer:
             return cls.from_json(document)
         except (OSError, ValueError) as exc:
             raise ValueError(f"Cannot load a tokenizer from {path}: {exc}") from exc
-
-
-def _static_index(i: int) -> int:
-    k = 0
-    while k + 1 < len(_STATIC_START) and _STATIC_START[k + 1] <= i:
-        k += 1
-    return k
 
 
 def _training_texts(rows_or_texts: Iterable[Mapping[str, Any] | str]) -> Iterable[str]:

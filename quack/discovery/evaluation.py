@@ -12,12 +12,13 @@ Planet numbers the variants of one product's or one country's page
 (``a_prod_fortinet_1`` ... ``_8`` are the family ``a_prod_fortinet``): hiding one variant
 while its siblings still label the same pages would tell a method the answer. ``groups``
 merges further: every name that starts with one of the given prefixes (``b_nat_ir_``)
-is one family named by the prefix. A row belongs to the family of the fingerprint stored
+is one family named by the prefix (:func:`quack.discovery.evaluation_data.family_of`).
+A row belongs to the family of the fingerprint stored
 with it, the first that matched when the data set was built; only censored rows have one.
 Hiding a family makes exactly its rows undetermined; another fingerprint that would also
 have matched them does not rescue them, as the data set keeps one name a row.
 
-The methods, side by side (:data:`METHODS`): the seed's latent classifier, logistic
+The methods, side by side (:data:`quack.discovery.rankers.METHODS`): the seed's latent classifier, logistic
 regression on bag-of-tokens counts and on TF-IDF of the response text, the
 reconstruction loss as an anomaly score, the distance to the nearest censored latents
 and the censored share of a row's HDBSCAN cluster. The supervised ones train on the same
@@ -40,8 +41,10 @@ and where such pages are many (the samples) they take the ranks the hidden famil
 
 The data set is encoded once per call and every fold reuses the latents, the losses,
 the clusters and the neighbour index. Token counts and hashed text counts are built in
-batches from the Parquet files, so the text of every row is never in memory at once; the
-latents and the sparse counts are. HDBSCAN's time grows faster than the rows, so evaluate
+batches from the Parquet files (:class:`quack.discovery.evaluation_data.EvaluationData`),
+so the text of every row is never in memory at once; the latents and the sparse counts
+are. The defaults of ``top``, ``min_rows`` and ``seed`` are
+:data:`quack.discovery.options.EVALUATION`. HDBSCAN's time grows faster than the rows, so evaluate
 a sample of a large scan (hundreds of thousands of rows, not millions).
 """
 
@@ -49,158 +52,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-# Scores, the report and the methods live in their own modules; these names stay importable from here.
-from quack.discovery.report import EvaluationReport, _scores, average_precision, precision_at, rank, recall_at
-from quack.discovery.rankers import METHODS, NEIGHBOURS, TEST_SIZE, Method, _Shared, text_counts, token_counts
+from quack.discovery.evaluation_data import EvaluationData, families_of, family_of
+from quack.discovery.options import EVALUATION
+from quack.discovery.rankers import METHODS, NEIGHBOURS, TEST_SIZE, SharedFeatures
+from quack.discovery.report import EvaluationReport, precision_at, rank, ranking_scores
 from quack.schema import Label
 
-if TYPE_CHECKING:
-    from scipy import sparse
-
-__all__ = [
-    "METHODS",
-    "EvaluationData",
-    "EvaluationReport",
-    "family_of",
-    "token_counts",
-    "text_counts",
-    "read_truth",
-    "rank",
-    "precision_at",
-    "recall_at",
-    "average_precision",
-    "evaluate",
-    "evaluate_data",
-]
-
-# Rows read from Parquet at a time when counting tokens and words.
-_BATCH_ROWS = 4096
-_VARIANT = re.compile(r"_\d+$")
+__all__ = ["read_truth", "evaluate", "evaluate_data"]
 
 Progress = Callable[[str], None]
-
-
-def family_of(name: str, groups: Sequence[str] = ()) -> str:
-    """The family of a fingerprint name: its longest prefix in ``groups``, else the name less a trailing ``_<digits>``.
-
-    Parameters
-    ----------
-    name : str
-        A fingerprint name (``a_prod_fortinet_3``).
-    groups : sequence of str
-        Prefixes that each make one family of every name starting with them.
-
-    Returns
-    -------
-    str
-        ``a_prod_fortinet`` for ``a_prod_fortinet_3``; the prefix itself when one matches.
-    """
-    matching = [prefix for prefix in groups if prefix and name.startswith(prefix)]
-    if matching:
-        return max(matching, key=len)
-    return _VARIANT.sub("", name)
-
-
-@dataclass
-class EvaluationData:
-    """What the methods see of a data set: labels, families, latents, losses and counts.
-
-    Attributes
-    ----------
-    labels : numpy.ndarray
-        (N,) the data set's labels (censored 1, undetermined 0, uncensored -1).
-    families : numpy.ndarray
-        (N,) str: the family of a censored row's fingerprint, ``""`` for other rows.
-    latents : numpy.ndarray
-        (N, H) float32.
-    loss : numpy.ndarray
-        (N,) reconstruction loss of each row.
-    tokens : scipy.sparse.csr_matrix
-        (N, V) bag-of-tokens counts (:func:`token_counts`).
-    words : scipy.sparse.csr_matrix
-        (N, F) hashed word counts of the response text (:func:`text_counts`).
-    truth : numpy.ndarray or None
-        (N,) str ground truth of each row (``unknown_blockpage``, ...), when known.
-    pages : numpy.ndarray or None
-        (N,) str page of each row's ground truth (``""`` when it names none).
-    """
-
-    labels: np.ndarray
-    families: np.ndarray
-    latents: np.ndarray
-    loss: np.ndarray
-    tokens: sparse.csr_matrix
-    words: sparse.csr_matrix
-    truth: np.ndarray | None = None
-    pages: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=np.int64)
-        self.families = np.asarray(self.families, dtype=object)
-        self.latents = np.asarray(self.latents, dtype=np.float32)
-        self.loss = np.asarray(self.loss, dtype=np.float64)
-        n = len(self.labels)
-        shapes = [len(self.families), self.latents.shape[0], len(self.loss), self.tokens.shape[0], self.words.shape[0]]
-        if any(size != n for size in shapes):
-            raise ValueError(f"Every input of the evaluation needs one entry per row ({n}); got {shapes}.")
-
-    @classmethod
-    def from_dataset(
-        cls,
-        data_dir: str | os.PathLike,
-        latents: np.ndarray,
-        loss: np.ndarray,
-        groups: Sequence[str] = (),
-        truth: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> "EvaluationData":
-        """Read a data set's labels, fingerprints, tokens and response text in batches.
-
-        Parameters
-        ----------
-        data_dir : path
-            A data set written by ``quack ingest``.
-        latents, loss : numpy.ndarray
-            The data set's encoding, in row-id order (by any checkpoint: the token counts
-            are of the data set's own tokens, as wide as its tokenizer's vocabulary).
-        groups : sequence of str
-            Family prefixes (:func:`family_of`).
-        truth : (numpy.ndarray, numpy.ndarray), optional
-            The truth and page of each row (:func:`read_truth`).
-        """
-        from scipy import sparse
-
-        from quack.data.datafolder import DataFolder
-
-        folder = DataFolder.open(data_dir, require_rows=True)
-        vocab_size = folder.tokenizer.vocab_size
-        labels, names, tokens, words = [], [], [], []
-        for batch in folder.iter_batches(["label", "fingerprint", "tokens", "status", "headers", "body"],
-                                         batch_size=_BATCH_ROWS):
-            part = batch.to_pydict()
-            labels.append(np.asarray(part["label"], dtype=np.int64))
-            names.extend(name or "" for name in part["fingerprint"])
-            tokens.append(token_counts(part["tokens"], vocab_size))
-            words.append(text_counts(
-                "\n".join(value or "" for value in fields)
-                for fields in zip(part["status"], part["headers"], part["body"])
-            ))
-        label_array = np.concatenate(labels)
-        truth_of, pages = truth if truth is not None else (None, None)
-        return cls(label_array, _families(label_array, names, groups), latents, loss, sparse.vstack(tokens).tocsr(),
-                   sparse.vstack(words).tocsr(), truth_of, pages)
-
-
-def _families(labels: np.ndarray, names: Sequence[str | None], groups: Sequence[str]) -> np.ndarray:
-    """The family of each censored row's fingerprint, ``""`` for the other rows."""
-    return np.array([family_of(name, groups) if label == Label.CENSORED and name else ""
-                     for name, label in zip(names, labels)], dtype=object)
 
 
 def read_truth(path: str | os.PathLike, keys) -> tuple[np.ndarray, np.ndarray]:
@@ -315,7 +180,7 @@ def _trainable(parts: list[list[str]], labels: np.ndarray, counts: dict[str, int
 
 
 def _run(
-    data: EvaluationData, shared: _Shared, labels: np.ndarray, positives: np.ndarray, methods: Sequence[str],
+    data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, positives: np.ndarray, methods: Sequence[str],
     top: Sequence[int], seed: int, censorship: np.ndarray | None = None,
 ) -> dict:
     """Rank the undetermined rows of ``labels`` by each method and score against ``positives``.
@@ -327,7 +192,7 @@ def _run(
     scores = {}
     for name in methods:
         ranking = rank(METHODS[name].score(data, shared, labels, seed), candidates, np.random.default_rng(seed))
-        scores[name] = _scores(positives[ranking], top)
+        scores[name] = ranking_scores(positives[ranking], top)
         if censorship is not None:
             scores[name].update({f"c@{k}": precision_at(censorship[ranking], k) for k in top})
     result = {"positives": int(positives[candidates].sum()), "ranked": int(len(candidates)), "scores": scores}
@@ -336,7 +201,7 @@ def _run(
     return result
 
 
-def _purity(shared: _Shared, rows: np.ndarray, groups: np.ndarray) -> dict:
+def _purity(shared: SharedFeatures, rows: np.ndarray, groups: np.ndarray) -> dict:
     """Share of each row's nearest latents in its own group: mean over rows and per group."""
     if not len(rows):
         return {"mean": float("nan"), "records": 0, "by_family": {}}
@@ -365,11 +230,11 @@ def evaluate_data(
     data: EvaluationData,
     hide: Sequence[str] | None = None,
     folds: int | None = None,
-    top: Sequence[int] = (50, 100, 500),
-    seed: int = 0,
+    top: Sequence[int] = EVALUATION.top,
+    seed: int = EVALUATION.seed,
     methods: Sequence[str] | None = None,
     progress: Progress | None = None,
-    min_rows: int = 5,
+    min_rows: int = EVALUATION.min_rows,
     groups: Sequence[str] = (),
     where: str = "the data set",
 ) -> EvaluationReport:
@@ -412,7 +277,7 @@ def evaluate_data(
     say = progress or (lambda message: None)
     methods, top = _check_options(methods, top, min_rows)
     parts = _folds(data.labels, data.families, hide, folds, min_rows, groups, seed, where)
-    shared = _Shared(data, min_cluster_size=min_rows)
+    shared = SharedFeatures(data, min_cluster_size=min_rows)
     fold_results, hidden_rows = [], []
     for number, hidden in enumerate(parts, 1):
         say(f"fold {number}/{len(parts)}: hiding {', '.join(hidden)}")
@@ -449,11 +314,11 @@ def evaluate(
     model=None,
     hide: Sequence[str] | None = None,
     folds: int | None = None,
-    top: Sequence[int] = (50, 100, 500),
-    seed: int = 0,
+    top: Sequence[int] = EVALUATION.top,
+    seed: int = EVALUATION.seed,
     methods: Sequence[str] | None = None,
     progress: Progress | None = None,
-    min_rows: int = 5,
+    min_rows: int = EVALUATION.min_rows,
     groups: Sequence[str] = (),
     truth: str | os.PathLike | None = None,
     device: str | None = None,
@@ -492,7 +357,7 @@ def evaluate(
     _check_options(methods, top, min_rows)
     stored = folder.read_rows(["label", "fingerprint"])
     labels = stored["label"].to_numpy()
-    _folds(labels, _families(labels, stored["fingerprint"].tolist(), groups), hide, folds, min_rows,
+    _folds(labels, families_of(labels, stored["fingerprint"].tolist(), groups), hide, folds, min_rows,
            groups, seed, where)
     truth_arrays = read_truth(truth, folder.read_rows(["source", "line", "probe"])) if truth is not None else None
     checkpoint = None

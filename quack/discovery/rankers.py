@@ -1,89 +1,46 @@
 """The ranking methods the leave-fingerprints-out evaluation compares.
 
-Each method scores every row of a :class:`quack.discovery.evaluation.EvaluationData` by how likely
-it is censored, given the labels of one fold; :data:`METHODS` holds them all by name, in
-the order reports list them. :func:`token_counts` and :func:`text_counts` build the counts
-two of them learn from; ``_Shared`` holds what every fold of one evaluation reuses:
-TF-IDF, clusters and a neighbour index.
+Each method scores every row of a :class:`quack.discovery.evaluation_data.EvaluationData` by how
+likely it is censored, given the labels of one fold; :data:`METHODS` holds them all by name,
+in the order reports list them. :class:`SharedFeatures` holds what every fold of one
+evaluation reuses: TF-IDF, clusters and a neighbour index.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from quack.discovery.options import EVALUATION
 from quack.schema import Label
 
 if TYPE_CHECKING:
     from scipy import sparse
 
-    from quack.discovery.evaluation import EvaluationData
+    from quack.discovery.evaluation_data import EvaluationData
 
-__all__ = ["METHODS", "Method", "NEIGHBOURS", "TEST_SIZE", "token_counts", "text_counts"]
+__all__ = ["METHODS", "Method", "NEIGHBOURS", "TEST_SIZE", "SharedFeatures", "score_rows"]
 
 #: Neighbours averaged by the purity figure and by the censored-distance method.
 NEIGHBOURS = 10
 #: Share of each labelled class the latent classifier holds out; every supervised method
 #: trains on the same remaining rows.
 TEST_SIZE = 0.2
-# Hashed text features: enough buckets that collisions between words are rare.
-_TEXT_BUCKETS = 2**20
 
 
-def token_counts(sequences: Iterable[Sequence[int]], vocab_size: int) -> sparse.csr_matrix:
-    """Bag-of-tokens counts: one row per sequence, one column per token id.
+class SharedFeatures:
+    """What every fold of one evaluation reuses, each computed when first asked for.
 
     Parameters
     ----------
-    sequences : iterable of sequences of int
-        Token ids of each record, each below ``vocab_size``.
-    vocab_size : int
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        (N, vocab_size) float32 counts.
+    data : EvaluationData
+        The rows every fold ranks.
+    min_cluster_size : int
+        HDBSCAN's smallest cluster for :attr:`clusters`.
     """
-    from scipy import sparse
-
-    arrays = [np.asarray(s, dtype=np.int64) for s in sequences]
-    indptr = np.concatenate([[0], np.cumsum([len(a) for a in arrays], dtype=np.int64)])
-    indices = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
-    counts = sparse.csr_matrix(
-        (np.ones(len(indices), np.float32), indices, indptr), shape=(len(arrays), vocab_size)
-    )
-    counts.sum_duplicates()
-    return counts
-
-
-def text_counts(texts: Iterable[str]) -> sparse.csr_matrix:
-    """Hashed counts of the words and word pairs of each response text.
-
-    Hashing needs no vocabulary, so batches of a large data set can be counted one at a
-    time and stacked; :func:`quack.discovery.evaluation.evaluate_data` turns the counts into TF-IDF.
-
-    Parameters
-    ----------
-    texts : iterable of str
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        (N, 2**20) float32 counts.
-    """
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    vectorizer = HashingVectorizer(
-        n_features=_TEXT_BUCKETS, ngram_range=(1, 2), alternate_sign=False, norm=None, dtype=np.float32
-    )
-    return vectorizer.transform(list(texts)).tocsr()
-
-
-class _Shared:
-    """What every fold of one evaluation reuses: TF-IDF, clusters, a neighbour index."""
 
     def __init__(self, data: EvaluationData, min_cluster_size: int) -> None:
         self.data = data
@@ -91,12 +48,14 @@ class _Shared:
 
     @cached_property
     def tfidf(self) -> sparse.csr_matrix:
+        """(N, F) TF-IDF of every row's word counts."""
         from sklearn.feature_extraction.text import TfidfTransformer
 
         return TfidfTransformer(sublinear_tf=True).fit_transform(self.data.words).tocsr()
 
     @cached_property
     def clusters(self) -> np.ndarray:
+        """(N,) HDBSCAN cluster of every row's latent, -1 for a row in none."""
         from quack.discovery.clusters import cluster_latents
 
         n = len(self.data.labels)
@@ -136,7 +95,7 @@ def _logistic(features: sparse.csr_matrix, labels: np.ndarray, seed: int) -> np.
     return model.predict_proba(features)[:, 1]
 
 
-def _latent_classifier(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _latent_classifier(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     import torch
 
     from quack.latents.classifier import train_classifier
@@ -152,19 +111,19 @@ def _latent_classifier(data: EvaluationData, shared: _Shared, labels: np.ndarray
         torch.set_num_threads(threads)
 
 
-def _bag_of_tokens(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _bag_of_tokens(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     return _logistic(data.tokens, labels, seed)
 
 
-def _tfidf_text(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _tfidf_text(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     return _logistic(shared.tfidf, labels, seed)
 
 
-def _reconstruction_loss(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _reconstruction_loss(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     return data.loss
 
 
-def _censored_distance(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _censored_distance(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     censored = data.latents[labels == Label.CENSORED]
@@ -178,7 +137,7 @@ def _censored_distance(data: EvaluationData, shared: _Shared, labels: np.ndarray
     return scores
 
 
-def _hdbscan_clusters(data: EvaluationData, shared: _Shared, labels: np.ndarray, seed: int) -> np.ndarray:
+def _hdbscan_clusters(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     clusters = shared.clusters
     censored = labels == Label.CENSORED
     labelled = labels != Label.UNDETERMINED
@@ -199,12 +158,13 @@ class Method:
 
     name: str
     description: str
-    score: Callable[[EvaluationData, _Shared, np.ndarray, int], np.ndarray] = field(repr=False)
+    score: Callable[[EvaluationData, SharedFeatures, np.ndarray, int], np.ndarray] = field(repr=False)
 
 
 #: Every method, by name, in the order reports list them.
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("latent_classifier", "the seed's dense classifier over latents (quack.latents.classifier)", _latent_classifier),
+    Method("latent_classifier", "the seed's dense classifier over latents (quack.latents.classifier)",
+           _latent_classifier),
     Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
     Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
     Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",
@@ -216,12 +176,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
-def score_rows(method: str, data: EvaluationData, labels: np.ndarray, seed: int = 0,
-               min_cluster_size: int = 5) -> np.ndarray:
+def score_rows(method: str, data: EvaluationData, labels: np.ndarray, seed: int = EVALUATION.seed,
+               min_cluster_size: int = EVALUATION.min_rows) -> np.ndarray:
     """Every row's score by one method of :data:`METHODS` trained on ``labels``, higher likelier censored.
 
     For a single ranking outside an evaluation; an evaluation shares TF-IDF, clusters and
     the neighbour index between its folds instead.
     """
-    return np.asarray(METHODS[method].score(data, _Shared(data, min_cluster_size=min_cluster_size), labels, seed),
-                      dtype=np.float64)
+    shared = SharedFeatures(data, min_cluster_size=min_cluster_size)
+    return np.asarray(METHODS[method].score(data, shared, labels, seed), dtype=np.float64)

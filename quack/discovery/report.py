@@ -1,9 +1,9 @@
 """Scores of a ranking and the report of an evaluation.
 
 The scores (:func:`rank`, :func:`precision_at`, :func:`recall_at`,
-:func:`average_precision`) judge one method's ranking of the undetermined rows;
-:class:`EvaluationReport` holds the figures of every fold, summarises them over folds
-and writes them as JSON or as a text table.
+:func:`average_precision`, and all of them at once: :func:`ranking_scores`) judge one
+method's ranking of the undetermined rows; :class:`EvaluationReport` holds the figures of
+every fold, summarises them over folds and writes them as JSON or as a text table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from quack.discovery.rankers import METHODS, NEIGHBOURS
 from quack.schema import Label
 
-__all__ = ["EvaluationReport", "rank", "precision_at", "recall_at", "average_precision"]
+__all__ = ["EvaluationReport", "rank", "precision_at", "recall_at", "average_precision", "ranking_scores"]
 
 
 def rank(scores: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -63,7 +63,16 @@ def average_precision(hits: np.ndarray) -> float:
     return float(np.mean(np.arange(1, len(positions) + 1) / (positions + 1)))
 
 
-def _scores(hits: np.ndarray, top: Sequence[int]) -> dict[str, float]:
+def ranking_scores(hits: np.ndarray, top: Sequence[int]) -> dict[str, float]:
+    """The figures of one ranking: ``p@K`` and ``r@K`` for each K of ``top``, then ``ap``.
+
+    Parameters
+    ----------
+    hits : numpy.ndarray
+        (N,) bool: whether each ranked row, best first, is one being looked for.
+    top : sequence of int
+        The K of precision and recall at K.
+    """
     figures = {}
     for k in top:
         figures[f"p@{k}"] = precision_at(hits, k)

@@ -1,1 +1,1 @@
-"""Blockpage fingerprints: bounded-time patterns, the shipped signature lists, labelling a row."""
+"""Blockpage fingerprints: pattern parse trees, bounded-time patterns, the shipped signature lists, labelling a row."""

@@ -32,15 +32,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-try:
-    from re import _parser as _sre_parse
-    from re import _constants as _sre_constants
-except ImportError:  # Python 3.10
-    import sre_constants as _sre_constants
-    import sre_parse as _sre_parse
-
 from quack.atomic import atomic_write
-from quack.data.ingest import QuackInputError
+from quack.errors import QuackInputError
+from quack.fingerprints.parsetree import required_literals
 from quack.fingerprints.patterns import BoundedPattern, PatternError, compile_pattern
 from quack.schema import Label
 
@@ -81,58 +75,7 @@ class _Pattern:
         if not isinstance(pattern, BoundedPattern):
             pattern = compile_pattern(pattern, f"the fingerprint {name!r}")
         self.regex = pattern
-        self.literals = _required_literals(pattern.pattern)
-
-
-# Literals shorter than this occur in almost any page and would not rule anything out.
-_MIN_LITERAL = 3
-
-
-def _required_literals(pattern: str) -> tuple[str, ...] | None:
-    """Strings of which every match must contain at least one, or None when there are none.
-
-    Built from the parsed pattern: a run of plain characters in sequence, or one string
-    per alternative of a group every match must pass through. Parts that a match may
-    skip (optional repeats) and case-insensitive parts give nothing.
-    """
-    try:
-        parsed = _sre_parse.parse(pattern, re.DOTALL)
-        if parsed.state.flags & re.IGNORECASE:
-            return None
-        return _sequence_literals(list(parsed))
-    except Exception:
-        # The prefilter is an optimisation; any surprise in the private parser disables it.
-        return None
-
-
-def _sequence_literals(items: list) -> tuple[str, ...] | None:
-    candidates: list[tuple[str, ...]] = []
-    run: list[str] = []
-    for op, arg in items + [(None, None)]:
-        if op is _sre_constants.LITERAL:
-            run.append(chr(arg))
-            continue
-        if run:
-            candidates.append(("".join(run),))
-            run = []
-        found = None
-        if op is _sre_constants.SUBPATTERN:
-            _, add_flags, _, sub = arg
-            if not add_flags & re.IGNORECASE:
-                found = _sequence_literals(list(sub))
-        elif op is _sre_constants.BRANCH:
-            alternatives = [_sequence_literals(list(alt)) for alt in arg[1]]
-            if all(alternatives):
-                found = tuple(literal for alt in alternatives for literal in alt)
-        elif op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT) and arg[0] >= 1:
-            found = _sequence_literals(list(arg[2]))
-        if found:
-            candidates.append(found)
-    candidates = [c for c in candidates if min(map(len, c)) >= _MIN_LITERAL]
-    if not candidates:
-        return None
-    # The rarest test: longest shortest string, then fewest strings.
-    return max(candidates, key=lambda c: (min(map(len, c)), -len(c)))
+        self.literals = required_literals(pattern.pattern)
 
 
 class Fingerprints:

@@ -1,4 +1,8 @@
-"""Where the decoder's attention goes: per input token, and per field of the record."""
+"""Statistics of the decoder's attention, as the dashboard's Attention page shows them.
+
+How much attention each input token of a record receives over the decoder's steps, and
+what share of the record's attention falls on each of its fields.
+"""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from quack.data.datafolder import DataFolder
-from quack.schema import columns
-from quack.data.tokenizer import PAD, TOKENIZED_COLUMNS, QuackTokenizer
+from quack.schema import PAD, columns
+from quack.data.tokenizer import TOKENIZED_COLUMNS, QuackTokenizer
 
 __all__ = [
     "METADATA_COLUMNS",

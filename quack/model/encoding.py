@@ -26,8 +26,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from quack.autoencoder import AutoencoderWriter, QuackAutoEncoder, read_metadata
-from quack.model.encoded import provenance
+from quack.model.module import QuackAutoEncoder
+from quack.model.provenance import provenance
+from quack.model.reader import read_metadata
+from quack.model.writer import AutoencoderWriter
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "quack-sample.ckpt"
 
@@ -357,7 +359,7 @@ def write_encoded(
         Called as ``progress(done, total)`` while the rows are tokenized again.
     checkpoint : path, optional
         The file ``model`` was loaded from, recorded in ``metadata.json`` with the data
-        set (:func:`quack.model.encoded.provenance`) so a reader can tell what made the latents.
+        set (:func:`quack.model.provenance.provenance`) so a reader can tell what made the latents.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.

@@ -17,9 +17,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from quack.autoencoder import QuackAutoEncoder
 from quack.config import AutoencoderConfig, TrainConfig
-from quack.data.tokenizer import PAD
+from quack.model.module import QuackAutoEncoder
+from quack.schema import PAD
+
 
 class LossRecorder(pl.Callback):
     """Keeps the losses and progress of a run where another thread can read them.
@@ -179,31 +180,58 @@ def fit(
     if resume is not None:
         _check_resume(Path(resume).expanduser(), config, data.tokenizer)
     if overwrite:
-        for old in (out_dir / "checkpoints").glob("*.ckpt"):
-            old.unlink()
+        _clear_checkpoints(out_dir)
     pl.seed_everything(run.seed, workers=True)
-    model = QuackAutoEncoder(num_embeddings=data.tokenizer.vocab_size, **config.model_kwargs())
-    model.tokenizer_json = data.tokenizer.to_json()
-    checkpointing = ModelCheckpoint(
+    model = _new_model(config, data.tokenizer)
+    checkpointing = _checkpointing(out_dir)
+    trainer = _trainer(run, out_dir, [checkpointing, *(callbacks or []), *_early_stopping(run)], progress_bar)
+    # weights_only whatever the environment says: a checkpoint may come from anyone.
+    trainer.fit(model, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+    return _tested(trainer, model, data, checkpointing, callbacks or [], progress_bar)
+
+
+def _clear_checkpoints(out_dir: Path) -> None:
+    for old in (out_dir / "checkpoints").glob("*.ckpt"):
+        old.unlink()
+
+
+def _new_model(config: AutoencoderConfig, tokenizer: Any) -> QuackAutoEncoder:
+    """A fresh model sized for the tokenizer, which it carries into its checkpoints."""
+    model = QuackAutoEncoder(num_embeddings=tokenizer.vocab_size, **config.model_kwargs())
+    model.tokenizer_json = tokenizer.to_json()
+    return model
+
+
+def _checkpointing(out_dir: Path) -> ModelCheckpoint:
+    return ModelCheckpoint(
         dirpath=out_dir / "checkpoints", filename="quack-{epoch:02d}-{val_loss:.4f}", monitor="val_loss", save_last=True,
         # The folder holds this run's checkpoints only, so last.ckpt is always the newest.
         enable_version_counter=False,
     )
-    all_callbacks: list[pl.Callback] = [checkpointing, *(callbacks or [])]
-    if run.patience > 0:
-        # Not strict: a run cut short by max_steps may end before its first validation.
-        all_callbacks.append(EarlyStopping(monitor="val_loss", patience=run.patience, strict=False))
+
+
+def _early_stopping(run: TrainConfig) -> list[pl.Callback]:
+    if run.patience <= 0:
+        return []
+    # Not strict: a run cut short by max_steps may end before its first validation.
+    return [EarlyStopping(monitor="val_loss", patience=run.patience, strict=False)]
+
+
+def _logger(run: TrainConfig, out_dir: Path) -> Any:
+    """The run's offline logger, or False for none."""
     if run.logger == "csv":
-        run_logger = pl.loggers.CSVLogger(out_dir, name="logs")
-    elif run.logger == "tensorboard":
+        return pl.loggers.CSVLogger(out_dir, name="logs")
+    if run.logger == "tensorboard":
         import importlib.util
 
         if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
             raise ValueError("TensorBoard logging needs the tensorboard package: `pip install tensorboard`, or log with csv.")
-        run_logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
-    else:
-        run_logger = False
-    trainer = pl.Trainer(
+        return pl.loggers.TensorBoardLogger(out_dir, name="logs")
+    return False
+
+
+def _trainer(run: TrainConfig, out_dir: Path, callbacks: list[pl.Callback], progress_bar: bool) -> pl.Trainer:
+    return pl.Trainer(
         max_epochs=run.max_epochs,
         max_steps=run.max_steps,
         accelerator=run.accelerator,
@@ -211,21 +239,24 @@ def fit(
         strategy=run.strategy,
         num_nodes=run.num_nodes,
         precision=run.precision,
-        callbacks=all_callbacks,
-        logger=run_logger,
+        callbacks=callbacks,
+        logger=_logger(run, out_dir),
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
         deterministic=True,
         default_root_dir=out_dir,
         log_every_n_steps=10,
     )
-    # weights_only whatever the environment says: a checkpoint may come from anyone.
-    trainer.fit(model, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+
+
+def _tested(trainer: pl.Trainer, model: QuackAutoEncoder, data: Any, checkpointing: ModelCheckpoint,
+            callbacks: list[pl.Callback], progress_bar: bool) -> FitResult:
+    """Test the best checkpoint on the held-out split and measure its reconstruction there."""
     best = checkpointing.best_model_path or checkpointing.last_model_path
     tested = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=progress_bar)
     test_loss = float(tested[0]["test_loss"]) if tested else float("nan")
     accuracy = token_accuracy(model, data.test_dataloader())
-    history = next((c.snapshot() for c in all_callbacks if isinstance(c, LossRecorder)), [])
+    history = next((c.snapshot() for c in callbacks if isinstance(c, LossRecorder)), [])
     return FitResult(Path(best), test_loss, accuracy, trainer.current_epoch, history)
 
 

@@ -1,4 +1,4 @@
-"""What the Discover page computes: the evaluation and the rankings by each method.
+"""The Discover page's rankings: the evaluation that picks the best method, and the ranking by each method.
 
 The leave-fingerprints-out evaluation (:func:`quack.discovery.evaluation.evaluate_data`) runs in the
 background on the session's data set, latents and labels, bounded in rows and folds so
@@ -12,27 +12,29 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 import numpy as np
 import pandas as pd
 
 from dashboard import jobs, results
 from dashboard.loaders import Session
-from quack.schema import Label
+from quack.discovery.options import EVALUATION
+
+if TYPE_CHECKING:
+    from quack.discovery.report import EvaluationReport
 
 #: Records the dashboard evaluates at most; a larger data set is evaluated with `quack evaluate`.
 MAX_ROWS = 50_000
 #: Folds at most: with more families than this, they are split into this many groups.
 MAX_FOLDS = 5
-#: Smallest family hidden, and HDBSCAN's smallest cluster (as `quack evaluate` by default).
-MIN_ROWS = 5
-#: The K of precision and recall at K, the points of the precision-at-K curve.
-TOP = (5, 10, 20, 50, 100, 200, 500)
+#: The dashboard's evaluation: `quack evaluate`'s smallest family and seed, and more K, the
+#: points of the precision-at-K curve.
+CONFIG = replace(EVALUATION, top=(5, 10, 20, 50, 100, 200, 500))
 #: The K the table shows.
 TABLE_TOP = (50, 100)
-SEED = 0
 #: The ranking choice that follows the evaluation.
 BEST = "best"
 #: The method ranking before the evaluation is done.
@@ -72,16 +74,8 @@ def check_size(labels: np.ndarray) -> None:
         )
 
 
-def families(labels: np.ndarray, names) -> np.ndarray:
-    """The fingerprint family of each censored record (:func:`quack.discovery.evaluation.family_of`), ``""`` for the others."""
-    from quack.discovery.evaluation import family_of
-
-    return np.array([family_of(name) if label == Label.CENSORED and isinstance(name, str) and name else ""
-                     for name, label in zip(names, labels)], dtype=object)
-
-
 def fold_count(family_of_rows: np.ndarray) -> int:
-    """Folds the dashboard runs: one per family of at least :data:`MIN_ROWS` records, :data:`MAX_FOLDS` at most.
+    """Folds the dashboard runs: one per family of ``CONFIG.min_rows`` records or more, :data:`MAX_FOLDS` at most.
 
     Raises
     ------
@@ -90,19 +84,19 @@ def fold_count(family_of_rows: np.ndarray) -> int:
     """
     named = family_of_rows[family_of_rows != ""].astype(str)
     _, counts = np.unique(named, return_counts=True)
-    eligible = int((counts >= MIN_ROWS).sum())
+    eligible = int((counts >= CONFIG.min_rows).sum())
     if not eligible:
         raise ValueError(
-            f"No fingerprint family labels {MIN_ROWS} records or more of this data set, so there is no family to "
-            "hide and nothing to evaluate; the evaluation needs blockpages the fingerprints know."
+            f"No fingerprint family labels {CONFIG.min_rows} records or more of this data set, so there is no "
+            "family to hide and nothing to evaluate; the evaluation needs blockpages the fingerprints know."
         )
     return min(eligible, MAX_FOLDS)
 
 
 def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, report: Callable[[float, str], None]):
     """The data set as the methods see it, on the session's labels (stored for the rankings)."""
+    from quack.discovery.evaluation_data import EvaluationData, families_of
     from quack.model.encoding import encode_dataset
-    from quack.discovery.evaluation import EvaluationData
 
     store = jobs.store()
     key = jobs.evaluation_data_key(s.identity, labels)
@@ -121,14 +115,14 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
     if relabelled is not None:
         # The session's own fingerprints labelled some records: their families count too.
         names = pd.read_parquet(relabelled, columns=["fingerprint"])["fingerprint"].to_numpy()
-        data.labels, data.families = np.asarray(labels, dtype=np.int64), families(labels, names)
+        data.labels, data.families = np.asarray(labels, dtype=np.int64), families_of(labels, names)
     store.put(key, data)
     return data
 
 
 def evaluation_key(s: Session, labels: np.ndarray) -> tuple:
     """The key the session's evaluation is stored under."""
-    return jobs.evaluation_key(s.identity, labels, MAX_FOLDS, TOP)
+    return jobs.evaluation_key(s.identity, labels, MAX_FOLDS, CONFIG.top)
 
 
 def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, start: bool = True) -> Future | None:
@@ -160,8 +154,8 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
             done[0] += 1
             _report(key, 0.5 + 0.5 * done[0] / (folds + 2), line)
 
-        return evaluate_data(data, folds=folds, top=TOP, seed=SEED, min_rows=MIN_ROWS, progress=say,
-                             where="this data set")
+        return evaluate_data(data, folds=folds, top=CONFIG.top, seed=CONFIG.seed, min_rows=CONFIG.min_rows,
+                             progress=say, where="this data set")
 
     return jobs.store().submit(key, compute, start=start)
 
@@ -177,6 +171,51 @@ def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None) -> Futur
     return evaluation_job(s, labels, relabelled, start=False) or evaluation_job(s, labels, relabelled)
 
 
+@dataclass(frozen=True)
+class EvaluationState:
+    """The session's evaluation as one run of the page sees it.
+
+    Read once per run: the job may end while the page runs, and the page shows one state of it.
+
+    Attributes
+    ----------
+    job : concurrent.futures.Future or None
+        The background job; None when the data set is refused.
+    refused : ValueError or None
+        Why the dashboard does not evaluate this data set (too large).
+    report : quack.discovery.report.EvaluationReport or None
+        The result, once the job is done.
+    failure : BaseException or None
+        Why the job failed, when it did.
+    aps : dict
+        Each method's mean average precision (empty until done).
+    best : str or None
+        The method of the highest mean average precision (None until done).
+    """
+
+    job: Future | None
+    refused: ValueError | None
+    report: EvaluationReport | None
+    failure: BaseException | None
+    aps: dict[str, float]
+    best: str | None
+
+
+def evaluation_state(s: Session, labels: np.ndarray, relabelled: Path | None) -> EvaluationState:
+    """Start the session's evaluation when there is none, and read where it stands."""
+    try:
+        job, refused = evaluation(s, labels, relabelled), None
+    except ValueError as error:
+        job, refused = None, error
+    report, failure = None, None
+    if job is not None and job.done():
+        failure = job.exception()
+        report = job.result() if failure is None else None
+    if report is None:
+        return EvaluationState(job, refused, None, failure, {}, None)
+    return EvaluationState(job, refused, report, failure, average_precisions(report), best_method(report))
+
+
 def summary_table(report) -> pd.DataFrame:
     """Each method's figures as ``mean ± sd`` over folds, the best AP first, the random ranking last."""
     summary = report.summary()
@@ -186,7 +225,7 @@ def summary_table(report) -> pd.DataFrame:
     order = sorted(report.methods, key=lambda m: -aps[m] if np.isfinite(aps[m]) else np.inf)
     rows = []
     for method in [*order, "random"]:
-        row = {"method": method.replace("_", " ")}
+        row = {"method": method_name(method)}
         for figure in figures:
             mean, sd = summary[method][figure]["mean"], summary[method][figure]["sd"]
             row[figure.upper()] = "–" if not np.isfinite(mean) else f"{mean:.2f} ± {sd:.2f}"
@@ -195,7 +234,7 @@ def summary_table(report) -> pd.DataFrame:
 
 
 def precision_curves(report) -> dict[str, tuple[list[int], list[float]]]:
-    """Mean precision at each K of :data:`TOP` up to the undetermined records ranked, per method and random."""
+    """Mean precision at each K of the report up to the undetermined records ranked, per method and random."""
     most = max((fold["ranked"] for fold in report.folds), default=0)
     ks = [k for k in report.top if k <= most] or report.top[:1]
     summary = report.summary()
@@ -217,6 +256,11 @@ def best_method(report) -> str:
 
 # ----------------------------------------------------------------------------------
 # Ranking.
+
+
+def method_name(method: str) -> str:
+    """How a method of :data:`quack.discovery.rankers.METHODS` reads on the page."""
+    return method.replace("_", " ")
 
 
 def methods() -> list[str]:
@@ -242,9 +286,9 @@ def scores(s: Session, labels: np.ndarray, method: str) -> np.ndarray | None:
         from quack.discovery.rankers import score_rows
 
         progress(0, 1)
-        values = score_rows(method, data, labels, SEED, min_cluster_size=MIN_ROWS)
+        values = score_rows(method, data, labels, CONFIG.seed, min_cluster_size=CONFIG.min_rows)
         progress(1, 1)
         return values
 
     return results.computed(jobs.ranking_key(s.identity, labels, method), compute,
-                            f"Ranking by {method.replace('_', ' ')}")
+                            f"Ranking by {method_name(method)}")

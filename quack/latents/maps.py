@@ -1,4 +1,4 @@
-"""Two- and three-dimensional maps of latent vectors, and neighbours in latent space.
+"""Two- and three-dimensional maps of latent vectors: PCA, UMAP, and UMAP at any scale.
 
 PCA answers at once and serves as the first map; UMAP gives the better map but its
 numba code takes several seconds to compile in a fresh process, so `warm_umap` compiles
@@ -12,55 +12,35 @@ import warnings
 
 import numpy as np
 
+from quack.latents.checks import latent_matrix
+from quack.latents.neighbours import DISTANCE_BLOCK_VALUES, METRICS, exact_knn, nearest_rows, torch_view
+
 __all__ = [
-    "METRICS",
     "pca",
     "umap_project",
     "fit_sample",
     "umap_at_scale",
-    "density",
-    "select_region",
     "warm_umap",
     "umap_ready",
-    "nearest_neighbors",
-    "display_sample",
 ]
-
-#: Distance metrics offered for UMAP maps and neighbour search.
-METRICS = ("euclidean", "cosine", "manhattan", "correlation")
 
 # UMAP's cost grows with the input width; 50 principal components keep almost all of
 # the structure of a few-hundred-wide latent and make the fit several times faster.
 _UMAP_INPUT_DIMS = 50
 
-# Up to this many records UMAP gets exact neighbours computed here (a few seconds at the
+# Up to this many records UMAP gets exact neighbours from `exact_knn` (a few seconds at the
 # limit) instead of running its approximate search, whose numba code takes longer to
 # compile in a fresh process than the exact search takes to run.
 _EXACT_KNN_MAX_ROWS = 100_000
-# Distances computed at once in the exact search: 128 MB of float32.
-_KNN_BLOCK_VALUES = 1 << 25
 # Fitted rows that place the others in a map at scale.
 _LANDMARKS = 20_000
-# Most rows PCA's components are fitted on; all rows are projected.
-_PCA_FIT_ROWS = 200_000
 
 _warm_lock = threading.Lock()
 _warm_thread: threading.Thread | None = None
 _warm_done = threading.Event()
 
 
-def _as_matrix(latents: np.ndarray, minimum_rows: int, what: str) -> np.ndarray:
-    x = np.asarray(latents, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"{what} needs a 2-D array of latents (rows x features), got shape {x.shape}.")
-    if x.shape[0] < minimum_rows:
-        raise ValueError(f"{what} needs at least {minimum_rows} records, got {x.shape[0]}.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{what} got latents with NaN or infinite values; re-encode the data set.")
-    return x
-
-
-def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
+def pca(latents: np.ndarray, n_components: int = 2, fit_rows: int = 200_000) -> np.ndarray:
     """Project latents onto their first principal components.
 
     Parameters
@@ -69,13 +49,15 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
         (N, H) latent vectors.
     n_components : int, optional
         Number of output dimensions, by default 2.
+    fit_rows : int, optional
+        Most rows the components are fitted on, by default 200,000; beyond it they are
+        fitted on a fixed random ``fit_rows`` of them. Every row is projected.
 
     Returns
     -------
     numpy.ndarray
         (N, n_components) float32 coordinates. Signs are fixed (the largest loading of
         each component is positive), so the same latents always give the same map.
-        Beyond 200,000 rows the components are fitted on a fixed random 200,000 of them.
 
     Raises
     ------
@@ -84,7 +66,7 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
     """
     if n_components < 1:
         raise ValueError(f"n_components must be at least 1, got {n_components}.")
-    x = _as_matrix(latents, n_components + 1, "PCA")
+    x = latent_matrix(latents, n_components + 1, "PCA")
     from sklearn.decomposition import PCA
 
     # scikit-learn picks the solver for the shape (for tall latents, the covariance's eigenvectors):
@@ -92,8 +74,8 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
     kept = min(n_components, x.shape[1])
     # Beyond a few hundred thousand rows more rows barely move the components: the fit
     # sees a fixed random subset and every row is projected.
-    fitted = x if x.shape[0] <= _PCA_FIT_ROWS else x[np.sort(np.random.default_rng(0).choice(
-        x.shape[0], _PCA_FIT_ROWS, replace=False))]
+    fitted = x if x.shape[0] <= fit_rows else x[np.sort(np.random.default_rng(0).choice(
+        x.shape[0], fit_rows, replace=False))]
     with np.errstate(divide="ignore", invalid="ignore"):
         # Identical latents have no variance to share out; their map is a single point.
         model = PCA(kept, random_state=0).fit(fitted)
@@ -104,60 +86,6 @@ def pca(latents: np.ndarray, n_components: int = 2) -> np.ndarray:
     coords[:, :kept] = model.transform(x) * signs
     return coords
 
-
-def _distances(queries, x, metric: str):
-    """(Q, N) torch distances from each query row to every row of ``x``, in UMAP's units."""
-    import torch
-
-    if metric in ("cosine", "correlation"):
-        if metric == "correlation":
-            queries, x = queries - queries.mean(dim=1, keepdim=True), x - x.mean(dim=1, keepdim=True)
-        unit_q, unit_x = torch.nn.functional.normalize(queries, dim=1), torch.nn.functional.normalize(x, dim=1)
-        return (1.0 - unit_q @ unit_x.T).clamp_(min=0.0)
-    if metric == "manhattan":
-        return torch.cdist(queries, x, p=1.0)
-    # As a matrix product the distances run several times faster than cdist's own loop.
-    return torch.cdist(queries, x, p=2.0, compute_mode="use_mm_for_euclid_dist")
-
-
-def _nearest(queries, reference, k: int, metric: str):
-    """Distances to each query's ``k`` nearest reference rows, and their indices (torch tensors)."""
-    import torch
-
-    if metric != "euclidean":
-        return _distances(queries, reference, metric).topk(k, dim=1, largest=False)
-    # Ranked by |r|^2 - 2 q.r, one matrix product and no pass for the square root over
-    # every pair: about twice as fast as the full distances, which only the k nearest need.
-    # Those are computed from the differences, so a record's exact twin lies at 0.
-    score = torch.addmm((reference * reference).sum(dim=1), queries, reference.T, alpha=-2.0)
-    nearest = score.topk(k, dim=1, largest=False).indices
-    return (queries.unsqueeze(1) - reference[nearest]).norm(dim=2), nearest
-
-
-def _tensor(x: np.ndarray):
-    """A torch view of ``x`` (a copy when ``x`` is read-only, which torch cannot share)."""
-    import torch
-
-    return torch.from_numpy(x if x.flags.writeable else x.copy())
-
-
-def _exact_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest rows, itself first, as UMAP's ``precomputed_knn`` takes them."""
-    import torch
-
-    data = _tensor(x)
-    n = data.size(0)
-    indices, distances = np.empty((n, k), np.int32), np.empty((n, k), np.float32)
-    chunk = max(1, _KNN_BLOCK_VALUES // n)
-    for start in range(0, n, chunk):
-        block = _distances(data[start: start + chunk], data, metric)
-        rows = torch.arange(block.size(0))
-        # Records repeat, so several rows may lie at distance 0: the record itself comes first.
-        block[rows, rows + start] = -1.0
-        values, nearest = block.topk(k, dim=1, largest=False)
-        values[:, 0] = 0.0
-        indices[start: start + chunk], distances[start: start + chunk] = nearest.numpy(), values.numpy()
-    return indices, distances
 
 
 def umap_project(
@@ -184,7 +112,7 @@ def umap_project(
     min_dist : float, optional
         How tightly points may pack, in [0, 1], by default 0.1.
     metric : str, optional
-        One of `METRICS`, by default "euclidean".
+        One of :data:`quack.latents.neighbours.METRICS`, by default "euclidean".
     seed : int or None, optional
         Fixes the layout; UMAP then runs single-threaded. None (default) runs in parallel.
 
@@ -206,13 +134,13 @@ def umap_project(
         raise ValueError(f"min_dist must lie between 0 and 1, got {min_dist}.")
     if n_neighbors < 2:
         raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}.")
-    x = _as_matrix(latents, n_components + 2, "UMAP")
+    x = latent_matrix(latents, n_components + 2, "UMAP")
     if x.shape[1] > _UMAP_INPUT_DIMS and x.shape[0] > _UMAP_INPUT_DIMS:
         x = pca(x, _UMAP_INPUT_DIMS)
     import umap
 
     n_neighbors = min(n_neighbors, x.shape[0] - 1)
-    knn = _exact_knn(x, n_neighbors, metric) + (None,) if x.shape[0] <= _EXACT_KNN_MAX_ROWS else (None,) * 3
+    knn = exact_knn(x, n_neighbors, metric) + (None,) if x.shape[0] <= _EXACT_KNN_MAX_ROWS else (None,) * 3
     reducer = umap.UMAP(
         n_components=n_components,
         n_neighbors=n_neighbors,
@@ -311,7 +239,7 @@ def umap_at_scale(
     """
     import torch
 
-    x = _as_matrix(latents, n_components + 2, "UMAP")
+    x = latent_matrix(latents, n_components + 2, "UMAP")
     if progress is not None:
         progress(0, x.shape[0])
     if not fit_rows or x.shape[0] <= fit_rows:
@@ -329,12 +257,12 @@ def umap_at_scale(
     # Placing a row costs a distance to every reference row; a subset of the fitted rows
     # as landmarks places as well and keeps a million rows within minutes.
     landmarks = np.sort(np.random.default_rng(seed or 0).choice(fitted, min(len(fitted), _LANDMARKS), replace=False))
-    reference, placed = _tensor(np.ascontiguousarray(x[landmarks])), torch.from_numpy(coords[landmarks])
+    reference, placed = torch_view(np.ascontiguousarray(x[landmarks])), torch.from_numpy(coords[landmarks])
     k = min(n_neighbors, len(landmarks))
-    chunk = max(1, _KNN_BLOCK_VALUES // len(landmarks))
+    chunk = max(1, DISTANCE_BLOCK_VALUES // len(landmarks))
     for start in range(0, len(rest), chunk):
         rows = rest[start: start + chunk]
-        distances, nearest = _nearest(_tensor(np.ascontiguousarray(x[rows])), reference, k, metric)
+        distances, nearest = nearest_rows(torch_view(np.ascontiguousarray(x[rows])), reference, k, metric)
         # Closer fitted records pull harder; an exact duplicate lands on its twin.
         weights = 1.0 / (distances + 1e-6)
         weights /= weights.sum(dim=1, keepdim=True)
@@ -342,83 +270,6 @@ def umap_at_scale(
         if progress is not None:
             progress(len(fitted) + min(start + chunk, len(rest)), x.shape[0])
     return coords
-
-
-def density(coords: np.ndarray, bins: int = 256, extent: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts of all map points on a grid, for a density layer under the drawn points.
-
-    Parameters
-    ----------
-    coords : numpy.ndarray
-        (N, 2) map coordinates.
-    bins : int, optional
-        Cells along each axis, by default 256.
-    extent : tuple, optional
-        ``(x0, x1, y0, y1)``; by default the points' own range.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(counts, x_centres, y_centres)``: counts is (bins, bins), rows along y.
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    if extent is None:
-        extent = (coords[:, 0].min(), coords[:, 0].max(), coords[:, 1].min(), coords[:, 1].max()) if len(coords) else (0, 1, 0, 1)
-    counts, y_edges, x_edges = np.histogram2d(coords[:, 1], coords[:, 0], bins=bins, range=[extent[2:], extent[:2]])
-    return counts, (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
-
-
-def select_region(coords: np.ndarray, boxes=(), lassos=()) -> np.ndarray:
-    """Rows of all map points inside any of the boxes or lasso polygons, drawn or not.
-
-    Parameters
-    ----------
-    coords : numpy.ndarray
-        (N, 2) map coordinates.
-    boxes : sequence of (x0, x1, y0, y1)
-        Rectangles, corners in any order.
-    lassos : sequence of (xs, ys)
-        Closed polygons given by their vertices.
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted row indices.
-    """
-    x, y = np.asarray(coords[:, 0], dtype=np.float64), np.asarray(coords[:, 1], dtype=np.float64)
-    inside = np.zeros(len(x), dtype=bool)
-    for x0, x1, y0, y1 in boxes:
-        inside |= (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
-    for xs, ys in lassos:
-        px, py = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-        if len(px) < 3:
-            continue
-        # Only points within the polygon's bounding box can lie inside it.
-        near = np.flatnonzero((x >= px.min()) & (x <= px.max()) & (y >= py.min()) & (y <= py.max()))
-        inside[near[_inside_polygon(x[near], y[near], px, py)]] = True
-    return np.flatnonzero(inside).astype(np.int64)
-
-
-def _inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-    """Whether each point lies inside the polygon (even-odd rule), as a boolean mask.
-
-    A point is inside when a ray to its right crosses the edges an odd number of times.
-    The points are sorted by y once, so each edge visits only the points level with it:
-    a lasso of hundreds of short edges over a million points takes a fraction of a second.
-    """
-    order = np.argsort(y, kind="stable")
-    sy, sx = y[order], x[order]
-    odd = np.zeros(len(x), dtype=bool)
-    for ax, ay, bx, by in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
-        if ay == by:
-            continue
-        # The edge spans the points with min(ay, by) <= y < max(ay, by).
-        start, stop = np.searchsorted(sy, min(ay, by), "left"), np.searchsorted(sy, max(ay, by), "left")
-        at = ax + (sy[start:stop] - ay) * (bx - ax) / (by - ay)
-        odd[start:stop] ^= sx[start:stop] < at
-    inside = np.zeros(len(x), dtype=bool)
-    inside[order] = odd
-    return inside
 
 
 def _compile_umap() -> None:
@@ -458,80 +309,3 @@ def umap_ready() -> bool:
         True once the warm-up fit has run (successfully or not).
     """
     return _warm_done.is_set()
-
-
-def nearest_neighbors(
-    latents: np.ndarray, index: int, k: int = 10, metric: str = "euclidean"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Find the records closest to one record in latent space.
-
-    Parameters
-    ----------
-    latents : numpy.ndarray
-        (N, H) latent vectors.
-    index : int
-        Row of the query record.
-    k : int, optional
-        How many neighbours, by default 10 (fewer when the data set is smaller).
-    metric : str, optional
-        One of `METRICS`, by default "euclidean".
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        Row indices (k,) of the neighbours, nearest first, the query itself left out,
-        and their distances (k,).
-
-    Raises
-    ------
-    ValueError
-        If ``index`` is out of range or the metric is unknown.
-    """
-    x = _as_matrix(latents, 1, "Neighbour search")
-    if not 0 <= index < x.shape[0]:
-        raise ValueError(f"Record {index} is out of range: the data set has {x.shape[0]} records.")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}.")
-    data = _tensor(x)
-    distances = _distances(data[index: index + 1], data, metric)[0].numpy()
-    distances[index] = np.inf
-    k = min(k, x.shape[0] - 1)
-    if k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    nearest = np.argpartition(distances, k - 1)[:k]
-    nearest = nearest[np.argsort(distances[nearest], kind="stable")]
-    return nearest.astype(np.int64), distances[nearest].astype(np.float32)
-
-
-def display_sample(
-    labels: np.ndarray, max_points: int = 100_000, seed: int = 0, keep: list[int] | None = None
-) -> np.ndarray:
-    """Choose which points to draw when there are too many for a fluid map.
-
-    The choice is stratified by label (:func:`fit_sample`), so rare labels such as the
-    censored records are drawn whole or nearly so instead of drowned in the common ones;
-    a density layer of all points shows where the others lie.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        (N,) label of each point.
-    max_points : int, optional
-        Most points to draw, by default 100,000.
-    seed : int, optional
-        Seed of the random choice, by default 0, so the same points stay on the map.
-    keep : list of int, optional
-        Rows that must be drawn (a chosen record, say).
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted row indices to draw: all rows when ``N <= max_points``.
-    """
-    n = len(labels)
-    if n <= max_points:
-        return np.arange(n, dtype=np.int64)
-    chosen = fit_sample(labels, max_points, seed=seed)
-    if keep:
-        chosen = np.union1d(chosen, np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64))
-    return chosen.astype(np.int64)
