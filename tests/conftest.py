@@ -1,4 +1,6 @@
-"""Fixtures shared by the dashboard's tests."""
+"""What the tests share: the dashboard's entry point and checks, its environment, one small trained model."""
+
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,41 @@ def dashboard_env(tmp_path_factory, monkeypatch):
         return root
 
     return make
+
+
+#: The dashboard's entry point, run by every AppTest.
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+#: Seconds an AppTest run may take: a cold start encodes, clusters and projects on 2 cores.
+TIMEOUT = 300
+
+
+def assert_clean(at) -> None:
+    """Fail on any exception or error box the page shows."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory) -> dict[str, Path]:
+    """A generated sample, the data set built from it and a small model trained on it, made once per test process.
+
+    Tests read these and never write into them: a test that changes a data set copies it first.
+    Returns ``{"records", "data", "checkpoint"}``.
+    """
+    from quack.data.build import build_dataset
+    from quack.model.training import fit
+    from quack.sample.generator import write_sample
+
+    root = tmp_path_factory.mktemp("trained-sample")
+    records, _ = write_sample(root / "measurements.json", n=400, seed=3)
+    build_dataset([str(records)], root / "data", vocab_size=1500, max_tokens=96)
+    result = fit(root / "data", root / "run", model_options={"embed_size": 16, "hidden_size": 32},
+                 max_epochs=1, batch_size=64, progress_bar=False, logger="none", patience=0)
+    return {"records": records, "data": root / "data", "checkpoint": Path(result.checkpoint)}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A browser test is a slow test too, so ``-m "not slow"`` leaves every browser out."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

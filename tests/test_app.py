@@ -17,29 +17,20 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP, TIMEOUT, assert_clean
 from dashboard import charts, jobs, map_charts, session, tables, training_runs
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
 from quack.schema import Label, label_names
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 300
+# Every page runs the whole app headless: seconds each.
+pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    from quack.data.build import build_dataset
-    from quack.sample.generator import write_sample
-    from quack.model.training import fit
-
-    root = tmp_path_factory.mktemp("dashboard")
-    records, _ = write_sample(root / "train.json", n=400, seed=3)
-    build_dataset([str(records)], root / "train", vocab_size=1500, max_tokens=96)
-    result = fit(
-        root / "train", root / "run", model_options={"embed_size": 16, "hidden_size": 32},
-        max_epochs=1, batch_size=64, progress_bar=False, logger="none", patience=0,
-    )
-    return {"root": root, "checkpoint": result.checkpoint}
+def workspace(tmp_path_factory, trained_sample):
+    return {"root": tmp_path_factory.mktemp("dashboard"), "checkpoint": trained_sample["checkpoint"]}
 
 
 @pytest.fixture()
@@ -82,10 +73,6 @@ def shared(env, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def metrics(at: AppTest) -> dict[str, str]:

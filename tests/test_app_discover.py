@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP, TIMEOUT, assert_clean
 from dashboard import jobs, rankings
 from quack.fingerprints.labels import Fingerprints, read_user_fingerprints
 from quack.fingerprints.patterns import compile_pattern
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 300
+# Every page runs the whole app headless: seconds each.
+pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture()
@@ -30,10 +32,6 @@ def discover_page() -> AppTest:
     at.run()
     return at.switch_page("app_pages/discover.py").run()
 
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def sample_identity(env) -> tuple[jobs.Identity, np.ndarray]:

@@ -14,27 +14,28 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP, TIMEOUT
 from dashboard import jobs, responses, session
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 300
+# Every page runs the whole app headless: seconds each.
+pytestmark = pytest.mark.slow
+
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def made(tmp_path_factory, trained_sample):
     """A small checkpoint, the data set it was trained on, a folder of two parts and encoded folders."""
     from quack.data.build import build_dataset
     from quack.model.encoding import load_checkpoint, write_encoded
     from quack.sample.generator import write_sample
-    from quack.model.training import fit
 
     root = tmp_path_factory.mktemp("folders")
-    records, _ = write_sample(root / "raw" / "measurements.json", n=300, seed=4)
-    build_dataset([str(records)], root / "data", vocab_size=1200, max_tokens=96)
-    checkpoint = fit(root / "data", root / "run", model_options={"embed_size": 16, "hidden_size": 32},
-                     max_epochs=1, batch_size=64, progress_bar=False, logger="none", patience=0).checkpoint
+    (root / "raw").mkdir()
+    records = Path(shutil.copy(trained_sample["records"], root / "raw" / "measurements.json"))
+    shutil.copytree(trained_sample["data"], root / "data")
+    checkpoint = trained_sample["checkpoint"]
     model = load_checkpoint(checkpoint)
     for seed, part in ((7, "a"), (8, "b")):
         more, _ = write_sample(root / f"part-{part}.json", n=60, seed=seed)

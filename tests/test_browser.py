@@ -230,7 +230,12 @@ def test_training_runs_in_the_background_with_a_live_curve_and_stops(server, pag
     # The loss curve is drawn by the polling fragment while the thread trains.
     page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
     no_errors(page)
-    page.wait_for_timeout(10_000)  # a few more steps on the curve for the picture
+    # A few steps on the curve for the picture: waited for, not slept.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')]"
+        ".some(g => (g.data || []).some(t => (t.x || []).length >= 5))",
+        timeout=SLOW_MS,
+    )
     shoot(page, "model_training")
     stop.click()
     page.get_by_text("finished; the best checkpoint is saved").wait_for()

@@ -281,6 +281,7 @@ def test_an_output_given_as_a_link_builds_where_it_points(built, tmp_path):
     assert hidden(tmp_path) == [] and hidden(tmp_path / "disk") == []
 
 
+@pytest.mark.slow
 def test_workers_build_the_same_data_set_as_one_process(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     for seed in range(3):

@@ -157,6 +157,7 @@ def test_fit_and_encode_take_a_folder_of_parts(trained, tmp_path, capsys):
     assert sorted(load_encoded(out)["id"]) == list(range(rows))
 
 
+@pytest.mark.slow
 def test_progress_into_a_pipe_is_a_few_lines_per_stage(sample_data, tmp_path):
     import os
     import subprocess
@@ -259,6 +260,7 @@ def test_resume_never_unpickles_and_refuses_bad_files_in_one_sentence(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_encode_gives_one_sentence_and_a_rerun_can_start_over(trained, sample_data, tmp_path):
     import os
     import signal

@@ -151,6 +151,7 @@ def test_with_a_truth_unknown_blockpages_count_as_censorship_but_not_as_hits():
     assert "C@30" in report.table() and "against the ground truth" in report.table()
 
 
+@pytest.mark.slow
 def test_folds_hide_every_family_of_enough_rows_once():
     data = synthetic("text")
     one_each = ev.evaluate_data(data, methods=["tfidf_text"], top=(10,))

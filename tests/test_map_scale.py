@@ -15,13 +15,15 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP, TIMEOUT, assert_clean
 from dashboard import jobs, session
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selection_counts
 from quack.model.encoding import SHIPPED_CHECKPOINT
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 300
+# Every page runs the whole app headless: seconds each.
+pytestmark = pytest.mark.slow
+
 DRAWN = 60
 
 
@@ -31,10 +33,6 @@ def env(dashboard_env, monkeypatch):
     monkeypatch.setenv("QUACK_MAX_POINTS", str(DRAWN))
     return root
 
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def data_dir(env) -> Path:

@@ -58,6 +58,7 @@ def test_pca_rejects_bad_input_with_a_sentence():
         maps.pca(np.zeros(5), 2)
 
 
+@pytest.mark.slow
 def test_umap_maps_neighbours_close_together():
     x = two_blobs(n=200)
     coords = maps.umap_project(x, 2, n_neighbors=10, seed=0)

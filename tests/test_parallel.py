@@ -25,6 +25,7 @@ def jobs_then_error(count: int):
     raise ValueError("the input ends early")
 
 
+@pytest.mark.slow
 def test_results_come_back_in_job_order_from_worker_processes():
     with Workers(2) as workers:
         results = list(workers.map(where, range(12), here=("here",), there=("there",)))

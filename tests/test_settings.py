@@ -14,6 +14,7 @@ from dashboard import settings, sources
 STATE_MODULES = ("settings", "jobs", "session", "sources", "loaders", "results", "tables", "training_runs")
 
 
+@pytest.mark.slow
 def test_importing_the_state_layer_creates_nothing_and_leaves_the_view_alone(tmp_path):
     cache = tmp_path / "not-yet"
     imports = "; ".join(f"import dashboard.{m}" for m in STATE_MODULES)

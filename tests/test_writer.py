@@ -228,6 +228,7 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_process_ddp_predict_writes_every_row_once(tmp_path):
     rows = records(21)
     net = model()
