@@ -31,13 +31,16 @@ from dashboard import errors, session, settings  # noqa: E402
 # keep its cache with the dashboard's unless the user chose another place.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.numba_cache_dir()))
 
-st.set_page_config(page_title="quack", page_icon=":material/travel_explore:", layout="wide")
+# An emoji icon: Streamlit draws it in the page, where a ":material/...:" page icon is
+# fetched from Google's font service on every load, which a machine offline cannot reach.
+st.set_page_config(page_title="quack", page_icon="🦆", layout="wide")
 
 PAGES = {
     "Explore": [
         st.Page("app_pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:", default=True),
         st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("app_pages/discover.py", title="Discover", icon=":material/search_insights:"),
+        st.Page("app_pages/changes.py", title="Changes", icon=":material/timeline:"),
     ],
     "Set up": [
         st.Page("app_pages/data.py", title="Data", icon=":material/database:"),

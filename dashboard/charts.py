@@ -10,6 +10,7 @@ figure is in :mod:`dashboard.map_charts`.
 from __future__ import annotations
 
 import html
+import math
 import re
 import string
 from typing import Sequence
@@ -80,21 +81,24 @@ def counts_bar(counts: pd.Series, title: str, color: str = "#4477aa", labels: bo
 
 
 def loss_curve(history: list[dict]) -> go.Figure:
-    """Training and validation loss against the optimiser step."""
+    """The loss per token against the optimiser step: each batch, each epoch's mean, each validation.
+
+    Per token, because the training loss sums over a record's tokens: batches of short and
+    long records would make a healthy run's curve jump a hundredfold.
+    """
     fig = go.Figure()
-    train = [h for h in history if "train_loss" in h]
-    val = [h for h in history if "val_loss" in h]
-    if train:
-        # Markers keep the first few steps of a run visible before there is a line.
-        fig.add_trace(go.Scatter(x=[h["step"] for h in train], y=[h["train_loss"] for h in train],
-                                 name="train", mode="lines" if len(train) > 30 else "lines+markers",
-                                 line=dict(color="#4477aa")))
-    if val:
-        fig.add_trace(go.Scatter(x=[h["step"] for h in val], y=[h["val_loss"] for h in val],
-                                 name="validation", mode="lines+markers", line=dict(color="#d1495b")))
+    series = (("token_loss", "train, each batch", dict(color="#9db4d3", width=1), "lines"),
+              ("epoch_token_loss", "train, epoch mean", dict(color="#1d3557", width=2), "lines+markers"),
+              ("val_token_loss", "validation", dict(color="#d1495b", width=2), "lines+markers"))
+    for key, name, line, mode in series:
+        points = [h for h in history if key in h]
+        if points:
+            # Markers keep the first few steps of a run visible before there is a line.
+            fig.add_trace(go.Scatter(x=[h["step"] for h in points], y=[h[key] for h in points], name=name,
+                                     mode=mode if len(points) > 30 else "lines+markers", line=line))
     fig.update_xaxes(title="step")
-    fig.update_yaxes(title="loss")
-    return layout(fig, height=320, title=dict(text="Loss", x=0.01))
+    fig.update_yaxes(title="loss per token", rangemode="tozero")
+    return layout(fig, height=320, title=dict(text="Loss per token", x=0.01))
 
 
 def confusion_figure(confusion: list[list[int]]) -> go.Figure:
@@ -108,6 +112,13 @@ def confusion_figure(confusion: list[list[int]]) -> go.Figure:
     )
     fig.update_yaxes(autorange="reversed")
     return layout(fig, height=300, title=dict(text="Held-out confusion matrix", x=0.01))
+
+
+#: Input-token labels the attention heatmap shows at most, slanted along its width.
+MAX_X_LABELS = 40
+#: Pixels a label of the heatmap's y axis needs at the dashboard's font size, and the
+#: pixels of the figure that are not rows (title, margins, the slanted x labels).
+LABEL_PX, HEATMAP_FRAME_PX = 16, 260
 
 
 def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_labels: list[str], title: str) -> go.Figure:
@@ -127,13 +138,16 @@ def attention_heatmap(attention: np.ndarray, input_labels: list[str], output_lab
             colorbar=dict(title=dict(text="weight"), thickness=12),
         )
     )
-    step = max(1, t_enc // 60)
+    height = max(420, min(1400, 14 * t_dec + 200))
+    # Every n-th label, n the smallest that leaves each label its own line: the hover box
+    # names every cell.
+    step = max(1, math.ceil(t_enc / MAX_X_LABELS))
     fig.update_xaxes(tickmode="array", tickvals=list(range(0, t_enc, step)), ticktext=x_text[::step],
                      tickangle=-60, title="input token")
-    step_y = max(1, t_dec // 60)
+    step_y = max(1, math.ceil(LABEL_PX * t_dec / (height - HEATMAP_FRAME_PX)))
     fig.update_yaxes(tickmode="array", tickvals=list(range(0, t_dec, step_y)), ticktext=y_text[::step_y],
                      autorange="reversed", title="decoder step (output token)")
-    return layout(fig, height=max(420, min(1400, 14 * t_dec + 200)), title=dict(text=title, x=0.01))
+    return layout(fig, height=height, title=dict(text=title, x=0.01))
 
 
 def field_bars(shares: dict[str, dict[str, float]], title: str) -> go.Figure:
@@ -200,7 +214,8 @@ def reconstruction_html(original: list[str], rebuilt: list[str], probs: np.ndarr
 _TOKEN_STYLE = """<style>
 .qk-text{font-family:'JetBrains Mono','DejaVu Sans Mono',monospace;font-size:12.5px;line-height:1.9;
   max-height:420px;overflow-y:auto;border:1px solid #e6e8eb;border-radius:8px;padding:10px;background:#fcfcfd}
-.qk-tok{padding:1px 2px;margin:0 1px;border-radius:3px;white-space:pre-wrap;word-break:break-all}
+.qk-tok{display:inline-block;max-width:100%;padding:1px 2px;margin:1px;border-radius:3px;white-space:pre-wrap;
+  overflow-wrap:anywhere;line-height:1.5}
 .qk-field{display:inline-block;font-size:10px;color:#fff;background:#1d3557;border-radius:8px;padding:0 6px;margin:0 3px}
 .qk-ok{background:rgba(42,157,143,0.12)}
 .qk-bad{background:rgba(209,73,91,0.35);text-decoration:underline wavy #d1495b}

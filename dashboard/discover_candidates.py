@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import charts, errors, loaders, map_charts, rankings, responses, results, session, settings, tables
 from dashboard.loaders import Session
-from quack.discovery.clusters import rank_candidates
+from quack.discovery.candidates import candidate_list, rows_like
 from quack.schema import Label
 
 #: The map's colour of the listed candidates.
@@ -23,12 +23,31 @@ def show_candidates(s: Session, labels: np.ndarray, state: rankings.EvaluationSt
     """The Candidates tab: a choice of ranking, its figures, the top candidates, one's response and the map."""
     method, values, top = _ranking(s, labels, state)
     _cards(s, labels, state, method, values)
-    ranked = rank_candidates(values, labels, top=top)
-    if not len(ranked):
+    listed, keys = page_candidates(s, labels, values, top)
+    if not len(listed):
         st.warning("There are no undetermined records to rank in this data set.")
         return
-    _candidate_table(s, labels, method, values, ranked)
+    ranked = listed["record"].to_numpy()
+    _candidate_table(s, labels, method, values, ranked, listed)
+    _like_this(s, labels, listed, keys)
     _candidate_map(s, labels, ranked)
+
+
+def page_candidates(s: Session, labels: np.ndarray, values: np.ndarray, top: int):
+    """The listed candidates and every record's template: the list ``quack candidates`` writes."""
+    return candidate_list(s.data_dir, values, labels, features=results.encoded(s).latents, top=top)
+
+
+def _like_this(s: Session, labels: np.ndarray, listed: pd.DataFrame, keys: np.ndarray) -> None:
+    """Every record of one candidate's template, one choice away."""
+    choice = st.selectbox(
+        "Show all records like candidate", listed["rank"].tolist(), key="candidate_like",
+        format_func=lambda r: f"#{r}: all {int(listed['records'].iloc[r - 1]):,} like this",
+    )
+    rows = rows_like(keys, labels, listed["template"].iloc[int(choice) - 1])[: settings.max_points()]
+    frame = loaders.rows(s.data_dir)
+    st.dataframe(tables.record_table(frame, labels, responses.texts(s.data_dir, rows), rows), hide_index=True,
+                 height=240, key="candidate_like_rows")
 
 
 def _choice_label(state: rankings.EvaluationState, method: str) -> str:
@@ -49,7 +68,8 @@ def _ranking(s: Session, labels: np.ndarray, state: rankings.EvaluationState) ->
     controls = st.columns([2, 1])
     choice = controls[0].selectbox(
         "Rank by", rankings.methods(), format_func=lambda m: _choice_label(state, m), key="discover_method",
-        help="AP: the method's average precision at finding a hidden fingerprint family (Evaluate tab).",
+        help="AP: the method's average precision at finding a fingerprint family hidden from it (Evaluate tab), "
+             "not at finding the sample's unknown blockpages.",
     )
     top = controls[1].slider("Candidates to list", 10, 500, 50, 10, key="discover_top")
     method = (state.best or rankings.LATENT) if choice == rankings.BEST else choice
@@ -89,11 +109,15 @@ def _cards(s: Session, labels: np.ndarray, state: rankings.EvaluationState, meth
         cards[3].metric("Undetermined scoring ≥ 0.5", f"{int((undetermined & (values >= 0.5)).sum()):,}")
 
 
-def _candidate_table(s: Session, labels: np.ndarray, method: str, values: np.ndarray, ranked: np.ndarray) -> None:
+def _candidate_table(s: Session, labels: np.ndarray, method: str, values: np.ndarray, ranked: np.ndarray,
+                     listed: pd.DataFrame) -> None:
     """The listed candidates, and the raw response of the one picked (the first until one is)."""
     frame = loaders.rows(s.data_dir)
     table = tables.record_table(frame, labels, responses.texts(s.data_dir, ranked), ranked)
     table.insert(1, "p_censored" if method == rankings.LATENT else "score", np.round(values[ranked], 3))
+    # One candidate stands for every near-identical response of its template.
+    for position, column in enumerate(("records", "countries", "vantage_points", "domains"), 2):
+        table.insert(position, column, listed[column].to_numpy())
     truth = loaders.sample_truth(s.data_dir)
     if truth is not None:
         # The sample's generator knows which undetermined records are unknown
@@ -101,7 +125,9 @@ def _candidate_table(s: Session, labels: np.ndarray, method: str, values: np.nda
         table.insert(2, "ground truth", truth[ranked])
         found = float(np.mean(truth[ranked[:50]] == "unknown_blockpage"))
         st.caption(f"Ground truth of the built-in sample: {found:.0%} of the top {min(50, len(ranked))} "
-                   "candidates are blockpages the fingerprints do not know.")
+                   "candidates are blockpages the fingerprints do not know. This asks whether the ranking finds "
+                   "unknown blockpages of any kind; the AP beside each method asks whether it would have found a "
+                   "fingerprint family hidden from it. The Evaluate tab shows both for every method.")
     picked = st.dataframe(
         table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row", key="candidates"
     )

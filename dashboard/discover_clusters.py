@@ -146,7 +146,7 @@ def _fingerprint(s: Session, labels: np.ndarray, chosen: int, members: np.ndarra
                            key=f"fp_pattern_{chosen}", height=80, placeholder="Optional: a pattern of your own")
     if pattern.strip():
         _pattern_counts(s, labels, pattern, group, origin)
-    _save_and_relabel(s, name, [*ticked, pattern])
+    _save_and_relabel(s, labels, name, [*ticked, pattern])
 
 
 def _proposals(s: Session, labels: np.ndarray, group: np.ndarray, group_name: str, share: float) -> list[str]:
@@ -208,21 +208,47 @@ def _pattern_counts(s: Session, labels: np.ndarray, pattern: str, group: np.ndar
                    f"all {everywhere.total:,}, all that {SCAN_SECONDS:g} s allowed.")
 
 
-def _save_and_relabel(s: Session, name: str, patterns: list[str]) -> None:
+#: The tick that lets a session save to or relabel with a fingerprint file it did not write.
+SHARED_LABEL = "Use a shared fingerprint file"
+
+
+def _whose(target: Path, shared: bool) -> str:
+    """Which file a save or relabel uses, said in its message; another's file is used only when shared is ticked.
+
+    Raises
+    ------
+    ValueError
+        When the file exists, this session did not write it and sharing is not ticked.
+    """
+    if session.owns_fingerprint_file(target) or not target.exists():
+        return f"your fingerprint file {target.name}"
+    if not shared:
+        raise ValueError(f"The fingerprint file {target.name!r} was not written in this session; tick "
+                         f"'{SHARED_LABEL}' to use fingerprints others may have saved, or choose another name.")
+    return f"the shared fingerprint file {target.name}"
+
+
+def _save_and_relabel(s: Session, labels: np.ndarray, name: str, patterns: list[str]) -> None:
     file_name = st.text_input(
         "User fingerprint file", session.fingerprint_file().name, key="fp_file",
-        help="A file name such as my-fingerprints.json; the dashboard keeps every user fingerprint file in one folder.",
+        help="A file name such as my-fingerprints.json; the name offered first is this session's own. "
+             "Every user fingerprint file is kept in one folder.",
     )
+    shared = st.checkbox(SHARED_LABEL, key="fp_shared",
+                         help="Save to or relabel with a file this session did not write, such as a team's list.")
     save, relabel = st.columns(2)
     if save.button("Save fingerprint", type="primary", icon=":material/save:"):
         try:
             target = fingerprint_path(file_name)
+            whose = _whose(target, shared)
+            # Searched over the data set as the pattern box searches, so what the box refuses is not saved.
+            proposals.check_on_data(s, labels, patterns)
             saved = proposals.save_fingerprints(target, name, patterns)
         except ValueError as error:
             errors.show(error)
         else:
             session.set_fingerprint_file(target)
-            st.success(charts.markdown_text(f"Saved {', '.join(saved)} to the fingerprint file {target.name}."))
+            st.success(charts.markdown_text(f"Saved {', '.join(saved)} to {whose}."))
     if relabel.button("Relabel the data with my fingerprints", icon=":material/label:"):
         try:
             fingerprints = fingerprint_path(file_name)
@@ -230,9 +256,11 @@ def _save_and_relabel(s: Session, name: str, patterns: list[str]) -> None:
                 raise ValueError(
                     f"There is no fingerprint file named {file_name.strip()!r} yet; save a fingerprint to it first."
                 )
+            whose = _whose(fingerprints, shared)
             changed = loaders.relabel(s, fingerprints)
         except (ValueError, OSError) as error:
             errors.show(error)
         else:
-            st.success(f"Relabelled: {changed:,} records changed label. Maps and the classifier now use the new "
-                       "labels.")
+            st.success(charts.markdown_text(
+                f"Relabelled with {whose}: {changed:,} records changed label. Maps and the classifier now use "
+                "the new labels."))

@@ -60,7 +60,21 @@ def _figures(state: rankings.EvaluationState) -> None:
                     delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
     cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
                     help="Share of a hidden record's ten nearest latents that belong to its own family.")
-    st.dataframe(rankings.summary_table(report), hide_index=True, key="evaluation_table")
+    table = rankings.summary_table(report)
+    if report.truth is not None:
+        k = rankings.TABLE_TOP[0]
+        st.caption(
+            "Two questions, side by side. **P@K, R@K, AP**: would the method have found a fingerprint family "
+            "hidden from it (leave-fingerprints-out, above)? **truth P@K, truth AP**: with every fingerprint used, "
+            f"how many of its first {k} candidates does the built-in sample's ground truth call a blockpage no "
+            "fingerprint knows (the Candidates tab's figure)? A method can do well at one and badly at the other."
+        )
+    st.dataframe(table, hide_index=True, key="evaluation_table", column_config={
+        "AP": st.column_config.TextColumn(help="Average precision at finding a hidden fingerprint family."),
+        **{c: st.column_config.TextColumn(help="Against the sample's ground truth: every blockpage no fingerprint "
+                                               "knows, all fingerprints used.") for c in table.columns
+           if c.startswith("truth")},
+    })
     st.plotly_chart(charts.precision_curve(rankings.precision_curves(report), "Precision at K, mean over folds"),
                     config=charts.PLOT_CONFIG, key="evaluation_curve")
     with st.expander("Folds"):

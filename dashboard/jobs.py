@@ -15,16 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any
 
 import numpy as np
 
 from dashboard import settings
+from dashboard.job_store import JobStore
 
 Stamp = tuple[str, int, int]
 #: Identity of a data set version: its resolved folder and :attr:`quack.data.datafolder.DataFolder.version`.
@@ -157,119 +155,7 @@ def proposals_key(identity: Identity, labels: np.ndarray, rows: np.ndarray, shar
 
 
 # ----------------------------------------------------------------------------------
-# The store.
-
-
-class Progress:
-    """How far a background job has come: the job calls it as ``progress(done, total)``, pages read it."""
-
-    def __init__(self) -> None:
-        self.done, self.total, self.started = 0, 0, time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        if done == 0:
-            self.started = time.monotonic()
-        self.done, self.total = int(done), int(total)
-
-    def elapsed(self) -> float:
-        """Seconds since the job reported its start."""
-        return time.monotonic() - self.started
-
-
-class JobStore:
-    """Computed results, most recently used kept, and the executors that compute them.
-
-    Parameters
-    ----------
-    max_items : int
-        Results kept; the least recently used goes first.
-    work_workers : int
-        Threads for maps and other background work.
-    training_workers : int
-        Threads for training runs.
-    """
-
-    def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._jobs: dict[Hashable, Future] = {}
-        self._progress: dict[Hashable, Progress] = {}
-        self._lock = threading.Lock()
-        self.work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="quack-work")
-        self.training = ThreadPoolExecutor(max_workers=training_workers, thread_name_prefix="quack-train")
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        """The result stored under ``key``, else ``default``."""
-        with self._lock:
-            if key not in self._items:
-                return default
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def has(self, key: Hashable) -> bool:
-        """Whether a result is stored under ``key``."""
-        with self._lock:
-            return key in self._items
-
-    def put(self, key: Hashable, value: Any) -> None:
-        """Store a result, dropping the least recently used beyond ``max_items``."""
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-    def submit(self, key: Hashable, compute: Callable[[], Any], start: bool = True) -> Future | None:
-        """Compute a result on the work executor, once per key; it is stored under ``key``.
-
-        Returns
-        -------
-        concurrent.futures.Future or None
-            The job, already done when the result was stored before. With
-            ``start=False`` nothing is started: None unless a job exists.
-        """
-        with self._lock:
-            if key in self._items:
-                done: Future = Future()
-                done.set_result(self._items[key])
-                return done
-            job = self._jobs.get(key)
-            if not start:
-                return job
-            # A failed job is tried again; a running or finished one is shared.
-            if job is None or (job.done() and job.exception() is not None):
-                job = self.work.submit(self._run, key, compute)
-                self._jobs[key] = job
-            return job
-
-    def _run(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        result = compute()
-        self.put(key, result)
-        return result
-
-    def finished(self, key: Hashable) -> Any:
-        """The result under ``key`` when it is stored or its job has succeeded, else None."""
-        job = self.submit(key, lambda: None, start=False)
-        if job is not None and job.done() and job.exception() is None:
-            return job.result()
-        return None
-
-    def progress(self, key: Hashable) -> Progress:
-        """The progress of the job under ``key`` (made on first ask), shared by the job and its readers."""
-        with self._lock:
-            return self._progress.setdefault(key, Progress())
-
-    def forget(self, key: Hashable) -> None:
-        """Drop a stored result and its job, so the next ask computes it again."""
-        with self._lock:
-            self._items.pop(key, None)
-            self._jobs.pop(key, None)
-            self._progress.pop(key, None)
-
-    def shutdown(self) -> None:
-        """Stop both executors once their jobs end."""
-        self.work.shutdown(wait=True)
-        self.training.shutdown(wait=True)
+# The store (:mod:`dashboard.job_store`).
 
 
 _store: JobStore | None = None
@@ -281,5 +167,5 @@ def store() -> JobStore:
     global _store
     with _store_lock:
         if _store is None:
-            _store = JobStore()
+            _store = JobStore(max_bytes=settings.job_memory_bytes())
         return _store

@@ -9,6 +9,7 @@ computed from the model (latents, maps, attention) is in :mod:`dashboard.results
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,16 +258,21 @@ def relabel(s: Session, fingerprint_file: str | Path) -> int:
     """Label the data set again with the shipped fingerprints plus a user file; the session uses the result.
 
     Only labels change (tokens stay); the records are streamed. Returns how many records changed label.
+    The whole run has :data:`dashboard.settings.RELABEL_SECONDS`; past them it stops with one
+    sentence (a ValueError) and nothing is written.
     """
     from quack.fingerprints.labels import relabel_rows
 
+    deadline = time.monotonic() + settings.RELABEL_SECONDS
     total = folder(s.data_dir).n_rows
+    # A data set built before the rule was recorded matched the body alone.
+    rule = folder(s.data_dir).info.get("match", "body")
     needed = [c for c in columns() if c not in ("tokens", "n_tokens")]
     pieces, changed, done = [], 0, 0
     bar = st.progress(0.0, text="Labelling the records again")
     try:
         for frame in responses.batches(s.data_dir, needed):
-            new = relabel_rows(frame, [fingerprint_file])
+            new = relabel_rows(frame, [fingerprint_file], match=rule, deadline=deadline)
             changed += int((new["label"].to_numpy() != frame["label"].to_numpy()).sum())
             pieces.append(pa.Table.from_pandas(new, preserve_index=False))
             done += len(frame)

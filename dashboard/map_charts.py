@@ -21,6 +21,8 @@ _HOVER = "%{hovertext}<extra>%{fullData.name}</extra>"
 HOVER_SNIPPET = 80
 # The density layer: white where there is nothing, through light grey-blue to blue.
 DENSITY_COLORS = [[0.0, "#ffffff"], [0.15, "#e6ecf4"], [0.6, "#b7c7de"], [1.0, "#6f8fbf"]]
+#: Empty cells added around the density grid on each side.
+DENSITY_MARGIN = 3
 
 
 def hover_texts(hover: pd.DataFrame) -> np.ndarray:
@@ -38,13 +40,25 @@ def hover_texts(hover: pd.DataFrame) -> np.ndarray:
     return text.to_numpy(dtype=object)
 
 
+def _widened(centres: np.ndarray, cells: int) -> np.ndarray:
+    """Cell centres with ``cells`` more cells of the same width on each side."""
+    centres = np.asarray(centres, dtype=np.float64)
+    width = centres[1] - centres[0] if len(centres) > 1 else 1.0
+    steps = np.arange(1, cells + 1) * width
+    return np.concatenate([centres[0] - steps[::-1], centres, centres[-1] + steps])
+
+
 def density_trace(counts: np.ndarray, x_centres: np.ndarray, y_centres: np.ndarray) -> go.Heatmap:
     """A heatmap of how many map points fall in each cell, log-scaled, empty cells white.
 
-    It goes under the drawn points, so regions whose points are not drawn still show.
+    It goes under the drawn points, so regions whose points are not drawn still show. A
+    margin of empty cells around the grid lets the smoothed shading fade out at the edge
+    of the data instead of stopping square at its bounding box.
     """
+    counts = np.pad(np.asarray(counts, dtype=np.float32), DENSITY_MARGIN)
+    x_centres, y_centres = _widened(x_centres, DENSITY_MARGIN), _widened(y_centres, DENSITY_MARGIN)
     return go.Heatmap(
-        z=np.log1p(np.asarray(counts, dtype=np.float32)), x=x_centres, y=y_centres, colorscale=DENSITY_COLORS,
+        z=np.log1p(counts), x=x_centres, y=y_centres, colorscale=DENSITY_COLORS,
         zmin=0, showscale=False, hoverinfo="skip", name="all records", zsmooth="best",
     )
 
@@ -140,6 +154,9 @@ def map_figure(
                 size=size + 8, color="rgba(0,0,0,0)", line=dict(width=2, color="#1d3557"))))
     fig = layout(fig, height=620, title=dict(text=html.escape(title), x=0.01),
                   dragmode="select" if not three else "orbit")
+    if not categorical:
+        # The colour bar stands where the legend would: the legend goes in a row above the plot.
+        fig.update_layout(legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     if not three:
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)

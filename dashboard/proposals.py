@@ -128,6 +128,23 @@ def pattern_matches(s: Session, labels: np.ndarray, pattern: str, rows: np.ndarr
     return among, everywhere
 
 
+def check_on_data(s: Session, labels: np.ndarray, patterns: list[str]) -> None:
+    """Search patterns over the data set as the pattern box does (:func:`pattern_matches`), before a save.
+
+    Raises
+    ------
+    quack.fingerprints.patterns.PatternError
+        One sentence naming the pattern when it is invalid, does not compile in time, or
+        runs past the time one text may take.
+    """
+    patterns = [p for p in patterns if p and p.strip()]
+    if not patterns:
+        return
+    with results.progress_bar("Searching the data set with the fingerprint before saving it") as progress:
+        match_counts(patterns, _body_batches(s), labels, deadline=time.monotonic() + SCAN_SECONDS,
+                     progress=progress, source="the fingerprint to save")
+
+
 def fingerprint_names(name: str, count: int) -> list[str]:
     """Names of ``count`` fingerprints saved together: the name alone, or numbered variants of one family."""
     name = name.strip()

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Callable, Hashable
 import numpy as np
 import pandas as pd
 
-from dashboard import jobs, results
+from dashboard import jobs, results, session
 from dashboard.loaders import Session
 from quack.discovery.options import EVALUATION
+from quack.schema import Label
 
 if TYPE_CHECKING:
     from quack.discovery.report import EvaluationReport
@@ -93,10 +94,14 @@ def fold_count(family_of_rows: np.ndarray) -> int:
     return min(eligible, MAX_FOLDS)
 
 
-def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, report: Callable[[float, str], None]):
-    """The data set as the methods see it, on the session's labels (stored for the rankings)."""
+def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, report: Callable[[float, str], None],
+                     truth: np.ndarray | None = None):
+    """The data set as the methods see it, on the session's labels (stored for the rankings).
+
+    With the sample's ground truth, the evaluation also scores each method against every
+    blockpage no fingerprint knows, as ``quack evaluate --truth`` does.
+    """
     from quack.discovery.evaluation_data import EvaluationData, families_of
-    from quack.model.encoding import encode_dataset
 
     store = jobs.store()
     key = jobs.evaluation_data_key(s.identity, labels)
@@ -106,9 +111,10 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
     encoded = store.get(jobs.encoded_key(s.identity, True))
     if encoded is None:
         def encoding(done: int, total: int) -> None:
-            report(0.6 * done / max(total, 1), f"encoding the records with their losses, {done:,} / {total:,}")
+            report(0.6 * done / max(total, 1), f"the latents and losses of the records, {done:,} / {total:,}")
 
-        encoded = encode_dataset(s.model, s.data_dir, with_loss=True, progress=encoding)
+        # An encoded folder that holds the losses is read: the model runs on no record.
+        encoded = results.encoding_with_loss(s, encoding)
         store.put(jobs.encoded_key(s.identity, True), encoded)
     report(0.6, "reading every record's tokens and response text")
     data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss)
@@ -116,6 +122,8 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
         # The session's own fingerprints labelled some records: their families count too.
         names = pd.read_parquet(relabelled, columns=["fingerprint"])["fingerprint"].to_numpy()
         data.labels, data.families = np.asarray(labels, dtype=np.int64), families_of(labels, names)
+    if truth is not None and ((truth == "unknown_blockpage") & (data.labels == Label.UNDETERMINED)).any():
+        data.truth = np.asarray(truth, dtype=object)
     store.put(key, data)
     return data
 
@@ -125,7 +133,8 @@ def evaluation_key(s: Session, labels: np.ndarray) -> tuple:
     return jobs.evaluation_key(s.identity, labels, MAX_FOLDS, CONFIG.top)
 
 
-def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, start: bool = True) -> Future | None:
+def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, start: bool = True,
+                   truth: np.ndarray | None = None) -> Future | None:
     """Start (or, with ``start=False``, only find) the leave-fingerprints-out evaluation in the background.
 
     Returns
@@ -146,7 +155,7 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
     labels = np.array(labels, copy=True)
 
     def compute():
-        data = _evaluation_data(s, labels, relabelled, lambda share, text: _report(key, 0.5 * share, text))
+        data = _evaluation_data(s, labels, relabelled, lambda share, text: _report(key, 0.5 * share, text), truth)
         folds = fold_count(data.families)
         done = [0]
 
@@ -157,10 +166,10 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
         return evaluate_data(data, folds=folds, top=CONFIG.top, seed=CONFIG.seed, min_rows=CONFIG.min_rows,
                              progress=say, where="this data set")
 
-    return jobs.store().submit(key, compute, start=start)
+    return jobs.store().submit(key, compute, start=start, owner=session.session_id())
 
 
-def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None) -> Future:
+def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None, truth: np.ndarray | None = None) -> Future:
     """The session's evaluation job, started when there is none; a failed one stays failed (no retry loop).
 
     Raises
@@ -168,7 +177,8 @@ def evaluation(s: Session, labels: np.ndarray, relabelled: Path | None) -> Futur
     ValueError
         When the data set is larger than :data:`MAX_ROWS`.
     """
-    return evaluation_job(s, labels, relabelled, start=False) or evaluation_job(s, labels, relabelled)
+    return (evaluation_job(s, labels, relabelled, start=False)
+            or evaluation_job(s, labels, relabelled, truth=truth))
 
 
 @dataclass(frozen=True)
@@ -201,10 +211,14 @@ class EvaluationState:
     best: str | None
 
 
-def evaluation_state(s: Session, labels: np.ndarray, relabelled: Path | None) -> EvaluationState:
-    """Start the session's evaluation when there is none, and read where it stands."""
+def evaluation_state(s: Session, labels: np.ndarray, relabelled: Path | None,
+                     truth: np.ndarray | None = None) -> EvaluationState:
+    """Start the session's evaluation when there is none, and read where it stands.
+
+    ``truth`` is the sample's ground truth (:func:`dashboard.loaders.sample_truth`), when the session has one.
+    """
     try:
-        job, refused = evaluation(s, labels, relabelled), None
+        job, refused = evaluation(s, labels, relabelled, truth), None
     except ValueError as error:
         job, refused = None, error
     report, failure = None, None
@@ -229,8 +243,21 @@ def summary_table(report) -> pd.DataFrame:
         for figure in figures:
             mean, sd = summary[method][figure]["mean"], summary[method][figure]["sd"]
             row[figure.upper()] = "–" if not np.isfinite(mean) else f"{mean:.2f} ± {sd:.2f}"
+        if report.truth is not None:
+            row.update(_truth_figures(report.truth, method, ks[:1]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _truth_figures(truth: dict, method: str, ks: list[int]) -> dict[str, str]:
+    """A method's figures against the sample's ground truth, every fingerprint used (one run: no sd).
+
+    The random ranking's are its expectation, the share of unknown blockpages among the ranked.
+    """
+    base = truth["positives"] / max(truth["ranked"], 1)
+    scores = truth["scores"].get(method, {f"p@{k}": base for k in ks} | {"ap": base})
+    return {f"truth {figure.upper()}": "–" if not np.isfinite(scores[figure]) else f"{scores[figure]:.2f}"
+            for figure in [f"p@{k}" for k in ks] + ["ap"]}
 
 
 def precision_curves(report) -> dict[str, tuple[list[int], list[float]]]:

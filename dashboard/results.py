@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard import jobs, loaders, responses, tables
+from dashboard import jobs, loaders, responses, session, tables
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
 
@@ -47,15 +47,27 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 def computed(key: Hashable, compute: Callable[[Callable[[int, int], None]], Any], label: str) -> Any:
     """The result stored under ``key``, computed now with a progress bar when absent.
 
-    ``compute(progress)`` makes it; the result is shared by every session: read-only.
+    ``compute(progress)`` makes it; the result is shared by every session: read-only. A
+    session computes one result at a time, and waits for one another session computes.
+
+    Raises
+    ------
+    dashboard.job_store.QueueFull
+        When the session or the server already computes as much as it may.
     """
     store = jobs.store()
-    if store.has(key):
-        return store.get(key)
-    with progress_bar(label) as progress:
-        value = compute(progress)
-    store.put(key, value)
-    return value
+    with store.foreground(key, session.session_id()) as needed:
+        if needed:
+            with progress_bar(label) as progress:
+                value = compute(progress)
+            store.put(key, value)
+            return value
+    found = store.get(key)
+    if found is None:
+        # Dropped again at once by the store's memory bound: computed here without the cache.
+        with progress_bar(label) as progress:
+            found = compute(progress)
+    return found
 
 
 def encoded(s: Session):
@@ -68,10 +80,16 @@ def encoded(s: Session):
     from dashboard.loaders import encoded_latents
     from quack.model.encoding import encode_dataset
 
-    full = jobs.store().get(jobs.encoded_key(s.identity, True))
-    if full is not None:
-        return full
+    store = jobs.store()
+    # The latents alone first: their rate and device are the encoding's, which a later
+    # pass for the losses must not replace on the page.
+    for with_loss in (False, True):
+        found = store.get(jobs.encoded_key(s.identity, with_loss))
+        if found is not None:
+            return found
     if s.encoded_dir is not None:
+        if folder_holds_loss(s):
+            return encoded_with_loss(s)
         return computed(jobs.encoded_key(s.identity, False), lambda progress: encoded_latents(s, progress),
                         "Reading the latents of the encoded folder")
     return computed(jobs.encoded_key(s.identity, False),
@@ -79,15 +97,36 @@ def encoded(s: Session):
                     "Encoding the data set")
 
 
-def encoded_with_loss(s: Session):
-    """Latents and per-record reconstruction losses of every record (read from an encoded folder that has them)."""
+def folder_holds_loss(s: Session) -> bool:
+    """Whether the session opened an encoded folder that holds every record's reconstruction loss."""
+    from quack.model.reader import holds_loss
+
+    return s.encoded_dir is not None and holds_loss(s.encoded_dir)
+
+
+def encoding_with_loss(s: Session, progress: Callable[[int, int], None] | None = None):
+    """Latents and reconstruction losses of every record, without the store or the page (a background job's).
+
+    Read from the session's encoded folder when it holds the losses; the model runs
+    over the data set only when nothing written has them.
+    """
+    from dashboard.loaders import encoded_latents
     from quack.model.encoding import encode_dataset
 
-    if s.encoded_dir is not None and not np.isnan(encoded(s).loss).all():
-        return encoded(s)
-    return computed(jobs.encoded_key(s.identity, True),
-                    lambda progress: encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True),
-                    "Computing every record's reconstruction loss")
+    if folder_holds_loss(s):
+        return encoded_latents(s, progress)
+    return encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True)
+
+
+def encoded_with_loss(s: Session):
+    """Latents and per-record reconstruction losses of every record (read from an encoded folder that has them)."""
+    key = jobs.encoded_key(s.identity, True)
+    found = jobs.store().get(key)
+    if found is not None:
+        return found
+    label = "Reading the latents and losses of the encoded folder" if folder_holds_loss(s) else \
+        "Computing every record's reconstruction loss"
+    return computed(key, lambda progress: encoding_with_loss(s, progress), label)
 
 
 def pca_map(s: Session, dims: int = 2) -> np.ndarray:
@@ -126,7 +165,7 @@ def umap_job(
         return umap_at_scale(latents, fitted_by, dims, fit_rows=fit_rows, n_neighbors=n_neighbors,
                              min_dist=min_dist, metric=metric, seed=0, progress=progress)
 
-    return key, jobs.store().submit(key, compute, start=start)
+    return key, jobs.store().submit(key, compute, start=start, owner=session.session_id())
 
 
 def default_umap(s: Session) -> np.ndarray | None:
@@ -229,19 +268,21 @@ def clusters(s: Session, min_cluster_size: int) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _nearest(identity: jobs.Identity, record: int, k: int, _latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from quack.latents.neighbours import nearest_neighbors
+def _nearest(identity: jobs.Identity, record: int, k: int, _latents: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    from quack.latents.neighbours import identical_rows, nearest_neighbors
 
-    ids, distances = nearest_neighbors(_latents, record, k=k)
+    ids, distances = nearest_neighbors(_latents, record, k=k, apart=True)
     ids.flags.writeable = distances.flags.writeable = False  # shared by every session
-    return ids, distances
+    return ids, distances, len(identical_rows(_latents, record))
 
 
-def nearest(s: Session, record: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of a record's nearest neighbours in latent space, and their distances; searched once per record.
+def nearest(s: Session, record: int, k: int = 10) -> tuple[np.ndarray, np.ndarray, int]:
+    """A record's nearest neighbours in latent space, their distances, and how many records share its latent.
 
-    The search reads every latent (a second at a million records), so a page that reruns
-    for a colour change or a selection finds the chosen record's neighbours here instead.
+    Records whose latent equals the chosen one's exactly (short records of the same few
+    tokens) are all at distance 0, in no order: they are counted, not listed. The search
+    reads every latent (a second at a million records), so a page that reruns for a
+    colour change or a selection finds the chosen record's neighbours here instead.
     """
     return _nearest(s.identity, int(record), int(k), encoded(s).latents)
 

@@ -6,6 +6,7 @@ so they agree on how it is started, when it counts as up and how it is stopped.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,25 @@ class Served:
     process: subprocess.Popen
     started: float
     log: Path
+
+
+def interrupt(running: Served, timeout_s: float = 60) -> float:
+    """Send the server SIGINT, as Ctrl-C in its terminal does, and wait for it to exit.
+
+    Returns
+    -------
+    float
+        Seconds from the signal to the process's exit.
+
+    Raises
+    ------
+    subprocess.TimeoutExpired
+        When it is still running after ``timeout_s`` seconds.
+    """
+    sent = time.perf_counter()
+    running.process.send_signal(signal.SIGINT)
+    running.process.wait(timeout=timeout_s)
+    return time.perf_counter() - sent
 
 
 @contextmanager

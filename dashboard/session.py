@@ -8,6 +8,7 @@ what referred to the old one (record ids, a selection, relabelled labels).
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import streamlit as st
 
 from dashboard import settings
 
+SESSION_ID = "quack.session_id"  # str: the session's own random name (see session_id)
 SOURCE = "quack.source"  # dict: kind ("sample" | "path" | "upload"), paths, name, holds (see dashboard.sources)
 CHECKPOINT = "quack.checkpoint"  # str path of the chosen checkpoint
 RECORD = "quack.record"  # int id of the record opened on the Attention page
@@ -23,6 +25,8 @@ SELECTION = "quack.selection"  # int64 array of the record ids selected on the m
 MAP_EVENT = "quack.map_event"  # the last selection the map reported, to act on changes only
 TRAINING = "quack.model.training"  # id of this session's training run
 FINGERPRINTS = "quack.user_fingerprints"  # str path of the user fingerprint file
+OWN_FINGERPRINTS = "quack.own_fingerprints"  # list of str paths of fingerprint files this session wrote
+UPLOADED_CHECKPOINTS = "quack.uploaded_checkpoints"  # list of str paths of checkpoints this session uploaded
 RELABELLED = "quack.relabelled"  # str path of a relabelled copy of the data set's labels
 WRITTEN = "quack.export_written"  # str path of the last folder the Export page wrote
 
@@ -36,6 +40,19 @@ def reset() -> None:
     """Forget everything that referred to the previous data set or checkpoint."""
     for key in _TIED_TO_DATA:
         st.session_state.pop(key, None)
+
+
+def session_id() -> str | None:
+    """A name of the browser session running this script, made on first ask; None outside one.
+
+    Work is bounded per session by it, and the session's own file names carry it. It is
+    the session's own random name, not Streamlit's, so it is never shown to or shared with another.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
 
 
 def source() -> dict:
@@ -141,13 +158,43 @@ def set_training_id(run_id: str | None) -> None:
 
 
 def fingerprint_file() -> Path:
-    """The session's user fingerprint file (``user-fingerprints.json`` in the fingerprint folder by default)."""
-    return Path(st.session_state.get(FINGERPRINTS) or settings.fingerprint_folder() / "user-fingerprints.json")
+    """The session's user fingerprint file: the one last written, else a name of this session's own.
+
+    Every session shares the fingerprint folder, so the name offered first is the session's
+    (``user-fingerprints-<session>.json``): one user's fingerprints never relabel another's
+    data unless that user names the file.
+    """
+    chosen = st.session_state.get(FINGERPRINTS)
+    if chosen:
+        return Path(chosen)
+    who = session_id()
+    name = "user-fingerprints.json" if who is None else f"user-fingerprints-{who[:12]}.json"
+    return settings.fingerprint_folder() / name
 
 
 def set_fingerprint_file(path: str | Path) -> None:
-    """Remember the user fingerprint file last written."""
+    """Remember the user fingerprint file last written, as one of this session's own."""
     st.session_state[FINGERPRINTS] = str(path)
+    own = st.session_state.setdefault(OWN_FINGERPRINTS, [])
+    if str(path) not in own:
+        own.append(str(path))
+
+
+def owns_fingerprint_file(path: str | Path) -> bool:
+    """Whether this session wrote the fingerprint file (else it is another's, used only when shared)."""
+    return str(path) in st.session_state.get(OWN_FINGERPRINTS, ())
+
+
+def uploaded_checkpoints() -> list[str]:
+    """Checkpoints this session uploaded: offered to it alone."""
+    return list(st.session_state.get(UPLOADED_CHECKPOINTS, ()))
+
+
+def add_uploaded_checkpoint(path: str | Path) -> None:
+    """Remember a checkpoint this session uploaded."""
+    kept = st.session_state.setdefault(UPLOADED_CHECKPOINTS, [])
+    if str(path) not in kept:
+        kept.append(str(path))
 
 
 def relabelled() -> Path | None:

@@ -14,6 +14,8 @@ import, so a test or a second server can point the same code elsewhere:
 - ``QUACK_UPLOAD_LIMIT_MB``: megabytes all uploads together may take (4096).
 - ``QUACK_UPLOAD_MAX_ROWS``: measurements an uploaded data source may hold (2,000,000).
 - ``QUACK_MAX_POINTS``: points drawn on a map at most (20,000); a density layer shows all.
+- ``QUACK_JOB_MEMORY_MB``: megabytes of computed results (latents, maps) kept for all
+  sessions (2048); the least recently used go first.
 
 Nothing here creates a folder; whoever writes into one creates it.
 """
@@ -37,6 +39,10 @@ DEFAULT_UPLOAD_LIMIT_MB = 4096
 DEFAULT_UPLOAD_MAX_ROWS = 2_000_000
 #: Points a map draws at most; more make the browser sluggish.
 DEFAULT_MAX_POINTS = 20_000
+#: Megabytes of computed results kept, all sessions together.
+DEFAULT_JOB_MEMORY_MB = 2048
+#: Seconds one relabelling of a data set may take in all; larger relabelling belongs on the command line.
+RELABEL_SECONDS = 120
 
 
 def _positive_whole_number(variable: str, default: int) -> int:
@@ -148,6 +154,17 @@ def max_points() -> int:
         When the variable is not a positive whole number.
     """
     return _positive_whole_number("QUACK_MAX_POINTS", DEFAULT_MAX_POINTS)
+
+
+def job_memory_bytes() -> int:
+    """Bytes of computed results kept for all sessions: ``QUACK_JOB_MEMORY_MB`` megabytes, 2048 by default.
+
+    Raises
+    ------
+    ValueError
+        When the variable is not a positive whole number.
+    """
+    return _positive_whole_number("QUACK_JOB_MEMORY_MB", DEFAULT_JOB_MEMORY_MB) * 1024 * 1024
 
 
 def sample_size() -> int:

@@ -15,7 +15,6 @@ within one limit for all sessions; a checkpoint upload is kept only once it load
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -23,9 +22,9 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from dashboard import settings
+from dashboard import settings, uploads
 from quack.atomic import atomic_write
 from quack.data.datafolder import INFO_FILE, ROWS_FILE
 from quack.model.provenance import find_data_set, recorded_checkpoint
@@ -118,6 +117,8 @@ def encoded_parts(source: dict) -> tuple[Path, Path | None]:
             f"The encoded folder {root.name} was made from a data set outside the folders this server shares; "
             "put the data set folder beside the encoded folder and open it again."
         )
+    if not source.get("trusted"):
+        roots.check_links(data)
     listed = list_checkpoints()
     checkpoint = recorded_checkpoint(root, also=listed)
     shared = source.get("trusted") or checkpoint in listed or (checkpoint is not None and roots.contains(checkpoint))
@@ -153,20 +154,20 @@ def path_source(text: str, keep_partial: bool = False) -> dict:
 _UPLOADS = threading.Lock()
 
 
-def _upload_name(name: str, data: bytes, suffix: str = "") -> str:
+def _upload_name(name: str, data: uploads.Content, suffix: str = "") -> str:
     """A file name for an upload: its content's hash, then its own name made safe."""
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name) or "upload"
     if suffix and not safe.endswith(suffix):
         safe += suffix
-    return f"{hashlib.sha1(data).hexdigest()[:10]}-{safe}"
+    return f"{uploads.digest(data)[:10]}-{safe}"
 
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
-def _keep(target: Path, name: str, data: bytes) -> bool:
-    """Write ``data`` to ``target`` unless it is there; False when it was.
+def _keep(target: Path, name: str, data: uploads.Content) -> bool:
+    """Write ``data`` to ``target`` a chunk at a time unless it is there; False when it was.
 
     Raises
     ------
@@ -179,18 +180,24 @@ def _keep(target: Path, name: str, data: bytes) -> bool:
         limit = settings.upload_limit_bytes()
         folder = settings.upload_folder()
         used = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-        if used + len(data) > limit:
+        size = uploads.size_of(data)
+        if used + size > limit:
             raise ValueError(
-                f"{name!r} ({_megabytes(len(data))}) was not kept: uploads already take {_megabytes(used)} of the "
+                f"{name!r} ({_megabytes(size)}) was not kept: uploads already take {_megabytes(used)} of the "
                 f"{_megabytes(limit)} this server keeps for them (QUACK_UPLOAD_LIMIT_MB), so ask its operator "
                 "to make room or put the file in a shared folder."
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda handle: handle.write(data))
+
+        def write(handle) -> None:
+            for chunk in uploads.chunks(data):
+                handle.write(chunk)
+
+        atomic_write(target, write)
         return True
 
 
-def save_upload(name: str, data: bytes) -> Path:
+def save_upload(name: str, data: uploads.Content) -> Path:
     """Keep an uploaded file in the upload folder, named by its content so a re-upload is reused.
 
     Raises
@@ -204,7 +211,7 @@ def save_upload(name: str, data: bytes) -> Path:
 
 
 @contextmanager
-def upload_source(files: list[tuple[str, bytes]], keep_partial: bool = False) -> Iterator[dict]:
+def upload_source(files: list[tuple[str, uploads.Content]], keep_partial: bool = False) -> Iterator[dict]:
     """A data source for uploaded files, given as (name, content) pairs, for the block's use.
 
     The files this call newly keeps are deleted again when the block raises, so uploads
@@ -212,18 +219,19 @@ def upload_source(files: list[tuple[str, bytes]], keep_partial: bool = False) ->
 
     Parameters
     ----------
-    files : list of (str, bytes)
-        The uploads.
+    files : list of (str, bytes or file object)
+        The uploads, at most :data:`dashboard.uploads.MAX_FILES` of them.
     keep_partial : bool
         Keep the rows of a truncated file read before the damage.
 
     Raises
     ------
     ValueError
-        When no file was given or the uploads would pass their limit.
+        When no file was given, or the uploads would pass one upload's bounds or their limit.
     """
     if not files:
         raise ValueError("No file was uploaded.")
+    uploads.check_batch(files)
     paths, created = [], []
     try:
         for name, data in files:
@@ -244,7 +252,7 @@ def checkpoint_upload_folder() -> Path:
     return settings.upload_folder() / "checkpoints"
 
 
-def save_checkpoint_upload(name: str, data: bytes) -> Path:
+def save_checkpoint_upload(name: str, data: uploads.Content) -> Path:
     """Keep an uploaded checkpoint if it loads as a quack checkpoint; a refused one is deleted at once.
 
     It is written under a name no listing offers, loaded, and only then given its
@@ -282,10 +290,15 @@ def save_checkpoint_upload(name: str, data: bytes) -> Path:
     return target
 
 
-def list_checkpoints() -> list[Path]:
-    """Checkpoints on disk: the shipped one first, then trained and uploaded ones, newest first."""
+def list_checkpoints(uploaded: Iterable[str | Path] = ()) -> list[Path]:
+    """Checkpoints on disk: the shipped one first, then trained ones and the session's uploads, newest first.
+
+    An upload is offered only to the session that uploaded it (``uploaded``); the operator
+    shares one by moving it into the checkpoint folder.
+    """
     found = {p.resolve() for p in settings.checkpoint_root().rglob("*.ckpt")}
-    found |= {p.resolve() for p in checkpoint_upload_folder().glob("*.ckpt")}
+    mine = {Path(p).resolve() for p in uploaded}
+    found |= {p.resolve() for p in checkpoint_upload_folder().glob("*.ckpt") if p.resolve() in mine}
     shipped = settings.shipped_checkpoint().resolve()
     others = sorted(found - {shipped}, key=lambda p: p.stat().st_mtime, reverse=True)
     return ([shipped] if shipped.is_file() else []) + others

@@ -66,6 +66,18 @@ def snippet_array(texts: pd.Series | pa.Array, length: int = 120) -> pa.Array:
     return pc.if_else(long, cut, flat)
 
 
+def value_counts(values: pd.Series, blank: str = "(unknown)") -> pd.Series:
+    """How many records hold each value, most first; empty and missing values counted as ``blank``.
+
+    Works on a categorical column as on strings: the counts are taken first and only
+    their labels renamed, so no category is added to the shared records.
+    """
+    counts = values.value_counts(dropna=False)
+    names = ["" if pd.isna(name) else str(name) for name in counts.index]
+    merged = pd.Series(counts.to_numpy(), index=[name or blank for name in names]).groupby(level=0, sort=False).sum()
+    return merged[merged > 0].sort_values(ascending=False, kind="stable")
+
+
 def record_table(
     frame: pd.DataFrame, labels: np.ndarray, texts, ids: list[int] | np.ndarray
 ) -> pd.DataFrame:
@@ -182,6 +194,8 @@ def export_table(
     """
     table = frame[[c for c in columns("metadata") if c in frame.columns]].copy()
     table["label"] = labels
+    # The codes stay (censored 1, undetermined 0, uncensored -1); the names read as every page says them.
+    table["label_name"] = label_names(labels)
     table["pca_x"], table["pca_y"] = pca[:, 0], pca[:, 1]
     if umap is not None:
         table["umap_x"], table["umap_y"] = umap[:, 0], umap[:, 1]

@@ -7,6 +7,7 @@ id, draws the loss curve from the run's recorder while it trains, and can stop i
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import threading
@@ -37,6 +38,8 @@ class TrainingRun:
         What was asked for.
     started : float
         When it started (seconds since the epoch).
+    kept : str
+        The name of the checkpoint the run kept (its epoch and validation loss), once it has ended.
     """
 
     run_id: str
@@ -46,6 +49,7 @@ class TrainingRun:
     model: AutoencoderConfig
     train: TrainConfig
     started: float = field(default_factory=time.time)
+    kept: str = ""
 
 
 _runs: dict[str, TrainingRun] = {}
@@ -69,10 +73,15 @@ def start(data_dir: Path, model: AutoencoderConfig, train: TrainConfig) -> Train
         result = fit(data_dir, out_dir, model, train, callbacks=[recorder], progress_bar=False, devices=1)
         target = settings.checkpoint_root() / "trained" / f"{run_id}.ckpt"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.checkpoint, target)
+        # Copied whole or not at all: the server may exit under this daemon thread.
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(result.checkpoint, partial)
+        os.replace(partial, target)
+        run.kept = result.checkpoint.name
         return target
 
-    run = TrainingRun(run_id, out_dir, recorder, jobs.store().training.submit(train_and_keep), model, train)
+    run = TrainingRun(run_id, out_dir, recorder, Future(), model, train)
+    run.future = jobs.store().training.submit(train_and_keep)
     with _lock:
         _runs[run_id] = run
     return run

@@ -100,7 +100,8 @@ class Roots:
         """The real path of an existing file or folder inside a shared folder.
 
         A relative path is looked for in each shared folder in turn. Links and ``..`` are
-        resolved before the check, so neither leads out of the shared folders.
+        resolved before the check, so neither leads out of the shared folders; nor does a
+        link inside the folder found (:meth:`check_links`).
 
         Parameters
         ----------
@@ -116,7 +117,8 @@ class Roots:
         ------
         ValueError
             The same sentence whether the path is outside, missing, unreadable or not a
-            path at all, naming only the shared folders.
+            path at all, naming only the shared folders; or one naming a link under the
+            folder that leads outside.
         """
         text = os.fspath(user_text) if isinstance(user_text, os.PathLike) else user_text
         if not isinstance(text, str) or not text.strip() or "\x00" in text:
@@ -133,8 +135,55 @@ class Roots:
             except (OSError, RuntimeError, ValueError):
                 continue
             if any(real.is_relative_to(folder) for folder in folders):
+                self.check_links(real)
                 return real
         raise self._refusal()
+
+    def check_links(self, path: str | os.PathLike) -> None:
+        """Refuse a folder that holds, at any depth, a link leading outside the shared folders.
+
+        A folder inside a shared folder is read file by file (a data set's three files,
+        its parts, an encoded folder's shards, raw files), so each link under it is
+        resolved, and links to folders inside are followed in turn (each folder once).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A real path inside a shared folder; a file has nothing under it.
+
+        Raises
+        ------
+        ValueError
+            Naming the first such link (it lies inside a shared folder) and what to do.
+        """
+        folders = self._real_folders()
+        waiting, seen = [Path(path)], set()
+        while waiting:
+            folder = waiting.pop()
+            if folder in seen:
+                continue
+            seen.add(folder)
+            try:
+                entries = list(os.scandir(folder))
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            except OSError:
+                raise self._refusal() from None
+            for entry in entries:
+                if entry.is_symlink():
+                    try:
+                        real = Path(entry.path).resolve()
+                    except (OSError, RuntimeError):
+                        real = None
+                    if real is None or not any(real.is_relative_to(shared) for shared in folders):
+                        raise ValueError(
+                            f"{entry.path} is a link that leads outside the folders this server shares; replace it "
+                            f"with what it links to, or share that folder too ({ENVIRONMENT_VARIABLE})."
+                        )
+                    if real.is_dir():
+                        waiting.append(real)
+                elif entry.is_dir(follow_symlinks=False):
+                    waiting.append(Path(entry.path))
 
     def _refusal(self) -> ValueError:
         shared = " or ".join(str(folder) for folder in self.folders)

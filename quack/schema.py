@@ -42,6 +42,11 @@ class Label(IntEnum):
         return _COLOURS[self]
 
     @classmethod
+    def ordered(cls) -> tuple["Label", "Label", "Label"]:
+        """The three labels in the order tables and counts list them: censored, undetermined, uncensored."""
+        return cls.CENSORED, cls.UNDETERMINED, cls.UNCENSORED
+
+    @classmethod
     def labelled(cls) -> tuple["Label", "Label"]:
         """The two labels a fingerprint decides: censored and uncensored."""
         return cls.CENSORED, cls.UNCENSORED
@@ -72,6 +77,7 @@ ROLES = {
     "text": "a string, cut at quack.data.vocab.FIELD_CHARS characters when stored",
     "flag": "a boolean; missing counts as false, as in the published pipeline",
     "tokenized": "read by the tokenizer to make the record's token sequence",
+    "optional": "added after data sets were first written; a data set without it reads it as missing (unknown)",
 }
 
 
@@ -96,6 +102,9 @@ ROW_SCHEMA = pa.schema([
     _field("status", pa.string(), "ingest", "metadata", "text", "tokenized"),
     _field("source", pa.string(), "ingest", "metadata", "text"),
     _field("line", pa.int64(), "ingest", "metadata"),
+    # When the probe ran (UTC) and the scan it belongs to, so scans can be set side by side.
+    _field("time", pa.timestamp("us", tz="UTC"), "ingest", "metadata", "optional"),
+    _field("scan", pa.string(), "ingest", "metadata", "text", "optional"),
     _field("probe", pa.int64(), "ingest"),
     _field("format", pa.string(), "ingest", "text"),
     _field("matches_template", pa.bool_(), "ingest", "flag", "tokenized"),

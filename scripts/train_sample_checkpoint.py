@@ -34,6 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quack.config import AutoencoderConfig, TrainConfig  # noqa: E402
+from quack.data.vocab import RESPONSE_FIELDS  # noqa: E402
 from quack.latents.classifier import binary_scores, split_labelled, train_classifier  # noqa: E402
 from quack.data.build import build_dataset  # noqa: E402
 from quack.data.datafolder import read_rows  # noqa: E402
@@ -41,10 +43,12 @@ from quack.model.encoding import SHIPPED_CHECKPOINT, encode_dataset, load_checkp
 from quack.sample.generator import write_sample  # noqa: E402
 
 SAMPLE = {"n": 5000, "seed": 0}
-TOKENIZER = {"vocab_size": 4000, "max_tokens": 128, "fields": ["status", "headers", "body", "service", "error"]}
-MODEL = {"embed_size": 64, "hidden_size": 128, "layers": 1, "learning_rate": 3e-3, "teacher_forcing_ratio": 0.5,
-         "pooling": "mean"}
-TRAINER = {"max_epochs": 7, "batch_size": 64, "seed": 0, "patience": 3}
+TOKENIZER = {"vocab_size": 4000, "max_tokens": 128, "fields": list(RESPONSE_FIELDS)}
+# The model and the run are quack's defaults (quack.config), so `quack fit` and the
+# dashboard's Model page train as this script does.
+MODEL = {name: getattr(AutoencoderConfig(), name)
+         for name in ("embed_size", "hidden_size", "layers", "learning_rate", "teacher_forcing_ratio", "pooling")}
+TRAINER = {name: getattr(TrainConfig(), name) for name in ("max_epochs", "batch_size", "seed", "patience")}
 TOP = 50
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -149,6 +150,22 @@ def test_latent_map_record_choice_lists_its_neighbours(env):
     neighbours = tables[-1]
     assert len(neighbours) == 10 and 5 not in neighbours["id"].tolist()
     assert list(neighbours["distance"]) == sorted(neighbours["distance"])
+
+
+def test_latent_map_counts_the_records_sharing_the_chosen_latent_instead_of_listing_ties(env):
+    run_page()
+    latents = jobs.store().get(jobs.encoded_key(sample_identity(env), False)).latents
+    _, group, counts = np.unique(latents, axis=0, return_inverse=True, return_counts=True)
+    group = group.ravel()
+    shared = np.flatnonzero(counts[group] > 1)
+    assert len(shared), "the sample has records of the same few tokens (echo or discard without a response)"
+    record = int(shared[0])
+    same = np.flatnonzero(group == group[record])
+    at = run_page(**{session.RECORD: record})
+    assert_clean(at)
+    assert any(c.value.startswith(f"{len(same) - 1:,} other records share this exact latent") for c in at.caption)
+    near = at.dataframe[-1].value
+    assert len(near) and not np.isin(near["id"], same).any(), "the ties are counted, not listed"
 
 
 def test_latent_map_lists_a_selection_and_tells_when_there_is_none(env):
@@ -420,7 +437,12 @@ def test_export_page_writes_with_the_writer_and_offers_downloads(env):
     assert_clean(at)
     out = Path(env["root"]) / "cache" / "exports" / "labelled-export"
     summary = json.loads((out / "metadata.json").read_text())
-    assert any(plain(s.value) == "Wrote the export labelled-export" for s in at.success)
+    # Where it is on the server, in full: the export folder is one of the dashboard's own.
+    assert any(plain(s.value) == f"Wrote the export labelled-export to {out}" for s in at.success)
+    shard = pd.read_parquet(next(out.glob("part-*.parquet")))
+    assert set(shard["label_name"]) <= {"censored", "uncensored"} and (shard["label"] != 0).all()
+    download = at.dataframe[-1].value
+    assert (download["label_name"].to_numpy() == label_names(download["label"].to_numpy())).all()
     assert metrics(at)["Undetermined"] == "0" and int(summary["censored"]) + int(summary["uncensored"]) > 0
     at.button(key="export_write").click().run()
     assert errors_of(at) == ["An export named 'labelled-export' already exists; choose another name."]

@@ -75,6 +75,15 @@ def test_evaluate_tab_shows_the_table_and_a_precision_curve_per_method(env):
     assert {m.label for m in at.metric} >= {"Folds", "Hidden records", "Best method", "Purity"}
 
 
+def test_evaluate_tab_puts_the_sample_truth_beside_the_hidden_family_figures(env):
+    at = evaluated(env)
+    (table,) = [d.value for d in at.dataframe if "method" in d.value.columns]
+    assert {"AP", "truth P@50", "truth AP"} <= set(table.columns), "both questions, one row per method"
+    truth = table.set_index("method")["truth P@50"]
+    assert all(cell == "–" or 0.0 <= float(cell) <= 1.0 for cell in truth)
+    assert any("Two questions" in c.value and "hidden" in c.value and "ground truth" in c.value for c in at.caption)
+
+
 def test_ranking_defaults_to_the_evaluations_best_and_switches_to_the_latent_classifier(env):
     at = evaluated(env)
     choice = at.selectbox(key="discover_method")

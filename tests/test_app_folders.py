@@ -155,7 +155,8 @@ def test_an_encoded_folder_brings_its_checkpoint_and_its_latents_are_read_not_co
     at = opened(env["root"] / "encoded", page="export")
     clean(at)
     identity = jobs.Identity.of(env["root"] / "data", env["checkpoint"])
-    stored = jobs.store().get(jobs.encoded_key(identity, False))
+    # The folder holds the losses, so what was read is the whole result, losses included.
+    stored = jobs.store().get(jobs.encoded_key(identity, True))
     assert stored is not None, "the session used the checkpoint that encoded the folder"
     assert "read from the encoded folder" in stored.device
     written = load_encoded(env["root"] / "encoded")

@@ -119,9 +119,9 @@ def test_anomalies_only(built, tmp_path):
 def test_real_files_with_shared_signatures(tmp_path):
     info = build_dataset(SHARED, tmp_path / "real", vocab_size=1600, max_tokens=64,
                          signatures=[str(SHARED / "blockpage_signatures.json"), str(SHARED / "false_positive_signatures.json")])
-    # The sums of the per-file counts in tests/test_labels.py.
+    # The sums of the per-file counts of the whole-response rule (the default) in tests/test_labels.py.
     assert info["rows"] == 80
-    assert info["rows_per_label"] == {"-1": 40, "0": 23, "1": 17}
+    assert info["rows_per_label"] == {"-1": 49, "0": 23, "1": 8}
     assert len(info["sources"]) == 8
 
 

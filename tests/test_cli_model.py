@@ -78,7 +78,7 @@ def test_encode_then_classify(trained, sample_data, tmp_path, layout, capsys, ca
     assert summary["total"] == info["rows"]
 
     assert main(["classify", "--encoded", str(out), "--epochs", "20"]) == 0
-    scores = pd.read_parquet(out / "scores.parquet")
+    scores = pd.read_parquet(out / "classifier" / "scores.parquet")
     assert len(scores) == info["rows"]
     assert scores["p_censored"].between(0, 1).all()
     assert scores["held_out"].sum() > 0

@@ -60,13 +60,14 @@ def test_a_bad_training_option_is_one_sentence_naming_the_flag(options, message)
         TrainConfig(**options)
 
 
-def test_the_model_class_keeps_the_seed_defaults_and_the_config_only_changes_the_learning_rate():
+def test_the_model_class_keeps_the_seed_defaults_and_the_config_changes_the_learning_rate_and_pooling():
+    """The seed's constructor keeps its defaults; quack's config trains as the shipped checkpoint was."""
     seed = {name: p.default for name, p in inspect.signature(QuackAutoEncoder.__init__).parameters.items()
             if p.default is not inspect.Parameter.empty}
     ours = AutoencoderConfig().model_kwargs()
-    assert seed["learning_rate"] == 1e-1
+    assert (seed["learning_rate"], seed["pooling"]) == (1e-1, "final")
     differs = {name for name in seed if name in ours and seed[name] != ours[name]}
-    assert differs == {"learning_rate"}
+    assert differs == {"learning_rate", "pooling"}
 
 
 def test_an_absurd_vocabulary_is_refused_before_anything_is_allocated():

@@ -24,6 +24,7 @@ from quack.fingerprints.labels import (
     FingerprintWarning,
     label_row,
     read_user_fingerprints,
+    response_text,
     relabel_rows,
     save_user_fingerprint,
     shipped_fingerprint_files,
@@ -71,7 +72,7 @@ def naive_match(paths: list[Path], text: str):
     return None, None
 
 
-# Labels per file with the shared lists, derived by hand from the bodies (section 9):
+# Labels per file with the shared lists and the body rule, derived by hand from the bodies (section 9):
 # probes that matched in records with no anomaly are -1; the rest go through the matcher.
 # discard v1: 2 matches; 5 echo-style 503 Palo Alto pages hit the generic false positive
 #   "503 Service Unavailable" first (-1); 5 timeouts with empty text (0).
@@ -95,6 +96,14 @@ SHARED_LABELS = {
     "Quack-https_v2/https_results_v2.json": {-1: 4},
 }
 
+# The whole-response rule reads the status line too: "503 Service Unavailable" is the generic
+# false positive x_generic_503_4, first in order, so the 5 Palo Alto pages of http v1 and the 4
+# corporate "Access Denied" pages of http v2, all served as 503s, are false positives there.
+SHARED_FULL_LABELS = dict(SHARED_LABELS, **{
+    "Quack-http_v1/http_results_v1.json": {-1: 7, 0: 5},
+    "Quack-http_v2/http_results_v2.json": {-1: 6, 1: 4},
+})
+
 # The shipped list knows the Pakistani page, the Palo Alto default page (in the echo 503
 # replies and the HTTP bodies) and the Akamai denial; it has no generic 503 false positive.
 SHIPPED_LABELS = {
@@ -109,16 +118,17 @@ SHIPPED_LABELS = {
 }
 
 
-def labels_per_file(fingerprints: Fingerprints) -> dict:
+def labels_per_file(fingerprints: Fingerprints, match: str = "body") -> dict:
     counts = defaultdict(Counter)
     for row in iter_rows(SHARED):
-        counts[row["source"]][label_row(row, fingerprints)[0]] += 1
+        counts[row["source"]][label_row(row, fingerprints, match)[0]] += 1
     return {source: dict(c) for source, c in counts.items()}
 
 
 @needs_shared
 def test_real_files_with_shared_lists():
     assert labels_per_file(shared_fingerprints()) == SHARED_LABELS
+    assert labels_per_file(shared_fingerprints(), "full") == SHARED_FULL_LABELS
 
 
 @needs_shared
@@ -235,7 +245,8 @@ def row(**kw):
      (1, "b_nat_ir_peyvandha")),
 ])
 def test_label_rule(kw, expected):
-    assert label_row(row(**kw), SHIPPED) == expected
+    # The body-only rule of the published model's pipeline (`quack ingest --match body`).
+    assert label_row(row(**kw), SHIPPED, "body") == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -383,3 +394,96 @@ def test_save_user_fingerprint_names_a_file_it_cannot_write(tmp_path, monkeypatc
     path = tmp_path / "fingerprints.json"
     with pytest.raises(ValueError, match=rf"Cannot write the fingerprint file {re.escape(str(path))}: No space left"):
         save_user_fingerprint(path, "e_unk_user_1", "Blocked")
+
+
+# The whole-response rule of Censored Planet's analysis pipeline, on replies shaped like the
+# records of its published tests: an HTTP reply of status line, Go-canonical headers and body.
+WHOLE = Fingerprints(
+    [("r_fp_28", r"Set-Cookie:.*domain=\."), ("x_generic_404", "404 Not Found")],
+    [("d_corp_ru_pstu", r"Location: http://blocked\.pstu\.ru"), ("a_prod_barracuda_2", "Server: Barracuda/NGFirewall"),
+     ("b_nat_ir_peyvandha", r"iframe src=\"http://10\.10\.34\.3[456]")],
+)
+
+
+def http_row(status, headers, body, anomaly=True, service="http"):
+    return {"matches_template": False, "anomaly": anomaly, "service": service, "status": status,
+            "headers": "\r\n".join(f"{key}: {value}" for key, value in headers), "body": body}
+
+
+def test_response_text_is_status_headers_blank_line_body():
+    http = http_row("302 Found", [("Location", "http://blocked.pstu.ru/"), ("Server", "nginx")], "<p>moved</p>")
+    assert response_text(http) == "302 Found\r\nLocation: http://blocked.pstu.ru/\r\nServer: nginx\r\n\r\n<p>moved</p>"
+    assert response_text(http_row("200 OK", [], "")) == "200 OK\r\n\r\n"
+    # Echo and discard: the received string is matched as it came.
+    echo = {"service": "echo", "status": "403 Forbidden", "headers": "", "body": "HTTP/1.1 403 Forbidden\r\n\r\nx"}
+    assert response_text(echo) == "HTTP/1.1 403 Forbidden\r\n\r\nx"
+
+
+def test_a_redirect_signature_fires_on_the_location_header():
+    redirect = http_row("302 Moved Temporarily", [("Content-Length", "0"), ("Location", "http://blocked.pstu.ru/?u=x")], "")
+    assert label_row(redirect, WHOLE) == (Label.CENSORED, "d_corp_ru_pstu")
+    assert label_row(redirect, WHOLE, "body") == (Label.UNDETERMINED, None)
+    banner = http_row("403 Forbidden", [("Server", "Barracuda/NGFirewall")], "<html>Access denied</html>")
+    assert label_row(banner, WHOLE) == (Label.CENSORED, "a_prod_barracuda_2")
+
+
+def test_a_false_positive_in_the_headers_outranks_a_blockpage_in_the_body():
+    # The body alone looks like a blockpage; the headers show an ordinary site's reply.
+    page = http_row("200 OK", [("Set-Cookie", "sid=1; path=/; domain=.example.com")],
+                    '<iframe src="http://10.10.34.34?type=Invalid">')
+    assert label_row(page, WHOLE, "body") == (Label.CENSORED, "b_nat_ir_peyvandha")
+    assert label_row(page, WHOLE) == (Label.UNCENSORED, "r_fp_28")
+    # A status line alone can be a known false positive.
+    assert label_row(http_row("404 Not Found", [], "<html>gone</html>"), WHOLE) == (Label.UNCENSORED, "x_generic_404")
+
+
+def test_whole_response_rule_calls_a_blockpage_censored_only_in_an_anomaly():
+    body = '<iframe src="http://10.10.34.34?type=Invalid">'
+    assert label_row(http_row("200 OK", [], body), WHOLE) == (Label.CENSORED, "b_nat_ir_peyvandha")
+    # A failed retry in a record whose other probes matched: the pipeline matches nothing.
+    assert label_row(http_row("200 OK", [], body, anomaly=False), WHOLE) == (Label.UNDETERMINED, None)
+    assert label_row(http_row("404 Not Found", [], "", anomaly=False), WHOLE) == (Label.UNCENSORED, "x_generic_404")
+    with pytest.raises(ValueError, match="match rule"):
+        label_row(http_row("200 OK", [], body), WHOLE, "headers")
+
+
+def test_ingest_labels_by_the_whole_response_unless_told_body(tmp_path):
+    record = {
+        "vp": "1.2.3.4", "location": {"country_code": "RU"}, "service": "http", "test_url": "example.com",
+        "anomaly": True, "controls_failed": False, "stateful_block": False,
+        "response": [{"matches_template": False, "response": {
+            "status_line": "302 Found", "headers": {"Location": ["http://blocked.pstu.ru/"]}, "body": ""}}],
+    }
+    source = tmp_path / "redirect.json"
+    source.write_text(json.dumps(record) + "\n")
+    signatures = tmp_path / "blockpage_signatures.json"
+    signatures.write_text(json.dumps({"fingerprint": "d_corp_ru_pstu", "pattern": r"Location: http://blocked\.pstu\.ru"}) + "\n")
+    whole = build_dataset([source], tmp_path / "whole", signatures=[str(signatures)], vocab_size=300, max_tokens=64)
+    body = build_dataset([source], tmp_path / "body", signatures=[str(signatures)], vocab_size=300, max_tokens=64,
+                         match="body")
+    assert whole["match"] == "full" and whole["rows_per_label"]["1"] == 1
+    assert body["match"] == "body" and body["rows_per_label"]["1"] == 0 and body["rows_per_label"]["0"] == 1
+    frame = read_rows(tmp_path / "body", columns=["id", "label", "fingerprint", "anomaly", "body", "status", "headers",
+                                                  "service"])
+    assert relabel_rows(frame, [], base_files=[signatures])["label"].tolist() == [1]
+    assert relabel_rows(frame, [], base_files=[signatures], match="body")["label"].tolist() == [0]
+
+
+REALPAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "realpages"
+
+
+@pytest.mark.skipif(not (REALPAGES / "truth.jsonl.gz").is_file() or not SHARED.is_dir(),
+                    reason="shared real pages not present")
+def test_whole_response_labels_equal_censored_planets_on_the_real_pages(tmp_path):
+    signatures = [str(SHARED / "blockpage_signatures.json"), str(SHARED / "false_positive_signatures.json")]
+    fingerprints = Fingerprints.load(signatures)
+    truth = pd.read_json(REALPAGES / "truth.jsonl.gz", lines=True)
+    expected = {(int(t.line), int(t.probe)): (t.cp_full_label, t.cp_full_fingerprint) for t in truth.itertuples()}
+    compared = 0
+    for item in iter_rows([REALPAGES / "measurements.jsonl.gz"]):
+        label, fingerprint = expected[(item["line"], item["probe"])]
+        if pd.isna(label):
+            continue  # a template match or no reply: the pipeline matches nothing
+        assert label_row(item, fingerprints) == (Label(int(label)), fingerprint if isinstance(fingerprint, str) else None)
+        compared += 1
+    assert compared > 4000

@@ -53,6 +53,17 @@ def test_nearest_neighbors_finds_the_closest_rows_and_leaves_out_the_query():
     assert 0 not in index and len(index) == 4
 
 
+def test_records_sharing_the_query_latent_are_counted_and_left_out_apart():
+    # Rows 0, 2 and 5 are one latent (records of the same few tokens): all at distance 0.
+    x = np.array([[1.0, 2.0], [1.0, 2.5], [1.0, 2.0], [4.0, 0.0], [1.0, 2.0001], [1.0, 2.0]], dtype=np.float32)
+    assert neighbours.identical_rows(x, 0).tolist() == [2, 5]
+    assert neighbours.identical_rows(x, 3).tolist() == []
+    index, distance = neighbours.nearest_neighbors(x, 0, k=3)
+    assert set(index.tolist()) == {2, 4, 5} and np.allclose(distance, 0.0, atol=1e-3)
+    index, distance = neighbours.nearest_neighbors(x, 0, k=10, apart=True)
+    assert index.tolist() == [4, 1, 3] and list(distance) == sorted(distance)
+
+
 def test_nearest_neighbors_other_metrics_and_bad_input():
     x = np.array([[1.0, 0.0], [10.0, 0.1], [0.0, 1.0]], dtype=np.float32)
     index, _ = neighbours.nearest_neighbors(x, 0, k=1, metric="cosine")

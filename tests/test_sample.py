@@ -192,8 +192,8 @@ def test_real_size_pages_are_kilobytes_and_blockpages_stay_small(tmp_path, reali
     assert len(real_rows) == len(small_rows) == len(truths)
     pages = []
     for before, after, truth in zip(small_rows, real_rows, truths):
-        assert {k: v for k, v in after.items() if k not in ("body", "source")} == \
-            {k: v for k, v in before.items() if k not in ("body", "source")}
+        assert {k: v for k, v in after.items() if k not in ("body", "source", "scan")} == \
+            {k: v for k, v in before.items() if k not in ("body", "source", "scan")}
         if truth["truth"] != ORDINARY or not before["body"] or before["status"].startswith("3"):
             assert after["body"] == before["body"], "blockpages, redirects and empty replies keep their size"
         else:
@@ -222,3 +222,20 @@ def test_gzip_sample_ingests_to_the_same_rows_as_the_plain_one(tmp_path):
                     ["ingest", str(tmp_path / name), "--out", str(tmp_path / f"{name}.set"), "--workers", "1"]) == 0
         tables.append(pq.read_table(tmp_path / f"{name}.set" / "rows.parquet").drop_columns(["source"]))
     assert tables[0].num_rows > 150 and tables[0].equals(tables[1])
+
+
+def test_sample_of_days_is_deterministic_and_its_changes_show_in_the_truth(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert main(["sample", "--days", "8", "--n", "150", "--seed", "3", "--out", str(tmp_path / name)]) == 0
+    a, b = sorted((tmp_path / "a").iterdir()), sorted((tmp_path / "b").iterdir())
+    assert [p.name for p in a] == [p.name for p in b] and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    events = json.loads((tmp_path / "a" / "events.truth.json").read_text())
+    assert len(events["scans"]) == 8 and events["quiet_days"]
+    rows = list(iter_rows(tmp_path / "a"))
+    assert {r["scan"] for r in rows} == set(events["scans"])
+    pages = Counter((r["country"], r["scan"]) for r in rows if r["body"] and "NCC/" in r["body"])
+    new = next(e for e in events["events"] if e["kind"] == "new_blockpage")
+    assert {scan for _, scan in pages} == set(events["scans"][new["day"]:])
+    assert {country for country, _ in pages} == {new["country"]}
+    assert main(["sample", "--days", "3", "--out", str(tmp_path / "c")]) == 2
+    assert "at least 8" in capsys.readouterr().err

@@ -21,14 +21,15 @@ def test_label_names_reads_unknown_codes_as_undetermined():
 
 def test_metadata_columns_are_those_carried_with_a_latent():
     assert columns("metadata") == ("id", "label", "fingerprint", "country", "domain", "service", "vp", "anomaly",
-                                   "controls_failed", "status", "source", "line")
+                                   "controls_failed", "status", "source", "line", "time", "scan")
+    assert columns("optional") == ("time", "scan")
 
 
 def test_ingest_columns_are_the_keys_of_a_raw_row():
     assert set(columns("ingest")) == {
         "source", "line", "probe", "format", "vp", "country", "domain", "service", "anomaly", "controls_failed",
         "stateful_block", "matches_template", "error", "start_time", "end_time", "elapsed_ms", "sent", "status",
-        "headers", "body", "tls_version", "cipher_suite", "certificate",
+        "headers", "body", "tls_version", "cipher_suite", "certificate", "time", "scan",
     }
     assert not set(columns("ingest")) & set(columns("derived"))
     assert set(columns("ingest")) | set(columns("derived")) == set(columns())

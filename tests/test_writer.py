@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import pytorch_lightning as pl
@@ -104,7 +105,14 @@ def test_parquet_shards_are_plain_parquet(tmp_path):
     table = pq.read_table(shards[0])
     assert table.num_rows == 4
     assert table.schema.field("latent").type.list_size == 16
-    assert set(table.column_names) == {"id", "label", "country", "anomaly", "line", "latent"}
+    assert set(table.column_names) == {"id", "label", "label_name", "country", "anomaly", "line", "latent"}
+
+
+def test_each_record_carries_its_label_name_beside_its_code(tmp_path):
+    predict(tmp_path, records(10))
+    table = pd.concat([pq.read_table(p).to_pandas() for p in sorted(tmp_path.glob("part-*.parquet"))])
+    names = {1: "censored", 0: "undetermined", -1: "uncensored"}
+    assert (table["label_name"] == table["label"].map(names)).all()
 
 
 def test_indexed_layout_places_items_by_id(tmp_path):

@@ -74,7 +74,7 @@ with rebuild:
     b.html(charts.reconstruction_html(pieces, rebuilt, result["probs"]))
 
 with compare:
-    neighbours, _ = results.nearest(s, record)
+    neighbours, _, _ = results.nearest(s, record)
     other_default = session.second_record()
     if other_default is None:
         other_default = int(neighbours[0]) if len(neighbours) else 0

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, loaders, responses, session, settings, sources, tables
+from dashboard import charts, errors, loaders, responses, session, settings, sources, tables, uploads
 from quack.schema import Label, label_names
 
 st.title("Data")
@@ -40,10 +40,19 @@ try:
             accept_multiple_files=True, key="data_upload",
         )
         keep_partial = st.checkbox(loaders.KEEP_PARTIAL_LABEL, key="upload_keep_partial")
+        if files:
+            try:
+                # Too many or too large: refused before anything is written, and the memory given back.
+                uploads.check_batch([(f.name, f) for f in files])
+            except ValueError:
+                uploads.release(files)
+                raise
         if files and st.button("Load", type="primary", key="upload_load"):
-            # Uploads that make no data set are deleted again as the block fails.
-            with sources.upload_source([(f.name, f.getvalue()) for f in files], keep_partial) as candidate:
+            # Uploads that make no data set are deleted again as the block fails (and stay in the
+            # uploader for another try); kept ones are on disk, so Streamlit's copies are dropped.
+            with sources.upload_source([(f.name, f) for f in files], keep_partial) as candidate:
                 loaders.dataset_dir(candidate)
+            uploads.release(files)
 except (ValueError, OSError) as error:
     errors.show(error)
     candidate = None
@@ -60,7 +69,7 @@ named = pd.Series(label_names(labels))
 st.subheader(charts.markdown_text(session.source()["name"]))
 cards = st.columns(5)
 cards[0].metric("Records", f"{len(frame):,}")
-for card, label in zip(cards[1:4], (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)):
+for card, label in zip(cards[1:4], Label.ordered()):
     card.metric(label.display.capitalize(), f"{int((labels == label).sum()):,}")
 skipped = about.get("skipped") or {}
 cards[4].metric("Skipped", f"{sum(skipped.values()) if isinstance(skipped, dict) else 0:,}",
@@ -68,7 +77,7 @@ cards[4].metric("Skipped", f"{sum(skipped.values()) if isinstance(skipped, dict)
 
 a, b, c = st.columns(3)
 a.plotly_chart(charts.counts_bar(named.value_counts(), "By label", labels=True), config=charts.PLOT_CONFIG, key="by_label")
-b.plotly_chart(charts.counts_bar(frame["country"].replace("", "(unknown)").value_counts().head(15), "By country (top 15)"),
+b.plotly_chart(charts.counts_bar(tables.value_counts(frame["country"]).head(15), "By country (top 15)"),
                config=charts.PLOT_CONFIG, key="by_country")
 c.plotly_chart(charts.counts_bar(frame["service"].value_counts(), "By service"), config=charts.PLOT_CONFIG, key="by_service")
 

@@ -24,7 +24,7 @@ if session.relabelled() is not None:
 
 # The evaluation runs in the background from the first visit; the Candidates tab ranks by
 # its best method once it is done.
-state = rankings.evaluation_state(s, labels, session.relabelled())
+state = rankings.evaluation_state(s, labels, session.relabelled(), loaders.sample_truth(s.data_dir))
 
 # Kept by key, so the chosen tab stays chosen when a first computation's progress bars
 # are gone on the next run and the page's elements move up.

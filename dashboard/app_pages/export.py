@@ -35,9 +35,10 @@ if st.button("Write", type="primary", icon=":material/save:", key="export_write"
         target = resolve_writable_name(settings.export_folder(), name.strip(), "the export folder's name")
         if target.exists():
             raise ValueError(f"An export named {name.strip()!r} already exists; choose another name.")
+        # The name is claimed as the folder is made, so two sessions writing one name at once cannot mix shards.
         with results.progress_bar("Writing the encoded data set") as progress:
             write_encoded(s.model, s.data_dir, target, layout=layout, keep=ROWS[keep], progress=progress,
-                          checkpoint=s.checkpoint)
+                          checkpoint=s.checkpoint, new=True)
     except (ValueError, OSError) as error:
         errors.show(error)
     else:
@@ -52,7 +53,10 @@ if written is not None:
         # The folder may have been removed or left incomplete since it was written.
         errors.show(error)
     else:
-        st.success(charts.markdown_text(f"Wrote the export {written.name}"))
+        # The full path on the server, where the operator's shared folders allow showing it.
+        where = errors.public(str(written))
+        where = where if "[server path]" not in where else "the dashboard's export folder"
+        st.success(charts.markdown_text(f"Wrote the export {written.name} to {where}"))
         cards = st.columns(4)
         for card, key in zip(cards, ("total", *(label.display for label in Label))):
             card.metric(key.capitalize(), f"{int(summary.get(key, 0)):,}")

@@ -95,9 +95,9 @@ if method == "UMAP":
         _umap_progress()
 
 chosen = session.record()
-neighbours, distances = np.empty(0, np.int64), np.empty(0, np.float32)
+neighbours, distances, ties = np.empty(0, np.int64), np.empty(0, np.float32), 0
 if chosen is not None and 0 <= chosen < n:
-    neighbours, distances = results.nearest(s, chosen)
+    neighbours, distances, ties = results.nearest(s, chosen)
     ringed = np.asarray([chosen, *neighbours], dtype=np.int64)
 else:
     ringed = np.empty(0, np.int64)
@@ -187,6 +187,10 @@ with right:
     # The rerun above makes the record the chosen one, whose neighbours the map found.
     near = tables.record_table(frame, labels, responses.texts(s.data_dir, neighbours), neighbours)
     near.insert(1, "distance", np.round(distances, 3))
+    if ties:
+        st.caption(f"{ties:,} other records share this exact latent (the same tokens: a short record such as an "
+                   "echo or discard test with no status, headers or body); all at distance 0, they are left out. "
+                   "The nearest records whose latent differs:")
     st.dataframe(near, hide_index=True, height=250)
     if st.button("Open on the Attention page", type="primary", icon=":material/visibility:"):
         session.set_record(record)
@@ -195,4 +199,8 @@ with right:
 if method == "UMAP" and shown != "UMAP" and not failed:
     # Started only now that the PCA map is on screen, so it does not slow the first map;
     # the progress bar above follows it.
-    results.umap_job(s, *umap_options)
+    try:
+        results.umap_job(s, *umap_options)
+    except ValueError as error:
+        # Too much work waits already: the PCA map stays, and the sentence says what to do.
+        notice.warning(charts.markdown_text(errors.public(error)))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, errors, loaders, session, settings, sources, training_runs
+from dashboard import charts, errors, loaders, session, settings, sources, training_runs, uploads
 from quack.config import AutoencoderConfig, TrainConfig, options
 from quack.model.encoding import best_device
 
@@ -13,7 +13,7 @@ st.title("Model")
 choose, train = st.tabs(["Checkpoint", "Train a new model"])
 
 with choose:
-    found = sources.list_checkpoints()
+    found = sources.list_checkpoints(session.uploaded_checkpoints())
     current = session.checkpoint().resolve()
     choices = found if current in found else [current, *found]
     picked = st.selectbox(
@@ -28,7 +28,12 @@ with choose:
             candidate = settings.data_roots().resolve_readable(typed)
         elif uploaded is not None and st.button("Use the upload", key="ckpt_use_upload"):
             # Kept only once it loads; a refused upload is deleted at once.
-            candidate = sources.save_checkpoint_upload(uploaded.name, uploaded.getvalue())
+            try:
+                candidate = sources.save_checkpoint_upload(uploaded.name, uploaded)
+            finally:
+                # On disk now, or refused: Streamlit's copy in memory is not needed either way.
+                uploads.release([uploaded])
+            session.add_uploaded_checkpoint(candidate)
         elif picked != current:
             candidate = picked
         if candidate is not None:
@@ -125,8 +130,11 @@ with train:
                 errors.show(f"Training {run.run_id} failed: {error}")
             else:
                 path = run.future.result()
+                how = (f"was stopped at step {recorder.stopped_at:,}" if recorder.stopped_at is not None
+                       else "finished")
                 st.success(charts.markdown_text(
-                    f"Training {run.run_id} finished; the best checkpoint is saved as {errors.public(str(path))}."))
+                    f"Training {run.run_id} {how}; it kept its best checkpoint by validation loss ({run.kept}), "
+                    f"saved as {errors.public(str(path))}."))
                 if st.button("Use the new checkpoint", type="primary", key="use_trained"):
                     session.set_checkpoint(path)
                     session.set_training_id(None)

@@ -11,7 +11,7 @@ from pathlib import Path
 from quack.data.decompression import DEFAULT_MAX_EXPANSION, EXPANSION_VARIABLE
 from quack.schema import Label
 from quack.data.tokenizer import MIN_MAX_TOKENS, MIN_TEXT_VOCAB
-from quack.data.vocab import FIELDS
+from quack.data.vocab import FIELDS, RESPONSE_FIELDS
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,15 +29,20 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> None:
                         "false-positive list (default: the list shipped with quack)")
     p.add_argument("--vocab-size", type=int, default=4000,
                    help="text (BPE) vocabulary of a new tokenizer; static tokens come on top (default: 4000)")
-    p.add_argument("--max-tokens", type=int, default=256, help="most text tokens per record (default: 256)")
+    p.add_argument("--max-tokens", type=int, default=128,
+                   help="most text tokens per record (default: 128, as the shipped checkpoint)")
     p.add_argument("--fields", nargs="+", metavar="FIELD", default=None,
                    help="fields of each sequence of a new tokenizer, in order, from: " + ", ".join(FIELDS)
-                        + " (default: all, in that order; e.g. status headers body service error leaves out the "
-                          "vantage point and the request and puts the response first)")
+                        + f" (default: {' '.join(RESPONSE_FIELDS)}, the response first without the vantage point "
+                          "and the request, as the shipped checkpoint; name them all for the seed's layout)")
     p.add_argument("--tokenizer-from", metavar="FILE", default=None,
                    help="reuse the tokenizer of a checkpoint (.ckpt) or a tokenizer.json instead of training one")
     p.add_argument("--geoip", metavar="FILE", default=None, help="MaxMind database for v1 countries (needs geoip2)")
     p.add_argument("--anomalies-only", action="store_true", help="keep only failed probes of anomalous records")
+    p.add_argument("--match", choices=("full", "body"), default="full",
+                   help="what the fingerprints are matched against: full, the whole response (status line, "
+                        "headers, body) and a blockpage only in an anomalous record, as Censored Planet's analysis "
+                        "pipeline labels; body, the body alone, the labels of earlier quack versions (default: full)")
     p.add_argument("--list-problems", action="store_true", help="list every bad input with its file and line")
     p.add_argument("--keep-partial", action="store_true",
                    help="keep the rows of a truncated or corrupt file read before the damage (default: refuse the file)")
@@ -57,8 +62,12 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write deterministic Hyperquack v2 measurements and, beside them, their ground truth.",
     )
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="measurements file, ending in .json or .jsonl, or either with .gz for gzip")
-    p.add_argument("--n", type=int, default=5000, help="number of measurements (default: 5000)")
+                   help="measurements file, ending in .json or .jsonl, or either with .gz for gzip; with --days, "
+                        "the folder of the daily scans")
+    p.add_argument("--n", type=int, default=5000, help="number of measurements (default: 5000; with --days, a day)")
+    p.add_argument("--days", type=int, metavar="N", default=None,
+                   help="write N daily scans in which censorship changes in known ways (a new blockpage, an ISP "
+                        "filter that spreads, a block lifted, quiet days), with events.truth.json naming each change")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--realistic", action="store_true",
                    help="the harder sample: unknown blockpages of the kinds met in real data (security suites, "
@@ -113,7 +122,8 @@ def run_ingest(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-tokens must be at least {MIN_MAX_TOKENS}, got {args.max_tokens}.")
     if tokenizer is not None and args.fields is not None:
         raise ValueError("--fields sets up a new tokenizer; leave it out with --tokenizer-from, whose fields are kept.")
-    fields = _check_fields(args.fields)
+    # A new tokenizer gets the shipped checkpoint's layout unless --fields names another.
+    fields = _check_fields(args.fields) if args.fields is not None or tokenizer else RESPONSE_FIELDS
 
     stats = IngestStats(keep_problems=args.list_problems)
     progress = Stages("quack ingest", totals_from={"train": "ingest", "tokenize": "ingest"})
@@ -126,7 +136,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                 vocab_size=args.vocab_size, max_tokens=args.max_tokens, fields=fields, geoip_db=args.geoip,
                 anomalies_only=args.anomalies_only, progress=progress, stats=stats, allow_empty=False,
                 keep_partial=args.keep_partial, max_expansion=args.max_expansion,
-                workers=args.workers or available_cores(),
+                workers=args.workers or available_cores(), match=args.match,
             )
     except ExpansionError as error:
         raise ValueError(f"{str(error).rstrip('.')} or --max-expansion.") from None
@@ -160,7 +170,7 @@ def _print_summary(info: dict, out: str) -> None:
     print("skipped: " + (", ".join(f"{reason} {n}" for reason, n in skipped.items()) if skipped else "nothing"))
     labels = info["rows_per_label"]
     print("labels: " + ", ".join(f"{label.display} ({label.value}) {labels[str(label.value)]}"
-                                 for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)))
+                                 for label in Label.ordered()))
     print(f"tokens per row: mean {info['mean_tokens']:.1f}, longest {info['longest_sequence']} "
           f"(vocabulary {info['vocab_size']}, at most {info['max_tokens']} text tokens)")
     print(f"wrote {out}")
@@ -171,6 +181,13 @@ def run_sample(args: argparse.Namespace) -> int:
     from quack.progress import Progress
     from quack.sample.generator import write_sample
 
+    if args.days is not None:
+        from quack.sample.days import write_days
+
+        with Progress("quack sample", "write", total=args.days, unit="days") as progress:
+            files, events = write_days(args.out, args.days, n=args.n, seed=args.seed, progress=progress.update)
+        print(f"wrote {len(files)} daily scans to {Path(args.out)} and the changes in them to {events}")
+        return 0
     with Progress("quack sample", "write", total=args.n, unit="measurements") as progress:
         records, truth = write_sample(args.out, n=args.n, seed=args.seed, realistic=args.realistic,
                                       real_size=args.real_size, progress=progress.update)

@@ -19,7 +19,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
                     "or one of the --group prefixes.",
     )
     p.add_argument("--data", required=True,
-                   help="data set folder written by `quack ingest` with the checkpoint's tokenizer")
+                   help="data set folder written by `quack ingest`, with any tokenizer: the model reads it in "
+                        "the checkpoint's tokens, the bag-of-tokens baseline in the data set's own")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the shipped sample model)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--hide", nargs="+", metavar="NAME", default=None,
@@ -36,7 +37,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=None, metavar="METHOD",
                    help=f"methods to compare (default: all: {', '.join(METHODS)})")
     p.add_argument("--truth", metavar="FILE", default=None,
-                   help="ground truth written by `quack sample`: also score against its unknown blockpages")
+                   help="ground truth (.jsonl or .jsonl.gz) written by `quack sample` or shipped with real "
+                        "pages: also score against its unknown blockpages, with F@K, the distinct pages in the first K")
+    p.add_argument("--truth-only", action="store_true",
+                   help="hide no family: only rank every undetermined row against --truth")
     p.add_argument("--seed", type=int, default=0, help="seeds the folds, the training split and ties (default: 0)")
     p.add_argument("--device", default=None, help="where to encode: cpu, cuda, cuda:N, mps (default: the best present)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write every figure, per fold, to this JSON file")
@@ -54,12 +58,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_dataset(args.data)
     if args.truth is not None and not Path(args.truth).expanduser().is_file():
         raise ValueError(f"--truth {args.truth} does not exist; give the .truth.jsonl file `quack sample` wrote.")
+    if args.truth_only and args.truth is None:
+        raise ValueError("--truth-only scores against the ground truth alone; give --truth as well.")
     if args.checkpoint is not None and not Path(args.checkpoint).expanduser().is_file():
         raise ValueError(f"--checkpoint {args.checkpoint} does not exist; give a checkpoint written by `quack fit`.")
     report = evaluate(
         args.data, args.checkpoint, hide=args.hide, folds=args.folds, top=args.top, seed=args.seed,
         methods=args.methods, progress=lambda line: print(f"quack evaluate: {line}", file=sys.stderr),
         min_rows=args.min_rows, groups=args.group, truth=args.truth, device=args.device,
+        truth_only=args.truth_only,
     )
     print(report.table())
     if args.json:

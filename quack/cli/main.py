@@ -13,6 +13,8 @@ import signal
 import sys
 import warnings
 
+from quack.cli.candidates import add_candidates_parser
+from quack.cli.compare import add_compare_parser
 from quack.cli.data import add_ingest_parser, add_sample_parser
 from quack.cli.evaluate import add_evaluate_parser
 from quack.cli.model import add_classify_parser, add_encode_parser, add_fit_parser
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_sample_parser, add_ingest_parser, add_fit_parser, add_encode_parser, add_classify_parser,
-                add_evaluate_parser):
+                add_evaluate_parser, add_candidates_parser, add_compare_parser):
         add(subparsers)
     return parser
 

@@ -112,6 +112,9 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--filtered", action="store_true", help="keep only labelled rows (censored, uncensored)")
     which.add_argument("--evaluate", action="store_true", help="keep only undetermined rows")
+    p.add_argument("--loss", action=argparse.BooleanOptionalAction, default=True,
+                   help="write each record's reconstruction loss beside its latent, so the dashboard colours and "
+                        "ranks by it without running the model (one decoder pass more; default: on)")
     p.add_argument("--batch-size", type=int, default=None, help="records per batch (default: sized for the device)")
     p.add_argument("--accelerator", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, gpu, mps")
     p.add_argument("--devices", default="auto")
@@ -137,7 +140,7 @@ def run_encode(args: argparse.Namespace) -> int:
               f"tokenizing its {info['rows']:,} rows again with the checkpoint's", flush=True)
     with Stages("quack encode") as progress:
         summary = write_encoded(
-            model, args.data, out, layout=args.layout, keep=keep, batch_size=args.batch_size,
+            model, args.data, out, layout=args.layout, keep=keep, with_loss=args.loss, batch_size=args.batch_size,
             progress=lambda done, total: progress(done, "encode", total),
             retokenize_progress=lambda done, total: progress(done, "tokenize", total),
             accelerator=args.accelerator, devices=parse_devices(str(args.devices)), strategy=args.strategy,
@@ -162,13 +165,11 @@ def add_classify_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    """Train on labelled latents, score every row, write ``scores.parquet`` beside the latents."""
+    """Train on labelled latents, score every row, write ``classifier/scores.parquet`` beside the latents."""
     import pandas as pd
-    import torch
 
-    from quack.atomic import atomic_write
     from quack.model.reader import load_encoded
-    from quack.latents.classifier import train_classifier
+    from quack.latents.classifier import SCORES_FILE, train_classifier, write_classified
 
     folder = Path(args.encoded).expanduser()
     if not 0.0 < args.test_size < 1.0:
@@ -188,13 +189,12 @@ def run_classify(args: argparse.Namespace) -> int:
     scores = pd.DataFrame(
         {"id": table["id"].to_numpy(), "label": labels, "p_censored": report.model.predict_proba(latents), "held_out": held_out}
     )
-    atomic_write(folder / "scores.parquet", lambda handle: scores.to_parquet(handle, index=False))
-    atomic_write(folder / "classifier.pt", lambda handle: torch.save(report.model.state_dict(), handle))
+    written = write_classified(folder, scores, report.model)
     undetermined = scores[scores["label"] == Label.UNDETERMINED].sort_values("p_censored", ascending=False)
     print(
         f"held-out accuracy {report.accuracy:.4f}  F1 {report.f1:.4f}  confusion {report.confusion}\n"
         f"scored {len(scores)} rows; {int((undetermined['p_censored'] >= 0.5).sum())} of {len(undetermined)} "
-        f"undetermined rows look censored (p >= 0.5); wrote {folder / 'scores.parquet'}"
+        f"undetermined rows look censored (p >= 0.5); wrote {written / SCORES_FILE}"
     )
     return 0
 

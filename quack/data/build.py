@@ -36,7 +36,7 @@ from quack.data.swap import building, output_folder, swap_in
 from quack.data.tokenizer import QuackTokenizer
 from quack.data.vocab import check_fields
 from quack.errors import QuackInputError
-from quack.fingerprints.labels import FingerprintWarning, Fingerprints, label_row
+from quack.fingerprints.labels import MATCH_RULES, FingerprintWarning, Fingerprints, label_row
 from quack.schema import Label
 
 __all__ = ["build_dataset"]
@@ -60,6 +60,7 @@ def build_dataset(
     max_expansion: float | None = None,
     workers: int = 1,
     fields: Iterable[str] | None = None,
+    match: str = "full",
 ) -> dict:
     """Ingest, label and tokenize raw Quack files into a data set folder.
 
@@ -101,6 +102,10 @@ def build_dataset(
     fields : sequence of str, optional
         For a newly trained tokenizer: the fields of each sequence in their order
         (:data:`quack.data.vocab.FIELDS`); None keeps the default layout.
+    match : {"full", "body"}
+        What the fingerprints are matched against (:func:`quack.fingerprints.labels.label_row`):
+        the whole response, as Censored Planet's analysis pipeline does, or the body alone,
+        as the published model's pipeline did; recorded in ``info.json``.
 
     Returns
     -------
@@ -119,6 +124,8 @@ def build_dataset(
     out = output_folder(out_dir)
     # Checked before any work, though only a tokenizer trained here reads them.
     fields = check_fields(fields) if fields is not None and tokenizer is None else fields
+    if match not in MATCH_RULES:
+        raise QuackInputError(f"Unknown match rule {match!r}; choose one of {', '.join(MATCH_RULES)}.")
     fingerprints = Fingerprints.load(signatures)
     if geoip_db:
         # A database that cannot be opened stops the build before it reads anything.
@@ -129,7 +136,7 @@ def build_dataset(
     with building(out) as work:
         chunks = iter_chunks(paths, keep_partial=keep_partial, max_expansion=max_expansion,
                              keep_problems=stats.keep_problems)
-        options = _RowOptions(work / "staging", geoip_db, anomalies_only, stats.keep_problems)
+        options = _RowOptions(work / "staging", geoip_db, anomalies_only, stats.keep_problems, match)
         options.staging.mkdir()
         with Workers(workers) as pool:
             labelled = _labelled_chunks(pool, chunks, options, fingerprints, found, report, tokenizer)
@@ -138,6 +145,7 @@ def build_dataset(
         shutil.rmtree(options.staging)
         tokenizer.save(work / TOKENIZER_FILE)
         info = _info(work / ROWS_FILE, rows, tokenizer, stats, fingerprints, anomalies_only)
+        info["match"] = match
         (work / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         swap_in(work, out)
     return info
@@ -164,6 +172,7 @@ class _RowOptions:
     geoip_db: str | None
     anomalies_only: bool
     keep_problems: bool
+    match: str = "full"
 
 
 class _Found:
@@ -281,7 +290,7 @@ def _chunk_rows(
     stats = IngestStats(keep_problems=options.keep_problems)
     tables, batch = [], []
     for row in chunk_rows(chunk, stats, geoip_db=options.geoip_db, anomalies_only=options.anomalies_only):
-        row["label"], row["fingerprint"] = label_row(row, fingerprints)
+        row["label"], row["fingerprint"] = label_row(row, fingerprints, options.match)
         batch.append(row)
         if len(batch) == TABLE_ROWS:
             tables.append(rows_table(batch))

@@ -24,7 +24,6 @@ A new build may replace a folder only when it holds these three files and nothin
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from functools import cached_property
@@ -35,8 +34,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quack.data.rowchecks import check_columns, check_tokens, parquet_rows
 from quack.data.tokenizer import QuackTokenizer
 from quack.errors import QuackInputError
+from quack.jsonfiles import read_json
+from quack.schema import columns as role_columns, schema_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +53,10 @@ TOKENIZER_FILE = "tokenizer.json"
 DATA_SET_FILES = (ROWS_FILE, INFO_FILE, TOKENIZER_FILE)
 # Rows per batch when a folder's rows are streamed.
 _BATCH_ROWS = 65536
+# The end of every sentence refusing a data set's files.
+_REBUILD = "build the data set again with `quack ingest`"
+# An info.json lists counts, sources and signatures: a few kB, more for many sources.
+_INFO_BYTES = 64 * 2**20
 
 
 class DataFolder:
@@ -103,6 +109,7 @@ class DataFolder:
             When the folder is not a data set, or it has no rows and ``require_rows``.
         """
         folder = cls(path)
+        folder.check()
         if require_rows and folder.n_rows == 0:
             raise QuackInputError(f"The data set {folder.path} has no rows; ingest files that hold measurements.")
         return folder
@@ -149,8 +156,8 @@ class DataFolder:
 
     @cached_property
     def part_rows(self) -> list[int]:
-        """Rows of each part, from the Parquet footers (no scan)."""
-        return [pq.ParquetFile(rows).metadata.num_rows for rows in self.row_files]
+        """Rows of each part, from the Parquet footers (no scan), each count checked against its file (:func:`parquet_rows`)."""
+        return [parquet_rows(rows, _REBUILD) for rows in self.row_files]
 
     @property
     def n_rows(self) -> int:
@@ -173,21 +180,70 @@ class DataFolder:
         ``id`` counts the rows of the whole data set: a part's ids follow the last id of
         the part before it.
         """
-        names = list(columns) if columns is not None else None
+        names, absent = self._present(columns)
         for offset, rows in zip(self._offsets(), self.row_files):
             for batch in pq.ParquetFile(rows).iter_batches(batch_size=batch_size, columns=names):
-                yield _renumbered(batch, offset)
+                yield _with_absent(_renumbered(self._checked_tokens(batch, rows), offset), columns, absent)
 
     def read_table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The rows (all columns, or the ones named) as one Arrow table in id order; ``id`` as :meth:`iter_batches`."""
-        names = list(columns) if columns is not None else None
-        tables = [_renumbered(pq.read_table(rows, columns=names), offset)
+        names, absent = self._present(columns)
+        tables = [_renumbered(self._checked_tokens(pq.read_table(rows, columns=names), rows), offset)
                   for offset, rows in zip(self._offsets(), self.row_files)]
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return _with_absent(table, columns, absent)
+
+    @cached_property
+    def missing_columns(self) -> tuple[str, ...]:
+        """Optional columns (:func:`quack.schema.columns` ``("optional")``) its rows were written without.
+
+        A data set built before a column existed reads it as missing values (time
+        unknown, no scan name) rather than being refused.
+        """
+        present = set(pq.read_schema(self.row_files[0]).names)
+        return tuple(name for name in role_columns("optional") if name not in present)
+
+    def _present(self, wanted: Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
+        """The columns to read from the files and the requested ones they lack."""
+        if wanted is None:
+            return None, []
+        absent = [name for name in wanted if name in self.missing_columns]
+        return [name for name in wanted if name not in absent], absent
 
     def read_rows(self, columns: Sequence[str] | None = None) -> "pd.DataFrame":
         """The rows (all columns, or the ones named) as a DataFrame in id order."""
         return self.read_table(columns).to_pandas()
+
+    def check(self) -> None:
+        """Refuse files that are not what they claim: rows files whose columns are not quack's or
+        whose footers claim rows they cannot hold, an info.json or tokenizer.json that cannot be read.
+
+        Only footers and the small JSON files are read (:mod:`quack.data.rowchecks`); the
+        token ids are checked as they are read.
+
+        Raises
+        ------
+        QuackInputError
+            Naming the file and what is wrong with it.
+        """
+        for rows in self.row_files:
+            try:
+                footer = pq.ParquetFile(rows)
+            except (OSError, pa.ArrowException) as error:
+                raise QuackInputError(f"{rows} cannot be read as Parquet ({error}); {_REBUILD}.") from None
+            check_columns(rows, footer.schema_arrow, _REBUILD)
+            parquet_rows(rows, _REBUILD, footer.metadata)
+        for part in self.parts:
+            _read_info(part)
+        try:
+            _ = self.tokenizer  # read now, so a damaged one is refused with the rest
+        except ValueError as error:
+            raise QuackInputError(str(error)) from None
+
+    def _checked_tokens(self, rows: pa.Table | pa.RecordBatch, file: Path) -> pa.Table | pa.RecordBatch:
+        """``rows`` once every token id they hold is found below the tokenizer's vocabulary size."""
+        check_tokens(rows, self.tokenizer.vocab_size, file, _REBUILD)
+        return rows
 
     def _offsets(self) -> list[int]:
         return np.concatenate([[0], np.cumsum(self.part_rows[:-1], dtype=np.int64)]).astype(int).tolist()
@@ -244,11 +300,18 @@ def _check_data_set(path: Path) -> None:
 
 def _read_info(folder: Path) -> dict:
     try:
-        return json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
+        info = read_json(folder / INFO_FILE, max_bytes=_INFO_BYTES)
     except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise QuackInputError(
-            f"{folder} is not a quack data set (no readable {INFO_FILE}); build one with `quack ingest`."
-        ) from exc
+            f"{folder} is not a quack data set (no readable {INFO_FILE}: {reason}); build one with `quack ingest`."
+        ) from None
+    if not isinstance(info, dict):
+        raise QuackInputError(
+            f"{folder} is not a quack data set (no readable {INFO_FILE}: a JSON {type(info).__name__}, not an object); "
+            "build one with `quack ingest`."
+        )
+    return info
 
 
 def _summed(infos: list[dict], names: list[str]) -> dict:
@@ -275,6 +338,19 @@ def _summed(infos: list[dict], names: list[str]) -> dict:
         "anomalies_only": all(info.get("anomalies_only", False) for info in infos),
         "parts": names,
     }
+
+
+def _with_absent(rows: pa.Table | pa.RecordBatch, wanted: Sequence[str] | None,
+                 absent: list[str]) -> pa.Table | pa.RecordBatch:
+    """``rows`` with each absent optional column added as missing values, in the order asked for."""
+    if not absent:
+        return rows
+    kinds = schema_of(absent)
+    arrays = {name: rows.column(name) for name in rows.schema.names}
+    arrays.update({name: pa.nulls(rows.num_rows, kinds.field(name).type) for name in absent})
+    names = list(wanted)
+    build = pa.Table if isinstance(rows, pa.Table) else pa.RecordBatch
+    return build.from_arrays([arrays[name] for name in names], names=names)
 
 
 def _renumbered(rows: pa.Table | pa.RecordBatch, offset: int) -> pa.Table | pa.RecordBatch:

@@ -58,6 +58,8 @@ ROW_KEYS = columns("ingest")
 _SERVICES = ("echo", "discard", "http", "https")
 # Section 1: test "https" before "http" when reading the scan type from a name.
 _SERVICE_IN_NAME = re.compile(r"(?<![a-z])(https|http|echo|discard)(?![a-z])")
+# A scan as Censored Planet names it: the scan type and its start, to the second.
+_SCAN_IN_NAME = re.compile(r"CP_Quack-[A-Za-z]+-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}")
 _SUFFIXES = (".tar", ".tar.gz", ".tgz", ".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # Files that live beside measurements in a folder but hold none: signature lists and the
@@ -85,6 +87,7 @@ class _Segment:
     before: IngestStats
     source: str
     service_hint: str
+    scan: str = ""
     lines: list[tuple[int, bytes]] = field(default_factory=list)
 
 
@@ -197,10 +200,11 @@ def iter_chunks(
             counted.files += 1
             # v1 records do not name their service: the archive or folder name does.
             service_hint = _service_from_name(member_source) or _service_from_name(path.parent.as_posix())
+            scan = scan_name(member_source, source)
             segment = None
             for line_no, raw in _read_lines(stream, member_source, source, counted, damaged):
                 if segment is None or not counted.is_empty():
-                    segment = _Segment(counted.take(), member_source, service_hint)
+                    segment = _Segment(counted.take(), member_source, service_hint, scan)
                     chunk.segments.append(segment)
                 segment.lines.append((line_no, raw))
                 size += len(raw)
@@ -241,6 +245,7 @@ def chunk_rows(
             for row in rows_of_line(raw, segment.source, line_no, segment.service_hint, stats, anomalies_only):
                 if country_of is not None and not row["country"]:
                     row["country"] = country_of(row["vp"])
+                row["scan"] = segment.scan
                 stats.rows += 1
                 yield row
 
@@ -362,6 +367,35 @@ def _read_lines(
                 yield line_no, raw
     except _STREAM_ERRORS as exc:
         damaged(file_source, source, line_no + 1, str(exc))
+
+
+def scan_name(member_source: str, file_source: str) -> str:
+    """The scan a file or archive member belongs to, as its rows' ``scan`` column names it.
+
+    Censored Planet names each scan in its archive and file names
+    (``CP_Quack-https-2021-05-30-01-01-01.tar.gz``); the first such name in the member's
+    path wins. Input named otherwise is its own scan, named by the file (the archive for
+    a member) as given, without its suffix.
+
+    Parameters
+    ----------
+    member_source : str
+        The source of the rows: a file relative to the folder given, or ``archive:member``.
+    file_source : str
+        The file that holds them: the archive for a member, else ``member_source``.
+
+    Returns
+    -------
+    str
+    """
+    found = _SCAN_IN_NAME.search(member_source)
+    if found:
+        return found.group(0)
+    lowered = file_source.lower()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if lowered.endswith(suffix):
+            return file_source[: -len(suffix)]
+    return file_source
 
 
 def _service_from_name(source: str) -> str:

@@ -15,12 +15,15 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 #: Characters kept of a payload body. Censored Planet's own copy is cut at 64 KB, and every
 #: known blockpage signature hits far earlier, so longer bodies are cut, not rejected.
 BODY_CHARS = 65536
+#: Responses one measurement may hold (published ones hold at most a few retries); a line with more is
+#: skipped before any row is made, so one line cannot outgrow a row cap checked between chunks.
+MAX_PROBES = 1000
 
 Row = dict[str, Any]
 
@@ -186,10 +189,17 @@ def _field(record: dict, key: str, kind: type | tuple, required: bool = False):
     return value
 
 
+def _probes(record: dict, key: str) -> list:
+    probes = _field(record, key, list, required=True)
+    if len(probes) > MAX_PROBES:
+        raise _BadRecord("too many responses", f"{len(probes):,} in {key!r}, more than the {MAX_PROBES:,} allowed")
+    return probes
+
+
 def _v1_rows(record, source, line_no, service_hint, stats, anomalies_only) -> list[Row]:
     vp = _field(record, "Server", str, required=True)
     keyword = _field(record, "Keyword", str, required=True)
-    probes = _field(record, "Results", list, required=True)
+    probes = _probes(record, "Results")
     retries = _field(record, "Retries", int)
     anomaly = _field(record, "Blocked", bool)
     base = {
@@ -262,7 +272,7 @@ def _v1_service_from_shape(probe: dict) -> str:
 def _v2_rows(record, source, line_no, service_hint, stats, anomalies_only) -> list[Row]:
     vp = _field(record, "vp", str, required=True)
     test_url = _field(record, "test_url", str, required=True)
-    probes = _field(record, "response", list, required=True)
+    probes = _probes(record, "response")
     anomaly = _field(record, "anomaly", bool)
     location = _field(record, "location", dict) or {}
     country = location.get("country_code")
@@ -311,10 +321,18 @@ def _add_times(row: Row, probe: dict, start_key: str, end_key: str) -> None:
     end = _field(probe, end_key, str)
     row["start_time"] = start or ""
     row["end_time"] = end or ""
-    row["elapsed_ms"] = None
-    if start and end:
+    row["elapsed_ms"] = row["time"] = None
+    if not start:
+        return
+    try:
+        began = _parse_time(start)
+    except ValueError:
+        return
+    # A time without an offset is taken as UTC, the clock Censored Planet's collectors keep.
+    row["time"] = began.astimezone(timezone.utc) if began.tzinfo else began.replace(tzinfo=timezone.utc)
+    if end:
         try:
-            delta = _parse_time(end) - _parse_time(start)
+            delta = _parse_time(end) - began
         except (ValueError, TypeError):
             return
         row["elapsed_ms"] = delta.total_seconds() * 1000.0

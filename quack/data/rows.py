@@ -66,6 +66,7 @@ def rows_table(rows: list[Row]) -> pa.Table:
     values["line"] = [r.get("line") for r in rows]
     values["probe"] = [r.get("probe") for r in rows]
     values["elapsed_ms"] = [r.get("elapsed_ms") for r in rows]
+    values["time"] = [r.get("time") for r in rows]
     for name in ("tls_version", "cipher_suite"):
         values[name] = [v if isinstance(v, int) and _INT32[0] <= v <= _INT32[1] else None for v in (r.get(name) for r in rows)]
     return pa.table({f.name: pa.array(values[f.name], type=f.type) for f in STAGED_SCHEMA}, schema=STAGED_SCHEMA)

@@ -42,6 +42,7 @@ from quack.data.vocab import (
     static_categories,
     static_field_at,
 )
+from quack.jsonfiles import loads_bounded
 from quack.schema import BOS, EOS, SPECIALS, UNK, columns
 
 #: The columns of a stored row that make its tokens (:data:`quack.schema.ROW_SCHEMA`'s "tokenized").
@@ -50,6 +51,9 @@ TOKENIZED_COLUMNS = columns("tokenized")
 MIN_TEXT_VOCAB = 256
 #: Smallest text budget: room for the four field markers and a few tokens each.
 MIN_MAX_TOKENS = 16
+#: Largest text budget: a checkpoint's tokenizer sets every record's length, so a larger claim is refused
+#: (the shipped model uses 128; a record's padded batch grows with it).
+MAX_MAX_TOKENS = 2048
 # Rows turned into Python objects at a time by encode_table: the BPE's batch, memory bounded.
 _TABLE_BATCH = 2048
 
@@ -100,8 +104,9 @@ class QuackTokenizer:
     """
 
     def __init__(self, bpe: Tokenizer, max_tokens: int = 256, fields: Iterable[str] | None = None) -> None:
-        if not isinstance(max_tokens, int) or max_tokens < MIN_MAX_TOKENS:
-            raise ValueError(f"max_tokens must be an integer of at least {MIN_MAX_TOKENS}, got {max_tokens!r}.")
+        if not isinstance(max_tokens, int) or not MIN_MAX_TOKENS <= max_tokens <= MAX_MAX_TOKENS:
+            raise ValueError(f"max_tokens must be an integer from {MIN_MAX_TOKENS} to {MAX_MAX_TOKENS:,}, "
+                             f"got {max_tokens!r}.")
         self.bpe = bpe
         self.max_tokens = max_tokens
         self.fields = DEFAULT_FIELDS if fields is None else check_fields(fields)
@@ -360,11 +365,10 @@ class QuackTokenizer:
             When the document is not a quack tokenizer of this layout.
         """
         try:
-            data = json.loads(document)
-            ok = isinstance(data, dict) and data.get("kind") == "quack-tokenizer"
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+            data = loads_bounded(document)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"The document is not a quack tokenizer ({error}); save one with QuackTokenizer.to_json().")
+        if not isinstance(data, dict) or data.get("kind") != "quack-tokenizer":
             raise ValueError("The document is not a quack tokenizer; save one with QuackTokenizer.to_json().")
         if data.get("layout_version") != LAYOUT_VERSION or data.get("field_chars") != FIELD_CHARS:
             raise ValueError(
@@ -374,8 +378,14 @@ class QuackTokenizer:
         fields = data.get("fields")
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise ValueError("The tokenizer's fields are not a list of field names; re-ingest the data to build a new one.")
-        bpe = Tokenizer.from_str(json.dumps(data["bpe"]))
-        return cls(bpe, max_tokens=int(data["max_tokens"]), fields=fields)
+        try:
+            bpe = Tokenizer.from_str(json.dumps(data["bpe"]))
+            max_tokens = int(data["max_tokens"])
+        # The tokenizers library raises a bare Exception for a vocabulary it cannot take
+        # (a negative or repeated id, a merge of unknown pieces).
+        except Exception as error:
+            raise ValueError(f"Its vocabulary cannot be read ({error}); re-ingest the data to build a new one.") from None
+        return cls(bpe, max_tokens=max_tokens, fields=fields)
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_json` to ``path``."""

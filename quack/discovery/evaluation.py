@@ -50,7 +50,7 @@ a sample of a large scan (hundreds of thousands of rows, not millions).
 
 from __future__ import annotations
 
-import json
+import gzip
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -60,7 +60,8 @@ import numpy as np
 from quack.discovery.evaluation_data import EvaluationData, families_of, family_of
 from quack.discovery.options import EVALUATION
 from quack.discovery.rankers import METHODS, NEIGHBOURS, TEST_SIZE, SharedFeatures
-from quack.discovery.report import EvaluationReport, precision_at, rank, ranking_scores
+from quack.discovery.report import EvaluationReport, distinct_at, precision_at, rank, ranking_scores
+from quack.jsonfiles import loads_bounded
 from quack.schema import Label
 
 __all__ = ["read_truth", "evaluate", "evaluate_data"]
@@ -92,12 +93,13 @@ def read_truth(path: str | os.PathLike, keys) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path).expanduser()
     found: dict[tuple[str, int, int], tuple[str, str]] = {}
     try:
-        with open(path, encoding="utf-8") as handle:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = loads_bounded(line)
                     key = (Path(item["source"]).name, int(item["line"]), int(item["probe"]))
                     found[key] = (str(item["truth"]), str(item.get("page") or ""))
                 except (ValueError, KeyError, TypeError) as error:
@@ -181,7 +183,7 @@ def _trainable(parts: list[list[str]], labels: np.ndarray, counts: dict[str, int
 
 def _run(
     data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, positives: np.ndarray, methods: Sequence[str],
-    top: Sequence[int], seed: int, censorship: np.ndarray | None = None,
+    top: Sequence[int], seed: int, censorship: np.ndarray | None = None, pages: np.ndarray | None = None,
 ) -> dict:
     """Rank the undetermined rows of ``labels`` by each method and score against ``positives``.
 
@@ -195,6 +197,8 @@ def _run(
         scores[name] = ranking_scores(positives[ranking], top)
         if censorship is not None:
             scores[name].update({f"c@{k}": precision_at(censorship[ranking], k) for k in top})
+        if pages is not None:
+            scores[name].update({f"f@{k}": distinct_at(np.where(positives, pages, "")[ranking], k) for k in top})
     result = {"positives": int(positives[candidates].sum()), "ranked": int(len(candidates)), "scores": scores}
     if censorship is not None:
         result["censorship"] = int(censorship[candidates].sum())
@@ -237,6 +241,7 @@ def evaluate_data(
     min_rows: int = EVALUATION.min_rows,
     groups: Sequence[str] = (),
     where: str = "the data set",
+    truth_only: bool = False,
 ) -> EvaluationReport:
     """Run the leave-fingerprints-out protocol on data already read and encoded.
 
@@ -263,6 +268,8 @@ def evaluate_data(
         Family prefixes (:func:`family_of`), for the names in ``hide``.
     where : str
         How messages name the data.
+    truth_only : bool
+        Hide no family: only rank against the ground truth (``data.truth`` is needed).
 
     Returns
     -------
@@ -276,7 +283,9 @@ def evaluate_data(
     """
     say = progress or (lambda message: None)
     methods, top = _check_options(methods, top, min_rows)
-    parts = _folds(data.labels, data.families, hide, folds, min_rows, groups, seed, where)
+    parts = [] if truth_only else _folds(data.labels, data.families, hide, folds, min_rows, groups, seed, where)
+    if truth_only and data.truth is None:
+        raise ValueError("Scoring against the ground truth alone needs a truth file; give --truth.")
     shared = SharedFeatures(data, min_cluster_size=min_rows)
     fold_results, hidden_rows = [], []
     for number, hidden in enumerate(parts, 1):
@@ -288,7 +297,7 @@ def evaluate_data(
         fold_results.append({"hidden": hidden, **_run(data, shared, labels, positives, methods, top, seed, censorship)})
         hidden_rows.append(np.flatnonzero(positives))
     say("purity of the hidden families")
-    purity = _purity(shared, np.concatenate(hidden_rows), data.families)
+    purity = _purity(shared, np.concatenate(hidden_rows) if hidden_rows else np.zeros(0, np.int64), data.families)
     truth = None
     if data.truth is not None:
         say("ranking against the ground truth")
@@ -296,8 +305,8 @@ def evaluate_data(
         if not (unknown_rows & (data.labels == Label.UNDETERMINED)).any():
             raise ValueError(f"The ground truth marks no undetermined row of {where} as an unknown blockpage, "
                              "so there is nothing to find; give the truth of another sample.")
-        truth = _run(data, shared, data.labels, unknown_rows, methods, top, seed)
         pages = data.pages if data.pages is not None else data.truth
+        truth = _run(data, shared, data.labels, unknown_rows, methods, top, seed, pages=np.asarray(pages, dtype=object))
         truth["purity"] = _purity(shared, np.flatnonzero(unknown_rows), np.where(unknown_rows, pages, ""))
     rows_per_label = {str(label.value): int(np.sum(data.labels == label)) for label in Label}
     return EvaluationReport(
@@ -322,6 +331,7 @@ def evaluate(
     groups: Sequence[str] = (),
     truth: str | os.PathLike | None = None,
     device: str | None = None,
+    truth_only: bool = False,
 ) -> EvaluationReport:
     """Encode a data set once and run the leave-fingerprints-out protocol on it.
 
@@ -337,6 +347,8 @@ def evaluate(
         The sample's ground truth, for one more run scored against its unknown blockpages.
     device : str, optional
         Where to encode (``cpu``, ``cuda``, ...); by default the best device present.
+    truth_only : bool
+        Hide no family; only score the ranking against ``truth``.
 
     Returns
     -------
@@ -357,8 +369,11 @@ def evaluate(
     _check_options(methods, top, min_rows)
     stored = folder.read_rows(["label", "fingerprint"])
     labels = stored["label"].to_numpy()
-    _folds(labels, families_of(labels, stored["fingerprint"].tolist(), groups), hide, folds, min_rows,
-           groups, seed, where)
+    if not truth_only:
+        _folds(labels, families_of(labels, stored["fingerprint"].tolist(), groups), hide, folds, min_rows,
+               groups, seed, where)
+    elif truth is None:
+        raise ValueError("Scoring against the ground truth alone needs a truth file; give --truth.")
     truth_arrays = read_truth(truth, folder.read_rows(["source", "line", "probe"])) if truth is not None else None
     checkpoint = None
     if model is None or isinstance(model, (str, os.PathLike)):
@@ -369,6 +384,6 @@ def evaluate(
     say("reading labels, tokens and text")
     data = EvaluationData.from_dataset(folder.path, encoded.latents, encoded.loss, groups=groups, truth=truth_arrays)
     report = evaluate_data(data, hide=hide, folds=folds, top=top, seed=seed, methods=methods, progress=progress,
-                           min_rows=min_rows, groups=groups, where=where)
+                           min_rows=min_rows, groups=groups, where=where, truth_only=truth_only)
     report.checkpoint = checkpoint
     return report

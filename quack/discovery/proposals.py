@@ -28,7 +28,7 @@ __all__ = ["LABEL_COLUMNS", "proposal_rows", "Proposal", "propose_patterns", "Ma
            "count_matches"]
 
 #: The labels a summary or a count table has a column for, in the order they are shown.
-LABEL_COLUMNS = (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)
+LABEL_COLUMNS = Label.ordered()
 
 # Responses looked at when finding the text a group shares (each proposal's share of the
 # group is then counted on every response of it), and other responses counted (a random
@@ -369,7 +369,7 @@ def match_counts(
     """
     from quack.fingerprints.patterns import PatternTimeout, compile_pattern
 
-    compiled = [compile_pattern(pattern, source) for pattern in patterns]
+    compiled = [compile_pattern(pattern, source, deadline=deadline) for pattern in patterns]
     labels = np.asarray(labels)
     label_index = np.full(len(labels), -1, dtype=np.int64)
     for i, label in enumerate(LABEL_COLUMNS):

@@ -16,7 +16,7 @@ import numpy as np
 from quack.discovery.rankers import METHODS, NEIGHBOURS
 from quack.schema import Label
 
-__all__ = ["EvaluationReport", "rank", "precision_at", "recall_at", "average_precision", "ranking_scores"]
+__all__ = ["EvaluationReport", "rank", "precision_at", "distinct_at", "recall_at", "average_precision", "ranking_scores"]
 
 
 def rank(scores: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -41,6 +41,12 @@ def precision_at(hits: np.ndarray, k: int) -> float:
     """
     first = np.asarray(hits, dtype=bool)[:k]
     return float(first.mean()) if len(first) else float("nan")
+
+
+def distinct_at(pages: np.ndarray, k: int) -> int:
+    """How many distinct pages (families) the first ``k`` of a ranking hold; ``""`` (not one sought) is none."""
+    first = [page for page in np.asarray(pages, dtype=object)[:k] if page]
+    return len(set(first))
 
 
 def recall_at(hits: np.ndarray, k: int) -> float:
@@ -167,14 +173,18 @@ class EvaluationReport:
             "mean ± sd over folds; random = the expectation of a random ranking",
         ]
         censorship = bool(self.folds) and "censorship" in self.folds[0]
-        lines += _figure_table(self.summary(), self.top, spread=True, censorship=censorship)
+        if not self.folds:
+            lines = [f"no family hidden; {self.rows} rows ({_label_counts(self.rows_per_label)})"]
+        else:
+            lines += _figure_table(self.summary(), self.top, spread=True, censorship=censorship)
         if censorship:
             lines.append(f"C@{self.top[0]}: share of the first {self.top[0]} that the truth calls a blockpage, "
                          "hidden or unknown to every fingerprint")
-        lines.append(
-            f"purity: {_number(self.purity['mean'])} of the {NEIGHBOURS} nearest latents of a hidden record are "
-            f"of its own family (mean over {self.purity['records']} records)"
-        )
+        if self.folds:
+            lines.append(
+                f"purity: {_number(self.purity['mean'])} of the {NEIGHBOURS} nearest latents of a hidden record are "
+                f"of its own family (mean over {self.purity['records']} records)"
+            )
         if self.truth is not None:
             truth = self.truth
             lines.append("")
@@ -186,7 +196,9 @@ class EvaluationReport:
             scores["random"] = {figure: _random_expectation(truth, figure) for figure in
                                 next(iter(truth["scores"].values()))}
             lines += _figure_table({m: {f: {"mean": v, "sd": 0.0} for f, v in s.items()} for m, s in scores.items()},
-                                   self.top, spread=False)
+                                   self.top, spread=False, distinct="f@" + str(self.top[0]) in scores["random"])
+            if "f@" + str(self.top[0]) in scores["random"]:
+                lines.append("F@K: distinct unknown pages (families) among the first K")
             lines.append(f"purity of unknown pages: {_number(truth['purity']['mean'])} "
                          f"(mean over {truth['purity']['records']} records)")
         return "\n".join(lines)
@@ -194,11 +206,13 @@ class EvaluationReport:
 
 def _label_counts(rows_per_label: dict[str, int]) -> str:
     return ", ".join(f"{rows_per_label.get(str(label.value), 0)} {label.display}"
-                     for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED))
+                     for label in Label.ordered())
 
 
-def _figure_table(summary: dict, top: Sequence[int], spread: bool, censorship: bool = False) -> list[str]:
+def _figure_table(summary: dict, top: Sequence[int], spread: bool, censorship: bool = False,
+                  distinct: bool = False) -> list[str]:
     figures = [f"p@{k}" for k in top] + [f"r@{k}" for k in top] + ["ap"] + ([f"c@{top[0]}"] if censorship else [])
+    figures += [f"f@{k}" for k in top] if distinct else []
     width = 11 if spread else 6
     header = f"{'method':<20}" + "".join(f"{f.upper():>{width + 1}}" for f in figures)
     lines = [header]
@@ -228,6 +242,8 @@ def _random_expectation(run: dict, figure: str) -> float:
     For AP, the share of positives among the ranked rows: the expectation for long rankings.
     """
     positives, ranked = run["positives"], run["ranked"]
+    if figure.startswith("f@"):
+        return float("nan")
     if figure.startswith("c@"):
         return run["censorship"] / ranked
     if figure.startswith("p@") or figure == "ap":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,13 +36,16 @@ import pandas as pd
 from quack.atomic import atomic_write
 from quack.errors import QuackInputError
 from quack.fingerprints.parsetree import required_literals
-from quack.fingerprints.patterns import BoundedPattern, PatternError, compile_pattern
+from quack.fingerprints.patterns import BoundedPattern, PatternError, PatternTimeout, compile_pattern
+from quack.jsonfiles import loads_bounded
 from quack.schema import Label
 
 __all__ = [
     "Fingerprints",
     "FingerprintWarning",
     "label_row",
+    "MATCH_RULES",
+    "response_text",
     "shipped_fingerprint_files",
     "read_user_fingerprints",
     "save_user_fingerprint",
@@ -215,17 +219,12 @@ def _read_signature_file(path: Path) -> list[tuple[str, BoundedPattern]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = loads_bounded(line)
             if not isinstance(item, dict):
                 raise TypeError(f"a JSON {type(item).__name__}, not an object")
             name, pattern = item["fingerprint"], item["pattern"]
             if not isinstance(name, str) or not isinstance(pattern, str):
                 raise TypeError("fingerprint and pattern must be strings")
-        except RecursionError:
-            raise QuackInputError(
-                f"{path} line {number} is not a fingerprint (its JSON nests too deeply to read); each line must be "
-                '{"fingerprint": name, "pattern": regex}.'
-            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise QuackInputError(
                 f"{path} line {number} is not a fingerprint ({exc}); each line must be "
@@ -239,34 +238,85 @@ def _read_signature_file(path: Path) -> list[tuple[str, BoundedPattern]]:
     return entries
 
 
-def label_row(row: dict[str, Any], fingerprints: Fingerprints) -> tuple[Label, str | None]:
+#: The text a fingerprint is matched against. ``full``: Censored Planet's analysis pipeline,
+#: the whole response rebuilt as text (:func:`response_text`), and a blockpage only in an
+#: anomalous record. ``body``: the published model's pipeline, the body alone.
+MATCH_RULES = ("full", "body")
+
+
+def response_text(row: dict[str, Any]) -> str:
+    """The response of a row rebuilt as Censored Planet's analysis pipeline matches it.
+
+    An HTTP(S) reply becomes its status line, ``\\r\\n``, each header as ``Key: value\\r\\n``, a
+    blank line and the body, so a signature for a ``Location`` header or a server banner
+    can fire. An echo or discard reply is the received string itself, which the row keeps
+    whole as its body.
+
+    Parameters
+    ----------
+    row : dict
+        A row with ``status``, ``headers`` (``Key: value`` lines joined by ``\\r\\n``),
+        ``body`` and ``service``.
+
+    Returns
+    -------
+    str
+    """
+    body = row.get("body")
+    body = body if isinstance(body, str) else ""
+    if str(row.get("service") or "").startswith(("echo", "discard")):
+        return body
+    status = row.get("status")
+    headers = row.get("headers")
+    head = (status if isinstance(status, str) else "") + "\r\n"
+    if isinstance(headers, str) and headers:
+        head += headers + "\r\n"
+    return head + "\r\n" + body
+
+
+def label_row(row: dict[str, Any], fingerprints: Fingerprints, match: str = "full") -> tuple[Label, str | None]:
     """The label of one row and the fingerprint that decided it.
 
-    The rule of the published model's pipeline: -1 when the probe matched its template in
-    a record that is no anomaly; otherwise the matcher on the payload text (the body, or
-    the whole reply for echo/discard) gives -1 for a false positive, 1 for a blockpage and
-    0 for no hit; an empty payload gives 0.
+    -1 when the probe matched its template in a record that is no anomaly. Otherwise the
+    matcher runs, the false positives first: -1 for a false positive, 1 for a blockpage,
+    0 for no hit. With ``match="full"`` (Censored Planet's analysis pipeline) it reads the
+    whole response (:func:`response_text`), and a blockpage hit counts only in an anomalous
+    record: the pipeline matches nothing else, so a retry that failed in a record whose
+    other probes matched is never called censored; a false-positive hit there still says
+    uncensored, as the record is. With ``match="body"`` (the published model's pipeline)
+    it reads the body alone, in any record; an empty body gives 0.
 
     Parameters
     ----------
     row : dict
         A row from :func:`quack.data.ingest.iter_rows`.
     fingerprints : Fingerprints
+    match : {"full", "body"}
+        The text matched (:data:`MATCH_RULES`).
 
     Returns
     -------
     (Label, str or None)
+
+    Raises
+    ------
+    ValueError
+        For a ``match`` not in :data:`MATCH_RULES`.
     """
+    if match not in MATCH_RULES:
+        raise ValueError(f"Unknown match rule {match!r}; choose one of {', '.join(MATCH_RULES)}.")
     if row.get("matches_template") is True and not row.get("anomaly"):
         return Label.UNCENSORED, None
-    text = row.get("body")
-    if not isinstance(text, str) or not text:
-        return Label.UNDETERMINED, None
+    if match == "full":
+        text = response_text(row)
+    else:
+        text = row.get("body")
+        if not isinstance(text, str) or not text:
+            return Label.UNDETERMINED, None
     blocked, name = fingerprints.match(text)
-    if blocked is None:
+    if blocked is None or (blocked and match == "full" and not row.get("anomaly")):
         return Label.UNDETERMINED, None
     return (Label.CENSORED if blocked else Label.UNCENSORED), name
-
 
 
 def read_user_fingerprints(path: str | os.PathLike) -> list[dict]:
@@ -345,6 +395,8 @@ def relabel_rows(
     frame: pd.DataFrame,
     extra_files: list[str | os.PathLike],
     base_files: list[str | os.PathLike] | None = None,
+    match: str = "full",
+    deadline: float | None = None,
 ) -> pd.DataFrame:
     """Label records again with more fingerprints, without tokenizing them again.
 
@@ -358,23 +410,41 @@ def relabel_rows(
         file that does not exist yet is skipped.
     base_files : list of path, optional
         The lists the data set was labelled with; None means :func:`shipped_fingerprint_files`.
+    match : {"full", "body"}
+        The matching rule the data set was built with (its ``info.json`` ``match``; a data
+        set built before the rule was recorded used ``body``); the frame then also needs
+        ``status``, ``headers`` and ``service`` for ``full``.
+    deadline : float, optional
+        A :func:`time.monotonic` time by which the whole run must end; each search is
+        bounded on its own (:func:`quack.fingerprints.patterns.compile_pattern`), so the run
+        ends at most one record's searches after it.
 
     Returns
     -------
     pandas.DataFrame
         ``id``, ``label`` and ``fingerprint`` of every record, in the frame's order.
+
+    Raises
+    ------
+    quack.fingerprints.patterns.PatternTimeout
+        When the deadline passes before every record is labelled.
     """
     base = shipped_fingerprint_files() if base_files is None else [Path(p) for p in base_files]
     fingerprints = Fingerprints.load(base + [Path(p) for p in extra_files if Path(p).is_file()])
     new_labels, names = [], []
     for record in frame.to_dict("records"):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise PatternTimeout(
+                f"Labelling with {', '.join(Path(p).name for p in extra_files)} did not finish in the time allowed "
+                f"({len(new_labels):,} of {len(frame):,} records done); remove slow patterns from the file."
+            )
         fingerprint = record.get("fingerprint")
         named = isinstance(fingerprint, str) and fingerprint != ""
         if "matches_template" not in record:
             # Only a probe that matched its template in a normal record is labelled
             # uncensored without a fingerprint, so the flag can be recovered from that.
             record["matches_template"] = int(record["label"]) == Label.UNCENSORED and not named
-        label, name = label_row(record, fingerprints)
+        label, name = label_row(record, fingerprints, match)
         if name is None and label == Label.UNDETERMINED and named:
             # Ingest matched this fingerprint on the whole body, of which only the first
             # FIELD_CHARS characters are stored; the match stands.

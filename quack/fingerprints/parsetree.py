@@ -16,6 +16,7 @@ place quack touches it):
 from __future__ import annotations
 
 import re
+import time
 from functools import lru_cache
 
 try:
@@ -25,7 +26,7 @@ except ImportError:  # Python 3.10
     import sre_constants as _c
     import sre_parse as _sre_parse
 
-__all__ = ["Translation", "Unsupported", "nests_unbounded", "parse_tree", "required_literals"]
+__all__ = ["TooSlow", "Translation", "Unsupported", "nests_unbounded", "parse_tree", "required_literals"]
 
 # Python's flags as plain ints: the parse tree carries ints, and enum arithmetic is slow.
 _IGNORECASE, _MULTILINE, _DOTALL, _ASCII = (int(flag) for flag in (re.IGNORECASE, re.MULTILINE, re.DOTALL, re.ASCII))
@@ -41,6 +42,10 @@ _REPEATS = tuple(op for op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _POSSESSIVE_REPEAT)
 
 class Unsupported(Exception):
     """A construct with no exact RE2 form."""
+
+
+class TooSlow(Exception):
+    """A translation that ran past its deadline."""
 
 
 def parse_tree(pattern: str) -> tuple[list, int]:
@@ -115,7 +120,7 @@ def _class_members(parts: tuple, flags: int) -> _Ranges:
     ``\\w`` and ``\\s`` are ASCII-only in RE2 and wider in ``regex``, and Python folds case
     its own way (``(?i)i`` also matches the dotted capital I, ``(?ai)k`` not the Kelvin sign).
     """
-    if flags & _IGNORECASE:
+    if flags & _IGNORECASE and not all(op is _c.LITERAL and _uncased(av) for op, av in parts):
         return _case_insensitive_members(parts, bool(flags & _ASCII))
     ranges = []
     for op, av in parts:
@@ -134,7 +139,19 @@ def _class_members(parts: tuple, flags: int) -> _Ranges:
     return tuple((lo, hi) for lo, hi in merged)
 
 
-@lru_cache(maxsize=4096)
+def _uncased(code: int) -> bool:
+    """Whether a character has no other case: Python's ``re`` then matches it alone, ignoring case or not.
+
+    ``re`` folds case by the simple mappings and a table of extra cases among cased
+    letters; a character both of whose mappings are itself is in neither. Asking this
+    first spares a search of every character for each of thousands of such characters
+    (a CJK text under ``(?i)``).
+    """
+    character = chr(code)
+    return character.lower() == character and character.upper() == character
+
+
+@lru_cache(maxsize=16384)
 def _case_insensitive_members(parts: tuple, ascii_only: bool) -> _Ranges:
     text = []
     for op, av in parts:
@@ -147,7 +164,7 @@ def _case_insensitive_members(parts: tuple, ascii_only: bool) -> _Ranges:
     return _matched_by(f"(?i:[{''.join(text)}])", ascii_only)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def _matched_by(one_character: str, ascii_only: bool) -> _Ranges:
     """The characters a one-character Python pattern matches, asked of ``re`` itself.
 
@@ -199,10 +216,13 @@ class Translation:
     without an exact RE2 form raise :class:`Unsupported` in a translation to RE2; after
     one, ``ascii_only`` says the result is exact on ASCII text only and ``nonempty_only``
     on non-empty text only.
+    With a ``deadline`` (a :func:`time.monotonic` time), a translation still running then
+    raises :class:`TooSlow`.
     """
 
-    def __init__(self, for_re2: bool) -> None:
+    def __init__(self, for_re2: bool, deadline: float | None = None) -> None:
         self.re2 = for_re2
+        self.deadline = deadline
         self.ascii_only = False
         self.nonempty_only = False
 
@@ -296,6 +316,9 @@ class Translation:
         return f"(?:(?<={word})(?={word})|(?<!{word})(?!{word})(?!\\A\\Z))"
 
     def char_class(self, items, flags: int) -> str:
+        # Spelling a class out may search every character: the one slow step, so the deadline is checked here.
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TooSlow()
         negate = any(op is _c.NEGATE for op, _ in items)
         parts = tuple((op, av) for op, av in items if op is not _c.NEGATE)
         members = _class_members(parts, flags & (_ASCII | _IGNORECASE))

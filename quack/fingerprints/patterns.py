@@ -39,16 +39,19 @@ import time
 import re2
 import regex
 
-from quack.fingerprints.parsetree import Translation, Unsupported, nests_unbounded, parse_tree
+from quack.fingerprints.parsetree import TooSlow, Translation, Unsupported, nests_unbounded, parse_tree
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_PATTERN_CHARS", "BoundedPattern", "PatternError", "PatternTimeout",
-           "compile_pattern"]
+__all__ = ["COMPILE_SECONDS", "DEFAULT_TIMEOUT", "MAX_PATTERN_CHARS", "BoundedPattern", "PatternError",
+           "PatternTimeout", "compile_pattern"]
 
 #: Seconds of processor time one search through the ``regex`` engine may take.
 DEFAULT_TIMEOUT = 0.5
 
-#: Longest pattern accepted; the published signatures stay under 1000 characters.
-MAX_PATTERN_CHARS = 20_000
+#: Longest pattern accepted; the longest published signature has 838 characters.
+MAX_PATTERN_CHARS = 2_000
+
+#: Seconds a pattern's compilation may take when no deadline is given.
+COMPILE_SECONDS = 10.0
 
 
 class PatternError(ValueError):
@@ -153,7 +156,8 @@ class BoundedPattern:
         )
 
 
-def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT) -> BoundedPattern:
+def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT,
+                    deadline: float | None = None) -> BoundedPattern:
     """Compile a Python regular expression, with DOTALL, for searches that end in bounded time.
 
     Parameters
@@ -165,6 +169,9 @@ def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT)
         ``"the Discover page's pattern box"``.
     timeout : float
         Seconds of processor time one search may take when the ``regex`` engine runs it.
+    deadline : float, optional
+        A :func:`time.monotonic` time by which compiling must end (a scan's deadline covers
+        its patterns' compilation); :data:`COMPILE_SECONDS` from now when not given.
 
     Returns
     -------
@@ -176,6 +183,8 @@ def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT)
         When the pattern is not valid Python syntax, is longer than
         :data:`MAX_PATTERN_CHARS`, or needs the backtracking engine and nests one
         unbounded repeat in another.
+    PatternTimeout
+        When compiling runs past the deadline.
     """
     if not timeout > 0:
         raise ValueError(f"The pattern timeout must be a positive number of seconds, got {timeout!r}.")
@@ -192,11 +201,23 @@ def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT)
         raise PatternError(
             f"The pattern '{_show(pattern)}' in {source} is not a valid regular expression ({error}); correct it."
         ) from None
+    if deadline is None:
+        deadline = time.monotonic() + COMPILE_SECONDS
+    try:
+        return _translated(pattern, source, timeout, deadline)
+    except TooSlow:
+        raise PatternTimeout(
+            f"The pattern '{_show(pattern)}' in {source} did not compile within the time allowed; "
+            "shorten it or use fewer distinct characters under (?i)."
+        ) from None
+
+
+def _translated(pattern: str, source: str, timeout: float, deadline: float) -> BoundedPattern:
     items, flags = parse_tree(pattern)
     re2_pattern = None
     ascii_only = nonempty_only = False
     try:
-        to_re2 = Translation(for_re2=True)
+        to_re2 = Translation(for_re2=True, deadline=deadline)
         re2_pattern = re2.compile(to_re2.sequence(items, flags, tail=True), _re2_options())
         ascii_only, nonempty_only = to_re2.ascii_only, to_re2.nonempty_only
     except (Unsupported, re2.error, RecursionError):
@@ -207,7 +228,7 @@ def compile_pattern(pattern: str, source: str, timeout: float = DEFAULT_TIMEOUT)
                 "rewrite it without the nested repeat."
             ) from None
     try:
-        regex_text = Translation(for_re2=False).sequence(items, flags, tail=False)
+        regex_text = Translation(for_re2=False, deadline=deadline).sequence(items, flags, tail=False)
     except RecursionError:
         raise PatternError(f"The pattern '{_show(pattern)}' in {source} nests too deeply; simplify it.") from None
     return BoundedPattern(pattern, source, timeout, re2_pattern, regex_text, ascii_only, nonempty_only)

@@ -9,13 +9,20 @@ censorship: high scores are censorship the fingerprints missed.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from quack.atomic import atomic_folder
 from quack.schema import Label
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class _Dropout(nn.Module):
@@ -237,3 +244,28 @@ def train_classifier(
     predicted = model.predict_proba(latents[test_idx]) >= 0.5
     accuracy, f1, confusion = binary_scores(labels[test_idx] == Label.CENSORED, predicted)
     return ClassifierReport(model, accuracy, f1, confusion, test_idx, len(train_idx))
+
+
+#: The folder ``quack classify`` writes in an encoded folder: every row's score and the classifier that gave them.
+CLASSIFIED_FOLDER = "classifier"
+SCORES_FILE = "scores.parquet"
+CLASSIFIER_FILE = "classifier.pt"
+
+
+def write_classified(encoded: str | os.PathLike, scores: pd.DataFrame, model: LatentClassifier) -> Path:
+    """Write the scores and the classifier into the encoded folder's :data:`CLASSIFIED_FOLDER`, as one unit.
+
+    Both files are written into a hidden folder that then replaces the earlier run's
+    (:func:`quack.atomic.atomic_folder`), so a run killed at any moment never leaves one
+    run's scores beside another run's classifier; what killed runs left is removed.
+
+    Returns
+    -------
+    pathlib.Path
+        The written folder.
+    """
+    def write(folder: Path) -> None:
+        scores.to_parquet(folder / SCORES_FILE, index=False)
+        torch.save(model.state_dict(), folder / CLASSIFIER_FILE)
+
+    return atomic_folder(Path(encoded) / CLASSIFIED_FOLDER, write)

@@ -23,6 +23,7 @@ __all__ = [
     "torch_view",
     "exact_knn",
     "nearest_neighbors",
+    "identical_rows",
 ]
 
 #: Distance metrics offered for UMAP maps and neighbour search.
@@ -153,8 +154,28 @@ def exact_knn(
     return indices, distances
 
 
+def identical_rows(latents: np.ndarray, index: int) -> np.ndarray:
+    """Rows other than ``index`` whose latent vector equals the query's exactly.
+
+    Records that flatten to the same few tokens (an echo or discard measurement with no
+    status, headers or body) share one latent; every distance among them is 0, so a list
+    of the nearest ranks them in no meaningful order.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) row indices, ascending.
+    """
+    x = latent_matrix(latents, 1, "Neighbour search")
+    if not 0 <= index < x.shape[0]:
+        raise ValueError(f"Record {index} is out of range: the data set has {x.shape[0]} records.")
+    same = (x == x[index]).all(axis=1)
+    same[index] = False
+    return np.flatnonzero(same)
+
+
 def nearest_neighbors(
-    latents: np.ndarray, index: int, k: int = 10, metric: str = "euclidean"
+    latents: np.ndarray, index: int, k: int = 10, metric: str = "euclidean", apart: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the records closest to one record in latent space.
 
@@ -168,6 +189,9 @@ def nearest_neighbors(
         How many neighbours, by default 10 (fewer when the data set is smaller).
     metric : str, optional
         One of `METRICS`, by default "euclidean".
+    apart : bool, optional
+        Leave out the rows of :func:`identical_rows` too, so that the neighbours are the
+        nearest records whose latent differs from the query's.
 
     Returns
     -------
@@ -188,7 +212,12 @@ def nearest_neighbors(
     data = torch_view(x)
     distances = pairwise_distances(data[index: index + 1], data, metric)[0].numpy()
     distances[index] = np.inf
-    k = min(k, x.shape[0] - 1)
+    left_out = 1
+    if apart:
+        ties = identical_rows(x, index)
+        distances[ties] = np.inf
+        left_out += len(ties)
+    k = min(k, x.shape[0] - left_out)
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     nearest = np.argpartition(distances, k - 1)[:k]

@@ -18,7 +18,8 @@ import torch
 
 from quack.config import check_model_options
 
-__all__ = ["REQUIRED_HPARAMS", "read_checkpoint", "expected_shapes", "check_checkpoint_shapes"]
+__all__ = ["REQUIRED_HPARAMS", "read_checkpoint", "expected_shapes", "check_checkpoint_shapes",
+           "check_checkpoint_tokenizer"]
 
 #: Hyperparameters a checkpoint must carry for the model to be rebuilt from it.
 REQUIRED_HPARAMS = ("num_embeddings", "embed_size", "hidden_size")
@@ -60,7 +61,45 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     # The claimed sizes are checked against the stored tensors before the model is
     # built, so a small file cannot make the server allocate gigabytes.
     check_checkpoint_shapes(state, hparams, str(file))
+    check_checkpoint_tokenizer(checkpoint.get("quack_tokenizer"), hparams["num_embeddings"], str(file))
     return checkpoint
+
+
+def check_checkpoint_tokenizer(document: Any, num_embeddings: int, source: str) -> None:
+    """Refuse a checkpoint's tokenizer that claims more than quack's bounds or than the model holds.
+
+    The tokenizer sets every record's length (``max_tokens``, at most
+    :data:`quack.data.tokenizer.MAX_MAX_TOKENS`) and its ids must all lie below the
+    model's vocabulary, so both are checked before any record is encoded with it.
+
+    Parameters
+    ----------
+    document : str or None
+        The checkpoint's ``quack_tokenizer`` (:meth:`quack.data.tokenizer.QuackTokenizer.to_json`);
+        None when it carries none.
+    num_embeddings : int
+        The model's vocabulary size, already checked.
+    source : str
+        The file, named in the message.
+
+    Raises
+    ------
+    ValueError
+        One sentence naming the file and the claim.
+    """
+    from quack.data.tokenizer import QuackTokenizer
+
+    if document is None:
+        return
+    if not isinstance(document, str):
+        raise ValueError(f"{source} is not a quack autoencoder checkpoint: its tokenizer is not a document.")
+    try:
+        tokenizer = QuackTokenizer.from_json(document)
+    except ValueError as error:
+        raise ValueError(f"The tokenizer in {source} is refused: {error}") from None
+    if tokenizer.vocab_size > num_embeddings:
+        raise ValueError(f"The tokenizer in {source} has {tokenizer.vocab_size:,} tokens, more than the model's "
+                         f"{num_embeddings:,}; it was not saved with this model.")
 
 
 def expected_shapes(hparams: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

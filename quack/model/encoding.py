@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from quack.model.module import QuackAutoEncoder
 from quack.model.provenance import provenance
 from quack.model.reader import read_metadata
-from quack.model.writer import AutoencoderWriter
+from quack.model.writer import LOSS, AutoencoderWriter
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "quack-sample.ckpt"
 
@@ -164,8 +164,8 @@ class _Collect(pl.Callback):
         metadata, latents = outputs
         ids = np.fromiter((m["id"] for m in metadata), dtype=np.int64, count=len(metadata))
         self.latents[ids] = latents.numpy()
-        if metadata and "reconstruction_loss" in metadata[0]:
-            self.loss[ids] = [m["reconstruction_loss"] for m in metadata]
+        if metadata and LOSS in metadata[0]:
+            self.loss[ids] = [m[LOSS] for m in metadata]
 
 
 def predict(
@@ -332,6 +332,7 @@ def write_encoded(
     overwrite: bool = False,
     retokenize_progress: Progress | None = None,
     checkpoint: str | Path | None = None,
+    new: bool = False,
     **trainer_options,
 ) -> dict:
     """Encode a data set and write the latents with :class:`AutoencoderWriter`.
@@ -360,6 +361,9 @@ def write_encoded(
     checkpoint : path, optional
         The file ``model`` was loaded from, recorded in ``metadata.json`` with the data
         set (:func:`quack.model.provenance.provenance`) so a reader can tell what made the latents.
+    new : bool
+        The output folder must not exist: it is made here in one step (``os.mkdir``), so of
+        two writers given one name at once exactly one goes on and the other is refused.
     **trainer_options
         ``batch_size``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``,
         ``precision`` as :func:`predict` takes them.
@@ -373,8 +377,8 @@ def write_encoded(
     Raises
     ------
     ValueError
-        When the output folder is not empty, ``keep`` or ``layout`` is unknown, or the
-        folder is not a data set.
+        When the output folder is not empty (with ``new``, when it exists), ``keep`` or
+        ``layout`` is unknown, or the folder is not a data set.
     KeyboardInterrupt
         On Ctrl-C or SIGTERM, with a sentence saying what was left and how to go on.
     """
@@ -383,7 +387,14 @@ def write_encoded(
     target = Path(out).expanduser()
     if overwrite:
         clear_encoded(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if new:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir()
+        except FileExistsError:
+            raise ValueError(f"An output named {target.name!r} already exists or is being written right now; "
+                             "choose another name.") from None
+    elif target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ValueError(
             f"The output {target} already exists and is not empty; choose a new folder, or start it over "
             "with --overwrite when it holds encoded output."
@@ -426,7 +437,8 @@ def clear_encoded(folder: str | Path) -> None:
         return
     entries = list(folder.iterdir())
     strangers = [e.name for e in entries if not (
-        (e.is_file() and _ENCODED_FILE.fullmatch(e.name)) or (e.is_dir() and e.name.isdigit())
+        (e.is_file() and _ENCODED_FILE.fullmatch(e.name))
+        or (e.is_dir() and (e.name.isdigit() or e.name == "classifier" or e.name.endswith(".tmp")))
     )]
     if strangers:
         raise ValueError(

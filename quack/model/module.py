@@ -36,9 +36,11 @@ from quack.model.network import (
     encode_packed,
     encode_reversed,
     per_step_loss,
+    per_token_loss,
     response_positions,
     word_predictor,
 )
+from quack.model.writer import LOSS
 from quack.schema import PAD
 
 __all__ = ["QuackAutoEncoder"]
@@ -285,6 +287,8 @@ class QuackAutoEncoder(pl.LightningModule):
         loss = self.batch_loss(batch, teacher_forcing)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch.size(0))
+        self.log("train_token_loss", per_token_loss(loss, batch, self.max_decode_length), on_step=True,
+                 on_epoch=True, batch_size=batch.size(0))
         return loss
 
     def _evaluation_step(self, batch: torch.Tensor, name: str) -> torch.Tensor:
@@ -292,6 +296,8 @@ class QuackAutoEncoder(pl.LightningModule):
         # different batches and epochs incomparable.
         loss = self.batch_loss(batch, teacher_forcing=True)
         self.log(name, loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=batch.size(0))
+        self.log(name.replace("_loss", "_token_loss"), per_token_loss(loss, batch, self.max_decode_length),
+                 on_epoch=True, sync_dist=True, batch_size=batch.size(0))
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -356,7 +362,7 @@ class QuackAutoEncoder(pl.LightningModule):
         if self.predict_loss:
             out = self.inspect(tokens, teacher_forcing=True)
             losses = out["loss"].tolist()
-            metadata = [{**meta, "reconstruction_loss": loss} for meta, loss in zip(metadata, losses)]
+            metadata = [{**meta, LOSS: loss} for meta, loss in zip(metadata, losses)]
             return metadata, out["latent"]
         final, _ = self(tokens)
         return metadata, final.detach().float().cpu()

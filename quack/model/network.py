@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from quack.data.vocab import RESPONSE_MARKERS, TEXT_FIELDS, TEXT_OFFSET
-from quack.schema import BOS
+from quack.schema import BOS, PAD
 
 __all__ = [
     "AttentionScore",
@@ -27,6 +27,7 @@ __all__ = [
     "decode_stepwise",
     "response_positions",
     "per_step_loss",
+    "per_token_loss",
 ]
 
 
@@ -376,3 +377,29 @@ def per_step_loss(ce: torch.Tensor, valid: torch.Tensor, steps: torch.Tensor) ->
     totals = torch.zeros(num_steps, dtype=ce.dtype, device=ce.device).index_add_(0, steps, ce)
     counts = valid.sum(dim=0).to(ce.dtype)
     return (totals / counts.clamp(min=1.0)).sum()
+
+
+def per_token_loss(loss: torch.Tensor, tokens: torch.Tensor, max_decode_length: int | None = None) -> torch.Tensor:
+    """A batch's :func:`per_step_loss` per decoded step: the mean cross-entropy of a token, detached.
+
+    The loss sums each step's mean over the steps, so a batch of long records weighs
+    hundreds of times a batch of short ones; per step, batches of any length compare and
+    a healthy run's curve reads as one.
+
+    Parameters
+    ----------
+    loss : torch.Tensor
+        The batch's scalar loss.
+    tokens : torch.Tensor
+        (B, T) token ids of the batch.
+    max_decode_length : int, optional
+        The model's limit on decoded steps, when it has one.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    steps = tokens.size(1) if max_decode_length is None else min(tokens.size(1), max_decode_length)
+    counted = tokens[:, :steps].ne(PAD).any(dim=0).sum().clamp(min=1)
+    return loss.detach() / counted

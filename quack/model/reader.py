@@ -10,7 +10,6 @@ every record of its data set.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quack.model.writer import LATENT, METADATA_FILE
+from quack.data.rowchecks import parquet_rows
+from quack.jsonfiles import read_json
+from quack.model.writer import LATENT, LOSS, METADATA_FILE
 
-__all__ = ["read_metadata", "load_encoded", "read_latents", "is_encoded", "unchecked_metadata"]
+__all__ = ["read_metadata", "load_encoded", "read_latents", "is_encoded", "holds_loss", "unchecked_metadata"]
+
+# metadata.json lists one entry a shard: a few MB for the largest encodes.
+_METADATA_BYTES = 64 * 2**20
+# An indexed record's .json holds its metadata columns.
+_RECORD_BYTES = 2**20
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -54,8 +60,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
         found = sum(1 for _ in root.rglob("*.npz"))
         _check_records(root, info, found)
     else:
-        for shard in _listed_shards(root, info):
-            _check_shard(root, shard, _shard(root, shard, lambda file: pq.ParquetFile(file).metadata.num_rows))
+        shards = _listed_shards(root, info)
+        _check_total(root, info, shards)
+        for shard in shards:
+            _check_shard(root, shard, _shard(root, shard, lambda file: parquet_rows(file, _again(root))))
     return info
 
 
@@ -86,7 +94,9 @@ def load_encoded(path: str | os.PathLike) -> pd.DataFrame:
         frames = _read_items(root)
         _check_records(root, info, sum(len(frame) for frame in frames))
     else:
-        frames = _read_shards(root, _listed_shards(root, info))
+        shards = _listed_shards(root, info)
+        _check_total(root, info, shards)
+        frames = _read_shards(root, shards)
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame({LATENT: pd.Series([], dtype=object)})
@@ -130,7 +140,7 @@ def unchecked_metadata(path: str | os.PathLike) -> dict:
             f"{root} is incomplete: it has no {METADATA_FILE}, so the encode that wrote it did not finish; {_again(root)}."
         )
     try:
-        info = json.loads(file.read_text(encoding="utf-8"))
+        info = read_json(file, max_bytes=_METADATA_BYTES)
         if not isinstance(info, dict):
             raise ValueError(f"a JSON {type(info).__name__}, not an object")
     except (OSError, ValueError) as error:
@@ -175,6 +185,27 @@ def _check_shard(root: Path, shard: dict, rows: int) -> None:
         )
 
 
+def _check_total(root: Path, info: dict, shards: list[dict]) -> None:
+    """Refuse a metadata.json whose shards do not add up to its total, its counts per label or its data set.
+
+    A listing that leaves a shard out would otherwise be read as the whole output.
+    """
+    if "shards" not in info:
+        return  # written before shards were listed with their rows
+    listed = sum(shard["rows"] for shard in shards)
+    counts = [info.get(name) for name in ("censored", "undetermined", "uncensored")]
+    total = info.get("total")
+    by_label = sum(counts) if all(isinstance(n, int) for n in counts) else total
+    recorded = info.get("data_set") if isinstance(info.get("data_set"), dict) else {}
+    whole = not info.get("filtered") and not info.get("evaluate") and isinstance(recorded.get("rows"), int)
+    if listed != total or by_label != total or (whole and total != recorded["rows"]):
+        raise ValueError(
+            f"{root} is incomplete or was altered: its {METADATA_FILE} lists shards of {listed:,} rows, a total of "
+            f"{total} records, {by_label} by label"
+            + (f" and a data set of {recorded['rows']:,} rows" if whole else "") + f"; {_again(root)}."
+        )
+
+
 def _check_records(root: Path, info: dict, found: int) -> None:
     # An earlier run into the same folder may have left more records, never fewer.
     if found < info.get("total", 0):
@@ -202,12 +233,24 @@ def _read_items(root: Path) -> list[pd.DataFrame]:
     for file in sorted(root.rglob("*.npz")):
         with np.load(file, allow_pickle=False) as archive:
             vectors.append(archive[LATENT].astype(np.float32, copy=False))
-        rows.append(json.loads(file.with_suffix(".json").read_text()))
+        rows.append(_record(root, file.with_suffix(".json")))
     if not rows:
         return []
     frame = pd.DataFrame(rows)
     frame[LATENT] = vectors
     return [frame]
+
+
+def _record(root: Path, file: Path) -> dict:
+    """The metadata of one record of the indexed layout; a damaged one makes the output unreadable."""
+    try:
+        record = read_json(file, max_bytes=_RECORD_BYTES)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"The encoded record {file} cannot be read ({error}); {_again(root)}.") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"The encoded record {file} is a JSON {type(record).__name__}, not an object; "
+                         f"{_again(root)}.")
+    return record
 
 
 def is_encoded(path: str | os.PathLike) -> bool:
@@ -216,11 +259,31 @@ def is_encoded(path: str | os.PathLike) -> bool:
     return root.is_dir() and (root / METADATA_FILE).is_file()
 
 
+def holds_loss(path: str | os.PathLike) -> bool:
+    """Whether an encoded folder holds each record's reconstruction loss, from its first record alone.
+
+    ``quack encode`` writes the losses by default; folders written with ``--no-loss``, or
+    before it wrote them, have none. Every record of one folder was written alike.
+
+    Raises
+    ------
+    ValueError
+        As :func:`unchecked_metadata`, when the folder is not encoded output.
+    """
+    root = Path(path).expanduser()
+    info = unchecked_metadata(root)
+    if info.get("layout") == "indexed":
+        first = next((file for file in root.rglob("*.json") if file.stem.isdigit()), None)
+        return first is not None and LOSS in _record(root, first)
+    shards = _listed_shards(root, info)
+    return bool(shards) and LOSS in _shard(root, shards[0], lambda file: pq.read_schema(file).names)
+
+
 def read_latents(path: str | os.PathLike, n_rows: int,
                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The latent vectors of an encoded folder as one (N, H) float32 array in record-id order, and the losses.
 
-    Only the ``id``, ``latent`` and ``reconstruction_loss`` columns are read, a shard (or
+    Only the ``id``, ``latent`` and :data:`~quack.model.writer.LOSS` columns are read, a shard (or
     a record) at a time.
 
     Parameters
@@ -273,17 +336,17 @@ def read_latents(path: str | os.PathLike, n_rows: int,
                 continue
             with np.load(file, allow_pickle=False) as archive:
                 vector = archive[LATENT].astype(np.float32, copy=False)
-            extra = json.loads(file.with_suffix(".json").read_text()) if file.with_suffix(".json").is_file() else {}
-            value = extra.get("reconstruction_loss")
+            extra = _record(root, file.with_suffix(".json")) if file.with_suffix(".json").is_file() else {}
+            value = extra.get(LOSS)
             place(np.array([int(file.stem)]), vector[None, :], None if value is None else np.array([value], np.float32))
     else:
         for shard in _listed_shards(root, info):
             names = pq.read_schema(root / shard["file"]).names
-            wanted = ["id", LATENT] + (["reconstruction_loss"] if "reconstruction_loss" in names else [])
+            wanted = ["id", LATENT] + ([LOSS] if LOSS in names else [])
             table = _shard(root, shard, lambda file: pq.read_table(file, columns=wanted))
             column = table.column(LATENT).combine_chunks()
             vectors = np.asarray(column.flatten(), dtype=np.float32).reshape(len(column), size)
-            losses = table.column("reconstruction_loss").to_numpy().astype(np.float32) if len(wanted) == 3 else None
+            losses = table.column(LOSS).to_numpy().astype(np.float32) if len(wanted) == 3 else None
             place(table.column("id").to_numpy().astype(np.int64), vectors, losses)
     if not seen.all():
         raise ValueError(

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from quack.config import AutoencoderConfig, TrainConfig
 from quack.model.module import QuackAutoEncoder
+from quack.model.network import per_token_loss
 from quack.schema import PAD
 
 
@@ -27,7 +28,10 @@ class LossRecorder(pl.Callback):
 
     The dashboard trains in a background thread and draws the loss curve from
     :attr:`history` while it runs; :meth:`stop` asks the trainer to end after the
-    current batch.
+    current batch. Each batch's entry has ``train_loss`` (the objective) and
+    ``token_loss`` (per decoded step, which compares across batches of different
+    lengths); each epoch's end adds ``epoch_token_loss``, each validation ``val_loss`` and
+    ``val_token_loss``. :attr:`stopped_at` is the step a stop took effect at.
     """
 
     def __init__(self) -> None:
@@ -35,6 +39,8 @@ class LossRecorder(pl.Callback):
         self.step = 0
         self.total_steps = 0
         self.epoch = 0
+        self.stopped_at: int | None = None
+        self._epoch_losses: list[float] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -58,22 +64,37 @@ class LossRecorder(pl.Callback):
         self.step = trainer.global_step
         self.epoch = trainer.current_epoch
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        tokens = batch[1] if isinstance(batch, (tuple, list)) else batch
+        per_token = per_token_loss(loss, tokens, getattr(pl_module, "max_decode_length", None))
         with self._lock:
-            self.history.append({"step": float(self.step), "epoch": float(self.epoch), "train_loss": float(loss)})
-        if self._stop.is_set():
+            self.history.append({"step": float(self.step), "epoch": float(self.epoch), "train_loss": float(loss),
+                                 "token_loss": float(per_token)})
+        self._epoch_losses.append(float(per_token))
+        # Checked after every batch: a stop ends the run within one batch (and the
+        # validation Lightning runs before stopping), not at the epoch's end.
+        if self._stop.is_set() and self.stopped_at is None:
+            self.stopped_at = self.step
             trainer.should_stop = True
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_losses = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._epoch_losses:
+            with self._lock:
+                self.history.append({"step": float(trainer.global_step), "epoch": float(trainer.current_epoch),
+                                     "epoch_token_loss": sum(self._epoch_losses) / len(self._epoch_losses)})
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
             return
+        metrics = trainer.callback_metrics
+        entry = {"step": float(trainer.global_step), "epoch": float(trainer.current_epoch),
+                 "val_loss": float(metrics["val_loss"])}
+        if "val_token_loss" in metrics:
+            entry["val_token_loss"] = float(metrics["val_token_loss"])
         with self._lock:
-            self.history.append(
-                {
-                    "step": float(trainer.global_step),
-                    "epoch": float(trainer.current_epoch),
-                    "val_loss": float(trainer.callback_metrics["val_loss"]),
-                }
-            )
+            self.history.append(entry)
 
 
 @dataclass
@@ -85,9 +106,10 @@ class FitResult:
     checkpoint : pathlib.Path
         The best checkpoint by validation loss (the last one when there was no validation).
     test_loss : float
-        Mean loss over the held-out test split.
+        Mean loss over the held-out test split (NaN for a run stopped by :meth:`LossRecorder.stop`).
     token_accuracy : float
-        Share of the test split's tokens that greedy decoding reconstructs exactly.
+        Share of the test split's tokens that greedy decoding reconstructs exactly (NaN
+        for a stopped run: decoding the split greedily takes longer than a stop may).
     epochs : int
         Epochs run.
     history : list of dict
@@ -253,6 +275,10 @@ def _tested(trainer: pl.Trainer, model: QuackAutoEncoder, data: Any, checkpointi
             callbacks: list[pl.Callback], progress_bar: bool) -> FitResult:
     """Test the best checkpoint on the held-out split and measure its reconstruction there."""
     best = checkpointing.best_model_path or checkpointing.last_model_path
+    recorder = next((c for c in callbacks if isinstance(c, LossRecorder)), None)
+    if recorder is not None and recorder.stopped_at is not None:
+        # Whoever stopped the run wants it over: the best checkpoint is kept, unmeasured.
+        return FitResult(Path(best), float("nan"), float("nan"), trainer.current_epoch, recorder.snapshot())
     tested = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=progress_bar)
     test_loss = float(tested[0]["test_loss"]) if tested else float("nan")
     accuracy = token_accuracy(model, data.test_dataloader())

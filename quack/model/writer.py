@@ -5,12 +5,13 @@ Two layouts live under a storage directory:
 ``parquet`` (default)
     ``part-<run>-r<rank>-d<loader>-b<batch>.parquet`` shards, one per predicted batch and
     rank, each with the metadata columns and a ``latent`` column (fixed-size list of
-    float32). pandas, pyarrow and DuckDB read them directly
+    float32); a ``reconstruction_loss`` column (:data:`LOSS`) when the model computed
+    it, as ``quack encode`` does by default. pandas, pyarrow and DuckDB read them directly
     (``SELECT * FROM 'dir/part-*.parquet'``).
 ``indexed``
     One ``.npz`` file per record (array ``latent``, no pickled objects) placed by
-    :func:`item_path` from the record's ``id``, with its metadata in a ``.json`` file of
-    the same name beside it.
+    :func:`item_path` from the record's ``id``, with its metadata (the loss included) in
+    a ``.json`` file of the same name beside it.
 
 Both write ``metadata.json`` at the top, last: what the latents were made from when the
 writer is told (:func:`quack.model.provenance.provenance`), the counts of censored,
@@ -27,6 +28,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from quack.atomic import atomic_write
 from quack.schema import Label
 
-__all__ = ["item_path", "AutoencoderWriter", "LAYOUTS", "METADATA_FILE", "LATENT"]
+__all__ = ["item_path", "AutoencoderWriter", "LAYOUTS", "METADATA_FILE", "LATENT", "LOSS", "LABEL_NAME"]
 
 #: The layouts :class:`AutoencoderWriter` writes.
 LAYOUTS = ("parquet", "indexed")
@@ -49,9 +51,14 @@ LAYOUTS = ("parquet", "indexed")
 METADATA_FILE = "metadata.json"
 #: The column (Parquet) or array (``.npz``) holding a record's latent vector.
 LATENT = "latent"
+#: The metadata field (a Parquet column, a key of the indexed ``.json``) holding a
+#: record's reconstruction loss, when the model's ``predict_loss`` was set.
+LOSS = "reconstruction_loss"
+#: The metadata field added beside ``label``: the label's name (censored, undetermined, uncensored).
+LABEL_NAME = "label_name"
 
 # metadata.json counts the records of each label under its display name, in this order.
-_LABEL_NAMES = {label: label.display for label in (Label.CENSORED, Label.UNDETERMINED, Label.UNCENSORED)}
+_LABEL_NAMES = {label: label.display for label in Label.ordered()}
 
 
 def item_path(index: int, suffix: str = "png", dir_only: bool = False, is_collection: bool = False) -> str:
@@ -86,10 +93,10 @@ def _plain(name: str, value: Any) -> Any:
     """A metadata value as a plain Python scalar, or a clear error."""
     if isinstance(value, (np.generic, torch.Tensor)) and value.ndim == 0:
         value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float, str, datetime)):
         return value
     raise ValueError(
-        f"Metadata field {name!r} holds a {type(value).__name__}; only numbers, strings, booleans and None can be written."
+        f"Metadata field {name!r} holds a {type(value).__name__}; only numbers, strings, booleans, times and None can be written."
     )
 
 
@@ -259,6 +266,10 @@ class AutoencoderWriter(BasePredictionWriter):
         if not kept:
             return
         rows = [{key: _plain(key, value) for key, value in metadata[i].items()} for i in kept]
+        for row in rows:
+            # The code stays; its name beside it reads as the dashboard and metadata.json say it.
+            if "label" in row and LABEL_NAME not in row:
+                row[LABEL_NAME] = _LABEL_NAMES.get(row["label"], Label.UNDETERMINED.display)
         if any(LATENT in row for row in rows):
             raise ValueError(f"Metadata may not have a field named {LATENT!r}: the latent vector goes there.")
         vectors = np.ascontiguousarray(latents[kept])
@@ -296,7 +307,7 @@ class AutoencoderWriter(BasePredictionWriter):
             )
         base = self.storage_path / item_path(index, "npz").lstrip("/")
         # Metadata first: a record's .npz only ever appears once its .json is complete.
-        text = json.dumps(row, sort_keys=True).encode()
+        text = json.dumps(row, sort_keys=True, default=datetime.isoformat).encode()
         _write(base.with_suffix(".json"), lambda handle: handle.write(text))
         _write(base, lambda handle: np.savez(handle, latent=vector))
 

@@ -313,6 +313,50 @@ def _record(
     return record, truths
 
 
+#: When a sample's scan starts (the first day's, for a sample of several days).
+START = _START
+
+
+def vantage_points(rnd: random.Random) -> dict[str, list[str]]:
+    """The vantage points of every country, drawn as the sample draws them: one more than the country's weight."""
+    return _vantage_points(rnd)
+
+
+def event_sampler(scenario: str, country: str, page: str,
+                  body: Callable[[Where, random.Random], str] | None = None) -> _Sampler:
+    """A sampler of ``scenario`` records (``"known"`` or ``"unknown"``) of one blockpage in one country.
+
+    The records of a change in censorship: :func:`draw_record` with it gives blockpages of
+    ``page`` from ``country`` alone. ``body`` writes the page for a probe; without it the
+    page is the sample's own blockpage of that name.
+    """
+
+    def reply(scenario: str, page: str | None, where: Where, rnd: random.Random, clock: Clock) -> dict | str:
+        if body is None:
+            return _default_reply(scenario, page, where, rnd, clock)
+        return _payload(where.service, "403 Forbidden", {"Content-Type": ["text/html; charset=utf-8"]},
+                        body(where, rnd), rnd)
+
+    return _Sampler(((scenario, 1.0),), lambda _scenario, _rnd: (country, page), reply, per_probe=False)
+
+
+def draw_record(rnd: random.Random, clock: Clock, vps: dict[str, list[str]],
+                sampler: _Sampler | None = None) -> tuple[dict, list[tuple[int, str, str | None]]]:
+    """One trial of the default sample (or of ``sampler``) and the truth of each test probe.
+
+    Returns
+    -------
+    (dict, list of tuple)
+        The record as Quack writes it, and ``(probe index, truth, page name)`` per test probe.
+    """
+    return _record(rnd, clock, vps, sampler or _DEFAULT)
+
+
+def record_line(record: dict) -> str:
+    """A record as one line of a Quack file, escaped as Go's encoding/json writes it (no newline)."""
+    return _go_json(record)
+
+
 def _go_json(record: dict) -> str:
     """JSON as Go's encoding/json writes it: UTF-8, with <, > and & escaped."""
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,80 @@
+"""`quack compare`: what changed between two periods of a data set, as a table and a file."""
+
+from __future__ import annotations
+
+import argparse
+
+from quack.discovery.changes import LEVELS
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``quack compare``."""
+    p = subparsers.add_parser(
+        "compare", help="what changed between two periods (scans or dates) of a data set",
+        description="Compare two periods of a data set: per country, domain, vantage point and fingerprint family "
+                    "the censored and undetermined measurements in each and their difference, the largest change "
+                    "first; fingerprint families that appear or vanish; and, with --encoded, new templates: "
+                    "censored or undetermined records of the later period whose latent neighbourhood holds no "
+                    "record of the earlier one. A period is a scan name, scan names joined by commas, or a range "
+                    "of dates FROM..TO (UTC; either side may be left open).",
+    )
+    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
+    p.add_argument("--encoded", default=None, help="the data set's encoded folder (`quack encode`), for new templates")
+    p.add_argument("--before", default=None, help="the earlier period")
+    p.add_argument("--after", default=None, help="the later period")
+    p.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS), metavar="LEVEL",
+                   help=f"groupings to compare (default: all: {', '.join(LEVELS)})")
+    p.add_argument("--top", type=int, default=20, help="changes printed (default: 20)")
+    p.add_argument("--threshold", type=float, default=3.0,
+                   help="print only changes whose score (a two-proportion z statistic) is at least this far from 0 "
+                        "(default: 3.0, which no quiet day of the sample of days reaches)")
+    p.add_argument("--k", type=int, default=40,
+                   help="neighbours a new template's record must have in the later period before any earlier "
+                        "record (default: 40)")
+    p.add_argument("--min-records", type=int, default=10, help="smallest new template reported (default: 10)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also write everything to FILE.json, or FILE.parquet (with FILE.families.parquet and "
+                        "FILE.templates.parquet beside it)")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Compare, print the tables, write the file when asked; returns the exit status."""
+    import pandas as pd
+
+    from quack.cli.model import check_dataset
+    from quack.discovery.changes import TIME_UNKNOWN, scan_times, time_known
+    from quack.discovery.comparison import OUTPUT_SUFFIXES, compare, records_frame, top_changes, write_comparison
+
+    check_dataset(args.data)
+    if args.out is not None and not args.out.endswith(OUTPUT_SUFFIXES):
+        raise ValueError(f"--out {args.out} must end in .json or .parquet.")
+    if args.top < 1 or args.k < 1 or args.min_records < 1:
+        raise ValueError("--top, --k and --min-records must be at least 1.")
+    if args.before is None or args.after is None:
+        frame = records_frame(args.data)
+        if not time_known(frame):
+            print(TIME_UNKNOWN)
+            return 0
+        print("Give --before and --after; the scans of this data set are:")
+        print(scan_times(frame).to_string(index=False))
+        return 0
+    result = compare(args.data, args.before, args.after, args.encoded, levels=args.levels, k=args.k,
+                     min_records=args.min_records)
+    for note in result.notes:
+        print(note)
+    shown = result.changes[result.changes["score"].abs() >= args.threshold]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
+        print(f"\nChanges from {args.before} to {args.after} with |score| >= {args.threshold:g} "
+              f"({len(shown)} of {len(result.changes)}; shares in %):")
+        print(top_changes(shown, args.top).to_string(index=False) if len(shown) else "none")
+        print("\nFingerprint families that appeared or vanished:")
+        print(result.families.to_string(index=False) if len(result.families) else "none")
+        if result.templates is not None:
+            print(f"\nNew templates ({len(result.templates)}):")
+            columns = ["template", "records", "countries", "vps", "domains", "first_seen", "example", "snippet"]
+            print(result.templates[columns].to_string(index=False) if len(result.templates) else "none")
+    if args.out is not None:
+        for path in write_comparison(result, args.out):
+            print(f"wrote {path}")
+    return 0
