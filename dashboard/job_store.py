@@ -66,6 +66,10 @@ def kind_of(key: Hashable) -> Hashable:
     return key[0] if isinstance(key, tuple) and key else key
 
 
+#: Progress records kept, finished jobs' included; the oldest go first past it.
+MAX_PROGRESS = 1024
+
+
 class Progress:
     """How far a background job has come: the job calls it as ``progress(done, total)``, pages read it."""
 
@@ -223,9 +227,9 @@ class JobStore:
         self.put(key, result)
         with self._lock:
             # The result is in the store now; the finished job holds nothing beyond its bounds.
+            # Its progress (three numbers) stays, so a page can still say how long it took.
             self._jobs.pop(key, None)
             self._waiters.pop(key, None)
-            self._progress.pop(key, None)
         return result
 
     def finished(self, key: Hashable) -> Any:
@@ -238,6 +242,9 @@ class JobStore:
     def progress(self, key: Hashable) -> Progress:
         """The progress of the job under ``key`` (made on first ask), shared by the job and its readers."""
         with self._lock:
+            if key not in self._progress and len(self._progress) >= MAX_PROGRESS:
+                # The oldest first: dicts keep insertion order.
+                self._progress.pop(next(iter(self._progress)))
             return self._progress.setdefault(key, Progress())
 
     @contextmanager

@@ -22,6 +22,7 @@ from conftest import APP, TIMEOUT, assert_clean
 from dashboard import charts, jobs, map_charts, session, tables, training_runs
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
+from quack.config import AutoencoderConfig
 from quack.schema import Label, label_names
 
 # Every page runs the whole app headless: seconds each.
@@ -312,7 +313,8 @@ def test_model_page_trains_in_the_background_and_offers_the_result(env):
 def test_model_page_form_refuses_an_odd_hidden_size_in_one_sentence(env):
     at = run_page("model")
     number_inputs = {n.label: n for n in at.number_input}
-    assert number_inputs["Hidden size (even)"].value == 256, "the form starts from AutoencoderConfig's defaults"
+    assert number_inputs["Hidden size (even)"].value == AutoencoderConfig().hidden_size, \
+        "the form starts from AutoencoderConfig's defaults"
     number_inputs["Hidden size (even)"].set_value(15)
     at.button[[b.label for b in at.button].index("Start training")].click().run()
     assert not at.exception

@@ -93,12 +93,13 @@ def test_ranking_defaults_to_the_evaluations_best_and_switches_to_the_latent_cla
     assert all("AP " in choice.format_func(m) for m in choice.options[1:])
     candidates = at.dataframe[0].value
     column = "p_censored" if best == "latent classifier" else "score"
-    assert list(candidates[column]) == sorted(candidates[column], reverse=True)
+    # Led by the best-scoring template; below it the list is re-ordered for distinct templates.
+    assert candidates[column].iloc[0] == candidates[column].max()
     assert set(candidates["label"]) == {"undetermined"}
     choice.set_value(rankings.LATENT).run()
     assert_clean(at)
     candidates = at.dataframe[0].value
-    assert list(candidates["p_censored"]) == sorted(candidates["p_censored"], reverse=True)
+    assert candidates["p_censored"].iloc[0] == candidates["p_censored"].max()
     assert "Held-out accuracy" in {m.label for m in at.metric}
 
 

@@ -411,11 +411,19 @@ def test_checkpoint_round_trip(tmp_path):
 
     batch = collate(patterned_records(5, 11))
     expected = model.encode(batch)
-    for loaded in (QuackAutoEncoder.load_from_checkpoint(path, map_location="cpu"),
-                   QuackAutoEncoder.from_checkpoint(path)):
-        assert loaded.tokenizer_json == model.tokenizer_json
-        assert loaded.max_decode_length == 12 and loaded.teacher_forcing_ratio == 0.25
-        torch.testing.assert_close(loaded.encode(batch), expected, rtol=0, atol=0)
+    loaded = QuackAutoEncoder.load_from_checkpoint(path, map_location="cpu")
+    assert loaded.tokenizer_json == model.tokenizer_json
+    assert loaded.max_decode_length == 12 and loaded.teacher_forcing_ratio == 0.25
+    torch.testing.assert_close(loaded.encode(batch), expected, rtol=0, atol=0)
+    # quack's own loader checks the tokenizer a checkpoint carries: this one is no quack tokenizer.
+    with pytest.raises(ValueError, match="not a quack tokenizer"):
+        QuackAutoEncoder.from_checkpoint(path)
+    model.tokenizer_json = None
+    trainer.save_checkpoint(path)
+    loaded = QuackAutoEncoder.from_checkpoint(path)
+    assert loaded.tokenizer_json is None
+    assert loaded.max_decode_length == 12 and loaded.teacher_forcing_ratio == 0.25
+    torch.testing.assert_close(loaded.encode(batch), expected, rtol=0, atol=0)
 
 
 def test_tokenizer_property_is_none_without_one():

@@ -62,18 +62,36 @@ def test_collapse_gives_one_candidate_per_template_with_its_count_and_spread():
 def test_diversity_moves_a_second_variant_below_a_different_template():
     # Two variants of one product's page (different words, so two templates) score highest;
     # a different template scores just below them.
+    # An ordinary page scores far below them.
     bodies = ["<h1>Fortress filter: page blocked</h1><p>category gambling</p>",
               "<h1>Fortress filter: page blocked</h1><p>category adult</p>",
-              "<h1>Ministry notice: access restricted by court order</h1>"]
-    keys = template_keys(["200 OK"] * 3, bodies)
-    labels = np.zeros(3, dtype=np.int64)
-    scores = np.array([0.9, 0.89, 0.88])
-    features = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0]])
+              "<h1>Ministry notice: access restricted by court order</h1>",
+              "<h1>Weather today</h1>"]
+    keys = template_keys(["200 OK"] * 4, bodies)
+    labels = np.zeros(4, dtype=np.int64)
+    scores = np.array([0.9, 0.89, 0.88, 0.1])
+    features = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.7, 0.7]])
     plain = collapse_candidates(scores, labels, keys, features=features, diversity=0.0)
     diverse = collapse_candidates(scores, labels, keys, features=features, diversity=0.3)
-    assert plain["record"].tolist() == [0, 1, 2]
-    assert diverse["record"].tolist() == [0, 2, 1]
+    assert plain["record"].tolist() == [0, 1, 2, 3]
+    assert diverse["record"].tolist() == [0, 2, 1, 3]
     assert sorted(diverse["record"]) == sorted(plain["record"])
+
+
+def test_diversity_does_not_lift_an_unlike_template_that_scores_far_lower():
+    # Twenty variants of one page score high; one page unlike them all scores near zero.
+    # The re-ranking trades a little score for a different template, never this much.
+    variants = 20
+    bodies = [f"<h1>Fortress filter: page blocked</h1><p>category {word}</p>" for word in
+              "abcdefghijklmnopqrst"[:variants]] + ["<h1>Weather today</h1>"]
+    keys = template_keys(["200 OK"] * len(bodies), bodies)
+    labels = np.zeros(len(bodies), dtype=np.int64)
+    scores = np.concatenate([np.linspace(0.99, 0.9, variants), [0.01]])
+    angles = np.linspace(0.0, 0.1, variants)
+    features = np.vstack([np.column_stack([np.cos(angles), np.sin(angles), np.zeros(variants)]), [[0, 0, 1.0]]])
+    diverse = collapse_candidates(scores, labels, keys, features=features, diversity=0.3)
+    assert diverse["record"].iloc[-1] == variants
+    assert sorted(diverse["record"]) == list(range(len(bodies)))
 
 
 def test_bad_inputs_are_refused_in_one_sentence():

@@ -84,7 +84,8 @@ def test_ingest_real_files_with_their_signatures(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "files 8, lines 32, rows 80" in out
-    assert "censored (1) 17, undetermined (0) 23, uncensored (-1) 40" in out
+    # The whole-response rule (the default): the counts of tests/test_labels.py's SHARED_FULL_LABELS.
+    assert "censored (1) 8, undetermined (0) 23, uncensored (-1) 49" in out
     assert json.loads((tmp_path / "real" / "info.json").read_text())["rows"] == 80
 
 

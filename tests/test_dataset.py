@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -36,7 +37,9 @@ def test_dataset_items_and_metadata(data):
         ds[len(ds)]
     meta, tokens = QuackDataset(data, with_metadata=True)[7]
     assert list(meta) == METADATA_COLUMNS and meta["id"] == 7 and torch.equal(tokens, ds[7])
-    assert all(type(v) in (int, str, bool) for v in meta.values())
+    # Plain Python values a writer stores as they are: the measurement's time as a datetime (UTC).
+    assert all(type(v) in (int, str, bool) for k, v in meta.items() if k != "time")
+    assert meta["time"] is None or (isinstance(meta["time"], datetime) and meta["time"].utcoffset() == timedelta(0))
     assert meta["fingerprint"] == rows["fingerprint"][7] and meta["label"] == rows["label"][7]
 
 

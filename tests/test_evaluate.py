@@ -232,7 +232,9 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
     for fold in document["folds"] + [document["truth"]]:
         assert 0 < fold["positives"] <= fold["ranked"]
         for figures in fold["scores"].values():
-            assert all(value is None or 0.0 <= value <= 1.0 for value in figures.values())
+            # f@K counts distinct families among the first K; every other figure is a share.
+            assert all(value is None or 0.0 <= value <= 1.0 for name, value in figures.items() if not name.startswith("f@"))
+            assert all(value is None or 0 <= value <= int(name[2:]) for name, value in figures.items() if name.startswith("f@"))
             assert figures["r@20"] >= figures["r@5"]
     assert 0.0 <= document["purity"]["mean"] <= 1.0 and 0.0 <= document["truth"]["purity"]["mean"] <= 1.0
     assert all(fold["scores"][m]["c@5"] >= fold["scores"][m]["p@5"] for fold in document["folds"] for m in METHODS)

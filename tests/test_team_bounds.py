@@ -30,8 +30,10 @@ def store():
 @pytest.fixture()
 def busy(store):
     """The store's one work thread held until the test lets it go."""
-    gate = threading.Event()
-    holder = store.submit(("hold", 0), lambda: gate.wait(30))
+    gate, running = threading.Event(), threading.Event()
+    holder = store.submit(("hold", 0), lambda: (running.set(), gate.wait(30)))
+    # Until its thread takes it, the holder itself would count as waiting.
+    assert running.wait(30)
     yield gate
     gate.set()
     holder.result(timeout=30)

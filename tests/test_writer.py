@@ -122,7 +122,8 @@ def test_indexed_layout_places_items_by_id(tmp_path):
         item = tmp_path / item_path(meta["id"], "npz").lstrip("/")
         with np.load(item, allow_pickle=False) as archive:
             assert archive["latent"].shape == (16,)
-        assert json.loads(item.with_suffix(".json").read_text()) == meta
+        names = {1: "censored", 0: "undetermined", -1: "uncensored"}
+        assert json.loads(item.with_suffix(".json").read_text()) == {**meta, "label_name": names[meta["label"]]}
 
 
 def test_epoch_interval_writes_the_same_rows(tmp_path):

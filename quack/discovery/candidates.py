@@ -56,10 +56,25 @@ def _unit_rows(features: np.ndarray | sparse.spmatrix, rows: np.ndarray) -> np.n
     return dense / np.where(norms > 0, norms, 1.0)
 
 
-def _mmr(order: np.ndarray, vectors: np.ndarray, diversity: float) -> np.ndarray:
-    """``order`` (best first) re-ordered greedily: relevance by rank, less the likeness to those chosen."""
+def _relevance(scores: np.ndarray) -> np.ndarray:
+    """Scores mapped onto [0, 1] over the re-ranked candidates (1 the best; ties stay ties, non-finite 0).
+
+    By score, not by rank: a rank spreads near-equal scores over the whole range, and a
+    template unlike the rest but scoring near zero would climb above many that score high.
+    """
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return np.zeros(len(scores))
+    low, high = scores[finite].min(), scores[finite].max()
+    if high <= low:
+        return finite.astype(np.float64)
+    return np.where(finite, (scores - low) / (high - low), 0.0)
+
+
+def _mmr(order: np.ndarray, scores: np.ndarray, vectors: np.ndarray, diversity: float) -> np.ndarray:
+    """``order`` (best first) re-ordered greedily: relevance by score, less the likeness to those chosen."""
     n = len(order)
-    relevance = 1.0 - np.arange(n) / max(n, 1)
+    relevance = _relevance(scores[order])
     likeness = np.zeros(n)
     left = np.ones(n, dtype=bool)
     chosen = []
@@ -135,7 +150,7 @@ def collapse_candidates(
     order = rows[first]
     if features is not None and diversity > 0 and len(order) > 1:
         head = order[:pool]
-        order = np.concatenate([_mmr(head, _unit_rows(features, head), diversity), order[pool:]])
+        order = np.concatenate([_mmr(head, scores, _unit_rows(features, head), diversity), order[pool:]])
     if top is not None:
         order = order[:top]
     listed = pd.Series(np.asarray(keys, dtype=object)[order])
