@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import change_views, jobs, loaders, results, responses, session
+from dashboard import change_views, jobs, links, loaders, results, responses, session
 from quack.discovery.changes import LEVELS, TIME_UNKNOWN, time_known
 
 st.title("Changes")
@@ -30,6 +30,7 @@ by = controls[0].selectbox("Group by", LEVELS, key="changes_by",
                                level, level))
 shares = change_views.shares(version, frame, labels, by)
 choices = sorted(shares[by].unique().tolist())
+links.settle(f"changes_groups_{by}", choices, "groups")
 groups = controls[1].multiselect(f"Which {by} values", choices, default=change_views.default_groups(shares, by),
                                  key=f"changes_groups_{by}", max_selections=8)
 if len(names) < 2:
@@ -46,6 +47,8 @@ if len(names) < 2:
 # ---------------------------------------------------------------------------- two periods
 st.subheader("Between two periods")
 pick = st.columns(2)
+links.settle("changes_before", names, "earlier period")
+links.settle("changes_after", names, "later period")
 first = pick[0].select_slider("Before: from scan to scan", names, value=(names[0], names[-2]), key="changes_before")
 second = pick[1].select_slider("After: from scan to scan", names, value=(names[-1], names[-1]), key="changes_after")
 position = {name: i for i, name in enumerate(names)}

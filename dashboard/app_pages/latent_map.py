@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, jobs, loaders, map_charts, responses, results, session, settings, tables
+from dashboard import charts, errors, jobs, links, loaders, map_charts, responses, results, session, settings, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.latents.maps import umap_ready
@@ -25,6 +25,7 @@ enc = results.encoded(s)
 frame = loaders.rows(s.data_dir)
 labels = loaders.labels(s.data_dir)
 n = len(frame)
+links.settle_records(n)
 
 top = st.columns(4)
 top[0].metric("Records", f"{n:,}")
@@ -43,6 +44,7 @@ COLOURS = {
 controls = st.columns([1.2, 0.8, 1.4, 2.6])
 method = controls[0].segmented_control("Projection", ["UMAP", "PCA"], default="UMAP", key="map_method") or "UMAP"
 dims = 3 if (controls[1].segmented_control("View", ["2D", "3D"], default="2D", key="map_dims") == "3D") else 2
+links.settle("map_colour", COLOURS, "colour")
 colour = controls[2].selectbox("Colour by", list(COLOURS), format_func=COLOURS.get, key="map_colour")
 with controls[3].expander("UMAP options"):
     n_neighbors = st.slider("Neighbours", 2, 100, UMAP_DEFAULTS["n_neighbors"], key="umap_neighbors")
