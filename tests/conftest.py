@@ -63,3 +63,22 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Let the background work of the dashboards the tests ran end before the interpreter does.
+
+    The dashboard's work threads are daemons, so a stopped server exits at once; a thread
+    still inside torch or numba while the interpreter shuts down aborts the process, which
+    would end a passing run with SIGABRT.
+    """
+    import sys
+
+    jobs = sys.modules.get("dashboard.jobs")
+    if jobs is None:
+        return
+    jobs.store().shutdown()
+    maps = sys.modules.get("quack.latents.maps")
+    if maps is not None:
+        # The app starts the UMAP warm-up after every page; the same thread on every call.
+        maps.warm_umap().join(timeout=300)

@@ -358,7 +358,8 @@ def test_discover_page_classifier_candidates_and_clusters(env):
     shown = metrics(at)
     assert shown["Held-out accuracy"].endswith("%")
     candidates = at.dataframe[0].value
-    assert list(candidates["p_censored"]) == sorted(candidates["p_censored"], reverse=True)
+    # Led by the best-scoring template; below it the list is re-ordered for distinct templates.
+    assert candidates["p_censored"].iloc[0] == candidates["p_censored"].max()
     assert set(candidates["label"]) == {"undetermined"}
     at.slider(key="cluster_size").set_value(10).run()
     assert_clean(at)
