@@ -9,7 +9,10 @@ daemons, and the process exits at once.
 
 from __future__ import annotations
 
+import atexit
+import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from typing import Any, Callable
@@ -28,9 +31,27 @@ class DaemonPool:
 
     def __init__(self, workers: int, name: str) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._running = 0
+        self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
+        atexit.register(self._end_if_busy)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a thread is running a job now."""
+        with self._lock:
+            return self._running > 0
+
+    def _end_if_busy(self) -> None:
+        # A thread still inside torch or numba while the interpreter finalises aborts the
+        # process ("terminate called without an active exception", status 134). Its work only
+        # fills memory or writes files atomically, so the process ends here instead, as stopped.
+        if self.busy:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         """Queue ``fn(*args, **kwargs)``; its future may be cancelled until a thread starts it."""
@@ -51,9 +72,14 @@ class DaemonPool:
             future, fn, args, kwargs = item
             if not future.set_running_or_notify_cancel():
                 continue
+            with self._lock:
+                self._running += 1
             try:
                 result = fn(*args, **kwargs)
             except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the future
                 future.set_exception(error)
             else:
                 future.set_result(result)
+            finally:
+                with self._lock:
+                    self._running -= 1

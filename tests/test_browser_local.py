@@ -94,4 +94,6 @@ def test_ctrl_c_stops_the_server_while_umap_runs(tmp_path, browser):
         seconds = interrupt(running, timeout_s=60)
         tab.close()
     print(f"the server exited {seconds:.1f} s after SIGINT, UMAP running")
-    assert running.process.returncode is not None
+    # Stopped, not aborted by a work thread still inside numba or torch (status 134).
+    assert running.process.returncode == 0
+    assert "terminate called" not in (tmp_path / "streamlit.log").read_text()

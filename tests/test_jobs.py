@@ -1,7 +1,11 @@
 """The dashboard's job store and its cache keys, without Streamlit."""
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +165,23 @@ def test_array_digests_name_contents_dtype_and_shape():
     assert jobs.array_digest(labels) not in others and len(others) == 4
     # A slice is read as the values it holds, not the memory under it.
     assert jobs.array_digest(labels[::2]) == jobs.array_digest(np.array([1, -1], dtype=np.int64))
+
+
+def test_a_process_ending_while_a_job_runs_in_torch_exits_cleanly():
+    # A daemon thread still inside torch while the interpreter finalises aborts the process
+    # with "terminate called without an active exception"; a stopped server must simply end.
+    code = textwrap.dedent("""
+        import time, torch
+        from dashboard.daemon_pool import DaemonPool
+        def work():
+            x = torch.randn(300, 300)
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                x = torch.tanh(x @ x)
+        DaemonPool(1, "work").submit(work)
+        time.sleep(2)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "terminate called" not in done.stderr

@@ -1,0 +1,227 @@
+"""A team on one server: how long a fresh session waits for its map while others drive the heaviest controls.
+
+The dashboard is served once by ``streamlit run`` (built-in sample, empty cache folder).
+A warm-up visit builds and encodes the sample and fits the default UMAP map once. Then:
+
+(a) alone: fresh browser contexts open the Latent map one after another; each is timed
+    from opening the page until "Map: UMAP" is shown;
+(b) under load: five contexts, each in a thread of its own with its own Playwright and
+    Chromium, press the heaviest controls for ``--seconds``: the UMAP neighbours slider,
+    the projection (PCA / UMAP), the records to fit on, the Discover page's cluster size
+    slider and a long pattern in its pattern box. Meanwhile a sixth context opens the
+    Latent map fresh again and again and is timed the same way.
+
+The server's resident memory (its process and every child, summed from ``/proc``) is
+sampled every second throughout and its peak reported.
+
+    python bench/bench_team.py --seconds 120
+
+Prints one line per step and a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the dashboard is not an installed package
+
+from dashboard.served import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
+
+SESSIONS = 5
+VIEWPORT = {"width": 1500, "height": 1000}
+# One action of a driving session may wait this long before it counts as failed.
+ACTION_MS = 60_000
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from ``/proc`` (0 once it is gone)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        one = todo.pop()
+        if one in seen:
+            continue
+        seen.add(one)
+        try:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{one}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the server's resident memory every second until stopped; keeps the peak and the last value."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.last = pid, 0, 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.last = rss_bytes(self.pid)
+            self.peak = max(self.peak, self.last)
+            self.stopped.wait(1.0)
+
+
+def map_time(browser, url: str, timeout_s: float) -> float:
+    """Seconds from opening the Latent map in a fresh context until "Map: UMAP" is shown."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        start = time.perf_counter()
+        page.goto(url)
+        page.get_by_text("Map: UMAP").wait_for()
+        return time.perf_counter() - start
+    finally:
+        context.close()
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ACTION_MS)
+
+
+def slider(page, label: str):
+    return page.locator('[data-testid="stSlider"]', has_text=label).locator('[role="slider"]').first
+
+
+def long_pattern(session: int, round_: int) -> str:
+    """A pattern of about 1,500 characters, different every time so nothing is reused."""
+    words = "|".join(f"blocked{session}x{round_}y{i}" for i in range(80))
+    return f"(?:{words})[^<]{{0,40}}(?:access|denied|forbidden)"
+
+
+def drive(url: str, session: int, until: float, counts: dict, failures: list) -> None:
+    """Press the heaviest controls of the Latent map and the Discover page until ``until``."""
+    from playwright.sync_api import sync_playwright
+
+    done = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_default_timeout(ACTION_MS)
+        round_ = 0
+        while time.perf_counter() < until:
+            round_ += 1
+            try:
+                page.goto(url)
+                page.get_by_role("heading", name="Latent map").wait_for()
+                page.get_by_text("UMAP options").first.click()
+                neighbours = slider(page, "Neighbours")
+                for _ in range(3):
+                    neighbours.focus()
+                    neighbours.press("ArrowRight" if round_ % 2 else "ArrowLeft")
+                    done += 1
+                    page.wait_for_timeout(400)
+                fit = page.get_by_role("spinbutton", name="Records to fit on")
+                fit.fill(str(500 + 100 * (round_ % 15)))
+                fit.press("Enter")
+                done += 1
+                page.get_by_role("button", name="PCA", exact=True).click()
+                page.wait_for_timeout(400)
+                page.get_by_role("button", name="UMAP", exact=True).click()
+                done += 2
+                settle(page)
+                if time.perf_counter() >= until:
+                    break
+                page.goto(f"{url}/discover")
+                page.get_by_role("heading", name="Discover").first.wait_for()
+                page.get_by_role("tab", name="Clusters and fingerprints").click()
+                size = slider(page, "Smallest cluster")
+                size.wait_for()
+                for _ in range(2):
+                    size.focus()
+                    size.press("ArrowRight" if round_ % 2 else "ArrowLeft")
+                    done += 1
+                    page.wait_for_timeout(400)
+                box = page.get_by_label("Pattern (Python regular expression)")
+                box.fill(long_pattern(session, round_))
+                box.press("Control+Enter")
+                done += 1
+                settle(page)
+            except Exception as error:  # a slow or refused action is counted, and the session goes on
+                failures.append(f"session {session} round {round_}: {type(error).__name__}: {str(error)[:160]}")
+        browser.close()
+    counts[session] = done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=120, help="how long the five sessions drive (default 120)")
+    parser.add_argument("--alone", type=int, default=3, help="timed visits with no load (default 3)")
+    parser.add_argument("--sample", type=int, default=2000, help="measurements in the built-in sample (default 2000)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one map (default 600)")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    cache = Path(tempfile.mkdtemp(prefix="quack-bench-team-"))
+    env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"),
+               QUACK_SAMPLE_SIZE=str(args.sample))
+    for name in ("QUACK_DATA", "QUACK_CHECKPOINT"):
+        env.pop(name, None)
+    try:
+        with served(env, cache / "streamlit.log", timeout_s=args.timeout) as running:
+            watch = MemoryWatch(running.process.pid)
+            watch.start()
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                warm = map_time(browser, running.url, args.timeout)
+                print(f"warm-up (sample built, encoded, UMAP fitted): {warm:.1f} s", flush=True)
+                idle_rss = watch.last
+                alone = [map_time(browser, running.url, args.timeout) for _ in range(args.alone)]
+                print("alone: " + ", ".join(f"{t:.2f} s" for t in alone), flush=True)
+
+                counts: dict[int, int] = {}
+                failures: list[str] = []
+                until = time.perf_counter() + args.seconds
+                threads = [threading.Thread(target=drive, args=(running.url, i, until, counts, failures))
+                           for i in range(SESSIONS)]
+                for thread in threads:
+                    thread.start()
+                # Let the five sessions get going before the first timed visit.
+                time.sleep(min(15.0, args.seconds / 4))
+                loaded = []
+                while time.perf_counter() < until:
+                    loaded.append(map_time(browser, running.url, args.timeout))
+                    print(f"under load: {loaded[-1]:.2f} s (peak RSS so far {watch.peak / 2**20:,.0f} MB)", flush=True)
+                for thread in threads:
+                    thread.join()
+                browser.close()
+            watch.stopped.set()
+            watch.join()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+    alone_s, loaded_s = statistics.median(alone), statistics.median(loaded)
+    print(f"\nactions pressed per driving session: {[counts.get(i, 0) for i in range(SESSIONS)]}; "
+          f"failed rounds: {len(failures)}")
+    for line in failures[:10]:
+        print("  " + line)
+    print("\n| map alone, median (s) | map under 5 sessions, median / worst (s) | ratio median / worst "
+          "| visits alone / under load | server RSS idle / peak (MB) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {alone_s:.2f} | {loaded_s:.2f} / {max(loaded):.2f} | {loaded_s / alone_s:.1f}x / "
+          f"{max(loaded) / alone_s:.1f}x | {len(alone)} / {len(loaded)} | {idle_rss / 2**20:,.0f} / "
+          f"{watch.peak / 2**20:,.0f} |")
+    print(f"\n{len(os.sched_getaffinity(0))} cores; sample {args.sample:,}; {args.seconds:.0f} s of load; "
+          f"Python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
