@@ -98,7 +98,8 @@ def settle(page) -> None:
 
 
 def slider(page, label: str):
-    return page.locator('[data-testid="stSlider"]', has_text=label).locator('[role="slider"]').first
+    """The range input of the slider labelled ``label``."""
+    return page.locator('[data-testid="stSlider"]', has_text=label).locator('input[type="range"]').first
 
 
 def long_pattern(session: int, round_: int) -> str:
@@ -133,9 +134,9 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
                 fit.fill(str(500 + 100 * (round_ % 15)))
                 fit.press("Enter")
                 done += 1
-                page.get_by_role("button", name="PCA", exact=True).click()
+                page.get_by_role("radio", name="PCA", exact=True).click()
                 page.wait_for_timeout(400)
-                page.get_by_role("button", name="UMAP", exact=True).click()
+                page.get_by_role("radio", name="UMAP", exact=True).click()
                 done += 2
                 settle(page)
                 if time.perf_counter() >= until:
