@@ -26,6 +26,7 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
+from test_browser import settle  # noqa: E402 - waits until Streamlit has finished running the script
 from test_browser_local import browser  # noqa: E402,F401 - one Chromium for the module, started as there
 
 
@@ -68,12 +69,14 @@ def test_a_link_copied_from_one_context_opens_the_same_view_in_another(server, b
     first.get_by_text("Map: PCA").first.wait_for()
     # The map's first runs choose record 0 and rerun; a rerun briefly keeps the old widgets beside the new.
     first.wait_for_url(re.compile(r"record=0"))
+    settle(first)
     colour = first.get_by_role("combobox", name="Colour by")
     playwright_api.expect(colour).to_have_count(1, timeout=SLOW_MS)
     colour.click()
     first.get_by_role("option", name="Country", exact=True).click()
     first.wait_for_url(re.compile(r"colour=country"))
     first.get_by_text("coloured by country").first.wait_for()
+    settle(first)
     box = record_box(first)
     playwright_api.expect(box).to_have_count(1, timeout=SLOW_MS)
     box.fill("7")
@@ -92,6 +95,7 @@ def test_a_link_copied_from_one_context_opens_the_same_view_in_another(server, b
     second.get_by_text("Map: PCA").first.wait_for()
     second.get_by_text("coloured by country").first.wait_for()
     playwright_api.expect(record_box(second)).to_have_value("7", timeout=SLOW_MS)
+    settle(second)
     assert second.get_by_role("combobox", name="Colour by").input_value() == "Country"
     no_errors(second)
     second.context.close()
