@@ -90,7 +90,7 @@ def remove_stale(folder: str | os.PathLike) -> list[str]:
     removed = []
     for entry in Path(folder).glob(".*.tmp"):
         match = _TEMPORARY.fullmatch(entry.name)
-        if match is None or _running(int(match.group("pid"))):
+        if match is None or process_running(int(match.group("pid"))):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -110,14 +110,15 @@ def _stem(path: Path) -> str:
     return f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
-def _running(pid: int) -> bool:
-    # On Windows os.kill would end the process, not ask about it: leave every file there.
-    if pid == os.getpid() or os.name == "nt":
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` may still be running; unsure answers yes, so nothing live is removed."""
+    # Off POSIX os.kill would end the process, not ask about it: leave every file there.
+    if pid == os.getpid() or os.name != "posix":
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True  # someone else's process, or one we cannot ask about: leave its files
     return True

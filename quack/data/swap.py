@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
+from quack.atomic import process_running
 from quack.data.datafolder import replace_blocker
 from quack.errors import QuackInputError
 
@@ -156,19 +157,6 @@ def _stage_name(out: Path, kind: str) -> Path:
     return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` may still be running; unsure answers yes, so nothing live is removed."""
-    if pid == os.getpid() or os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _recover(out: Path) -> None:
     """Undo what builds of ``out`` killed half-way left: restore an old data set, remove the rest."""
     prefix = f".{out.name}."
@@ -178,7 +166,7 @@ def _recover(out: Path) -> None:
         return
     for name in names:
         stage = _STAGE.fullmatch(name[len(prefix):])
-        if stage is None or _running(int(stage.group(2))):
+        if stage is None or process_running(int(stage.group(2))):
             continue
         path = out.parent / name
         if stage.group(1) == "old" and not os.path.lexists(out):
