@@ -17,20 +17,16 @@ names it.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 from urllib.parse import urlencode
 
 import numpy as np
 import streamlit as st
 
 from dashboard import charts, errors, session, settings
+from dashboard.link_settings import MAX_ID, SETTINGS, read_text, whole
 from quack.atomic import atomic_write
-from quack.discovery.changes import LEVELS
-from quack.latents.neighbours import METRICS
 
 APPLIED = "quack.link.applied"  # bool: this session has read its opening link
 NOTES = "quack.link.notes"  # list of (kind, sentence): what the opening link named that was refused
@@ -38,104 +34,9 @@ OPENED = "quack.link.page"  # str: the title of the page the link opened; its no
 
 #: Record ids a link lists itself; a larger selection is saved and named.
 INLINE_IDS = 64
-#: The largest record id and the longest text a link may carry; anything larger is refused.
-MAX_ID = 10**12
-MAX_TEXT = 300
 #: Record ids a saved selection may hold.
 MAX_SAVED = 50_000_000
 SAVED_NAME = re.compile(r"[0-9a-f]{16}")
-
-
-def _text(values: list[str]) -> str:
-    if len(values) != 1 or len(values[0]) > MAX_TEXT:
-        raise ValueError("is not one short text")
-    return values[0]
-
-
-def _one_of(*choices: str) -> Callable[[list[str]], str]:
-    def read(values: list[str]) -> str:
-        value = _text(values)
-        if value not in choices:
-            raise ValueError("is not one of " + ", ".join(choices))
-        return value
-    return read
-
-
-def _whole(low: int, high: int) -> Callable[[list[str]], int]:
-    def read(values: list[str]) -> int:
-        value = _text(values)
-        if not value.isdigit() or not low <= int(value) <= high:
-            raise ValueError(f"is not a whole number from {low:,} to {high:,}")
-        return int(value)
-    return read
-
-
-def _number(low: float, high: float) -> Callable[[list[str]], float]:
-    def read(values: list[str]) -> float:
-        try:
-            value = float(_text(values))
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ValueError(f"is not a number from {low} to {high}")
-        return value
-    return read
-
-
-def _flag(values: list[str]) -> bool:
-    return _one_of("0", "1")(values) == "1"
-
-
-def _texts(most: int) -> Callable[[list[str]], list[str]]:
-    def read(values: list[str]) -> list[str]:
-        if len(values) > most or any(len(v) > MAX_TEXT for v in values):
-            raise ValueError(f"is not a list of at most {most} short texts")
-        return list(values)
-    return read
-
-
-def _span(values: list[str]) -> tuple[str, str]:
-    if len(values) != 2 or any(len(v) > MAX_TEXT for v in values):
-        raise ValueError("is not two scan names")
-    return values[0], values[1]
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One widget's value in a link: its name there, its session-state key, its page and how it is read."""
-
-    name: str
-    key: str | Callable[[Any], str]
-    page: str
-    read: Callable[[list[str]], Any]
-
-    def key_in(self, state) -> str:
-        """The widget's key (some depend on another widget's value)."""
-        return self.key if isinstance(self.key, str) else self.key(state)
-
-
-def _groups_key(state) -> str:
-    return f"changes_groups_{state.get('changes_by', LEVELS[0])}"
-
-
-MAP, CHANGES = "Latent map", "Changes"
-SETTINGS = (
-    Setting("projection", "map_method", MAP, _one_of("UMAP", "PCA")),
-    Setting("view", "map_dims", MAP, _one_of("2D", "3D")),
-    Setting("colour", "map_colour", MAP, _text),
-    Setting("neighbours", "umap_neighbors", MAP, _whole(2, 100)),
-    Setting("min_dist", "umap_min_dist", MAP, _number(0.0, 1.0)),
-    Setting("metric", "umap_metric", MAP, _one_of(*METRICS)),
-    Setting("fit_all", "umap_fit_all", MAP, _flag),
-    Setting("fit_rows", "umap_fit_rows", MAP, _whole(100, 1_000_000)),
-    Setting("by", "changes_by", CHANGES, _one_of(*LEVELS)),
-    Setting("groups", _groups_key, CHANGES, _texts(8)),
-    Setting("before", "changes_before", CHANGES, _span),
-    Setting("after", "changes_after", CHANGES, _span),
-    Setting("threshold", "changes_threshold", CHANGES, _number(0.0, 50.0)),
-    Setting("templates", "changes_templates", CHANGES, _flag),
-    Setting("k", "changes_k", CHANGES, _whole(2, 200)),
-)
 
 
 def _note(kind: str, text: str) -> None:
@@ -181,7 +82,7 @@ def _read_ids(params) -> np.ndarray | None:
             raise ValueError(f"lists more than {INLINE_IDS} record ids or something else than record ids")
         return np.array([int(v) for v in values], dtype=np.int64)
     if "saved" in params:
-        name = _text(params.get_all("saved"))
+        name = read_text(params.get_all("saved"))
         path = saved_folder() / f"{name}.npy"
         if not SAVED_NAME.fullmatch(name) or not path.is_file():
             raise ValueError("names no selection saved on this server; select the records again")
@@ -201,14 +102,14 @@ def apply() -> None:
     for name, opener in (("data", _open_source), ("checkpoint", _open_checkpoint)):
         if name in params:
             try:
-                opener(_text(params.get_all(name)))
+                opener(read_text(params.get_all(name)))
             except (ValueError, OSError) as error:
                 # The same sentence the Data or Model page gives for the same path.
                 _note("error", errors.public(error))
     for name, choose in (("record", session.set_record), ("second", session.set_second_record)):
         if name in params:
             try:
-                choose(_whole(0, MAX_ID)(params.get_all(name)))
+                choose(whole(0, MAX_ID)(params.get_all(name)))
             except ValueError as error:
                 _refused(name, params.get_all(name), str(error))
     try:
