@@ -2,9 +2,9 @@
 
 Synthetic latents (Gaussian clusters, a few of them labelled censored, the rest
 uncensored or undetermined) go through the functions the page calls: the PCA map, the
-drawn sample (:func:`dashboard.results.drawn_rows`), the hover boxes
+drawn sample (:func:`dashboard.map_layers.drawn_rows`), the hover boxes
 (:func:`dashboard.map_charts.hover_texts`), the density layer
-(:func:`dashboard.results.map_density`), the figure (:func:`dashboard.map_charts.map_figure`)
+(:func:`dashboard.map_layers.map_density`), the figure (:func:`dashboard.map_charts.map_figure`)
 and its JSON as ``st.plotly_chart`` makes it (``plotly.io.to_json``), a colour change,
 box and lasso selections over all records (:func:`dashboard.selection.region_ids`,
 :func:`dashboard.selection.selection_counts`), and the UMAP map fitted on a bounded sample
@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 import plotly.io as pio  # noqa: E402
 import torch  # noqa: E402
 
-from dashboard import map_charts, results, tables  # noqa: E402
+from dashboard import map_charts, map_layers, results, tables  # noqa: E402
 from dashboard.selection import region_ids, selection_counts  # noqa: E402
 from quack.latents.maps import pca, umap_at_scale  # noqa: E402
 from quack.schema import Label, label_names  # noqa: E402
@@ -88,10 +88,10 @@ def main() -> None:
     steps: list[tuple[str, float]] = []
     coords = timed(steps, "PCA map (2-D)", lambda: pca(latents, 2))
     drawn = timed(steps, f"drawn sample ({args.max_points:,}, by label, censored last)",
-                  lambda: results.drawn_rows(labels, args.max_points))
+                  lambda: map_layers.drawn_rows(labels, args.max_points))
     hover = tables.hover_table(frame, snippets, drawn)
     texts = timed(steps, "hover boxes of the drawn records", lambda: map_charts.hover_texts(hover))
-    layer = timed(steps, "density layer of all records", lambda: results.map_density(("bench", "pca"), coords))
+    layer = timed(steps, "density layer of all records", lambda: map_layers.map_density(("bench", "pca"), coords))
 
     def figure(values, name, categorical):
         fig = map_charts.map_figure(coords[drawn], hover, values, name, categorical, title="map", texts=texts, density=layer)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, loaders, map_charts, rankings, responses, results, session, settings, tables
+from dashboard import charts, errors, loaders, map_charts, map_layers, rankings, responses, results, session, settings, tables
 from dashboard.loaders import Session
 from quack.discovery.candidates import candidate_list, rows_like
 from quack.schema import Label
@@ -144,11 +144,11 @@ def _candidate_table(s: Session, labels: np.ndarray, method: str, values: np.nda
 def _candidate_map(s: Session, labels: np.ndarray, ranked: np.ndarray) -> None:
     """The candidates on the best map, over the capped sample of records the Latent map draws."""
     coords = results.best_map(s)
-    sampled = results.drawn_rows(labels, settings.max_points())
-    hover, texts = results.hover(s, sampled)
+    sampled = map_layers.drawn_rows(labels, settings.max_points())
+    hover, texts = map_layers.hover(s, sampled)
     # The candidates are drawn whether or not the sample holds them, and last: on top.
     others = ~np.isin(sampled, ranked)
-    ranked_hover, ranked_texts = results.hover(s, ranked)
+    ranked_hover, ranked_texts = map_layers.hover(s, ranked)
     drawn = np.concatenate([sampled[others], ranked])
     hover = pd.concat([hover[others], ranked_hover], ignore_index=True)
     texts = np.concatenate([texts[others], ranked_texts])

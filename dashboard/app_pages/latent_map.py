@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, jobs, links, loaders, map_charts, responses, results, session, settings, tables
+from dashboard import charts, errors, jobs, links, loaders, map_charts, map_layers, responses, results, session, settings, tables
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.latents.maps import umap_ready
@@ -104,12 +104,12 @@ if chosen is not None and 0 <= chosen < n:
 else:
     ringed = np.empty(0, np.int64)
 
-drawn = results.drawn_rows(labels, settings.max_points())
-hover, texts = results.hover(s, drawn)
+drawn = map_layers.drawn_rows(labels, settings.max_points())
+hover, texts = map_layers.hover(s, drawn)
 # The chosen record and its neighbours are drawn even when the sample left them out.
 extra = np.setdiff1d(ringed, drawn)
 if len(extra):
-    extra_hover, extra_texts = results.hover(s, extra)
+    extra_hover, extra_texts = map_layers.hover(s, extra)
     drawn, texts = np.concatenate([drawn, extra]), np.concatenate([texts, extra_texts])
     hover = pd.concat([hover, extra_hover], ignore_index=True)
 if len(drawn) < n:
@@ -130,7 +130,7 @@ else:
 fig = map_charts.map_figure(
     coords[drawn], hover, values, COLOURS[colour], categorical,
     title=f"{shown} of the latent space, coloured by {COLOURS[colour].lower()}",
-    highlight=ringed, texts=texts, density=results.map_density(map_key, coords) if dims == 2 else None,
+    highlight=ringed, texts=texts, density=map_layers.map_density(map_key, coords) if dims == 2 else None,
 )
 event = st.plotly_chart(
     fig, key="latent_map", on_select="rerun", selection_mode=("points", "box", "lasso"), config=charts.PLOT_CONFIG
