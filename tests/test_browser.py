@@ -103,8 +103,23 @@ def shoot(tab, name: str) -> None:
 
 
 def go_to(tab, title: str) -> None:
-    tab.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    tab.get_by_role("heading", name=title).first.wait_for()
+    """Open a page from the sidebar, once the current run is over.
+
+    A click that lands while the page's first run is still drawing can be lost, so the
+    click is repeated until the page's heading shows.
+    """
+    settle(tab)
+    link = tab.locator('[data-testid="stSidebarNav"] a', has_text=title).first
+    heading = tab.get_by_role("heading", name=title).first
+    for attempt in range(4):
+        link.click()
+        try:
+            heading.wait_for(timeout=SLOW_MS // 4)
+            break
+        except playwright_api.TimeoutError:
+            if attempt == 3:
+                raise
+            settle(tab)
     settle(tab)
 
 
