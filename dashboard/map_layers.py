@@ -63,3 +63,14 @@ def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     bins = int(np.clip(np.sqrt(len(coords)) / 2, 40, DENSITY_BINS))
     return _density(map_key, bins, coords)
+
+
+def days_since_first(times) -> np.ndarray:
+    """(N,) days from the earliest known time to each record's time; NaN where a record has none."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(pd.Series(times), utc=True, errors="coerce")
+    first = stamps.min()
+    if pd.isna(first):
+        return np.full(len(stamps), np.nan)
+    return ((stamps - first).dt.total_seconds() / 86_400.0).to_numpy(dtype=np.float64)

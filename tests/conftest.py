@@ -1,7 +1,9 @@
 """What the tests share: the dashboard's entry point and checks, its environment, one small trained model."""
 
+import base64
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -82,3 +84,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if maps is not None:
         # The app starts the UMAP warm-up after every page; the same thread on every call.
         maps.warm_umap().join(timeout=300)
+
+
+def plotly_array(value) -> np.ndarray:
+    """An array of a figure's JSON, where Plotly may send numeric arrays as typed base64."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return flat.reshape([int(v) for v in str(shape).split(",")]) if shape else flat
+    return np.asarray(value, dtype=float)

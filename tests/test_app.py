@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, TIMEOUT, assert_clean
+from conftest import APP, TIMEOUT, assert_clean, plotly_array
 from dashboard import charts, jobs, map_charts, session, tables, training_runs
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
@@ -120,6 +120,29 @@ def test_latent_map_colour_and_projection_controls_change_the_chart(env):
     assert_clean(at)
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     assert traces and all(t["type"] == "scatter3d" for t in traces)
+
+
+def test_latent_map_colours_by_time_and_by_scan(env):
+    at = run_page()
+    at.selectbox(key="map_colour").set_value("time").run()
+    assert_clean(at)
+    (trace,) = [t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if "colorbar" in t.get("marker", {})]
+    assert trace["marker"]["colorbar"]["title"]["text"].startswith("Time")
+    days = plotly_array(trace["marker"]["color"])
+    assert np.isfinite(days).all() and days.min() >= 0
+    at.selectbox(key="map_colour").set_value("scan").run()
+    assert_clean(at)
+    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert any(name.startswith("sample") for name in names), names
+
+
+def test_days_since_first_leaves_records_without_a_time_blank():
+    from dashboard.map_layers import days_since_first
+
+    stamps = pd.Series(pd.to_datetime(["2024-01-02T00:00:00Z", None, "2024-01-01T12:00:00Z"], utc=True))
+    days = days_since_first(stamps)
+    assert days[0] == 0.5 and np.isnan(days[1]) and days[2] == 0.0
+    assert np.isnan(days_since_first(pd.Series([None, None]))).all()
 
 
 def sample_identity(env) -> jobs.Identity:

@@ -6,7 +6,6 @@ checkpoint, with ``QUACK_MAX_POINTS`` far below the sample's size. A selection r
 the page as a browser sends it: the chart's widget state holds the selection event.
 """
 
-import base64
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, TIMEOUT, assert_clean
+from conftest import APP, TIMEOUT, assert_clean, plotly_array
 from dashboard import jobs, session
 from dashboard.results import UMAP_DEFAULTS
 from dashboard.selection import selection_counts
@@ -69,19 +68,10 @@ def metrics(at: AppTest) -> dict[str, int]:
     return {m.label: int(m.value.replace(",", "")) for m in at.metric if m.label in wanted}
 
 
-def array(value) -> np.ndarray:
-    """An array of a figure's JSON, where Plotly sends numeric arrays as typed base64."""
-    if isinstance(value, dict):
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return flat.reshape([int(v) for v in str(shape).split(",")]) if shape else flat
-    return np.asarray(value, dtype=float)
-
-
 def drawn_ids(spec: dict) -> np.ndarray:
     """Record ids of the points the map draws."""
     points = [t for t in spec["data"] if t["type"] == "scattergl" and t["name"] != "chosen & neighbours"]
-    return np.concatenate([array(t["customdata"]).astype(np.int64) for t in points])
+    return np.concatenate([plotly_array(t["customdata"]).astype(np.int64) for t in points])
 
 
 def test_a_region_selection_counts_every_record_in_it_drawn_or_not(env):
@@ -92,7 +82,7 @@ def test_a_region_selection_counts_every_record_in_it_drawn_or_not(env):
     spec = figure(at)
     heat = [t for t in spec["data"] if t["type"] == "heatmap"]
     assert len(heat) == 1 and spec["data"][0]["type"] == "heatmap", "the density layer lies under the points"
-    shade = array(heat[0]["z"]).astype(float)
+    shade = plotly_array(heat[0]["z"]).astype(float)
     assert round(np.nansum(np.expm1(shade))) == n, "the density layer counts every record"
     drawn = drawn_ids(spec)
     # The sample, and the chosen record with its ten neighbours wherever the sample left them out.

@@ -38,6 +38,8 @@ COLOURS = {
     "country": "Country",
     "service": "Service",
     "domain": "Domain",
+    "scan": "Scan",
+    "time": "Time (days from the first record)",
     "probability": "Classifier probability",
     "loss": "Reconstruction loss",
 }
@@ -124,6 +126,8 @@ elif colour == "probability":
     values, categorical = results.classifier(s)[1][drawn], False
 elif colour == "loss":
     values, categorical = results.encoded_with_loss(s).loss[drawn], False
+elif colour == "time":
+    values, categorical = map_layers.days_since_first(frame["time"]).take(drawn), False
 else:
     values, categorical = np.asarray(frame[colour].take(drawn), dtype=object), True
 
