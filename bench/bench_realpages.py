@@ -1,17 +1,18 @@
 """The real dev set end to end: ingest with Censored Planet's lists, encode, rank, score against the truth.
 
-Run from the checkout (about two minutes on two CPU cores)::
+Run from the checkout (about ten minutes a checkpoint on two CPU cores)::
 
-    /work/venv/bin/python bench/bench_realpages.py [--write]
+    python bench/bench_realpages.py [--checkpoint CKPT ...] [--skip-realistic] [--write]
 
-It builds the dev set of ``../shared/data/realpages`` twice, with the body-only rule
-(before) and the whole-response rule (after), encodes both with the shipped checkpoint,
-ranks the undetermined rows by every method trained on every fingerprint label and scores
-the ranking against the truth's unknown blockpages: AP, P@50 and the distinct families
-among the first 100 rows; then the Discover candidate list (near-identical responses
-collapsed, re-ranked for diversity) by the same scores: the distinct families and the
-real blockpages among its first 100 candidates. ``--write`` puts the tables in
-``BENCHMARKS.md``, replacing the section it wrote before.
+It builds the dev set of ``../shared/data/realpages`` with the body-only rule (before,
+first checkpoint only) and the whole-response rule (after), encodes it with each
+checkpoint (default: the shipped one), ranks the undetermined rows by every method
+trained on every fingerprint label and scores the ranking against the truth's unknown
+blockpages: AP, P@50 and the distinct families among the first 100 rows; then the
+Discover candidate list (near-identical responses collapsed, re-ranked for diversity) by
+the same scores. It then leaves one real source out (learn from the other, rank this
+one) and evaluates the realistic sample with the same checkpoint. ``--write`` puts the
+tables in ``BENCHMARKS.md``, replacing the part it wrote before.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> d
     latents = data.latents / (np.linalg.norm(data.latents, axis=1, keepdims=True) + 1e-9)
     both = sparse.hstack([tfidf, sparse.csr_matrix(latents)]).tocsr()
     model = LogisticRegression(max_iter=2000, random_state=seed).fit(both[train], labels[train] == Label.CENSORED)
-    out = {"latents+tfidf (LR)": model.predict_proba(both)[:, 1]}
+    out = {"latents+tfidf (LR)": model.predict_proba(both)[:, 1],
+           "tfidf_text, positive-unlabelled": _unlabelled_logistic(tfidf, labels, seed)}
     # One template for many domains: the share of distinct domains among a row's latent neighbours.
     k = 10
     _, near = NearestNeighbors(n_neighbors=k + 1).fit(latents).kneighbors(latents)
@@ -56,7 +58,112 @@ def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> d
     return out
 
 
-def _measure(label: str, data_dir: Path, truth_file: Path, seed: int = 0) -> tuple[list[tuple], dict]:
+def _unlabelled_logistic(features, labels: np.ndarray, seed: int) -> np.ndarray:
+    """TF-IDF's logistic regression learned as ``latent_unlabelled`` learns: undetermined rows as uncensored, out of fold."""
+    from sklearn.linear_model import LogisticRegression
+
+    from quack.discovery.rankers import PU_FOLDS
+    from quack.schema import Label
+
+    undetermined = labels == Label.UNDETERMINED
+    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
+    scores = np.zeros(len(labels))
+    for fold in range(PU_FOLDS):
+        learn = ~(undetermined & (part == fold))
+        model = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed)
+        model.fit(features[learn], labels[learn] == Label.CENSORED)
+        scored = undetermined & (part == fold)
+        scores[scored] = model.predict_proba(features[scored])[:, 1]
+    return scores
+
+
+def _origins(data_dir: Path, truth_file: Path) -> np.ndarray:
+    """The truth's ``origin_source`` of every row (which real source a page came from, or ``synthetic``)."""
+    import gzip
+    import json
+
+    from quack.data.datafolder import DataFolder
+
+    found = {}
+    with gzip.open(truth_file, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            item = json.loads(line)
+            found[(int(item["line"]), int(item["probe"]))] = item["origin_source"]
+    keys = DataFolder.open(data_dir, require_rows=True).read_rows(["line", "probe"])
+    return np.array([found.get((int(a), int(b)), "") for a, b in zip(keys["line"], keys["probe"])], dtype=object)
+
+
+def _subset(data, rows: np.ndarray):
+    """The evaluation data of ``rows`` only."""
+    from dataclasses import replace
+
+    return replace(data, labels=data.labels[rows], families=data.families[rows], latents=data.latents[rows],
+                   loss=data.loss[rows], tokens=data.tokens[rows], words=data.words[rows],
+                   truth=data.truth[rows], pages=data.pages[rows])
+
+
+LEARNED = ("latent_classifier", "latent_unlabelled", "bag_of_tokens", "tfidf_text")
+
+
+def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tuple]:
+    """Leave one source out: learn from the other source and the synthetic rows, rank this source's undetermined rows.
+
+    The ranked source's undetermined rows stay in, unlabelled as they are (the positive-unlabelled
+    method learns them as uncensored, out of fold); its labelled rows are left out.
+    """
+    from quack.discovery.rankers import score_rows
+    from quack.discovery.report import average_precision, distinct_at, precision_at, rank
+    from quack.schema import Label
+
+    rows = []
+    for ranked_source in sorted(set(origins) - {"synthetic", ""}):
+        mine = origins == ranked_source
+        keep = np.flatnonzero(~mine | (data.labels == Label.UNDETERMINED))
+        part = _subset(data, keep)
+        learned_from = ~mine[keep]
+        if not ((part.labels == Label.CENSORED) & learned_from).any():
+            rows.append((label, ranked_source, "every learned method", None, None, None))
+            continue
+        ranked = np.flatnonzero(mine[keep] & (part.labels == Label.UNDETERMINED))
+        unknown = part.truth == "unknown_blockpage"
+        family = np.where(unknown, part.pages, "")
+        scores = {name: score_rows(name, part, part.labels, seed) for name in LEARNED}
+        scores["random"] = np.random.default_rng(seed).random(len(part.labels))
+        for name, values in scores.items():
+            order = rank(values, ranked, np.random.default_rng(seed))
+            rows.append((label, ranked_source, name, average_precision(unknown[order]),
+                         precision_at(unknown[order], 50), distinct_at(family[order], 100)))
+    return rows
+
+
+def _realistic(label: str, checkpoint: Path, work: Path, seed: int = 0) -> list[tuple]:
+    """The realistic sample (5,000 measurements, seed 0) evaluated with the checkpoint: folds and truth."""
+    import subprocess
+
+    from quack.data.build import build_dataset
+    from quack.discovery.evaluation import evaluate_data, read_truth
+    from quack.discovery.evaluation_data import EvaluationData
+    from quack.data.datafolder import DataFolder
+    from quack.model.encoding import encode_dataset, load_checkpoint
+
+    raw = work / "realistic" / "quack-realistic.json"
+    if not raw.is_file():
+        subprocess.run([sys.executable, "-m", "quack", "sample", "--realistic", "--out", str(raw)], check=True,
+                       stdout=subprocess.DEVNULL)
+    model = load_checkpoint(str(checkpoint))
+    out = work / f"realistic-{checkpoint.stem}"
+    build_dataset([raw], out, tokenizer=model.tokenizer, workers=1)
+    truth = read_truth(raw.with_suffix(".truth.jsonl"), DataFolder.open(out, require_rows=True).read_rows(
+        ["source", "line", "probe"]))
+    encoded = encode_dataset(model, out, device="cpu", with_loss=True)
+    data = EvaluationData.from_dataset(out, encoded.latents, encoded.loss, truth=truth)
+    report = evaluate_data(data, seed=seed)
+    folds = report.summary()
+    return [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
+             report.truth["scores"][name]["p@50"]) for name in report.methods]
+
+
+def _measure(label: str, data_dir: Path, truth_file: Path, checkpoint: Path, seed: int = 0) -> tuple[list[tuple], dict, object]:
     from quack.discovery.candidates import collapse_candidates, read_templates
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
@@ -68,7 +175,7 @@ def _measure(label: str, data_dir: Path, truth_file: Path, seed: int = 0) -> tup
 
     folder = DataFolder.open(data_dir, require_rows=True)
     truth, pages = read_truth(truth_file, folder.read_rows(["source", "line", "probe"]))
-    encoded = encode_dataset(load_checkpoint(str(CHECKPOINT)), data_dir, device="cpu", with_loss=True)
+    encoded = encode_dataset(load_checkpoint(str(checkpoint)), data_dir, device="cpu", with_loss=True)
     data = EvaluationData.from_dataset(data_dir, encoded.latents, encoded.loss, truth=(truth, pages))
     labels = data.labels
     unknown = truth == "unknown_blockpage"
@@ -93,12 +200,16 @@ def _measure(label: str, data_dir: Path, truth_file: Path, seed: int = 0) -> tup
               "families": len(set(family[ranked]) - {""}),
               "templates": int(len(set(keys[ranked]))),
               "blockpage_templates": int(len(set(keys[ranked][unknown[ranked]])))}
-    return rows, counts
+    return rows, counts, data
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the tables to BENCHMARKS.md")
+    parser.add_argument("--checkpoint", type=Path, nargs="+", default=[CHECKPOINT],
+                        help="checkpoints to encode with (default: the shipped one); the first also gets the "
+                             "body-only labels")
+    parser.add_argument("--skip-realistic", action="store_true", help="leave out the realistic sample")
     args = parser.parse_args()
     if not (REAL / "measurements.jsonl.gz").is_file():
         print(f"skipped: {REAL} is not present", file=sys.stderr)
@@ -106,31 +217,57 @@ def main() -> int:
     from quack.data.build import build_dataset
     from quack.model.encoding import load_checkpoint
 
-    tokenizer = load_checkpoint(str(CHECKPOINT)).tokenizer
     started = time.perf_counter()
-    table, notes = [], []
+    table, notes, sources, realistic = [], [], [], []
     with tempfile.TemporaryDirectory() as work:
-        for rule, label in (("body", "before (body)"), ("full", "after (whole response)")):
-            out = Path(work) / rule
-            info = build_dataset([REAL / "measurements.jsonl.gz"], out, signatures=SIGNATURES, tokenizer=tokenizer,
-                                 match=rule, workers=1)
-            rows, counts = _measure(label, out, REAL / "truth.jsonl.gz")
-            table += rows
-            notes.append(f"{label}: labels {info['rows_per_label']}; {counts['undetermined']} undetermined rows "
-                         f"ranked, {counts['unknown']} unknown blockpages of {counts['families']} families; "
-                         f"{counts['templates']} templates, {counts['blockpage_templates']} of them blockpages")
+        for number, checkpoint in enumerate(args.checkpoint):
+            tokenizer = load_checkpoint(str(checkpoint)).tokenizer
+            rules = (("body", "before (body)"), ("full", "after (whole response)")) if number == 0 else (
+                ("full", "after (whole response)"),)
+            for rule, label in rules:
+                label = f"{label}, {checkpoint.stem}"
+                out = Path(work) / f"{rule}-{number}"
+                info = build_dataset([REAL / "measurements.jsonl.gz"], out, signatures=SIGNATURES,
+                                     tokenizer=tokenizer, match=rule, workers=1)
+                rows, counts, data = _measure(label, out, REAL / "truth.jsonl.gz", checkpoint)
+                table += rows
+                notes.append(f"{label}: labels {info['rows_per_label']}; {counts['undetermined']} undetermined rows "
+                             f"ranked, {counts['unknown']} unknown blockpages of {counts['families']} families; "
+                             f"{counts['templates']} templates, {counts['blockpage_templates']} of them blockpages")
+            sources += _across_sources(checkpoint.stem, data, _origins(out, REAL / "truth.jsonl.gz"), 0)
+            if not args.skip_realistic:
+                realistic += _realistic(checkpoint.stem, checkpoint, Path(work))
     elapsed = time.perf_counter() - started
-    lines = [MARK, "", "`/work/venv/bin/python bench/bench_realpages.py --write` (shipped checkpoint, CPU, seed 0, "
+    command = "python bench/bench_realpages.py " + " ".join(
+        f"--checkpoint {c}" for c in args.checkpoint) + (" --skip-realistic" if args.skip_realistic else "")
+    lines = [MARK, "", f"`{command}` (CPU, seed 0, "
              f"{elapsed:.0f} s). Every method trains on every fingerprint label and ranks the undetermined rows; "
              "scored against the truth's unknown blockpages. Rows: AP, P@50 and distinct families among the first "
              "100 rows; candidates: the Discover list (near-identical responses collapsed; then MMR over latents, "
              "diversity 0.3), distinct families and real blockpages among its first 100 candidates.", ""]
     lines += [f"- {note}" for note in notes]
-    lines += ["", "| labels | ranking | AP | P@50 | families in first 100 rows | collapsed: families / blockpages "
-              "in first 100 | collapsed + MMR: families / blockpages in first 100 |",
+    lines += ["", "| labels, checkpoint | ranking | AP | P@50 | families in first 100 rows | collapsed: families / "
+              "blockpages in first 100 | collapsed + MMR: families / blockpages in first 100 |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for label, name, ap, p50, f100, f_c, b_c, f_m, b_m in table:
         lines.append(f"| {label} | {name} | {ap:.2f} | {p50:.2f} | {f100} | {f_c} / {b_c} | {f_m} / {b_m} |")
+    lines += ["", "Leave one source out (whole-response labels): each learned method learns from the other source "
+              "and the synthetic rows (template replies, failures) and ranks the undetermined rows of this one; the "
+              "ranked source's labelled rows are left out.", "",
+              "| checkpoint | ranked source | ranking | AP | P@50 | families in first 100 rows |",
+              "| --- | --- | --- | ---: | ---: | ---: |"]
+    for checkpoint, source, name, ap, p50, f100 in sources:
+        if ap is None:
+            lines.append(f"| {checkpoint} | {source} | {name} | no censored row to learn from | | |")
+        else:
+            lines.append(f"| {checkpoint} | {source} | {name} | {ap:.2f} | {p50:.2f} | {f100} |")
+    if realistic:
+        lines += ["", "The realistic sample (`quack sample --realistic`, 5,000 measurements, seed 0), ingested with "
+                  "each checkpoint's tokenizer: mean AP over the leave-fingerprints-out folds, and AP and P@50 of "
+                  "the ranking against its unknown blockpages (`quack evaluate --truth`).", "",
+                  "| checkpoint | ranking | folds AP | truth AP | truth P@50 |", "| --- | --- | ---: | ---: | ---: |"]
+        for checkpoint, name, folds_ap, truth_ap, truth_p50 in realistic:
+            lines.append(f"| {checkpoint} | {name} | {folds_ap:.2f} | {truth_ap:.2f} | {truth_p50:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
@@ -138,7 +275,8 @@ def main() -> int:
         current = path.read_text(encoding="utf-8")
         if MARK in current:
             head, _, rest = current.partition(MARK)
-            tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+            ends = [at for at in (rest.find("\nLabel change"), rest.find("\n## ")) if at >= 0]
+            tail = rest[min(ends):] if ends else ""
             current = head + text + tail
         else:
             current = current.rstrip("\n") + "\n\n" + text

@@ -10,7 +10,7 @@ import pytest
 from quack.cli.main import main
 from quack.discovery import evaluation as ev
 from quack.discovery.evaluation_data import EvaluationData, families_of, family_of, text_counts, token_counts
-from quack.discovery.rankers import METHODS
+from quack.discovery.rankers import METHODS, score_rows
 from quack.discovery.report import (EvaluationReport, average_precision, precision_at, rank, ranking_scores,
                                     recall_at)
 from quack.schema import Label
@@ -278,3 +278,34 @@ def test_quack_evaluate_refuses_a_data_set_with_no_censored_rows(tiny, tmp_path,
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1
     assert "has no rows a blockpage fingerprint labelled censored, so there is no family to hide" in error
+
+
+def test_the_unlabelled_latent_classifier_tells_new_blockpages_from_the_ordinary_undetermined_pages():
+    """The fingerprints label template replies uncensored, while the undetermined rows are ordinary pages.
+
+    The plain classifier learns blockpage against template reply, so ordinary pages and new
+    blockpages score alike; learning the undetermined rows as uncensored (out of fold) tells them apart.
+    """
+    rng = np.random.default_rng(0)
+    # The ordinary pages lie further from the template replies than the censored rows do.
+    centres = {"censored": [4, 0], "template": [0, -4], "ordinary": [4, 4], "new": [4, 1.5]}
+    sizes = {"censored": 120, "template": 300, "ordinary": 400, "new": 60}
+    groups = np.concatenate([[name] * n for name, n in sizes.items()])
+    latents = np.concatenate([rng.normal(scale=0.7, size=(n, 8)) + np.pad(centres[name], (0, 6))
+                              for name, n in sizes.items()]).astype(np.float32)
+    labels = np.select([groups == "censored", groups == "template"], [Label.CENSORED, Label.UNCENSORED],
+                       Label.UNDETERMINED)
+    n = len(groups)
+    data = EvaluationData(labels, np.where(groups == "censored", "a", ""), latents, np.zeros(n),
+                          token_counts([[4]] * n, 8), text_counts(["x"] * n))
+    ranked = np.flatnonzero(labels == Label.UNDETERMINED)
+    new = groups == "new"
+
+    def ap(method: str) -> float:
+        order = rank(score_rows(method, data, labels, seed=0), ranked, np.random.default_rng(0))
+        return average_precision(new[order])
+
+    assert ap("latent_unlabelled") > 0.8
+    assert ap("latent_classifier") < 0.3
+    again = score_rows("latent_unlabelled", data, labels, seed=0)
+    assert np.array_equal(again, score_rows("latent_unlabelled", data, labels, seed=0)), "seeded"

@@ -8,9 +8,10 @@ evaluation reuses: TF-IDF, clusters and a neighbour index.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -22,10 +23,12 @@ if TYPE_CHECKING:
 
     from quack.discovery.evaluation_data import EvaluationData
 
-__all__ = ["METHODS", "Method", "NEIGHBOURS", "TEST_SIZE", "SharedFeatures", "score_rows"]
+__all__ = ["METHODS", "Method", "NEIGHBOURS", "PU_FOLDS", "TEST_SIZE", "SharedFeatures", "score_rows"]
 
 #: Neighbours averaged by the purity figure and by the censored-distance method.
 NEIGHBOURS = 10
+#: Parts the positive-unlabelled latent classifier splits the undetermined rows into.
+PU_FOLDS = 5
 #: Share of each labelled class the latent classifier holds out; every supervised method
 #: trains on the same remaining rows.
 TEST_SIZE = 0.2
@@ -95,20 +98,59 @@ def _logistic(features: sparse.csr_matrix, labels: np.ndarray, seed: int) -> np.
     return model.predict_proba(features)[:, 1]
 
 
-def _latent_classifier(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread for a while.
+
+    A full batch of a few thousand latents gains nothing from more threads, and on a
+    busy machine threads waiting for each other made each fold several times slower.
+    """
     import torch
 
-    from quack.latents.classifier import train_classifier
-
-    # A full batch of a few thousand latents gains nothing from more threads, and on a
-    # busy machine threads waiting for each other made each fold several times slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = train_classifier(data.latents, labels, seed=seed, test_size=TEST_SIZE)
-        return report.model.predict_proba(data.latents).astype(np.float64)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _latent_classifier(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
+    from quack.latents.classifier import train_classifier
+
+    with _one_thread():
+        report = train_classifier(data.latents, labels, seed=seed, test_size=TEST_SIZE)
+        return report.model.predict_proba(data.latents).astype(np.float64)
+
+
+def _latent_unlabelled(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
+    """The latent classifier with the undetermined rows as its uncensored examples (positive-unlabelled).
+
+    Most undetermined rows are ordinary pages, and they are the pages a blockpage no
+    fingerprint knows must be told from: learning them as uncensored teaches the
+    classifier the ordinary pages of this data set, not only the template replies the
+    fingerprints label. The undetermined rows are split into :data:`PU_FOLDS` parts and
+    each is scored by a classifier that learned the others, never itself; a labelled row
+    gets the mean of the folds' scores.
+    """
+    from quack.latents.classifier import train_classifier
+
+    undetermined = labels == Label.UNDETERMINED
+    if not undetermined.any():
+        return _latent_classifier(data, shared, labels, seed)
+    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
+    scores = np.zeros(len(labels), dtype=np.float64)
+    with _one_thread():
+        for fold in range(PU_FOLDS):
+            learn = np.asarray(labels).copy()
+            learn[undetermined & (part != fold)] = Label.UNCENSORED
+            model = train_classifier(data.latents, learn, seed=seed, test_size=TEST_SIZE).model
+            scored = (undetermined & (part == fold)) | ~undetermined
+            probability = model.predict_proba(data.latents[scored]).astype(np.float64)
+            own = undetermined[scored]
+            scores[np.flatnonzero(scored)[own]] = probability[own]
+            scores[np.flatnonzero(scored)[~own]] += probability[~own] / PU_FOLDS
+    return scores
 
 
 def _bag_of_tokens(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -165,6 +207,9 @@ class Method:
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("latent_classifier", "the seed's dense classifier over latents (quack.latents.classifier)",
            _latent_classifier),
+    Method("latent_unlabelled", "the latent classifier with the undetermined rows learned as uncensored, each scored "
+           f"by the classifier of the other {PU_FOLDS - 1} of {PU_FOLDS} parts (positive-unlabelled)",
+           _latent_unlabelled),
     Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
     Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
     Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",
