@@ -102,11 +102,14 @@ class JobStore:
         the newest result is kept whatever its size.
     max_queued, max_queued_per_session, max_foreground : int
         The bounds on waiting and foreground work described in the module's notes.
+    nice : int
+        Nice value of both pools' threads (:class:`dashboard.daemon_pool.DaemonPool`).
     """
 
     def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_queued: int = MAX_QUEUED,
-                 max_queued_per_session: int = MAX_QUEUED_PER_SESSION, max_foreground: int = MAX_FOREGROUND) -> None:
+                 max_queued_per_session: int = MAX_QUEUED_PER_SESSION, max_foreground: int = MAX_FOREGROUND,
+                 nice: int = 0) -> None:
         self.max_items, self.max_bytes = max_items, max_bytes
         self.max_queued, self.max_queued_per_session, self.max_foreground = (
             max_queued, max_queued_per_session, max_foreground)
@@ -120,8 +123,8 @@ class JobStore:
         self._foreground_owners: set[str] = set()
         self._lock = threading.Lock()
         # Daemon threads: a stopped server exits without waiting for a running map or run.
-        self.work = DaemonPool(work_workers, "quack-work")
-        self.training = DaemonPool(training_workers, "quack-train")
+        self.work = DaemonPool(work_workers, "quack-work", nice)
+        self.training = DaemonPool(training_workers, "quack-train", nice)
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """The result stored under ``key``, else ``default``."""

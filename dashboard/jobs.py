@@ -167,5 +167,5 @@ def store() -> JobStore:
     global _store
     with _store_lock:
         if _store is None:
-            _store = JobStore(max_bytes=settings.job_memory_bytes())
+            _store = JobStore(max_bytes=settings.job_memory_bytes(), nice=settings.background_nice())
         return _store
