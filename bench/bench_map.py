@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 import plotly.io as pio  # noqa: E402
 import torch  # noqa: E402
 
-from dashboard import map_charts, map_layers, results, tables  # noqa: E402
+from dashboard import jobs, map_charts, map_layers, tables  # noqa: E402
 from dashboard.selection import region_ids, selection_counts  # noqa: E402
 from quack.latents.maps import pca, umap_at_scale  # noqa: E402
 from quack.schema import Label, label_names  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--dims", type=int, default=128, help="latent width (the shipped model's is 128)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-points", type=int, default=100_000)
-    parser.add_argument("--fit-rows", type=int, default=results.UMAP_DEFAULTS["fit_rows"])
+    parser.add_argument("--fit-rows", type=int, default=jobs.UMAP_DEFAULTS["fit_rows"])
     parser.add_argument("--no-umap", action="store_true", help="leave out the UMAP map (minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

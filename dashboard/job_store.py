@@ -39,6 +39,8 @@ MAX_QUEUED = 8
 MAX_FOREGROUND = 4
 #: Bytes of results kept by default.
 DEFAULT_MAX_BYTES = 2048 * 1024 * 1024
+#: Results the ``kept`` rule spares from the count and byte bounds, the most recent first.
+MAX_KEPT = 8
 
 
 class QueueFull(ValueError):
@@ -104,13 +106,20 @@ class JobStore:
         The bounds on waiting and foreground work described in the module's notes.
     nice : int
         Nice value of both pools' threads (:class:`dashboard.daemon_pool.DaemonPool`).
+    kept : callable, optional
+        Which results every visitor needs (a data set's latents and first maps): of those,
+        the ``max_kept`` most recently stored are dropped only when nothing else is left
+        to drop, so other sessions' many small results cannot push them out.
     """
 
     def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_queued: int = MAX_QUEUED,
                  max_queued_per_session: int = MAX_QUEUED_PER_SESSION, max_foreground: int = MAX_FOREGROUND,
-                 nice: int = 0) -> None:
+                 nice: int = 0, kept: Callable[[Hashable], bool] | None = None, max_kept: int = MAX_KEPT) -> None:
         self.max_items, self.max_bytes = max_items, max_bytes
+        self.kept, self.max_kept = kept or (lambda key: False), max_kept
+        # Kept results, the most recently stored last: only the newest max_kept are spared.
+        self._kept: OrderedDict[Hashable, None] = OrderedDict()
         self.max_queued, self.max_queued_per_session, self.max_foreground = (
             max_queued, max_queued_per_session, max_foreground)
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
@@ -151,10 +160,20 @@ class JobStore:
             self._items[key] = value
             self._sizes[key] = size
             self._items.move_to_end(key)
+            if self.kept(key):
+                self._kept[key] = None
+                self._kept.move_to_end(key)
+                while len(self._kept) > self.max_kept:
+                    self._kept.popitem(last=False)
             while len(self._items) > 1 and (
                     len(self._items) > self.max_items or sum(self._sizes.values()) > self.max_bytes):
-                dropped, _ = self._items.popitem(last=False)
+                # The least recently used goes first; a kept result only when nothing else is left.
+                dropped = next((k for k in self._items if k not in self._kept and k != key), None)
+                if dropped is None:
+                    dropped = next(k for k in self._items if k != key)
+                self._items.pop(dropped)
                 self._sizes.pop(dropped, None)
+                self._kept.pop(dropped, None)
 
     def queued(self, owner: str | None = None) -> int:
         """Background jobs waiting for a thread: all, or those ``owner`` waits for."""
@@ -294,6 +313,7 @@ class JobStore:
         """Drop a stored result and its job, so the next ask computes it again."""
         with self._lock:
             self._items.pop(key, None)
+            self._kept.pop(key, None)
             self._sizes.pop(key, None)
             self._jobs.pop(key, None)
             self._waiters.pop(key, None)

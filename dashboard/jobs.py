@@ -116,6 +116,10 @@ def pca_key(identity: Identity, dims: int) -> tuple:
     return ("pca", identity, int(dims))
 
 
+#: The map a visitor sees first: UMAP's options before anyone changes them.
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", "fit_rows": 50_000}
+
+
 def umap_key(
     identity: Identity, dims: int, n_neighbors: int, min_dist: float, metric: str, fit_rows: int = 0
 ) -> tuple:
@@ -162,10 +166,20 @@ _store: JobStore | None = None
 _store_lock = threading.Lock()
 
 
+def first_view(key) -> bool:
+    """Whether a result is one every visitor of a data set needs: its latents, its 2-D PCA and its default UMAP map."""
+    if not isinstance(key, tuple) or len(key) < 3:
+        return False
+    if key[0] == "encoded" or key[0] == "pca" and key[2] == 2:
+        return True
+    return key[0] == "umap" and key == umap_key(key[1], 2, **UMAP_DEFAULTS)
+
+
 def store() -> JobStore:
     """The process's store, shared by every session (made on first use)."""
     global _store
     with _store_lock:
         if _store is None:
-            _store = JobStore(max_bytes=settings.job_memory_bytes(), nice=settings.background_nice())
+            _store = JobStore(max_bytes=settings.job_memory_bytes(), nice=settings.background_nice(),
+                              kept=first_view)
         return _store

@@ -17,12 +17,12 @@ import numpy as np
 import streamlit as st
 
 from dashboard import jobs, loaders, responses, session, tables
+from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
 
 #: The UMAP options a map starts with; other pages use the map made with them.
 #: ``fit_rows``: UMAP is fitted on at most this many records, the others placed by them (0: all).
-UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", "fit_rows": 50_000}
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP, TIMEOUT, assert_clean, plotly_array
 from dashboard import charts, jobs, map_charts, session, tables, training_runs
-from dashboard.results import UMAP_DEFAULTS
+from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.selection import selected_ids
 from quack.config import AutoencoderConfig
 from quack.schema import Label, label_names

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP, TIMEOUT, assert_clean, plotly_array
 from dashboard import jobs, session
-from dashboard.results import UMAP_DEFAULTS
+from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.selection import selection_counts
 from quack.model.encoding import SHIPPED_CHECKPOINT
 

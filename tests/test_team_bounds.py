@@ -365,3 +365,27 @@ def test_save_refuses_what_the_pattern_box_refuses(env):
     assert not at.exception and len(errors_of(at)) == 2
     assert "ran longer than" in errors_of(at)[1] and "the fingerprint to save" in errors_of(at)[1]
     assert not (Path(env["root"]) / "cache" / "fingerprints" / "runaway.json").exists()
+
+
+def test_many_small_results_of_other_sessions_do_not_push_out_what_every_visitor_needs():
+    from dashboard import jobs
+
+    identity = jobs.Identity(("data", "v1"), ("checkpoint", 1, 1))
+    first = [jobs.encoded_key(identity, False), jobs.pca_key(identity, 2), jobs.umap_key(identity, 2, **jobs.UMAP_DEFAULTS)]
+    assert all(jobs.first_view(key) for key in first)
+    assert not jobs.first_view(jobs.umap_key(identity, 2, 16, 0.1, "euclidean", 50_000))
+    assert not jobs.first_view(jobs.pca_key(identity, 3))
+    made = job_store.JobStore(max_items=5, work_workers=1, training_workers=1, kept=jobs.first_view, max_kept=3)
+    try:
+        for key in first:
+            made.put(key, np.zeros(4))
+        for neighbours in range(20, 60):
+            made.put(jobs.umap_key(identity, 2, neighbours, 0.1, "euclidean", 50_000), np.zeros(4))
+        assert all(made.has(key) for key in first), "the first view survives forty other maps"
+        assert sum(made.has(jobs.umap_key(identity, 2, n, 0.1, "euclidean", 50_000)) for n in range(20, 60)) == 2
+        # Only the newest max_kept are spared: a fourth data set's first view pushes out the oldest.
+        other = jobs.Identity(("other", "v1"), ("checkpoint", 1, 1))
+        made.put(jobs.encoded_key(other, False), np.zeros(4))
+        assert not made.has(first[0]) and made.has(first[2])
+    finally:
+        made.shutdown()

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, errors, jobs, links, loaders, map_charts, map_layers, responses, results, session, settings, tables
-from dashboard.results import UMAP_DEFAULTS
+from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.latents.maps import umap_ready
 from quack.latents.neighbours import METRICS
