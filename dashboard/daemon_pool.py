@@ -27,13 +27,9 @@ class DaemonPool:
         Threads, started at once.
     name : str
         Prefix of the threads' names.
-    nice : int
-        Added to the nice value of each thread when it starts (Linux schedules threads one by one;
-        elsewhere it is ignored). Threads a job starts inherit it.
     """
 
-    def __init__(self, workers: int, name: str, nice: int = 0) -> None:
-        self.nice = nice
+    def __init__(self, workers: int, name: str) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._running = 0
         self._lock = threading.Lock()
@@ -72,12 +68,6 @@ class DaemonPool:
                 thread.join()
 
     def _serve(self) -> None:
-        if self.nice:
-            try:
-                me = threading.get_native_id()
-                os.setpriority(os.PRIO_PROCESS, me, min(os.getpriority(os.PRIO_PROCESS, me) + self.nice, 19))
-            except (AttributeError, OSError):
-                pass  # not Linux, or not allowed: the threads keep the process's priority
         while (item := self._queue.get()) is not None:
             future, fn, args, kwargs = item
             if not future.set_running_or_notify_cancel():

@@ -104,8 +104,6 @@ class JobStore:
         the newest result is kept whatever its size.
     max_queued, max_queued_per_session, max_foreground : int
         The bounds on waiting and foreground work described in the module's notes.
-    nice : int
-        Nice value of both pools' threads (:class:`dashboard.daemon_pool.DaemonPool`).
     kept : callable, optional
         Which results every visitor needs (a data set's latents and first maps): of those,
         the ``max_kept`` most recently stored are dropped only when nothing else is left
@@ -115,7 +113,7 @@ class JobStore:
     def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_queued: int = MAX_QUEUED,
                  max_queued_per_session: int = MAX_QUEUED_PER_SESSION, max_foreground: int = MAX_FOREGROUND,
-                 nice: int = 0, kept: Callable[[Hashable], bool] | None = None, max_kept: int = MAX_KEPT) -> None:
+                 kept: Callable[[Hashable], bool] | None = None, max_kept: int = MAX_KEPT) -> None:
         self.max_items, self.max_bytes = max_items, max_bytes
         self.kept, self.max_kept = kept or (lambda key: False), max_kept
         # Kept results, the most recently stored last: only the newest max_kept are spared.
@@ -132,8 +130,8 @@ class JobStore:
         self._foreground_owners: set[str] = set()
         self._lock = threading.Lock()
         # Daemon threads: a stopped server exits without waiting for a running map or run.
-        self.work = DaemonPool(work_workers, "quack-work", nice)
-        self.training = DaemonPool(training_workers, "quack-train", nice)
+        self.work = DaemonPool(work_workers, "quack-work")
+        self.training = DaemonPool(training_workers, "quack-train")
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """The result stored under ``key``, else ``default``."""

@@ -180,6 +180,5 @@ def store() -> JobStore:
     global _store
     with _store_lock:
         if _store is None:
-            _store = JobStore(max_bytes=settings.job_memory_bytes(), nice=settings.background_nice(),
-                              kept=first_view)
+            _store = JobStore(max_bytes=settings.job_memory_bytes(), kept=first_view)
         return _store

@@ -16,8 +16,6 @@ import, so a test or a second server can point the same code elsewhere:
 - ``QUACK_MAX_POINTS``: points drawn on a map at most (20,000); a density layer shows all.
 - ``QUACK_JOB_MEMORY_MB``: megabytes of computed results (latents, maps) kept for all
   sessions (2048); the least recently used go first.
-- ``QUACK_BACKGROUND_NICE``: the nice value (0 to 19) of the threads that fit maps and
-  train models in the background (10), so that pages people wait on run first.
 
 Nothing here creates a folder; whoever writes into one creates it.
 """
@@ -33,8 +31,6 @@ from quack.roots import Roots
 REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_SAMPLE_SIZE = 5000
-#: Nice value of the background threads: they yield the processors to the pages people wait on.
-DEFAULT_BACKGROUND_NICE = 10
 #: The built-in sample is always drawn with this seed, so its ground truth is stable.
 SAMPLE_SEED = 0
 #: Megabytes of uploads kept at most, all sessions together.
@@ -169,22 +165,6 @@ def job_memory_bytes() -> int:
         When the variable is not a positive whole number.
     """
     return _positive_whole_number("QUACK_JOB_MEMORY_MB", DEFAULT_JOB_MEMORY_MB) * 1024 * 1024
-
-
-def background_nice() -> int:
-    """Nice value of the background threads: ``QUACK_BACKGROUND_NICE``, 10 by default, 0 to 19.
-
-    Raises
-    ------
-    ValueError
-        When the variable is not a whole number from 0 to 19.
-    """
-    text = os.environ.get("QUACK_BACKGROUND_NICE", "").strip()
-    if not text:
-        return DEFAULT_BACKGROUND_NICE
-    if not text.isdigit() or int(text) > 19:
-        raise ValueError(f"QUACK_BACKGROUND_NICE must be a whole number from 0 to 19, got {text!r}; fix it and restart.")
-    return int(text)
 
 
 def sample_size() -> int:

@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -111,28 +110,6 @@ def test_result_bytes_counts_arrays_inside_results():
 
     value = (Encoded(np.zeros((100, 8), np.float32), np.zeros(100, np.float32)), np.zeros(50, np.int64))
     assert job_store.result_bytes(value) == 100 * 8 * 4 + 100 * 4 + 50 * 8
-
-
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread priorities are a Linux matter")
-def test_background_threads_yield_the_processors_to_pages(monkeypatch):
-    made = job_store.JobStore(max_items=2, work_workers=1, training_workers=1, nice=7)
-    try:
-        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        seen = made.submit(("nice", 0), lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        assert seen.result(timeout=30) == min(own + 7, 19), "the work thread runs at the store's nice value"
-        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own, "the caller's priority is kept"
-    finally:
-        made.shutdown()
-    from dashboard import settings
-
-    monkeypatch.delenv("QUACK_BACKGROUND_NICE", raising=False)
-    assert settings.background_nice() == settings.DEFAULT_BACKGROUND_NICE
-    monkeypatch.setenv("QUACK_BACKGROUND_NICE", "0")
-    assert settings.background_nice() == 0
-    for bad in ("20", "-1", "low"):
-        monkeypatch.setenv("QUACK_BACKGROUND_NICE", bad)
-        with pytest.raises(ValueError, match="QUACK_BACKGROUND_NICE must be a whole number from 0 to 19"):
-            settings.background_nice()
 
 
 def test_foreground_work_is_computed_once_and_one_at_a_time_per_session(store):
