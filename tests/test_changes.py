@@ -153,6 +153,39 @@ def test_quack_compare_with_encoded_lists_new_templates(days, tmp_path, trained_
     assert all(t["snippet"] for t in written["templates"])
 
 
+def test_quack_compare_takes_two_data_sets_ingested_apart(days, tmp_path, trained_sample, capsys):
+    from quack.data.datafolder import DataFolder
+    from quack.model.encoding import load_checkpoint, write_encoded
+
+    new = next(e for e in days["truth"]["events"] if e["kind"] == "new_blockpage")
+    tokenizer = DataFolder.open(days["data"]).tokenizer
+    earlier, later = tmp_path / "earlier", tmp_path / "later"
+    build_dataset([str(f) for f in days["files"][:new["day"]]], earlier, tokenizer=tokenizer)
+    build_dataset([str(days["files"][new["day"]])], later, tokenizer=tokenizer)
+    model = load_checkpoint(trained_sample["checkpoint"])
+    for data in (earlier, later):
+        write_encoded(model, data, tmp_path / f"{data.name}.enc", checkpoint=trained_sample["checkpoint"],
+                      accelerator="cpu")
+    encoded = [str(tmp_path / "earlier.enc"), str(tmp_path / "later.enc")]
+    code = main(["compare", "--data", str(earlier), str(later), "--encoded", *encoded, "--k", "10",
+                 "--out", str(tmp_path / "c.json")])
+    assert code == 0
+    written = json.loads((tmp_path / "c.json").read_text())
+    assert written["before"] == str(earlier) and written["after"] == str(later)
+    assert written["changes"][0]["group"] in (new["country"], *new["vps"])
+    assert any(new["country"] in t["countries"] for t in written["templates"])
+    rows = len(DataFolder.open(later).read_rows(["id"]))
+    assert all(0 <= t["example"] < rows and t["snippet"] for t in written["templates"]), "ids of the later data set"
+    capsys.readouterr()
+    # Latents of two checkpoints, or folders given the wrong way round, cannot be compared.
+    assert main(["compare", "--data", str(earlier), str(later), "--encoded", *reversed(encoded)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["compare", "--data", str(earlier), str(later), "--encoded", encoded[0]]) == 2
+    assert "two encoded folders" in capsys.readouterr().err
+    assert main(["compare", "--data", str(earlier), str(later), "--before", "x"]) == 2
+    assert "compared whole" in capsys.readouterr().err
+
+
 def test_quack_compare_says_one_sentence_for_bad_input(days, tmp_path, capsys):
     assert main(["compare", "--data", str(days["data"]), "--before", "nope", "--after", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -18,8 +18,12 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
                     "record of the earlier one. A period is a scan name, scan names joined by commas, or a range "
                     "of dates FROM..TO (UTC; either side may be left open).",
     )
-    p.add_argument("--data", required=True, help="data set folder written by `quack ingest`")
-    p.add_argument("--encoded", default=None, help="the data set's encoded folder (`quack encode`), for new templates")
+    p.add_argument("--data", required=True, nargs="+", metavar="DATA",
+                   help="data set folder written by `quack ingest`; or two, an earlier and a later scan ingested "
+                        "apart, compared whole (no --before or --after)")
+    p.add_argument("--encoded", default=None, nargs="+", metavar="ENCODED",
+                   help="the data set's encoded folder (`quack encode`), for new templates; with two data sets, "
+                        "one for each, encoded by one checkpoint")
     p.add_argument("--before", default=None, help="the earlier period")
     p.add_argument("--after", default=None, help="the later period")
     p.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS), metavar="LEVEL",
@@ -44,23 +48,37 @@ def run_compare(args: argparse.Namespace) -> int:
 
     from quack.cli.model import check_dataset
     from quack.discovery.changes import TIME_UNKNOWN, scan_times, time_known
-    from quack.discovery.comparison import OUTPUT_SUFFIXES, compare, records_frame, top_changes, write_comparison
+    from quack.discovery.comparison import (OUTPUT_SUFFIXES, compare, compare_data_sets, records_frame, top_changes,
+                                           write_comparison)
 
-    check_dataset(args.data)
+    for data in args.data:
+        check_dataset(data)
     if args.out is not None and not args.out.endswith(OUTPUT_SUFFIXES):
         raise ValueError(f"--out {args.out} must end in .json or .parquet.")
     if args.top < 1 or args.k < 1 or args.min_records < 1:
         raise ValueError("--top, --k and --min-records must be at least 1.")
-    if args.before is None or args.after is None:
-        frame = records_frame(args.data)
+    if len(args.data) > 2:
+        raise ValueError(f"--data takes one data set, or two to compare whole; got {len(args.data)}.")
+    if len(args.data) == 2:
+        if args.before is not None or args.after is not None:
+            raise ValueError("Two data sets are compared whole, the first as the earlier period; leave out --before "
+                             "and --after, or give one data set.")
+        args.before, args.after = args.data
+        result = compare_data_sets(*args.data, args.encoded, levels=args.levels, k=args.k,
+                                   min_records=args.min_records)
+    elif args.encoded is not None and len(args.encoded) != 1:
+        raise ValueError(f"One data set takes one encoded folder; got {len(args.encoded)}.")
+    elif args.before is None or args.after is None:
+        frame = records_frame(args.data[0])
         if not time_known(frame):
             print(TIME_UNKNOWN)
             return 0
         print("Give --before and --after; the scans of this data set are:")
         print(scan_times(frame).to_string(index=False))
         return 0
-    result = compare(args.data, args.before, args.after, args.encoded, levels=args.levels, k=args.k,
-                     min_records=args.min_records)
+    else:
+        result = compare(args.data[0], args.before, args.after, args.encoded and args.encoded[0], levels=args.levels,
+                         k=args.k, min_records=args.min_records)
     for note in result.notes:
         print(note)
     shown = result.changes[result.changes["score"].abs() >= args.threshold]

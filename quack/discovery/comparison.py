@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,7 +26,7 @@ from quack.discovery.changes import (LEVELS, TIME_UNKNOWN, compare_periods, fami
 from quack.discovery.new_templates import new_templates, snippets
 from quack.schema import columns
 
-__all__ = ["Comparison", "records_frame", "compare", "write_comparison", "top_changes", "OUTPUT_SUFFIXES"]
+__all__ = ["Comparison", "records_frame", "compare", "compare_data_sets", "write_comparison", "top_changes", "OUTPUT_SUFFIXES"]
 
 #: What :func:`write_comparison` writes: one JSON file, or a Parquet file a table.
 OUTPUT_SUFFIXES = (".json", ".parquet")
@@ -115,6 +116,69 @@ def compare(
     templates, _ = new_templates(latents, frame, was, now, k=k, min_records=min_records)
     texts = snippets(str(data_dir), templates["example"].tolist())
     templates["snippet"] = [texts.get(int(i), "") for i in templates["example"]]
+    result.templates = templates
+    return result
+
+
+def compare_data_sets(
+    earlier: str | os.PathLike,
+    later: str | os.PathLike,
+    encoded: Sequence[str | os.PathLike] | None = None,
+    levels: Sequence[str] = LEVELS,
+    k: int = 40,
+    min_records: int = 10,
+) -> Comparison:
+    """Compare two data sets (two scans ingested apart), the earlier one the first period, the later the second.
+
+    Parameters
+    ----------
+    earlier, later : path
+        The data sets.
+    encoded : (path, path), optional
+        Their encoded folders, by one checkpoint; with them, the new templates are found too.
+    levels, k, min_records
+        As :func:`compare` takes them.
+
+    Raises
+    ------
+    ValueError
+        One sentence: encoded folders that are not two, or not of these data sets, or
+        encoded by different checkpoints, whose latents cannot be compared.
+    """
+    parts = [records_frame(earlier), records_frame(later)]
+    sizes = [len(part) for part in parts]
+    frame = pd.concat([part.astype({name: object for name in part.columns
+                                    if isinstance(part[name].dtype, pd.CategoricalDtype)}) for part in parts],
+                      ignore_index=True)
+    frame = frame.astype({name: "category" for name in frame.columns if frame[name].dtype == object})
+    frame["id"] = np.arange(len(frame), dtype=np.int64)
+    was = np.arange(len(frame)) < sizes[0]
+    now = ~was
+    names = (str(earlier), str(later))
+    result = Comparison(names[0], names[1], compare_periods(frame, was, now, levels),
+                        families_appeared(frame, was, now))
+    if not encoded:
+        result.notes.append("No encoded folders were given, so new templates were not looked for; give --encoded "
+                            "with one folder for each data set.")
+        return result
+    if len(encoded) != 2:
+        raise ValueError(f"Comparing two data sets takes two encoded folders, one for each, in the same order; "
+                         f"got {len(encoded)}.")
+    from quack.model.provenance import check_provenance
+    from quack.model.reader import read_latents
+
+    models = [check_provenance(folder, data).get("checkpoint") or {}
+              for folder, data in zip(encoded, (earlier, later))]
+    digests = [model.get("sha256") for model in models]
+    if not all(digests) or digests[0] != digests[1]:
+        raise ValueError(f"The encoded folders {encoded[0]} and {encoded[1]} were not encoded by one checkpoint, so "
+                         "their latents cannot be compared; encode both data sets with the same checkpoint.")
+    latents = np.concatenate([read_latents(folder, size)[0] for folder, size in zip(encoded, sizes)])
+    templates, _ = new_templates(latents, frame, was, now, k=k, min_records=min_records)
+    # Every example is of the later data set: its own id there is the joined id less the first's rows.
+    texts = snippets(str(later), [int(i) - sizes[0] for i in templates["example"]])
+    templates["snippet"] = [texts.get(int(i) - sizes[0], "") for i in templates["example"]]
+    templates["example"] = templates["example"] - sizes[0]
     result.templates = templates
     return result
 
