@@ -97,7 +97,7 @@ def groups_key(state) -> str:
     return f"changes_groups_{state.get('changes_by', LEVELS[0])}"
 
 
-MAP, CHANGES = "Latent map", "Changes"
+MAP, CHANGES, DATA = "Latent map", "Changes", "Data"
 SETTINGS = (
     Setting("projection", "map_method", MAP, one_of("UMAP", "PCA")),
     Setting("view", "map_dims", MAP, one_of("2D", "3D")),
@@ -114,4 +114,8 @@ SETTINGS = (
     Setting("threshold", "changes_threshold", CHANGES, number(0.0, 50.0)),
     Setting("templates", "changes_templates", CHANGES, flag),
     Setting("k", "changes_k", CHANGES, whole(2, 200)),
+    Setting("country", "filter_country", DATA, texts(300)),
+    Setting("service", "filter_service", DATA, texts(10)),
+    Setting("label", "filter_label", DATA, texts(3)),
+    Setting("domain_contains", "filter_domain", DATA, read_text),
 )

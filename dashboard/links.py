@@ -221,7 +221,7 @@ def query(page_title: str) -> dict[str, str | list[str]]:
             pass  # The cache folder is full or read-only: the link opens the view without the selection.
     for setting in SETTINGS:
         key = setting.key_in(state)
-        if setting.page == page_title and state.get(key) is not None:
+        if setting.page == page_title and state.get(key) not in (None, "", [], ()):
             value = state[key]
             if isinstance(value, bool):
                 out[setting.name] = "1" if value else "0"

@@ -109,6 +109,29 @@ def test_the_data_source_and_changes_view_go_through_the_link(env):
     assert sum("earlier period" in w.value for w in odd.warning) == 1
 
 
+def test_the_data_pages_filters_go_through_the_link(env):
+    at = opened("data")
+    countries = at.multiselect(key="filter_country").options[:2]
+    link = {"country": countries, "label": ["censored", "undetermined"], "domain_contains": "a"}
+    at = opened("data", **link)
+    assert_clean(at)
+    assert not at.warning, warnings_of(at)
+    assert at.multiselect(key="filter_country").value == countries
+    assert at.multiselect(key="filter_label").value == ["censored", "undetermined"]
+    assert at.text_input(key="filter_domain").value == "a"
+    for name, value in link.items():
+        assert at.query_params[name] == value, name
+    shown = [c.value for c in at.caption if " of " in c.value and c.value.endswith("records")]
+    at.multiselect(key="filter_label").set_value(["censored"]).run()
+    assert at.query_params["label"] in (["censored"], "censored")
+    # A country the data set does not hold is left out with one sentence, the rest of the link kept.
+    odd = opened("data", **{**link, "country": ["ZZ", countries[0]]})
+    assert_clean(odd)
+    assert odd.multiselect(key="filter_country").value == [countries[0]]
+    assert sum("country filter" in w.value for w in odd.warning) == 1
+    assert shown, "the filtered count is shown"
+
+
 def test_a_chosen_checkpoint_goes_through_the_link(env):
     chosen = env["cache"] / "shared-ckpt" / "model.ckpt"
     chosen.parent.mkdir(parents=True, exist_ok=True)

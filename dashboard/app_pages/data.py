@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, errors, loaders, responses, session, settings, sources, tables, uploads
+from dashboard import charts, errors, links, loaders, responses, session, settings, sources, tables, uploads
 from quack.schema import Label, label_names
 
 st.title("Data")
@@ -83,9 +83,16 @@ c.plotly_chart(charts.counts_bar(frame["service"].value_counts(), "By service"),
 
 st.subheader("Records")
 filters = st.columns([1, 1, 1, 2])
-countries = filters[0].multiselect("Country", sorted(frame["country"].dropna().unique()), key="filter_country")
-services = filters[1].multiselect("Service", sorted(frame["service"].dropna().unique()), key="filter_service")
-wanted = filters[2].multiselect("Label", [label.display for label in Label], key="filter_label")
+country_options = sorted(frame["country"].dropna().unique())
+service_options = sorted(frame["service"].dropna().unique())
+label_options = [label.display for label in Label]
+for key, options, what in (("filter_country", country_options, "country filter"),
+                           ("filter_service", service_options, "service filter"),
+                           ("filter_label", label_options, "label filter")):
+    links.settle(key, options, what)
+countries = filters[0].multiselect("Country", country_options, key="filter_country")
+services = filters[1].multiselect("Service", service_options, key="filter_service")
+wanted = filters[2].multiselect("Label", label_options, key="filter_label")
 search = filters[3].text_input("Domain contains", key="filter_domain")
 shown = tables.filter_records(frame, labels, countries, services, wanted, search)
 st.caption(f"{len(shown):,} of {len(frame):,} records")
