@@ -68,13 +68,16 @@ def compared(version: str, frame: pd.DataFrame, labels: np.ndarray, before: np.n
 
 
 def new_templates(s, frame: pd.DataFrame, labels: np.ndarray, before: np.ndarray, after: np.ndarray,
-                  latents: np.ndarray, k: int) -> pd.DataFrame:
-    """New templates of the later period, computed once per data set, model, labels, periods and ``k``."""
+                  latents: np.ndarray, k: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """New templates of the later period and each record's template (-1 for none).
+
+    Computed once per data set, model, labels, periods and ``k``.
+    """
     from dashboard.results import computed
     from quack.discovery.new_templates import new_templates as find
 
     key = ("new-templates", s.identity, digest(labels), digest(before), digest(after), k)
-    return computed(key, lambda progress: find(latents, frame, before, after, k=k)[0], "Looking for new templates")
+    return computed(key, lambda progress: find(latents, frame, before, after, k=k), "Looking for new templates")
 
 
 def over_time_figure(table: pd.DataFrame, by: str, groups: list[str]) -> go.Figure:

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import APP, TIMEOUT, assert_clean
+from dashboard import session
 from quack.cli.main import main
 from quack.discovery.changes import TIME_UNKNOWN
 from quack.sample.days import write_days
@@ -67,6 +68,15 @@ def test_changes_over_time_between_periods_and_new_templates(env, monkeypatch):
     at.button(key="changes_open").click().run()
     assert_clean(at)
     assert at.session_state["attention_record"] == example or at.number_input(key="attention_record").value == example
+    # From a new template to a fingerprint: its records become the selection Discover proposes from.
+    at = opened(monkeypatch, env["data"], changes_before=(scans[0], scans[new["day"] - 1]),
+                changes_after=(scans[new["day"]], scans[new["day"]]), changes_k=10, changes_templates=True)
+    records = int(shown_with(at, "snippet").iloc[0]["records"])
+    at.button(key="changes_propose").click().run()
+    assert_clean(at)
+    assert len(at.session_state[session.SELECTION]) == records
+    assert at.session_state["proposal_origin"] == "selection"
+    assert at.segmented_control(key="proposal_origin").value == "selection"
 
 
 def test_a_data_set_without_times_says_so_once(env, monkeypatch, tmp_path):

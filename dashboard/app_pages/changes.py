@@ -1,5 +1,6 @@
 """Changes: censorship over the scans of a data set, two periods compared, and new templates from the latents."""
 
+import numpy as np
 import streamlit as st
 
 from dashboard import change_views, jobs, links, loaders, results, responses, session
@@ -80,7 +81,7 @@ k = int(st.number_input("Neighbours that must be of the later period", 2, 200, 4
                         help="A record is new when this many records of the later period lie nearer to it than any "
                              "record of the earlier one; a template needs more records than this to be found."))
 latents = results.encoded(s).latents
-templates = change_views.new_templates(s, frame, labels, before, after, latents, k)
+templates, template_of = change_views.new_templates(s, frame, labels, before, after, latents, k)
 if templates.empty:
     st.info("No new templates: every censored or undetermined record of the later period has records of the earlier "
             "one among its neighbours.")
@@ -92,6 +93,14 @@ st.dataframe(templates.drop(columns=["template"]), hide_index=True, width="stret
 chosen = st.selectbox("Template", templates.index, key="changes_template",
                       format_func=lambda i: f"{i + 1}: {templates.loc[i, 'records']} records, "
                                             f"{templates.loc[i, 'countries']}")
-if st.button("Open its first record on the Attention page", key="changes_open"):
+go = st.columns(2)
+if go[0].button("Open its first record on the Attention page", key="changes_open"):
     session.set_record(int(templates.loc[chosen, "example"]))
     st.switch_page("app_pages/attention.py")
+if go[1].button("Propose a fingerprint for its records", key="changes_propose",
+                help="Selects the template's records and opens Discover › Clusters and fingerprints, which "
+                     "proposes patterns from them."):
+    session.set_selection(np.flatnonzero(template_of == templates.loc[chosen, "template"]))
+    st.session_state["proposal_origin"] = "selection"
+    st.session_state["discover_tab"] = "Clusters and fingerprints"
+    st.switch_page("app_pages/discover.py")
