@@ -138,8 +138,7 @@ def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tu
 
 def _realistic(label: str, checkpoint: Path, work: Path, seed: int = 0) -> list[tuple]:
     """The realistic sample (5,000 measurements, seed 0) evaluated with the checkpoint: folds and truth."""
-    import subprocess
-
+    from quack.cli.main import main as quack_main
     from quack.data.build import build_dataset
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
@@ -147,9 +146,9 @@ def _realistic(label: str, checkpoint: Path, work: Path, seed: int = 0) -> list[
     from quack.model.encoding import encode_dataset, load_checkpoint
 
     raw = work / "realistic" / "quack-realistic.json"
-    if not raw.is_file():
-        subprocess.run([sys.executable, "-m", "quack", "sample", "--realistic", "--out", str(raw)], check=True,
-                       stdout=subprocess.DEVNULL)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    if not raw.is_file() and quack_main(["sample", "--realistic", "--out", str(raw)]) != 0:
+        raise SystemExit("quack sample --realistic failed")
     model = load_checkpoint(str(checkpoint))
     out = work / f"realistic-{checkpoint.stem}"
     build_dataset([raw], out, tokenizer=model.tokenizer, workers=1)
