@@ -65,12 +65,18 @@ def map_density(map_key: tuple, coords: np.ndarray) -> tuple[np.ndarray, np.ndar
     return _density(map_key, bins, coords)
 
 
-def days_since_first(times) -> np.ndarray:
-    """(N,) days from the earliest known time to each record's time; NaN where a record has none."""
+def time_since_first(times) -> tuple[np.ndarray, str]:
+    """(N,) time from the earliest known time to each record's, NaN where a record has none, and its unit.
+
+    Hours when the records span less than two days (one scan), else days.
+    """
     import pandas as pd
 
     stamps = pd.to_datetime(pd.Series(times), utc=True, errors="coerce")
     first = stamps.min()
     if pd.isna(first):
-        return np.full(len(stamps), np.nan)
-    return ((stamps - first).dt.total_seconds() / 86_400.0).to_numpy(dtype=np.float64)
+        return np.full(len(stamps), np.nan), "hours"
+    seconds = (stamps - first).dt.total_seconds().to_numpy(dtype=np.float64)
+    if np.nanmax(seconds) < 2 * 86_400:
+        return seconds / 3_600.0, "hours"
+    return seconds / 86_400.0, "days"

@@ -127,7 +127,7 @@ def test_latent_map_colours_by_time_and_by_scan(env):
     at.selectbox(key="map_colour").set_value("time").run()
     assert_clean(at)
     (trace,) = [t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if "colorbar" in t.get("marker", {})]
-    assert trace["marker"]["colorbar"]["title"]["text"].startswith("Time")
+    assert trace["marker"]["colorbar"]["title"]["text"] == "Hours from the first record", "one scan: hours"
     days = plotly_array(trace["marker"]["color"])
     assert np.isfinite(days).all() and days.min() >= 0
     at.selectbox(key="map_colour").set_value("scan").run()
@@ -136,13 +136,15 @@ def test_latent_map_colours_by_time_and_by_scan(env):
     assert any(name.startswith("sample") for name in names), names
 
 
-def test_days_since_first_leaves_records_without_a_time_blank():
-    from dashboard.map_layers import days_since_first
+def test_time_since_first_leaves_records_without_a_time_blank():
+    from dashboard.map_layers import time_since_first
 
     stamps = pd.Series(pd.to_datetime(["2024-01-02T00:00:00Z", None, "2024-01-01T12:00:00Z"], utc=True))
-    days = days_since_first(stamps)
-    assert days[0] == 0.5 and np.isnan(days[1]) and days[2] == 0.0
-    assert np.isnan(days_since_first(pd.Series([None, None]))).all()
+    hours, unit = time_since_first(stamps)
+    assert unit == "hours" and hours[0] == 12 and np.isnan(hours[1]) and hours[2] == 0.0
+    days, unit = time_since_first(pd.Series(pd.to_datetime(["2024-01-01", "2024-01-31"], utc=True)))
+    assert unit == "days" and days.tolist() == [0.0, 30.0]
+    assert np.isnan(time_since_first(pd.Series([None, None]))[0]).all()
 
 
 def sample_identity(env) -> jobs.Identity:

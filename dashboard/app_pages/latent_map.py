@@ -39,7 +39,7 @@ COLOURS = {
     "service": "Service",
     "domain": "Domain",
     "scan": "Scan",
-    "time": "Time (days from the first record)",
+    "time": "Time",
     "probability": "Classifier probability",
     "loss": "Reconstruction loss",
 }
@@ -120,6 +120,7 @@ if len(drawn) < n:
         "the blue shading under them counts all records, and a box or lasso selects all records in it."
     )
 
+colour_name = COLOURS[colour]
 if colour == "label":
     values, categorical = label_names(labels[drawn]), True
 elif colour == "probability":
@@ -127,13 +128,14 @@ elif colour == "probability":
 elif colour == "loss":
     values, categorical = results.encoded_with_loss(s).loss[drawn], False
 elif colour == "time":
-    values, categorical = map_layers.days_since_first(frame["time"]).take(drawn), False
+    since, unit = map_layers.time_since_first(frame["time"])
+    values, categorical, colour_name = since.take(drawn), False, f"{unit.capitalize()} from the first record"
 else:
     values, categorical = np.asarray(frame[colour].take(drawn), dtype=object), True
 
 fig = map_charts.map_figure(
-    coords[drawn], hover, values, COLOURS[colour], categorical,
-    title=f"{shown} of the latent space, coloured by {COLOURS[colour].lower()}",
+    coords[drawn], hover, values, colour_name, categorical,
+    title=f"{shown} of the latent space, coloured by {colour_name.lower()}",
     highlight=ringed, texts=texts, density=map_layers.map_density(map_key, coords) if dims == 2 else None,
 )
 event = st.plotly_chart(
