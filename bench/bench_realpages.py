@@ -41,6 +41,7 @@ def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> d
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import NearestNeighbors
 
+    from quack.discovery.rankers import unlabelled_logistic
     from quack.latents.classifier import split_labelled
     from quack.schema import Label
 
@@ -50,31 +51,12 @@ def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> d
     both = sparse.hstack([tfidf, sparse.csr_matrix(latents)]).tocsr()
     model = LogisticRegression(max_iter=2000, random_state=seed).fit(both[train], labels[train] == Label.CENSORED)
     out = {"latents+tfidf (LR)": model.predict_proba(both)[:, 1],
-           "tfidf_text, positive-unlabelled": _unlabelled_logistic(tfidf, labels, seed)}
+           "tfidf_text, positive-unlabelled": unlabelled_logistic(tfidf, labels, seed)}
     # One template for many domains: the share of distinct domains among a row's latent neighbours.
     k = 10
     _, near = NearestNeighbors(n_neighbors=k + 1).fit(latents).kneighbors(latents)
     out["latent neighbour domains"] = np.array([len(set(domains[near_row])) for near_row in near], dtype=np.float64)
     return out
-
-
-def _unlabelled_logistic(features, labels: np.ndarray, seed: int) -> np.ndarray:
-    """TF-IDF's logistic regression learned as ``latent_unlabelled`` learns: undetermined rows as uncensored, out of fold."""
-    from sklearn.linear_model import LogisticRegression
-
-    from quack.discovery.rankers import PU_FOLDS
-    from quack.schema import Label
-
-    undetermined = labels == Label.UNDETERMINED
-    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
-    scores = np.zeros(len(labels))
-    for fold in range(PU_FOLDS):
-        learn = ~(undetermined & (part == fold))
-        model = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed)
-        model.fit(features[learn], labels[learn] == Label.CENSORED)
-        scored = undetermined & (part == fold)
-        scores[scored] = model.predict_proba(features[scored])[:, 1]
-    return scores
 
 
 def _origins(data_dir: Path, truth_file: Path) -> np.ndarray:
@@ -102,7 +84,7 @@ def _subset(data, rows: np.ndarray):
                    truth=data.truth[rows], pages=data.pages[rows])
 
 
-LEARNED = ("latent_classifier", "latent_unlabelled", "bag_of_tokens", "tfidf_text")
+LEARNED = ("latent_classifier", "latent_unlabelled", "latents_and_text", "bag_of_tokens", "tfidf_text")
 
 
 def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tuple]:
