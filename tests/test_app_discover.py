@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP, TIMEOUT, assert_clean
 from dashboard import jobs, rankings
+from quack.discovery.rankers import METHODS
 from quack.fingerprints.labels import Fingerprints, read_user_fingerprints
 from quack.fingerprints.patterns import compile_pattern
 
@@ -66,7 +67,7 @@ def test_evaluate_tab_shows_the_table_and_a_precision_curve_per_method(env):
     at = evaluated(env)
     (table,) = [d.value for d in at.dataframe if "method" in d.value.columns]
     methods = set(table["method"])
-    assert {"latent classifier", "tfidf text", "random"} <= methods and len(methods) == 7
+    assert methods == {rankings.method_name(m) for m in METHODS} | {"random"}, "every method and random, once"
     assert all(" ± " in cell or cell == "–" for cell in table["AP"])
     (curve,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Precision at K" in c.proto.spec]
     names = {trace["name"] for trace in curve["data"]}
