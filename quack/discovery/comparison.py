@@ -113,11 +113,22 @@ def compare(
 
     check_provenance(encoded_dir, data_dir)
     latents, _ = read_latents(encoded_dir, len(frame))
+    result.templates = _templates(latents, frame, was, now, k, min_records, data_dir)
+    return result
+
+
+def _templates(latents: np.ndarray, frame: pd.DataFrame, was: np.ndarray, now: np.ndarray, k: int, min_records: int,
+               data_dir: str | os.PathLike, first_id: int = 0) -> pd.DataFrame:
+    """The new templates of ``now``, each with its example's snippet read from ``data_dir``.
+
+    Rows of ``frame`` from ``first_id`` on are ``data_dir``'s records from 0: an example is
+    given by its id there.
+    """
     templates, _ = new_templates(latents, frame, was, now, k=k, min_records=min_records)
+    templates["example"] = templates["example"] - first_id
     texts = snippets(str(data_dir), templates["example"].tolist())
     templates["snippet"] = [texts.get(int(i), "") for i in templates["example"]]
-    result.templates = templates
-    return result
+    return templates
 
 
 def compare_data_sets(
@@ -174,12 +185,8 @@ def compare_data_sets(
         raise ValueError(f"The encoded folders {encoded[0]} and {encoded[1]} were not encoded by one checkpoint, so "
                          "their latents cannot be compared; encode both data sets with the same checkpoint.")
     latents = np.concatenate([read_latents(folder, size)[0] for folder, size in zip(encoded, sizes)])
-    templates, _ = new_templates(latents, frame, was, now, k=k, min_records=min_records)
-    # Every example is of the later data set: its own id there is the joined id less the first's rows.
-    texts = snippets(str(later), [int(i) - sizes[0] for i in templates["example"]])
-    templates["snippet"] = [texts.get(int(i) - sizes[0], "") for i in templates["example"]]
-    templates["example"] = templates["example"] - sizes[0]
-    result.templates = templates
+    # Every example is of the later data set, whose records follow the earlier one's.
+    result.templates = _templates(latents, frame, was, now, k, min_records, later, first_id=sizes[0])
     return result
 
 

@@ -142,62 +142,71 @@ def _latent_classifier(data: EvaluationData, shared: SharedFeatures, labels: np.
         return report.model.predict_proba(data.latents).astype(np.float64)
 
 
+def _out_of_fold(labels: np.ndarray, seed: int,
+                 learn_and_score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Every row's score by models that learn the undetermined rows as uncensored (positive-unlabelled).
+
+    The undetermined rows are split into :data:`PU_FOLDS` parts at random.
+    ``learn_and_score(left_out, scored)`` learns from every row but ``left_out`` (the
+    undetermined ones as uncensored) and returns the probability of each ``scored`` row: an
+    undetermined row is scored by the model that left its part out, never by one that
+    learned it; a labelled row gets the mean of the parts' scores.
+    """
+    undetermined = labels == Label.UNDETERMINED
+    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
+    scores = np.zeros(len(labels), dtype=np.float64)
+    for fold in range(PU_FOLDS):
+        left_out = undetermined & (part == fold)
+        scored = left_out | ~undetermined
+        probability = np.asarray(learn_and_score(left_out, scored), dtype=np.float64)
+        rows = np.flatnonzero(scored)
+        own = undetermined[rows]
+        scores[rows[own]] = probability[own]
+        scores[rows[~own]] += probability[~own] / PU_FOLDS
+    return scores
+
+
 def _latent_unlabelled(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
     """The latent classifier with the undetermined rows as its uncensored examples (positive-unlabelled).
 
     Most undetermined rows are ordinary pages, and they are the pages a blockpage no
     fingerprint knows must be told from: learning them as uncensored teaches the
     classifier the ordinary pages of this data set, not only the template replies the
-    fingerprints label. The undetermined rows are split into :data:`PU_FOLDS` parts at
-    random, and each is scored by a classifier that learned the others, never itself; a
-    labelled row gets the mean of the folds' scores. A family no fingerprint knows that is
-    served many times is mostly learned as uncensored by the model that scores it: on the
-    realistic sample's hidden families this loses to TF-IDF (BENCHMARKS.md).
+    fingerprints label. Each undetermined row is scored out of fold (:func:`_out_of_fold`).
+    A family no fingerprint knows that is served many times is mostly learned as
+    uncensored by the model that scores it: on the realistic sample's hidden families this
+    loses to TF-IDF (BENCHMARKS.md).
     """
     from quack.latents.classifier import train_classifier
 
     undetermined = labels == Label.UNDETERMINED
     if not undetermined.any():
         return _latent_classifier(data, shared, labels, seed)
-    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
-    scores = np.zeros(len(labels), dtype=np.float64)
+
+    def learn_and_score(left_out: np.ndarray, scored: np.ndarray) -> np.ndarray:
+        learn = np.asarray(labels).copy()
+        # The left-out part stays undetermined, which the classifier does not learn from.
+        learn[undetermined & ~left_out] = Label.UNCENSORED
+        model = train_classifier(data.latents, learn, seed=seed, test_size=TEST_SIZE).model
+        return model.predict_proba(data.latents[scored])
+
     with _one_thread():
-        for fold in range(PU_FOLDS):
-            learn = np.asarray(labels).copy()
-            learn[undetermined & (part != fold)] = Label.UNCENSORED
-            model = train_classifier(data.latents, learn, seed=seed, test_size=TEST_SIZE).model
-            scored = (undetermined & (part == fold)) | ~undetermined
-            probability = model.predict_proba(data.latents[scored]).astype(np.float64)
-            own = undetermined[scored]
-            scores[np.flatnonzero(scored)[own]] = probability[own]
-            scores[np.flatnonzero(scored)[~own]] += probability[~own] / PU_FOLDS
-    return scores
+        return _out_of_fold(labels, seed, learn_and_score)
 
 
 def unlabelled_logistic(features, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Logistic regression learned positive-unlabelled, as :func:`_latent_unlabelled` learns.
-
-    The undetermined rows are learned as uncensored, the classes weighed equally; each
-    undetermined row is scored by the model of the other parts of :data:`PU_FOLDS`, a
-    labelled row by the mean of the parts' models.
-    """
+    """Logistic regression learned positive-unlabelled (:func:`_out_of_fold`), the classes weighed equally."""
     from sklearn.linear_model import LogisticRegression
 
     features = _used_columns(features)
-    undetermined = labels == Label.UNDETERMINED
-    part = np.random.default_rng(seed).integers(0, PU_FOLDS, len(labels))
     censored = labels == Label.CENSORED
-    scores = np.zeros(len(labels), dtype=np.float64)
-    for fold in range(PU_FOLDS):
-        left_out = undetermined & (part == fold)
+
+    def learn_and_score(left_out: np.ndarray, scored: np.ndarray) -> np.ndarray:
         model = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed)
         model.fit(features[~left_out], censored[~left_out])
-        scored = left_out | ~undetermined
-        probability = model.predict_proba(features[scored])[:, 1]
-        own = undetermined[np.flatnonzero(scored)]
-        scores[np.flatnonzero(scored)[own]] = probability[own]
-        scores[np.flatnonzero(scored)[~own]] += probability[~own] / PU_FOLDS
-    return scores
+        return model.predict_proba(features[scored])[:, 1]
+
+    return _out_of_fold(labels, seed, learn_and_score)
 
 
 def _latents_and_text(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
