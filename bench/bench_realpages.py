@@ -118,21 +118,20 @@ def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tu
     return rows
 
 
-def _realistic(label: str, checkpoint: Path, work: Path, seed: int = 0) -> list[tuple]:
+def _realistic(label: str, model, work: Path, seed: int = 0) -> list[tuple]:
     """The realistic sample (5,000 measurements, seed 0) evaluated with the checkpoint: folds and truth."""
     from quack.cli.main import main as quack_main
     from quack.data.build import build_dataset
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
     from quack.data.datafolder import DataFolder
-    from quack.model.encoding import encode_dataset, load_checkpoint
+    from quack.model.encoding import encode_dataset
 
     raw = work / "realistic" / "quack-realistic.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     if not raw.is_file() and quack_main(["sample", "--realistic", "--out", str(raw)]) != 0:
         raise SystemExit("quack sample --realistic failed")
-    model = load_checkpoint(str(checkpoint))
-    out = work / f"realistic-{checkpoint.stem}"
+    out = work / f"realistic-{label}"
     build_dataset([raw], out, tokenizer=model.tokenizer, workers=1)
     truth = read_truth(raw.with_suffix(".truth.jsonl"), DataFolder.open(out, require_rows=True).read_rows(
         ["source", "line", "probe"]))
@@ -144,19 +143,19 @@ def _realistic(label: str, checkpoint: Path, work: Path, seed: int = 0) -> list[
              report.truth["scores"][name]["p@50"]) for name in report.methods]
 
 
-def _measure(label: str, data_dir: Path, truth_file: Path, checkpoint: Path, seed: int = 0) -> tuple[list[tuple], dict, object]:
+def _measure(label: str, data_dir: Path, truth_file: Path, model, seed: int = 0) -> tuple[list[tuple], dict, object]:
     from quack.discovery.candidates import collapse_candidates, read_templates
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
     from quack.discovery.report import average_precision, distinct_at, precision_at, rank
     from quack.discovery.rankers import METHODS, score_rows
     from quack.data.datafolder import DataFolder
-    from quack.model.encoding import encode_dataset, load_checkpoint
+    from quack.model.encoding import encode_dataset
     from quack.schema import Label
 
     folder = DataFolder.open(data_dir, require_rows=True)
     truth, pages = read_truth(truth_file, folder.read_rows(["source", "line", "probe"]))
-    encoded = encode_dataset(load_checkpoint(str(checkpoint)), data_dir, device="cpu", with_loss=True)
+    encoded = encode_dataset(model, data_dir, device="cpu", with_loss=True)
     data = EvaluationData.from_dataset(data_dir, encoded.latents, encoded.loss, truth=(truth, pages))
     labels = data.labels
     unknown = truth == "unknown_blockpage"
@@ -202,22 +201,22 @@ def main() -> int:
     table, notes, sources, realistic = [], [], [], []
     with tempfile.TemporaryDirectory() as work:
         for number, checkpoint in enumerate(args.checkpoint):
-            tokenizer = load_checkpoint(str(checkpoint)).tokenizer
+            model = load_checkpoint(str(checkpoint))
             rules = (("body", "before (body)"), ("full", "after (whole response)")) if number == 0 else (
                 ("full", "after (whole response)"),)
             for rule, label in rules:
                 label = f"{label}, {checkpoint.stem}"
                 out = Path(work) / f"{rule}-{number}"
                 info = build_dataset([REAL / "measurements.jsonl.gz"], out, signatures=SIGNATURES,
-                                     tokenizer=tokenizer, match=rule, workers=1)
-                rows, counts, data = _measure(label, out, REAL / "truth.jsonl.gz", checkpoint)
+                                     tokenizer=model.tokenizer, match=rule, workers=1)
+                rows, counts, data = _measure(label, out, REAL / "truth.jsonl.gz", model)
                 table += rows
                 notes.append(f"{label}: labels {info['rows_per_label']}; {counts['undetermined']} undetermined rows "
                              f"ranked, {counts['unknown']} unknown blockpages of {counts['families']} families; "
                              f"{counts['templates']} templates, {counts['blockpage_templates']} of them blockpages")
             sources += _across_sources(checkpoint.stem, data, _origins(out, REAL / "truth.jsonl.gz"), 0)
             if not args.skip_realistic:
-                realistic += _realistic(checkpoint.stem, checkpoint, Path(work))
+                realistic += _realistic(checkpoint.stem, model, Path(work))
     elapsed = time.perf_counter() - started
     command = "python bench/bench_realpages.py " + " ".join(
         f"--checkpoint {c}" for c in args.checkpoint) + (" --skip-realistic" if args.skip_realistic else "")
