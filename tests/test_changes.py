@@ -10,8 +10,8 @@ import pytest
 
 from quack.cli.main import main
 from quack.data.build import build_dataset
-from quack.discovery.changes import (compare_periods, families_appeared, measurements, parse_period, scan_times,
-                                     shares_over_time)
+from quack.discovery.changes import (chance_threshold, compare_periods, families_appeared, measurements,
+                                     parse_period, scan_times, shares_over_time)
 from quack.discovery.comparison import records_frame
 from quack.discovery.new_templates import new_templates
 from quack.sample.days import EVENTS_FILE, write_days
@@ -52,6 +52,25 @@ def test_quiet_days_score_below_the_changes(days):
     changed = [compare_periods(frame, *day_masks(frame, scans, e["day"]), min_rows=20)["score"].abs().max()
                for e in days["truth"]["events"]]
     assert max(quiet) < min(changed)
+
+
+def test_the_chance_threshold_holds_false_alarms_down_and_grows_with_the_shares(days):
+    sizes = [1, 10, 60, 500, 3000, 100000]
+    thresholds = [chance_threshold(m) for m in sizes]
+    assert thresholds == sorted(thresholds) and thresholds[0] > 1.9 and thresholds[-1] < 6
+    assert all(t * 2 == int(t * 2) for t in thresholds)
+    # Scores of nothing changed are standard normal: the largest of 500 passes the threshold in at most 1 in 20.
+    rng = np.random.default_rng(0)
+    largest = np.abs(rng.standard_normal((2000, 500))).max(axis=1)
+    assert (largest >= chance_threshold(500)).mean() <= 0.05
+    assert (largest >= 3.0).mean() > 0.3  # a fixed 3 would cry wolf on most quiet comparisons of 500 shares
+    frame = records_frame(days["data"])
+    scans = days["truth"]["scans"]
+    for day in days["truth"]["quiet_days"]:
+        table = compare_periods(frame, *day_masks(frame, scans, day))
+        assert (table["score"].abs() >= chance_threshold(len(table))).sum() == 0, day
+    with pytest.raises(ValueError):
+        chance_threshold(10, alpha=1.5)
 
 
 def test_a_lifted_known_block_vanishes_from_its_country(days):

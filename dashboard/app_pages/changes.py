@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import change_views, jobs, links, loaders, results, responses, session
-from quack.discovery.changes import LEVELS, TIME_UNKNOWN, time_known
+from quack.discovery.changes import LEVELS, TIME_UNKNOWN, chance_threshold, time_known
 
 st.title("Changes")
 st.caption(
@@ -60,9 +60,11 @@ after = frame["scan"].isin(after_scans).to_numpy()
 if set(before_scans) & set(after_scans):
     st.warning("The two periods share scans; choose periods apart to see what changed between them.")
 changes, families = change_views.compared(version, frame, labels, before, after)
-threshold = st.number_input("Show changes scored at least", 0.0, 50.0, 3.0, 0.5, key="changes_threshold",
-                            help="The score is a two-proportion z statistic; no quiet day of the sample of days "
-                                 "reaches 3.")
+threshold = st.number_input("Show changes scored at least", 0.0, 50.0, chance_threshold(len(changes)), 0.5,
+                            key="changes_threshold",
+                            help="The score is a two-proportion z statistic. The default is the score that chance "
+                                 "alone passes in fewer than 1 comparison in 20 of this many shares; it grows with "
+                                 "them.")
 shown = changes[changes["score"].abs() >= threshold]
 st.caption(f"{len(shown):,} of {len(changes):,} country, domain, vantage point and fingerprint shares changed this "
            "much; the largest change first.")

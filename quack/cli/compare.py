@@ -29,9 +29,10 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS), metavar="LEVEL",
                    help=f"groupings to compare (default: all: {', '.join(LEVELS)})")
     p.add_argument("--top", type=int, default=20, help="changes printed (default: 20)")
-    p.add_argument("--threshold", type=float, default=3.0,
+    p.add_argument("--threshold", type=float, default=None,
                    help="print only changes whose score (a two-proportion z statistic) is at least this far from 0 "
-                        "(default: 3.0, which no quiet day of the sample of days reaches)")
+                        "(default: the score chance alone passes in fewer than 1 comparison in 20 of this many "
+                        "shares, 4.0 for 500)")
     p.add_argument("--k", type=int, default=40,
                    help="neighbours a new template's record must have in the later period before any earlier "
                         "record (default: 40)")
@@ -47,7 +48,7 @@ def run_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from quack.cli.model import check_dataset
-    from quack.discovery.changes import TIME_UNKNOWN, scan_times, time_known
+    from quack.discovery.changes import TIME_UNKNOWN, chance_threshold, scan_times, time_known
     from quack.discovery.comparison import (OUTPUT_SUFFIXES, compare, compare_data_sets, records_frame, top_changes,
                                            write_comparison)
 
@@ -81,9 +82,10 @@ def run_compare(args: argparse.Namespace) -> int:
                          k=args.k, min_records=args.min_records)
     for note in result.notes:
         print(note)
-    shown = result.changes[result.changes["score"].abs() >= args.threshold]
+    threshold = chance_threshold(len(result.changes)) if args.threshold is None else args.threshold
+    shown = result.changes[result.changes["score"].abs() >= threshold]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print(f"\nChanges from {args.before} to {args.after} with |score| >= {args.threshold:g} "
+        print(f"\nChanges from {args.before} to {args.after} with |score| >= {threshold:g} "
               f"({len(shown)} of {len(result.changes)}; shares in %):")
         print(top_changes(shown, args.top).to_string(index=False) if len(shown) else "none")
         print("\nFingerprint families that appeared or vanished:")

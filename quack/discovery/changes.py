@@ -15,7 +15,9 @@ one measurement, censored when any probe is, else undetermined when any is
 make every change look surer than it is. How much a share changed is scored as a
 two-proportion z statistic, so a large change in a small group and a small change in a
 large one compare fairly, and a quiet day's noise stays below a threshold whatever the
-group's size.
+group's size. The more shares a comparison scores, the higher the largest of them
+reaches by chance alone (about 3.7 among 500 shares of two quiet days);
+:func:`chance_threshold` is the score to show changes from, for a table of that many rows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pandas as pd
 from quack.schema import Label
 
 __all__ = ["LEVELS", "SHARES", "TIME_UNKNOWN", "Period", "parse_period", "scan_times", "shares_over_time",
-           "compare_periods", "families_appeared", "time_known", "measurements"]
+           "compare_periods", "chance_threshold", "families_appeared", "time_known", "measurements"]
 
 #: What a comparison groups records by: the columns of the records frame.
 LEVELS = ("country", "domain", "vp", "fingerprint")
@@ -152,10 +154,19 @@ def measurements(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if not {"source", "line"} <= set(frame.columns) or frame.empty:
         return frame
-    rank = pd.Series(frame["label"].to_numpy()).map({int(Label.CENSORED): 0, int(Label.UNDETERMINED): 1}).fillna(2)
-    order = np.lexsort((rank.to_numpy(), frame["line"].to_numpy(), frame["source"].astype(str).to_numpy()))
-    ordered = frame.iloc[order]
-    return ordered[~ordered.duplicated(["source", "line"])]
+    return frame.iloc[_measurement_rows(frame)]
+
+
+def _measurement_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The position of each measurement's most telling probe in ``frame``, in ``frame``'s order."""
+    labels = frame["label"].to_numpy()
+    rank = np.where(labels == Label.CENSORED, 0, np.where(labels == Label.UNDETERMINED, 1, 2))
+    source = pd.factorize(frame["source"])[0]
+    order = np.lexsort((rank, frame["line"].to_numpy(), source))
+    line, source = frame["line"].to_numpy()[order], source[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (line[1:] != line[:-1]) | (source[1:] != source[:-1])
+    return np.sort(order[first])
 
 
 def _label_counts(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -211,6 +222,32 @@ def _z(before: np.ndarray, n_before: np.ndarray, after: np.ndarray, n_after: np.
     return np.where(np.isfinite(z), z, 0.0)
 
 
+def chance_threshold(shares: int, alpha: float = 0.05, step: float = 0.5) -> float:
+    """The |score| that chance alone passes in at most ``alpha`` of comparisons scoring ``shares`` shares.
+
+    Each share's score is a z statistic. With nothing changed, the chance that any of
+    ``shares`` of them lies beyond ``t`` is at most ``shares`` times the chance for one
+    (Bonferroni), so ``t`` is the normal quantile of ``1 - alpha / (2 shares)``, rounded up
+    to ``step``: 3.5 for 60 shares, 4.0 for 500, 4.5 for 3,000.
+
+    Parameters
+    ----------
+    shares : int
+        Rows of the between-periods table (:func:`compare_periods`).
+    alpha : float
+        The chance of one or more false alarms that is accepted, per comparison.
+    step : float
+        The threshold is rounded up to a multiple of this, so that it stays put while the
+        number of shares moves a little.
+    """
+    from scipy.special import ndtri
+
+    if not 0 < alpha < 1 or step <= 0:
+        raise ValueError("alpha must lie between 0 and 1 and step be positive.")
+    exact = float(ndtri(1 - alpha / (2 * max(int(shares), 1))))
+    return float(np.ceil(exact / step) * step)
+
+
 def compare_periods(
     frame: pd.DataFrame, before: np.ndarray, after: np.ndarray, levels: Sequence[str] = LEVELS, min_rows: int = 1
 ) -> pd.DataFrame:
@@ -242,11 +279,15 @@ def compare_periods(
     before, after = np.asarray(before, bool), np.asarray(after, bool)
     if not before.any() or not after.any():
         raise ValueError("One of the two periods holds no records; choose periods that each hold some scans.")
-    pieces = []
     for level in levels:
         _check_level(level)
-        pieces.append(_fingerprints(frame, before, after) if level == "fingerprint"
-                      else _groups(frame, level, before, after))
+    # A measurement's probes are of one scan: it is in a period when its most telling probe is.
+    kept = np.flatnonzero(before | after)
+    if {"source", "line"} <= set(frame.columns):
+        kept = kept[_measurement_rows(frame.iloc[kept])]
+    frame, before, after = frame.iloc[kept], before[kept], after[kept]
+    pieces = [_fingerprints(frame, before, after) if level == "fingerprint" else _groups(frame, level, before, after)
+              for level in levels]
     table = pd.concat(pieces, ignore_index=True)
     table = table[table["total_before"] + table["total_after"] >= min_rows]
     table["difference"] = table["share_after"] - table["share_before"]
@@ -257,7 +298,7 @@ def compare_periods(
 
 
 def _groups(frame: pd.DataFrame, level: str, before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
-    sides = [_label_counts(measurements(frame.loc[mask]), [level]) for mask in (before, after)]
+    sides = [_label_counts(frame[mask], [level]) for mask in (before, after)]
     joined = sides[0].add_suffix("_before").join(sides[1].add_suffix("_after"), how="outer").fillna(0)
     rows = []
     for share in SHARES:
@@ -276,7 +317,7 @@ def _groups(frame: pd.DataFrame, level: str, before: np.ndarray, after: np.ndarr
 def _fingerprints(frame: pd.DataFrame, before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
     counts, totals = [], []
     for mask in (before, after):
-        side = measurements(frame.loc[mask])
+        side = frame[mask]
         counts.append(side["fingerprint"].astype(object)[side["label"].to_numpy() == Label.CENSORED].value_counts())
         totals.append(len(side))
     joined = pd.concat(counts, axis=1, keys=["before", "after"]).fillna(0)

@@ -31,25 +31,48 @@ __all__ = ["MAX_CANDIDATES", "MAX_REFERENCE", "new_templates", "snippets"]
 MAX_CANDIDATES = 20000
 #: Most distinct latent vectors of the earlier period searched against.
 MAX_REFERENCE = 60000
-# Query rows per block of the search: bounds the distances held at once.
+# Query rows per block of the search, and the most distances held at once (128 MB of them).
 _BLOCK = 2048
+_CELLS = 2**25
+# One odd 64-bit number per word of a latent vector (up to 4,096 dimensions), for :func:`_row_keys`.
+_MIX = np.random.default_rng(20211014).integers(0, 2**63, size=2048, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _SUMMARY = ["template", "records", "censored", "undetermined", "countries", "vps", "domains", "first_seen",
             "example"]
 
 
+def _row_keys(latents: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A 64-bit key of each row's bytes, read a block at a time: equal vectors share a key.
+
+    The key is a sum of the row's 64-bit words, each times its own odd number, modulo
+    2^64; vectors that differ in one word never share a key, and two random ones share it
+    with a chance of 2^-64.
+    """
+    keys = np.empty(rows.size, np.uint64)
+    for start in range(0, rows.size, _BLOCK * 16):
+        x = np.ascontiguousarray(latents[rows[start:start + _BLOCK * 16]], dtype=np.float32)
+        if x.shape[1] % 2:
+            x = np.pad(x, ((0, 0), (0, 1)))
+        words = x.view(np.uint64)
+        keys[start:start + len(x)] = (words * _MIX[:words.shape[1]]).sum(axis=1, dtype=np.uint64)
+    return keys
+
+
 def _distinct(latents: np.ndarray, rows: np.ndarray, most: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct latent vectors among ``rows`` (at most ``most``, sampled), their records' copies and each row's vector."""
+    """Distinct latent vectors among ``rows`` (at most ``most``, sampled), their records' copies and each row's vector.
+
+    Only the kept vectors are copied: the rows are told apart by :func:`_row_keys`.
+    """
     if rows.size == 0:
         return np.empty((0, latents.shape[1]), np.float32), np.empty(0, np.int64), np.empty(0, np.int64)
-    x = np.ascontiguousarray(latents[rows], dtype=np.float32)
-    _, first, inverse, counts = np.unique(x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel(),
-                                          return_index=True, return_inverse=True, return_counts=True)
+    _, first, inverse, counts = np.unique(_row_keys(latents, rows), return_index=True, return_inverse=True,
+                                          return_counts=True)
     kept = np.arange(first.size)
     if first.size > most:
         kept = np.sort(np.random.default_rng(seed).choice(first.size, most, replace=False))
     position = np.full(first.size, -1, np.int64)
     position[kept] = np.arange(kept.size)
-    return x[first[kept]], counts[kept], position[inverse.ravel()]
+    vectors = np.ascontiguousarray(latents[rows[first[kept]]], dtype=np.float32)
+    return vectors, counts[kept], position[inverse.ravel()]
 
 
 def _nearest(queries: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +81,11 @@ def _nearest(queries: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.nda
 
     ref = torch_view(reference)
     distances, indices = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+    block = max(64, min(_BLOCK, _CELLS // max(len(reference), 1)))
     with torch.no_grad():
-        for start in range(0, len(queries), _BLOCK):
-            d, i = nearest_rows(torch_view(queries[start:start + _BLOCK]), ref, k, "euclidean")
-            distances[start:start + _BLOCK], indices[start:start + _BLOCK] = d.numpy(), i.numpy()
+        for start in range(0, len(queries), block):
+            d, i = nearest_rows(torch_view(queries[start:start + block]), ref, k, "euclidean")
+            distances[start:start + block], indices[start:start + block] = d.numpy(), i.numpy()
     return distances, indices
 
 
