@@ -5,14 +5,16 @@ A warm-up visit builds and encodes the sample and fits the default UMAP map once
 
 (a) alone: fresh browser contexts open the Latent map one after another; each is timed
     from opening the page until "Map: UMAP" is shown;
-(b) under load: five contexts, each in a thread of its own with its own Playwright and
-    Chromium, press the heaviest controls for ``--seconds``: the UMAP neighbours slider,
-    the projection (PCA / UMAP), the records to fit on, the Discover page's cluster size
-    slider and a long pattern in its pattern box. Meanwhile a sixth context opens the
-    Latent map fresh again and again and is timed the same way.
+(b) under load: five contexts, each in a process of its own with its own Playwright and
+    Chromium (at ``--drivers-nice``), press the heaviest controls for ``--seconds``: the UMAP
+    neighbours slider, the projection (PCA / UMAP), the records to fit on, the Discover
+    page's cluster size slider and a long pattern in its pattern box. Meanwhile a sixth
+    context opens the Latent map fresh again and again and is timed the same way.
 
 The server's resident memory (its process and every child, summed from ``/proc``) is
-sampled every second throughout and its peak reported.
+sampled every second throughout and its peak reported, with the server's share of the
+machine's CPU time under load: on one machine the driving browsers take CPU that browsers
+on the team's own machines would not.
 
     python bench/bench_team.py --seconds 120
 
@@ -22,6 +24,7 @@ Prints one line per step and a Markdown table for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -77,6 +80,38 @@ class MemoryWatch(threading.Thread):
             self.stopped.wait(1.0)
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User and system clock ticks of a process and every process below it."""
+    total, todo = 0, [pid]
+    while todo:
+        one = todo.pop()
+        try:
+            total += sum(int(f) for f in Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+            for task in Path(f"/proc/{one}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class CpuWatch:
+    """From its start: the server's share of the machine's CPU time, and how busy the machine was."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.server, self.machine = pid, _cpu_ticks(pid), self._machine()
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle and iowait
+
+    def shares(self) -> tuple[float, float]:
+        """(server CPU / machine CPU available, machine CPU used / available) since the start."""
+        server = _cpu_ticks(self.pid) - self.server
+        total, idle = (now - then for now, then in zip(self._machine(), self.machine))
+        return server / max(total, 1), (total - idle) / max(total, 1)
+
+
 def map_time(browser, url: str, timeout_s: float) -> float:
     """Seconds from opening the Latent map in a fresh context until "Map: UMAP" is shown."""
     context = browser.new_context(viewport=VIEWPORT)
@@ -109,7 +144,7 @@ def long_pattern(session: int, round_: int) -> str:
 
 
 def drive(url: str, session: int, until: float, counts: dict, failures: list) -> None:
-    """Press the heaviest controls of the Latent map and the Discover page until ``until``."""
+    """Press the heaviest controls of the Latent map and the Discover page until ``until`` (``time.time()``)."""
     from playwright.sync_api import sync_playwright
 
     done = 0
@@ -118,7 +153,7 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
         page = browser.new_context(viewport=VIEWPORT).new_page()
         page.set_default_timeout(ACTION_MS)
         round_ = 0
-        while time.perf_counter() < until:
+        while time.time() < until:
             round_ += 1
             try:
                 page.goto(url)
@@ -139,7 +174,7 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
                 page.get_by_role("radio", name="UMAP", exact=True).click()
                 done += 2
                 settle(page)
-                if time.perf_counter() >= until:
+                if time.time() >= until:
                     break
                 page.goto(f"{url}/discover")
                 page.get_by_role("heading", name="Discover").first.wait_for()
@@ -162,12 +197,24 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
     counts[session] = done
 
 
+def drive_apart(url: str, session: int, until: float, nice: int, results) -> None:
+    """:func:`drive` in a process of its own at ``nice``, its Chromium too; puts (session, count, failures)."""
+    os.nice(nice)
+    counts: dict[int, int] = {}
+    failures: list[str] = []
+    drive(url, session, until, counts, failures)
+    results.put((session, counts.get(session, 0), failures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120, help="how long the five sessions drive (default 120)")
     parser.add_argument("--alone", type=int, default=3, help="timed visits with no load (default 3)")
     parser.add_argument("--sample", type=int, default=2000, help="measurements in the built-in sample (default 2000)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one map (default 600)")
+    parser.add_argument("--drivers-nice", type=int, default=0,
+                        help="niceness of the five driving sessions and their Chromium (default 0); 19 lets them "
+                             "take only what the server leaves, as browsers on other machines take nothing from it")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -190,19 +237,27 @@ def main() -> None:
 
                 counts: dict[int, int] = {}
                 failures: list[str] = []
-                until = time.perf_counter() + args.seconds
-                threads = [threading.Thread(target=drive, args=(running.url, i, until, counts, failures))
+                until = time.time() + args.seconds
+                spawn = multiprocessing.get_context("spawn")
+                results = spawn.Queue()
+                drivers = [spawn.Process(target=drive_apart, args=(running.url, i, until, args.drivers_nice, results))
                            for i in range(SESSIONS)]
-                for thread in threads:
-                    thread.start()
+                for driver in drivers:
+                    driver.start()
+                cpu = CpuWatch(running.process.pid)
                 # Let the five sessions get going before the first timed visit.
                 time.sleep(min(15.0, args.seconds / 4))
                 loaded = []
-                while time.perf_counter() < until:
+                while time.time() < until:
                     loaded.append(map_time(browser, running.url, args.timeout))
                     print(f"under load: {loaded[-1]:.2f} s (peak RSS so far {watch.peak / 2**20:,.0f} MB)", flush=True)
-                for thread in threads:
-                    thread.join()
+                for _ in drivers:
+                    session, count, failed = results.get()
+                    counts[session] = count
+                    failures += failed
+                for driver in drivers:
+                    driver.join()
+                server_share, busy = cpu.shares()
                 browser.close()
             watch.stopped.set()
             watch.join()
@@ -221,7 +276,8 @@ def main() -> None:
           f"{max(loaded) / alone_s:.1f}x | {len(alone)} / {len(loaded)} | {idle_rss / 2**20:,.0f} / "
           f"{watch.peak / 2**20:,.0f} |")
     print(f"\n{len(os.sched_getaffinity(0))} cores; sample {args.sample:,}; {args.seconds:.0f} s of load; "
-          f"Python {sys.version.split()[0]}")
+          f"drivers at nice {args.drivers_nice}; under load the server took {100 * server_share:.0f} % of the "
+          f"machine's CPU time, the machine was {100 * busy:.0f} % busy; Python {sys.version.split()[0]}")
 
 
 if __name__ == "__main__":
