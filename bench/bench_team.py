@@ -6,7 +6,7 @@ A warm-up visit builds and encodes the sample and fits the default UMAP map once
 (a) alone: fresh browser contexts open the Latent map one after another; each is timed
     from opening the page until "Map: UMAP" is shown;
 (b) under load: five contexts, each in a process of its own with its own Playwright and
-    Chromium (at ``--drivers-nice``), press the heaviest controls for ``--seconds``: the UMAP
+    Chromium (on ``--drivers-cpus``), press the heaviest controls for ``--seconds``: the UMAP
     neighbours slider, the projection (PCA / UMAP), the records to fit on, the Discover
     page's cluster size slider and a long pattern in its pattern box. Meanwhile a sixth
     context opens the Latent map fresh again and again and is timed the same way.
@@ -197,9 +197,11 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
     counts[session] = done
 
 
-def drive_apart(url: str, session: int, until: float, nice: int, results) -> None:
-    """:func:`drive` in a process of its own at ``nice``, its Chromium too; puts (session, count, failures)."""
-    os.nice(nice)
+def drive_apart(url: str, session: int, until: float, cpus: set[int] | None, results) -> None:
+    """:func:`drive` in a process of its own, its Chromium too, on ``cpus`` (all when None); puts (session, count, failures)."""
+    if cpus:
+        # Inherited by Chromium, which (run as root) sets its processes' niceness itself, so niceness cannot hold it.
+        os.sched_setaffinity(0, cpus)
     counts: dict[int, int] = {}
     failures: list[str] = []
     drive(url, session, until, counts, failures)
@@ -212,12 +214,14 @@ def main() -> None:
     parser.add_argument("--alone", type=int, default=3, help="timed visits with no load (default 3)")
     parser.add_argument("--sample", type=int, default=2000, help="measurements in the built-in sample (default 2000)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one map (default 600)")
-    parser.add_argument("--drivers-nice", type=int, default=0,
-                        help="niceness of the five driving sessions and their Chromium (default 0); 19 lets them "
-                             "take only what the server leaves, as browsers on other machines take nothing from it")
+    parser.add_argument("--drivers-cpus", type=int, nargs="+", default=None, metavar="CPU",
+                        help="the processors the five driving sessions and their Chromium may use (default: all); "
+                             "one of two leaves the other to the server and the timed browser, as browsers on "
+                             "the team's own machines would")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    drivers_cpus = set(args.drivers_cpus) if args.drivers_cpus else None
     cache = Path(tempfile.mkdtemp(prefix="quack-bench-team-"))
     env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"),
                QUACK_SAMPLE_SIZE=str(args.sample))
@@ -240,7 +244,7 @@ def main() -> None:
                 until = time.time() + args.seconds
                 spawn = multiprocessing.get_context("spawn")
                 results = spawn.Queue()
-                drivers = [spawn.Process(target=drive_apart, args=(running.url, i, until, args.drivers_nice, results))
+                drivers = [spawn.Process(target=drive_apart, args=(running.url, i, until, drivers_cpus, results))
                            for i in range(SESSIONS)]
                 for driver in drivers:
                     driver.start()
@@ -276,7 +280,7 @@ def main() -> None:
           f"{max(loaded) / alone_s:.1f}x | {len(alone)} / {len(loaded)} | {idle_rss / 2**20:,.0f} / "
           f"{watch.peak / 2**20:,.0f} |")
     print(f"\n{len(os.sched_getaffinity(0))} cores; sample {args.sample:,}; {args.seconds:.0f} s of load; "
-          f"drivers at nice {args.drivers_nice}; under load the server took {100 * server_share:.0f} % of the "
+          f"drivers on CPUs {'all' if drivers_cpus is None else sorted(drivers_cpus)}; under load the server took {100 * server_share:.0f} % of the "
           f"machine's CPU time, the machine was {100 * busy:.0f} % busy; Python {sys.version.split()[0]}")
 
 

@@ -27,10 +27,6 @@ import streamlit as st  # noqa: E402
 
 from dashboard import errors, links, session, settings  # noqa: E402
 
-# A page's run hands the interpreter to the server's event loop and back many times; beside
-# another session's UMAP fit each hand-back waited up to Python's default 5 ms.
-sys.setswitchinterval(0.001)
-
 # numba reads its cache folder when first imported, which may be in any page's job;
 # keep its cache with the dashboard's unless the user chose another place.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.numba_cache_dir()))
