@@ -312,3 +312,46 @@ def test_the_unlabelled_latent_classifier_tells_new_blockpages_from_the_ordinary
     assert ap("latent_classifier") < 0.3
     again = score_rows("latent_unlabelled", data, labels, seed=0)
     assert np.array_equal(again, score_rows("latent_unlabelled", data, labels, seed=0)), "seeded"
+
+
+def _dense_unknown_family(seed: int):
+    """Template replies, ordinary pages, censored rows and 150 near copies of one page no fingerprint knows.
+
+    The unknown page shares the censored rows' direction and has a word of its own (the third
+    dimension) that only undetermined rows carry.
+    """
+    rng = np.random.default_rng(seed)
+    centres = {"censored": [4, 0], "template": [0, -4], "ordinary": [-1, 3], "new": [2.5, 1.5, 3]}
+    sizes = {"censored": 120, "template": 300, "ordinary": 400, "new": 150}
+    spread = {"censored": 0.7, "template": 0.7, "ordinary": 1.5, "new": 0.02}
+    groups = np.concatenate([[name] * n for name, n in sizes.items()])
+    latents = np.concatenate([rng.normal(scale=spread[name], size=(n, 8)) + np.pad(centres[name], (0, 8 - len(centres[name])))
+                              for name, n in sizes.items()]).astype(np.float32)
+    labels = np.select([groups == "censored", groups == "template"], [Label.CENSORED, Label.UNCENSORED],
+                       Label.UNDETERMINED)
+    return groups, latents, labels
+
+
+def test_copies_of_one_template_weigh_about_one_page_when_learned_as_uncensored(monkeypatch):
+    """An unknown blockpage served many times is not learned as ordinary by its number alone."""
+    from quack.discovery import rankers
+
+    for seed in (1, 2, 3):
+        groups, latents, labels = _dense_unknown_family(seed)
+        weights = rankers.copy_weights(latents, labels, seed=0)
+        assert np.all(weights[labels != Label.UNDETERMINED] == 1)
+        assert weights[groups == "new"].max() <= 1 / (1 + rankers.COPY_NEIGHBOURS) + 1e-9
+        assert np.median(weights[groups == "ordinary"]) >= 0.5
+        ranked = np.flatnonzero(labels == Label.UNDETERMINED)
+        new = groups == "new"
+
+        def ap(scores) -> float:
+            return average_precision(new[rank(scores, ranked, np.random.default_rng(0))])
+
+        plain = ap(rankers.unlabelled_logistic(latents, labels, seed=0))
+        weighed = ap(rankers.unlabelled_logistic(latents, labels, seed=0, weights=weights))
+        assert weighed > plain + 0.03, (seed, plain, weighed)
+    # Counted among a sample, the copies are scaled up to the whole: the same weights, near enough.
+    monkeypatch.setattr(rankers, "COPY_SAMPLE", 300)
+    sampled = rankers.copy_weights(latents, labels, seed=0)
+    assert sampled[groups == "new"].max() < 0.1 and np.median(sampled[groups == "ordinary"]) >= 0.4

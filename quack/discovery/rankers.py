@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from quack.discovery.evaluation_data import EvaluationData
 
-__all__ = ["LATENT_WEIGHT", "METHODS", "Method", "NEIGHBOURS", "PU_FOLDS", "TEST_SIZE", "SharedFeatures", "score_rows",
-           "unlabelled_logistic"]
+__all__ = ["COPY_NEIGHBOURS", "COPY_SAMPLE", "LATENT_WEIGHT", "METHODS", "Method", "NEIGHBOURS", "PU_FOLDS", "TEST_SIZE",
+           "SharedFeatures", "copy_weights", "score_rows", "unlabelled_logistic"]
 
 #: Neighbours averaged by the purity figure and by the censored-distance method.
 NEIGHBOURS = 10
@@ -33,6 +33,10 @@ PU_FOLDS = 5
 #: Weight of each standardised latent beside the TF-IDF words in ``latents_and_text``
 #: (0.1, 0.3 and 1 were measured on the real pages and the realistic sample; 0.3 was best on both).
 LATENT_WEIGHT = 0.3
+#: Near copies of an undetermined row counted among this many nearest latents (``copy_weights``).
+COPY_NEIGHBOURS = 20
+#: Most undetermined rows the copies are counted among; beyond it a sample, its counts scaled up.
+COPY_SAMPLE = 20_000
 #: Share of each labelled class the latent classifier holds out; every supervised method
 #: trains on the same remaining rows.
 TEST_SIZE = 0.2
@@ -194,8 +198,11 @@ def _latent_unlabelled(data: EvaluationData, shared: SharedFeatures, labels: np.
         return _out_of_fold(labels, seed, learn_and_score)
 
 
-def unlabelled_logistic(features, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Logistic regression learned positive-unlabelled (:func:`_out_of_fold`), the classes weighed equally."""
+def unlabelled_logistic(features, labels: np.ndarray, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Logistic regression learned positive-unlabelled (:func:`_out_of_fold`), the classes weighed equally.
+
+    ``weights``, when given, weigh each row as an example (:func:`copy_weights`).
+    """
     from sklearn.linear_model import LogisticRegression
 
     features = _used_columns(features)
@@ -203,10 +210,42 @@ def unlabelled_logistic(features, labels: np.ndarray, seed: int) -> np.ndarray:
 
     def learn_and_score(left_out: np.ndarray, scored: np.ndarray) -> np.ndarray:
         model = LogisticRegression(max_iter=3000, class_weight="balanced", random_state=seed)
-        model.fit(features[~left_out], censored[~left_out])
+        model.fit(features[~left_out], censored[~left_out], sample_weight=None if weights is None else weights[~left_out])
         return model.predict_proba(features[scored])[:, 1]
 
     return _out_of_fold(labels, seed, learn_and_score)
+
+
+def copy_weights(latents: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's weight as an example: 1 for a labelled row, 1 / (1 + its near copies) for an undetermined one.
+
+    A template served many times, a blockpage no fingerprint knows as much as a CDN's error
+    page, gives many near-identical undetermined rows. Learned each at full weight as
+    uncensored, a family the fingerprints miss is learned as ordinary by its number alone;
+    weighed so, a template counts about once and an ordinary page, which has no copies,
+    fully. A copy is one of the row's :data:`COPY_NEIGHBOURS` nearest undetermined latents
+    no farther than the median distance from an undetermined row to its nearest other one.
+    Beyond :data:`COPY_SAMPLE` undetermined rows they are counted among a sample of that
+    many, and the counts scaled up.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    weights = np.ones(len(labels), dtype=np.float64)
+    rows = np.flatnonzero(labels == Label.UNDETERMINED)
+    if rows.size < 3:
+        return weights
+    sample = rows
+    if rows.size > COPY_SAMPLE:
+        sample = np.sort(np.random.default_rng(seed).choice(rows, COPY_SAMPLE, replace=False))
+    x = np.asarray(latents, dtype=np.float32)
+    index = NearestNeighbors(n_neighbors=min(COPY_NEIGHBOURS + 1, sample.size)).fit(x[sample])
+    distances, found = index.kneighbors(x[rows])
+    own = sample[found] == rows[:, None]
+    nearest_other = np.where(own, np.inf, distances).min(axis=1)
+    radius = np.median(nearest_other[np.isin(rows, sample)])
+    copies = ((distances <= radius) & ~own).sum(axis=1) * (rows.size / sample.size)
+    weights[rows] = 1.0 / (1.0 + copies)
+    return weights
 
 
 def _latents_and_text(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -215,7 +254,7 @@ def _latents_and_text(data: EvaluationData, shared: SharedFeatures, labels: np.n
     latents = data.latents.astype(np.float64)
     standard = (latents - latents.mean(axis=0)) / (latents.std(axis=0) + 1e-6)
     features = sparse.hstack([shared.tfidf, sparse.csr_matrix(standard * LATENT_WEIGHT)]).tocsr()
-    return unlabelled_logistic(features, labels, seed)
+    return unlabelled_logistic(features, labels, seed, weights=copy_weights(data.latents, labels, seed))
 
 
 def _bag_of_tokens(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -276,7 +315,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"by the classifier of the other {PU_FOLDS - 1} of {PU_FOLDS} parts (positive-unlabelled)",
            _latent_unlabelled),
     Method("latents_and_text", "logistic regression on the latents and the TF-IDF words together, learned as "
-           "latent_unlabelled learns (undetermined rows as uncensored, out of fold)", _latents_and_text),
+           "latent_unlabelled learns (undetermined rows as uncensored, out of fold), each undetermined row weighed "
+           "1 / (1 + its near copies in latent space)", _latents_and_text),
     Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
     Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
     Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",
