@@ -218,8 +218,8 @@ def main() -> int:
             if not args.skip_realistic:
                 realistic += _realistic(checkpoint.stem, model, Path(work))
     elapsed = time.perf_counter() - started
-    command = "python bench/bench_realpages.py " + " ".join(
-        f"--checkpoint {c}" for c in args.checkpoint) + (" --skip-realistic" if args.skip_realistic else "")
+    command = "python bench/bench_realpages.py --checkpoint " + " ".join(
+        str(c) for c in args.checkpoint) + (" --skip-realistic" if args.skip_realistic else "")
     lines = [MARK, "", f"`{command}` (CPU, seed 0, "
              f"{elapsed:.0f} s). Every method trains on every fingerprint label and ranks the undetermined rows; "
              "scored against the truth's unknown blockpages. Rows: AP, P@50 and distinct families among the first "
