@@ -152,13 +152,16 @@ def measurements(frame: pd.DataFrame) -> pd.DataFrame:
     A measurement is censored when any of its probes is, else undetermined when any is,
     else uncensored; the row kept is that probe's (its fingerprint, its time).
     """
-    if not {"source", "line"} <= set(frame.columns) or frame.empty:
-        return frame
     return frame.iloc[_measurement_rows(frame)]
 
 
 def _measurement_rows(frame: pd.DataFrame) -> np.ndarray:
-    """The position of each measurement's most telling probe in ``frame``, in ``frame``'s order."""
+    """The position of each measurement's most telling probe in ``frame``, in ``frame``'s order.
+
+    Without ``source`` and ``line`` every row is a measurement of its own.
+    """
+    if not {"source", "line"} <= set(frame.columns):
+        return np.arange(len(frame))
     labels = frame["label"].to_numpy()
     rank = np.where(labels == Label.CENSORED, 0, np.where(labels == Label.UNDETERMINED, 1, 2))
     source = pd.factorize(frame["source"])[0]
@@ -283,8 +286,7 @@ def compare_periods(
         _check_level(level)
     # A measurement's probes are of one scan: it is in a period when its most telling probe is.
     kept = np.flatnonzero(before | after)
-    if {"source", "line"} <= set(frame.columns):
-        kept = kept[_measurement_rows(frame.iloc[kept])]
+    kept = kept[_measurement_rows(frame.iloc[kept])]
     frame, before, after = frame.iloc[kept], before[kept], after[kept]
     pieces = [_fingerprints(frame, before, after) if level == "fingerprint" else _groups(frame, level, before, after)
               for level in levels]
