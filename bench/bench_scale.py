@@ -106,8 +106,11 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of ``pid`` so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User and system CPU seconds of ``pid`` so far, all its threads (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

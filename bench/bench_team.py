@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the dashboard is not an installed package
 
+from bench_scale import _cpu_seconds, _settle, _status_kb, _tree  # noqa: E402
 from dashboard.served import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
 
 SESSIONS = 5
@@ -48,21 +49,7 @@ ACTION_MS = 60_000
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants, from ``/proc`` (0 once it is gone)."""
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        one = todo.pop()
-        if one in seen:
-            continue
-        seen.add(one)
-        try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            for task in Path(f"/proc/{one}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return total
+    return sum(_status_kb(one, "VmRSS") for one in _tree(pid)) * 1024
 
 
 class MemoryWatch(threading.Thread):
@@ -80,34 +67,25 @@ class MemoryWatch(threading.Thread):
             self.stopped.wait(1.0)
 
 
-def _cpu_ticks(pid: int) -> int:
-    """User and system clock ticks of a process and every process below it."""
-    total, todo = 0, [pid]
-    while todo:
-        one = todo.pop()
-        try:
-            total += sum(int(f) for f in Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
-            for task in Path(f"/proc/{one}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
 class CpuWatch:
     """From its start: the server's share of the machine's CPU time, and how busy the machine was."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.server, self.machine = pid, _cpu_ticks(pid), self._machine()
+        self.pid, self.server, self.machine = pid, self._server(pid), self._machine()
 
     @staticmethod
-    def _machine() -> tuple[int, int]:
-        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # all, idle and iowait
+    def _server(pid: int) -> float:
+        return sum(_cpu_seconds(one) for one in _tree(pid))
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        """CPU seconds of the machine since boot: all, and idle or waiting on input."""
+        fields = [int(f) / os.sysconf("SC_CLK_TCK") for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
 
     def shares(self) -> tuple[float, float]:
         """(server CPU / machine CPU available, machine CPU used / available) since the start."""
-        server = _cpu_ticks(self.pid) - self.server
+        server = self._server(self.pid) - self.server
         total, idle = (now - then for now, then in zip(self._machine(), self.machine))
         return server / max(total, 1), (total - idle) / max(total, 1)
 
@@ -124,12 +102,6 @@ def map_time(browser, url: str, timeout_s: float) -> float:
         return time.perf_counter() - start
     finally:
         context.close()
-
-
-def settle(page) -> None:
-    """Wait until Streamlit has finished running the script."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ACTION_MS)
 
 
 def slider(page, label: str):
@@ -173,7 +145,7 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
                 page.wait_for_timeout(400)
                 page.get_by_role("radio", name="UMAP", exact=True).click()
                 done += 2
-                settle(page)
+                _settle(page, ACTION_MS)
                 if time.time() >= until:
                     break
                 page.goto(f"{url}/discover")
@@ -190,7 +162,7 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
                 box.fill(long_pattern(session, round_))
                 box.press("Control+Enter")
                 done += 1
-                settle(page)
+                _settle(page, ACTION_MS)
             except Exception as error:  # a slow or refused action is counted, and the session goes on
                 failures.append(f"session {session} round {round_}: {type(error).__name__}: {str(error)[:160]}")
         browser.close()
