@@ -32,6 +32,8 @@ SIGNATURES = [str(SHARED / "censoredplanet" / "blockpage_signatures.json"),
               str(SHARED / "censoredplanet" / "false_positive_signatures.json")]
 CHECKPOINT = ROOT / "checkpoints" / "quack-sample.ckpt"
 MARK = "## Real pages: the dev set end to end"
+# Where the written tables end; what follows in BENCHMARKS.md is prose about them, kept.
+END = "<!-- end of bench_realpages tables -->"
 
 
 def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> dict[str, np.ndarray]:
@@ -118,7 +120,7 @@ def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tu
     return rows
 
 
-def _realistic(label: str, model, work: Path, seed: int = 0) -> list[tuple]:
+def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[tuple]]:
     """The realistic sample (5,000 measurements, seed 0) evaluated with the checkpoint: folds and truth."""
     from quack.cli.main import main as quack_main
     from quack.data.build import build_dataset
@@ -139,8 +141,13 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> list[tuple]:
     data = EvaluationData.from_dataset(out, encoded.latents, encoded.loss, truth=truth)
     report = evaluate_data(data, seed=seed)
     folds = report.summary()
-    return [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
+    return f"{label}: {_purity(report.truth['purity'])}", [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
              report.truth["scores"][name]["p@50"]) for name in report.methods]
+
+
+def _purity(purity: dict) -> str:
+    return (f"purity of the unknown families {purity['mean']:.2f}, at most {purity['ceiling']:.2f} with families this "
+            f"small, {purity['within_reach']:.2f} of the nearest a family can fill")
 
 
 def _measure(label: str, data_dir: Path, truth_file: Path, model, seed: int = 0) -> tuple[list[tuple], dict, object]:
@@ -176,7 +183,8 @@ def _measure(label: str, data_dir: Path, truth_file: Path, model, seed: int = 0)
             first = listed["record"].to_numpy()
             row += [distinct_at(family[first], 100), int(unknown[first].sum())]
         rows.append(tuple(row))
-    counts = {"undetermined": int(len(ranked)), "unknown": int(unknown[ranked].sum()),
+    purity = evaluate_data(data, truth_only=True, methods=["reconstruction_loss"], seed=seed).truth["purity"]
+    counts = {"undetermined": int(len(ranked)), "unknown": int(unknown[ranked].sum()), "purity": purity,
               "families": len(set(family[ranked]) - {""}),
               "templates": int(len(set(keys[ranked]))),
               "blockpage_templates": int(len(set(keys[ranked][unknown[ranked]])))}
@@ -198,7 +206,7 @@ def main() -> int:
     from quack.model.encoding import load_checkpoint
 
     started = time.perf_counter()
-    table, notes, sources, realistic = [], [], [], []
+    table, notes, sources, realistic, realistic_notes = [], [], [], [], []
     with tempfile.TemporaryDirectory() as work:
         for number, checkpoint in enumerate(args.checkpoint):
             model = load_checkpoint(str(checkpoint))
@@ -213,10 +221,13 @@ def main() -> int:
                 table += rows
                 notes.append(f"{label}: labels {info['rows_per_label']}; {counts['undetermined']} undetermined rows "
                              f"ranked, {counts['unknown']} unknown blockpages of {counts['families']} families; "
-                             f"{counts['templates']} templates, {counts['blockpage_templates']} of them blockpages")
+                             f"{counts['templates']} templates, {counts['blockpage_templates']} of them blockpages; "
+                             f"{_purity(counts['purity'])}")
             sources += _across_sources(checkpoint.stem, data, _origins(out, REAL / "truth.jsonl.gz"), 0)
             if not args.skip_realistic:
-                realistic += _realistic(checkpoint.stem, model, Path(work))
+                purity, rows = _realistic(checkpoint.stem, model, Path(work))
+                realistic += rows
+                realistic_notes.append(purity)
     elapsed = time.perf_counter() - started
     command = "python bench/bench_realpages.py --checkpoint " + " ".join(
         str(c) for c in args.checkpoint) + (" --skip-realistic" if args.skip_realistic else "")
@@ -245,6 +256,7 @@ def main() -> int:
         lines += ["", "The realistic sample (`quack sample --realistic`, 5,000 measurements, seed 0), ingested with "
                   "each checkpoint's tokenizer: mean AP over the leave-fingerprints-out folds, and AP and P@50 of "
                   "the ranking against its unknown blockpages (`quack evaluate --truth`).", "",
+                  *[f"- {note}" for note in realistic_notes], "",
                   "| checkpoint | ranking | folds AP | truth AP | truth P@50 |", "| --- | --- | ---: | ---: | ---: |"]
         for checkpoint, name, folds_ap, truth_ap, truth_p50 in realistic:
             lines.append(f"| {checkpoint} | {name} | {folds_ap:.2f} | {truth_ap:.2f} | {truth_p50:.2f} |")
@@ -255,9 +267,12 @@ def main() -> int:
         current = path.read_text(encoding="utf-8")
         if MARK in current:
             head, _, rest = current.partition(MARK)
-            ends = [at for at in (rest.find("\nLabel change"), rest.find("\n## ")) if at >= 0]
-            tail = rest[min(ends):] if ends else ""
-            current = head + text + tail
+            if END in rest:
+                tail = rest[rest.index(END) + len(END):]
+            else:
+                ends = [at for at in (rest.find("\nLabel change"), rest.find("\n## ")) if at >= 0]
+                tail = rest[min(ends):] if ends else ""
+            current = head + text + END + tail
         else:
             current = current.rstrip("\n") + "\n\n" + text
         path.write_text(current, encoding="utf-8")

@@ -58,8 +58,13 @@ def _figures(state: rankings.EvaluationState) -> None:
     cards[1].metric("Hidden records", f"{hidden:,}")
     cards[2].metric("Best method", rankings.method_name(best), delta=f"AP {state.aps[best]:.2f}", delta_color="off",
                     delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
-    cards[3].metric("Purity", f"{report.purity['mean']:.2f}",
-                    help="Share of a hidden record's ten nearest latents that belong to its own family.")
+    purity = report.purity
+    small = purity.get("ceiling", 1.0) < 1.0
+    cards[3].metric("Purity", f"{purity['mean']:.2f}", delta=f"of at most {purity['ceiling']:.2f}" if small else None,
+                    delta_color="off", delta_arrow="off",
+                    help="Share of a hidden record's ten nearest latents that belong to its own family. A family of "
+                         "fewer than eleven records cannot fill ten places, which caps the figure"
+                         + (f"; of the places its family could fill, {purity['within_reach']:.2f}." if small else "."))
     table = rankings.summary_table(report)
     if report.truth is not None:
         k = rankings.TABLE_TOP[0]

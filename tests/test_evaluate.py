@@ -10,7 +10,7 @@ import pytest
 from quack.cli.main import main
 from quack.discovery import evaluation as ev
 from quack.discovery.evaluation_data import EvaluationData, families_of, family_of, text_counts, token_counts
-from quack.discovery.rankers import METHODS, score_rows
+from quack.discovery.rankers import METHODS, SharedFeatures, score_rows
 from quack.discovery.report import (EvaluationReport, average_precision, precision_at, rank, ranking_scores,
                                     recall_at)
 from quack.schema import Label
@@ -135,7 +135,25 @@ def test_a_family_only_the_latents_show_is_found_by_the_latent_methods():
     ap = ap_of(report)
     assert ap["censored_distance"] == 1.0 and ap["hdbscan_clusters"] > 0.9
     assert all(ap[method] < 0.5 for method in ("bag_of_tokens", "tfidf_text", "reconstruction_loss")), ap
-    assert report.purity == {"mean": 1.0, "records": 30, "by_family": {"h": 1.0}}
+    assert report.purity == {"mean": 1.0, "ceiling": 1.0, "within_reach": 1.0, "records": 30, "by_family": {"h": 1.0}}
+
+
+def test_purity_says_how_much_families_smaller_than_the_neighbours_can_score():
+    data = synthetic("latent")
+    # Ten families of four rows, each tight and far from the others: at most 3 of 10 neighbours are kin.
+    rows = np.flatnonzero(data.labels == Label.UNDETERMINED)[:40]
+    rng = np.random.default_rng(1)
+    data.latents[rows] = rng.normal(scale=100, size=(10, 8))[np.arange(40) // 4] + rng.normal(scale=0.01, size=(40, 8))
+    groups = np.full(len(data.labels), "", dtype=object)
+    groups[rows] = [f"f{i // 4}" for i in range(40)]
+    purity = ev._purity(SharedFeatures(data, 5), rows, groups)
+    assert purity["mean"] == pytest.approx(0.3) and purity["ceiling"] == pytest.approx(0.3)
+    assert purity["within_reach"] == pytest.approx(1.0)
+    # Each group split between two places: one of a row's three nearest is kin.
+    mixed = groups.copy()
+    mixed[rows] = [f"m{(i % 2) + 2 * (i // 8)}" for i in range(40)]
+    half = ev._purity(SharedFeatures(data, 5), rows, mixed)
+    assert half["within_reach"] < 0.6 and half["ceiling"] == pytest.approx(0.3)
 
 
 def test_with_a_truth_unknown_blockpages_count_as_censorship_but_not_as_hits():

@@ -30,7 +30,9 @@ precision, over the ranking of all undetermined rows (ties in a random order dra
 the seed); the report gives each figure per fold and its mean and standard deviation
 over folds. The **purity** of a hidden record is the share of its ten nearest latents
 (among all rows, itself left out) that belong to its own family: how well the latent
-space alone keeps a family together, whatever the method.
+space alone keeps a family together, whatever the method. A family of fewer than eleven
+rows cannot fill ten places, so the report also gives the purity's ceiling and the purity
+within reach: the share of the ``min(10, rows of the family - 1)`` nearest in the family.
 
 With a ground-truth file (the built-in sample writes one), one more run trains on every
 fingerprint label and scores the ranking against the records the truth calls unknown
@@ -206,12 +208,26 @@ def _run(
 
 
 def _purity(shared: SharedFeatures, rows: np.ndarray, groups: np.ndarray) -> dict:
-    """Share of each row's nearest latents in its own group: mean over rows and per group."""
+    """Share of each row's nearest latents in its own group: mean over rows and per group.
+
+    A group of ``n`` rows can fill at most ``n - 1`` of a row's ten nearest, so beside the
+    ``mean`` the result gives its ``ceiling`` (what perfectly kept families would score) and
+    ``within_reach``: the share of the ``min(10, n - 1)`` nearest in the row's own group,
+    mean over the rows of groups of two or more.
+    """
     if not len(rows):
-        return {"mean": float("nan"), "records": 0, "by_family": {}}
-    share = (groups[shared.neighbours(rows)] == groups[rows][:, None]).mean(axis=1)
+        return {"mean": float("nan"), "ceiling": float("nan"), "within_reach": float("nan"), "records": 0,
+                "by_family": {}}
+    same = groups[shared.neighbours(rows)] == groups[rows][:, None]
+    share = same.mean(axis=1)
+    names, sizes = np.unique(groups, return_counts=True)
+    reach = np.minimum(same.shape[1], sizes[np.searchsorted(names, groups[rows])] - 1)
+    filled = np.cumsum(same, axis=1)[np.arange(len(rows)), np.maximum(reach, 1) - 1]
+    in_reach = reach > 0
     by_family = {str(name): float(share[groups[rows] == name].mean()) for name in np.unique(groups[rows])}
-    return {"mean": float(share.mean()), "records": int(len(rows)), "by_family": by_family}
+    return {"mean": float(share.mean()), "ceiling": float((reach / same.shape[1]).mean()),
+            "within_reach": float((filled[in_reach] / reach[in_reach]).mean()) if in_reach.any() else float("nan"),
+            "records": int(len(rows)), "by_family": by_family}
 
 
 def _check_options(methods: Sequence[str] | None, top: Sequence[int], min_rows: int) -> tuple[list[str], list[int]]:

@@ -183,7 +183,7 @@ class EvaluationReport:
         if self.folds:
             lines.append(
                 f"purity: {_number(self.purity['mean'])} of the {NEIGHBOURS} nearest latents of a hidden record are "
-                f"of its own family (mean over {self.purity['records']} records)"
+                f"of its own family (mean over {self.purity['records']} records); {_reach(self.purity)}"
             )
         if self.truth is not None:
             truth = self.truth
@@ -200,8 +200,14 @@ class EvaluationReport:
             if "f@" + str(self.top[0]) in scores["random"]:
                 lines.append("F@K: distinct unknown pages (families) among the first K")
             lines.append(f"purity of unknown pages: {_number(truth['purity']['mean'])} "
-                         f"(mean over {truth['purity']['records']} records)")
+                         f"(mean over {truth['purity']['records']} records); {_reach(truth['purity'])}")
         return "\n".join(lines)
+
+
+def _reach(purity: dict) -> str:
+    """The purity's ceiling and its figure within reach, for a family of fewer than eleven rows."""
+    return (f"at most {_number(purity.get('ceiling', float('nan')))} with families this small, "
+            f"{_number(purity.get('within_reach', float('nan')))} of the nearest a family can fill")
 
 
 def _label_counts(rows_per_label: dict[str, int]) -> str:
