@@ -88,11 +88,11 @@ def main() -> None:
         logging.getLogger("quack.dashboard").exception("page %s failed", page.title)
         errors.show(f"Something went wrong on this page ({type(error).__name__}: {error}); the other pages still work.")
     finally:
-        # Compiling UMAP takes a core for several seconds; starting it once the page is
-        # drawn keeps both cores for the first encoding, so the first map comes sooner.
-        from quack.latents.maps import warm_umap
+        # Compiling UMAP takes a core for several seconds; starting its worker once the page
+        # is drawn keeps both cores for the first encoding, so the first map comes sooner.
+        from dashboard import fit_process
 
-        warm_umap()
+        fit_process.warm()
         # Last: after a page's st.stop, Streamlit ends the run at the next message sent.
         links.write(page.title, link)
 

@@ -151,6 +151,7 @@ def umap_job(
     tuple
         The result's key and the job computing it (None when not started).
     """
+    from dashboard import fit_process
     from quack.latents.maps import umap_at_scale
 
     latents = encoded(s).latents
@@ -161,7 +162,8 @@ def umap_job(
 
     def compute() -> np.ndarray:
         return umap_at_scale(latents, fitted_by, dims, fit_rows=fit_rows, n_neighbors=n_neighbors,
-                             min_dist=min_dist, metric=metric, seed=0, progress=progress)
+                             min_dist=min_dist, metric=metric, seed=0, progress=progress,
+                             project=fit_process.umap_project)
 
     return key, jobs.store().submit(key, compute, start=start, owner=session.session_id())
 

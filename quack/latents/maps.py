@@ -210,6 +210,7 @@ def umap_at_scale(
     metric: str = "euclidean",
     seed: int | None = 0,
     progress=None,
+    project=None,
 ) -> np.ndarray:
     """A UMAP map of any number of latents: fitted on a bounded sample, the rest placed by it.
 
@@ -231,6 +232,9 @@ def umap_at_scale(
     progress : callable, optional
         Called as ``progress(done, total)``: ``(0, N)`` while UMAP is fitted, then with
         the fitted and placed rows while the other rows are placed, ``(N, N)`` at the end.
+    project : callable, optional
+        Fits the sample, called as :func:`umap_project` is (the default); the dashboard
+        fits in a worker process.
 
     Returns
     -------
@@ -239,11 +243,12 @@ def umap_at_scale(
     """
     import torch
 
+    project = umap_project if project is None else project
     x = latent_matrix(latents, n_components + 2, "UMAP")
     if progress is not None:
         progress(0, x.shape[0])
     if not fit_rows or x.shape[0] <= fit_rows:
-        coords = umap_project(x, n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=seed)
+        coords = project(x, n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, seed=seed)
         if progress is not None:
             progress(x.shape[0], x.shape[0])
         return coords
@@ -251,7 +256,7 @@ def umap_at_scale(
     if x.shape[1] > _UMAP_INPUT_DIMS:
         x = pca(x, _UMAP_INPUT_DIMS)
     coords = np.empty((x.shape[0], n_components), dtype=np.float32)
-    coords[fitted] = umap_project(x[fitted], n_components, n_neighbors=n_neighbors, min_dist=min_dist,
+    coords[fitted] = project(x[fitted], n_components, n_neighbors=n_neighbors, min_dist=min_dist,
                                   metric=metric, seed=seed)
     rest = np.setdiff1d(np.arange(x.shape[0]), fitted)
     # Placing a row costs a distance to every reference row; a subset of the fitted rows
