@@ -58,9 +58,9 @@ def _executor() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            from quack.data.parallel import _context
+            from quack.data.parallel import process_context
 
-            _pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=_context("quack.latents.maps"),
+            _pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=process_context("quack.latents.maps"),
                                         initializer=_start)
         return _pool
 

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["Workers", "available_cores"]
+__all__ = ["Workers", "available_cores", "process_context"]
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _context(module: str) -> BaseContext:
+def process_context(module: str) -> BaseContext:
     """Where workers come from: a fork server that imported ``module`` (one import for all), else spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -141,7 +141,7 @@ class Workers:
         # per worker, waiting or done, so that the jobs in memory stay few.
         pending: deque[Future | _Ran] = deque()
         if self._pool is None:
-            context = _context(function.__module__)
+            context = process_context(function.__module__)
             # The first job is done here while the workers' processes start.
             pending.append(_Ran.of(function, reader.next(), here))
             self._pool = ProcessPoolExecutor(others, mp_context=context, initializer=_start_worker)
