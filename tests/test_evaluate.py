@@ -260,6 +260,10 @@ def test_quack_evaluate_writes_every_method_with_sane_values(tiny, capsys):
     assert 0.0 <= document["purity"]["mean"] <= 1.0 and 0.0 <= document["truth"]["purity"]["mean"] <= 1.0
     assert all(fold["scores"][m]["c@5"] >= fold["scores"][m]["p@5"] for fold in document["folds"] for m in METHODS)
     assert document["checkpoint"] == str(tiny["checkpoint"])
+    # The truth table counts distinct pages in whole numbers.
+    truth_table = printed[printed.index("against the ground truth"):]
+    counted = [line.split()[-1] for line in truth_table.splitlines() if line.split()[:1] == ["latents_and_text"]]
+    assert counted and counted[0].isdigit(), truth_table
     assert "against the ground truth" in printed and f"wrote {out}" in printed
 
 

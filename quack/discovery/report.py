@@ -226,7 +226,10 @@ def _figure_table(summary: dict, top: Sequence[int], spread: bool, censorship: b
         cells = []
         for figure in figures:
             mean, sd = values[figure]["mean"], values[figure]["sd"]
-            cells.append(f"{_number(mean)}±{_number(sd)}" if spread else _number(mean))
+            if figure.startswith("f@") and not spread and mean is not None and float(mean).is_integer():
+                cells.append(str(int(mean)))  # a count of pages in one run
+            else:
+                cells.append(f"{_number(mean)}±{_number(sd)}" if spread else _number(mean))
         lines.append(f"{method:<20}" + "".join(f"{cell:>{width + 1}}" for cell in cells))
     return lines
 
