@@ -96,7 +96,11 @@ class JobStore:
     max_items : int
         Results kept; the least recently used goes first.
     work_workers : int
-        Threads for maps and other background work.
+        Threads for background work other than UMAP maps.
+    map_workers : int
+        Threads for UMAP maps. Each waits while the dashboard's worker process fits
+        (:mod:`dashboard.fit_process`), so maps queue here instead of holding the work
+        threads the evaluation needs.
     training_workers : int
         Threads for training runs.
     max_bytes : int
@@ -110,7 +114,7 @@ class JobStore:
         to drop, so other sessions' many small results cannot push them out.
     """
 
-    def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2,
+    def __init__(self, max_items: int = 48, work_workers: int = 2, training_workers: int = 2, map_workers: int = 1,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_queued: int = MAX_QUEUED,
                  max_queued_per_session: int = MAX_QUEUED_PER_SESSION, max_foreground: int = MAX_FOREGROUND,
                  kept: Callable[[Hashable], bool] | None = None, max_kept: int = MAX_KEPT) -> None:
@@ -131,6 +135,7 @@ class JobStore:
         self._lock = threading.Lock()
         # Daemon threads: a stopped server exits without waiting for a running map or run.
         self.work = DaemonPool(work_workers, "quack-work")
+        self.maps = DaemonPool(map_workers, "quack-maps")
         self.training = DaemonPool(training_workers, "quack-train")
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -183,8 +188,8 @@ class JobStore:
                    and (owner is None or owner in self._waiters.get(key, ())))
 
     def submit(self, key: Hashable, compute: Callable[[], Any], start: bool = True,
-               owner: str | None = None) -> Future | None:
-        """Compute a result on the work executor, once per key; it is stored under ``key``.
+               owner: str | None = None, maps: bool = False) -> Future | None:
+        """Compute a result on the work executor (``maps``: the maps' executor), once per key; it is stored under ``key``.
 
         Parameters
         ----------
@@ -222,7 +227,7 @@ class JobStore:
                 if self._queued(None) >= self.max_queued:
                     raise QueueFull(f"The server already has {self.max_queued} computations waiting for all "
                                     "sessions; try again in a minute.")
-                job = self.work.submit(self._run, key, compute)
+                job = (self.maps if maps else self.work).submit(self._run, key, compute)
                 self._jobs[key] = job
             return job
 
@@ -320,4 +325,5 @@ class JobStore:
     def shutdown(self) -> None:
         """Stop both executors once their jobs end."""
         self.work.shutdown(wait=True)
+        self.maps.shutdown(wait=True)
         self.training.shutdown(wait=True)

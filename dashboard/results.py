@@ -165,7 +165,7 @@ def umap_job(
                              min_dist=min_dist, metric=metric, seed=0, progress=progress,
                              project=fit_process.umap_project)
 
-    return key, jobs.store().submit(key, compute, start=start, owner=session.session_id())
+    return key, jobs.store().submit(key, compute, start=start, owner=session.session_id(), maps=True)
 
 
 def default_umap(s: Session) -> np.ndarray | None:

@@ -185,3 +185,16 @@ def test_a_process_ending_while_a_job_runs_in_torch_exits_cleanly():
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-500:]
     assert "terminate called" not in done.stderr
+
+
+def test_a_waiting_map_holds_no_thread_the_other_work_needs():
+    store = jobs.JobStore(work_workers=1, map_workers=1, training_workers=1)
+    release = threading.Event()
+    try:
+        fitting = store.submit("map", lambda: release.wait(30) and "map", maps=True)
+        other = store.submit("evaluation", lambda: "done")
+        assert other.result(timeout=10) == "done" and not fitting.done()
+    finally:
+        release.set()
+    assert fitting.result(timeout=10) == "map"
+    store.shutdown()
