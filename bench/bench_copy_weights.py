@@ -76,7 +76,7 @@ def _weights(name, data, labels, seed, tfidf, domains, countries):
         return _neighbour_copies(data, labels, tfidf, domains, countries, consistency=True)
     if name == "... times the supervised TF-IDF probability":
         return _neighbour_copies(data, labels, tfidf, domains, countries, consistency=False,
-                                 probability=rankers._logistic(tfidf, labels, seed))
+                                 probability=rankers.score_rows("tfidf_text", data, labels, seed))
     raise KeyError(name)
 
 

@@ -80,10 +80,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if jobs is None:
         return
     jobs.store().shutdown()
-    maps = sys.modules.get("quack.latents.maps")
-    if maps is not None:
-        # The app starts the UMAP warm-up after every page; the same thread on every call.
-        maps.warm_umap().join(timeout=300)
 
 
 def plotly_array(value) -> np.ndarray:

@@ -1,6 +1,5 @@
 """Maps of the latent space: PCA, UMAP, UMAP at scale and its warm-up."""
 
-import threading
 import warnings
 
 import numpy as np
@@ -88,14 +87,6 @@ def test_umap_three_dimensions_and_same_seed_same_map():
 def test_umap_rejects_options_out_of_range(options, message):
     with pytest.raises(ValueError, match=message):
         maps.umap_project(two_blobs(n=30, h=4), **options)
-
-def test_warm_umap_runs_once_in_the_background():
-    first = maps.warm_umap()
-    second = maps.warm_umap()
-    assert first is second and isinstance(first, threading.Thread) and first.daemon
-    first.join(timeout=600)
-    assert maps.umap_ready()
-
 
 def test_fit_sample_keeps_every_label_and_the_bound():
     labels = np.array([1] * 30 + [0] * 3_000 + [-1] * 20_000)

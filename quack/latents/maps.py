@@ -1,13 +1,12 @@
 """Two- and three-dimensional maps of latent vectors: PCA, UMAP, and UMAP at any scale.
 
 PCA answers at once and serves as the first map; UMAP gives the better map but its
-numba code takes several seconds to compile in a fresh process, so `warm_umap` compiles
-it in a background thread while the user looks at the PCA map.
+numba code takes several seconds to compile in a fresh process (the dashboard fits in a
+worker process that compiles it when it starts: ``dashboard.fit_process``).
 """
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
@@ -20,8 +19,6 @@ __all__ = [
     "umap_project",
     "fit_sample",
     "umap_at_scale",
-    "warm_umap",
-    "umap_ready",
 ]
 
 # UMAP's cost grows with the input width; 50 principal components keep almost all of
@@ -34,10 +31,6 @@ _UMAP_INPUT_DIMS = 50
 _EXACT_KNN_MAX_ROWS = 100_000
 # Fitted rows that place the others in a map at scale.
 _LANDMARKS = 20_000
-
-_warm_lock = threading.Lock()
-_warm_thread: threading.Thread | None = None
-_warm_done = threading.Event()
 
 
 def pca(latents: np.ndarray, n_components: int = 2, fit_rows: int = 200_000) -> np.ndarray:
@@ -276,41 +269,3 @@ def umap_at_scale(
             progress(len(fitted) + min(start + chunk, len(rest)), x.shape[0])
     return coords
 
-
-def _compile_umap() -> None:
-    try:
-        rng = np.random.default_rng(0)
-        # The same options as the dashboard's maps, so the same compiled code serves them.
-        umap_project(rng.normal(size=(256, 8)).astype(np.float32), seed=0)
-    finally:
-        _warm_done.set()
-
-
-def warm_umap() -> threading.Thread:
-    """Compile UMAP's numba code in a background thread, once per process.
-
-    numba keeps what it can in ``NUMBA_CACHE_DIR`` when that is set before it is first
-    imported (the dashboard sets it to its cache folder).
-
-    Returns
-    -------
-    threading.Thread
-        The (daemon) thread doing the work; the same thread on every call.
-    """
-    global _warm_thread
-    with _warm_lock:
-        if _warm_thread is None:
-            _warm_thread = threading.Thread(target=_compile_umap, name="quack-warm-umap", daemon=True)
-            _warm_thread.start()
-        return _warm_thread
-
-
-def umap_ready() -> bool:
-    """Whether `warm_umap` has finished, so a UMAP fit starts without compiling.
-
-    Returns
-    -------
-    bool
-        True once the warm-up fit has run (successfully or not).
-    """
-    return _warm_done.is_set()
