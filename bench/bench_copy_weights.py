@@ -129,13 +129,9 @@ def main() -> int:
                 for which, (data, domains, countries) in sets.items():
                     shared = rankers.SharedFeatures(data, 5)
 
-                    def score(data_, shared_, labels, seed, data=data, domains=domains, countries=countries):
-                        standard = (data_.latents - data_.latents.mean(axis=0)) / (data_.latents.std(axis=0) + 1e-6)
-                        from scipy import sparse
-
-                        features = sparse.hstack([shared_.tfidf, sparse.csr_matrix(standard * rankers.LATENT_WEIGHT)])
+                    def score(data_, shared_, labels, seed, domains=domains, countries=countries):
                         weights = _weights(name, data_, labels, seed, shared_.tfidf, domains, countries)
-                        return rankers.unlabelled_logistic(features.tocsr(), labels, seed, weights=weights)
+                        return rankers.latents_and_text(data_, shared_, labels, seed, weights=weights)
 
                     rankers.METHODS["weighted"] = rankers.Method("weighted", name, score)
                     try:

@@ -141,8 +141,9 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
     data = EvaluationData.from_dataset(out, encoded.latents, encoded.loss, truth=truth)
     report = evaluate_data(data, seed=seed)
     folds = report.summary()
-    return f"{label}: {_purity(report.truth['purity'])}", [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
+    rows = [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
              report.truth["scores"][name]["p@50"]) for name in report.methods]
+    return f"{label}: {_purity(report.truth['purity'])}", rows
 
 
 def _purity(purity: dict) -> str:

@@ -59,7 +59,7 @@ def _figures(state: rankings.EvaluationState) -> None:
     cards[2].metric("Best method", rankings.method_name(best), delta=f"AP {state.aps[best]:.2f}", delta_color="off",
                     delta_arrow="off", help="By mean average precision; the Candidates tab ranks by it.")
     purity = report.purity
-    small = purity.get("ceiling", 1.0) < 1.0
+    small = purity["ceiling"] < 1.0
     cards[3].metric("Purity", f"{purity['mean']:.2f}", delta=f"of at most {purity['ceiling']:.2f}" if small else None,
                     delta_color="off", delta_arrow="off",
                     help="Share of a hidden record's ten nearest latents that belong to its own family. A family of "

@@ -215,7 +215,7 @@ def _report(aps: dict[str, list[float]], ranked: int = 30):
         folds.append({"hidden": [f"family_{i}"], "positives": 3, "ranked": ranked, "scores": scores})
     return EvaluationReport(data="test", checkpoint=None, rows=100, rows_per_label={"1": 10, "0": 30, "-1": 60},
                             families={"family_0": 3}, top=[5, 10, 50], methods=methods, folds=folds,
-                            purity={"mean": 0.5, "records": 6, "by_family": {}})
+                            purity={"mean": 0.5, "ceiling": 1.0, "within_reach": 0.5, "records": 6, "by_family": {}})
 
 
 def test_best_method_is_the_highest_mean_average_precision():

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from quack.discovery.evaluation_data import EvaluationData
 
 __all__ = ["COPY_NEIGHBOURS", "COPY_SAMPLE", "LATENT_WEIGHT", "METHODS", "Method", "NEIGHBOURS", "PU_FOLDS", "TEST_SIZE",
-           "SharedFeatures", "copy_weights", "score_rows", "unlabelled_logistic"]
+           "SharedFeatures", "copy_weights", "latents_and_text", "score_rows", "unlabelled_logistic"]
 
 #: Neighbours averaged by the purity figure and by the censored-distance method.
 NEIGHBOURS = 10
@@ -248,13 +248,21 @@ def copy_weights(latents: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarr
     return weights
 
 
-def _latents_and_text(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
+def latents_and_text(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int,
+                     weights: np.ndarray | None = None) -> np.ndarray:
+    """The ``latents_and_text`` method: every row's score, with each row weighed as an example by ``weights``.
+
+    ``weights`` default to :func:`copy_weights`, as the method in :data:`METHODS` has them;
+    ``bench/bench_copy_weights.py`` measures it with others.
+    """
     from scipy import sparse
 
     latents = data.latents.astype(np.float64)
     standard = (latents - latents.mean(axis=0)) / (latents.std(axis=0) + 1e-6)
     features = sparse.hstack([shared.tfidf, sparse.csr_matrix(standard * LATENT_WEIGHT)]).tocsr()
-    return unlabelled_logistic(features, labels, seed, weights=copy_weights(data.latents, labels, seed))
+    if weights is None:
+        weights = copy_weights(data.latents, labels, seed)
+    return unlabelled_logistic(features, labels, seed, weights=weights)
 
 
 def _bag_of_tokens(data: EvaluationData, shared: SharedFeatures, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -316,7 +324,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _latent_unlabelled),
     Method("latents_and_text", "logistic regression on the latents and the TF-IDF words together, learned as "
            "latent_unlabelled learns (undetermined rows as uncensored, out of fold), each undetermined row weighed "
-           "1 / (1 + its near copies in latent space)", _latents_and_text),
+           "1 / (1 + its near copies in latent space)", latents_and_text),
     Method("bag_of_tokens", "logistic regression on counts of each token id", _bag_of_tokens),
     Method("tfidf_text", "logistic regression on TF-IDF of the words of status, headers and body", _tfidf_text),
     Method("reconstruction_loss", "the autoencoder's reconstruction loss, higher first (no labels)",

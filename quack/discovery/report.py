@@ -206,8 +206,8 @@ class EvaluationReport:
 
 def _reach(purity: dict) -> str:
     """The purity's ceiling and its figure within reach, for a family of fewer than eleven rows."""
-    return (f"at most {_number(purity.get('ceiling', float('nan')))} with families this small, "
-            f"{_number(purity.get('within_reach', float('nan')))} of the nearest a family can fill")
+    return (f"at most {_number(purity['ceiling'])} with families this small, "
+            f"{_number(purity['within_reach'])} of the nearest a family can fill")
 
 
 def _label_counts(rows_per_label: dict[str, int]) -> str:

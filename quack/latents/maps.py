@@ -250,7 +250,7 @@ def umap_at_scale(
         x = pca(x, _UMAP_INPUT_DIMS)
     coords = np.empty((x.shape[0], n_components), dtype=np.float32)
     coords[fitted] = project(x[fitted], n_components, n_neighbors=n_neighbors, min_dist=min_dist,
-                                  metric=metric, seed=seed)
+                             metric=metric, seed=seed)
     rest = np.setdiff1d(np.arange(x.shape[0]), fitted)
     # Placing a row costs a distance to every reference row; a subset of the fitted rows
     # as landmarks places as well and keeps a million rows within minutes.
@@ -268,4 +268,3 @@ def umap_at_scale(
         if progress is not None:
             progress(len(fitted) + min(start + chunk, len(rest)), x.shape[0])
     return coords
-
