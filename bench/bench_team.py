@@ -11,12 +11,18 @@ A warm-up visit builds and encodes the sample and fits the default UMAP map once
     page's cluster size slider and a long pattern in its pattern box. Meanwhile a sixth
     context opens the Latent map fresh again and again and is timed the same way.
 
+With ``--server-cpus`` the server, its UMAP worker and the timed browser are kept on some
+processors and the driving sessions on the others, as when a team's browsers run on their
+own machines; ``py-spy``, when installed, samples how much of the time under load the
+server's interpreter lock is held.
+
 The server's resident memory (its process and every child, summed from ``/proc``) is
 sampled every second throughout and its peak reported, with the server's share of the
 machine's CPU time under load: on one machine the driving browsers take CPU that browsers
 on the team's own machines would not.
 
     python bench/bench_team.py --seconds 120
+    python bench/bench_team.py --seconds 120 --server-cpus 0 --alone 12
 
 Prints one line per step and a Markdown table for BENCHMARKS.md.
 """
@@ -28,6 +34,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -88,6 +95,42 @@ class CpuWatch:
         server = self._server(self.pid) - self.server
         total, idle = (now - then for now, then in zip(self._machine(), self.machine))
         return server / max(total, 1), (total - idle) / max(total, 1)
+
+
+class GilWatch(threading.Thread):
+    """Samples, 50 times a second for ``seconds``, which thread of the server holds its interpreter lock (py-spy).
+
+    ``held`` is the share of the samples in which some thread held it (None when py-spy is not
+    installed or failed); ``top`` the three threads that held it most, with their shares of all samples.
+    """
+
+    RATE = 50
+
+    def __init__(self, pid: int, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.seconds = pid, seconds
+        self.held: float | None = None
+        self.top: list[tuple[str, float]] = []
+
+    def run(self) -> None:
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if spy is None or self.seconds < 1:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "gil.txt"
+            subprocess.run([spy, "record", "--gil", "--threads", "--pid", str(self.pid), "--rate", str(self.RATE),
+                            "--duration", str(round(self.seconds)), "--format", "raw", "-o", str(out)],
+                           capture_output=True, timeout=self.seconds + 60)
+            if not out.exists():
+                return
+            threads: dict[str, int] = {}
+            for line in out.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                name = stack.split(";", 1)[0].split(": ", 1)[-1]
+                threads[name] = threads.get(name, 0) + int(count)
+        expected = self.RATE * round(self.seconds)
+        self.held = sum(threads.values()) / expected
+        self.top = [(name, n / expected) for name, n in sorted(threads.items(), key=lambda kv: -kv[1])[:3]]
 
 
 def map_time(browser, url: str, timeout_s: float) -> float:
@@ -190,10 +233,21 @@ def main() -> None:
                         help="the processors the five driving sessions and their Chromium may use (default: all); "
                              "one of two leaves the other to the server and the timed browser, as browsers on "
                              "the team's own machines would")
+    parser.add_argument("--server-cpus", type=int, nargs="+", default=None, metavar="CPU",
+                        help="the processors the server, its worker and the timed browser may use (default: all); "
+                             "the driving sessions then default to the others, so that no driving browser renders "
+                             "on the server's processors")
+    parser.add_argument("--gil-seconds", type=float, default=60,
+                        help="under load, sample for this long which thread holds the server's interpreter lock "
+                             "(`py-spy record --gil`; skipped when py-spy is not installed; 0: never)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     drivers_cpus = set(args.drivers_cpus) if args.drivers_cpus else None
+    if args.server_cpus:
+        # Inherited by the server, its worker process and the timed Chromium.
+        os.sched_setaffinity(0, set(args.server_cpus))
+        drivers_cpus = drivers_cpus or set(range(os.cpu_count() or 1)) - set(args.server_cpus) or None
     cache = Path(tempfile.mkdtemp(prefix="quack-bench-team-"))
     env = dict(os.environ, QUACK_CACHE_DIR=str(cache), QUACK_CHECKPOINT_DIR=str(cache / "checkpoints"),
                QUACK_SAMPLE_SIZE=str(args.sample))
@@ -223,6 +277,8 @@ def main() -> None:
                 cpu = CpuWatch(running.process.pid)
                 # Let the five sessions get going before the first timed visit.
                 time.sleep(min(15.0, args.seconds / 4))
+                gil = GilWatch(running.process.pid, min(args.gil_seconds, until - time.time() - 5))
+                gil.start()
                 loaded = []
                 while time.time() < until:
                     loaded.append(map_time(browser, running.url, args.timeout))
@@ -234,6 +290,7 @@ def main() -> None:
                 for driver in drivers:
                     driver.join()
                 server_share, busy = cpu.shares()
+                gil.join()
                 browser.close()
             watch.stopped.set()
             watch.join()
@@ -251,7 +308,10 @@ def main() -> None:
     print(f"| {alone_s:.2f} | {loaded_s:.2f} / {max(loaded):.2f} | {loaded_s / alone_s:.1f}x / "
           f"{max(loaded) / alone_s:.1f}x | {len(alone)} / {len(loaded)} | {idle_rss / 2**20:,.0f} / "
           f"{watch.peak / 2**20:,.0f} |")
-    print(f"\n{len(os.sched_getaffinity(0))} cores; sample {args.sample:,}; {args.seconds:.0f} s of load; "
+    if gil.held is not None:
+        print(f"\nthe server's interpreter lock was held {100 * gil.held:.0f} % of {gil.seconds:.0f} s under load; "
+              "the threads that held it most: " + "; ".join(f"{name} {100 * share:.0f} %" for name, share in gil.top))
+    print(f"\n{os.cpu_count()} cores, the server on {sorted(os.sched_getaffinity(0))}; sample {args.sample:,}; {args.seconds:.0f} s of load; "
           f"drivers on CPUs {'all' if drivers_cpus is None else sorted(drivers_cpus)}; under load the server took {100 * server_share:.0f} % of the "
           f"machine's CPU time, the machine was {100 * busy:.0f} % busy; Python {sys.version.split()[0]}")
 
