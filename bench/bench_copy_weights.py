@@ -2,7 +2,7 @@
 
 Run from the checkout (about five minutes a checkpoint on two CPU cores)::
 
-    python bench/bench_copy_weights.py [--checkpoint CKPT ...]
+    python bench/bench_copy_weights.py [--checkpoint CKPT ...] [--latent-weights W ...]
 
 For each checkpoint (default: the shipped one) it builds and encodes the realistic sample
 (``quack sample --realistic``, 5,000 measurements, seed 0) and, where
@@ -10,7 +10,8 @@ For each checkpoint (default: the shipped one) it builds and encodes the realist
 scores ``latents_and_text`` with each weighting of :data:`WEIGHTS`: mean AP over the
 realistic sample's leave-fingerprints-out folds, AP and P@50 against its truth, and AP on
 the real dev set. ``oracle`` is no method: it weighs the rows of the family a fold hid 0,
-and shows how far the weights alone could take the folds.
+and shows how far the weights alone could take the folds. With ``--latent-weights`` it
+scores the shipped copy weights with each weight of the latents beside the words instead.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def _load(raw: Path, out: Path, model, truth_file: Path, signatures=None):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, nargs="+", default=[CHECKPOINT])
+    parser.add_argument("--latent-weights", type=float, nargs="+", default=None, metavar="W",
+                        help="score the shipped copy weights with each of these weights of the latents beside the "
+                             "words, instead of the weightings of WEIGHTS")
     args = parser.parse_args()
     from quack.cli.main import main as quack_main
     from quack.discovery import rankers
@@ -112,6 +116,8 @@ def main() -> int:
     from quack.schema import Label
 
     started = time.perf_counter()
+    variants = ([(f"copies, latent weight {w:g}", "copies (shipped)", w) for w in args.latent_weights]
+                if args.latent_weights else [(name, name, rankers.LATENT_WEIGHT) for name in WEIGHTS])
     lines = ["| checkpoint | weights | realistic folds AP | realistic truth AP | realistic truth P@50 | real dev AP |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as work:
@@ -124,16 +130,18 @@ def main() -> int:
             if (REAL / "measurements.jsonl.gz").is_file():
                 sets["real"] = _load(REAL / "measurements.jsonl.gz", Path(work) / f"d{number}", model,
                                      REAL / "truth.jsonl.gz", SIGNATURES)
-            for name in WEIGHTS:
+            for label, name, latent_weight in variants:
                 figures = {}
                 for which, (data, domains, countries) in sets.items():
                     shared = rankers.SharedFeatures(data, 5)
 
-                    def score(data_, shared_, labels, seed, domains=domains, countries=countries):
+                    def score(data_, shared_, labels, seed, domains=domains, countries=countries, name=name,
+                              latent_weight=latent_weight):
                         weights = _weights(name, data_, labels, seed, shared_.tfidf, domains, countries)
-                        return rankers.latents_and_text(data_, shared_, labels, seed, weights=weights)
+                        return rankers.latents_and_text(data_, shared_, labels, seed, weights=weights,
+                                                        latent_weight=latent_weight)
 
-                    rankers.METHODS["weighted"] = rankers.Method("weighted", name, score)
+                    rankers.METHODS["weighted"] = rankers.Method("weighted", label, score)
                     try:
                         values = score(data, shared, data.labels, 0)
                         order = rank(values, np.flatnonzero(data.labels == Label.UNDETERMINED),
@@ -146,11 +154,12 @@ def main() -> int:
                     finally:
                         del rankers.METHODS["weighted"]
                 real = f"{figures['real'][0]:.2f}" if "real" in figures else "(absent)"
-                line = (f"| {checkpoint.stem} | {name} | {figures['folds']:.2f} | {figures['realistic'][0]:.2f} | "
+                line = (f"| {checkpoint.stem} | {label} | {figures['folds']:.2f} | {figures['realistic'][0]:.2f} | "
                         f"{figures['realistic'][1]:.2f} | {real} |")
                 print(line, flush=True)
                 lines.append(line)
-    print(f"\n`python bench/bench_copy_weights.py --checkpoint {' '.join(map(str, args.checkpoint))}` "
+    weights_arg = f" --latent-weights {' '.join(f'{w:g}' for w in args.latent_weights)}" if args.latent_weights else ""
+    print(f"\n`python bench/bench_copy_weights.py --checkpoint {' '.join(map(str, args.checkpoint))}{weights_arg}` "
           f"({time.perf_counter() - started:.0f} s)\n")
     print("\n".join(lines))
     return 0

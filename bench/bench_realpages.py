@@ -86,7 +86,7 @@ def _subset(data, rows: np.ndarray):
                    truth=data.truth[rows], pages=data.pages[rows])
 
 
-LEARNED = ("latent_classifier", "latent_unlabelled", "latents_and_text", "bag_of_tokens", "tfidf_text")
+LEARNED = ("latent_classifier", "latent_unlabelled", "latents_and_text", "text_latent_copies", "bag_of_tokens", "tfidf_text")
 
 
 def _across_sources(label: str, data, origins: np.ndarray, seed: int) -> list[tuple]:

@@ -147,6 +147,21 @@ def map_time(browser, url: str, timeout_s: float) -> float:
         context.close()
 
 
+def evaluation_time(browser, url: str, timeout_s: float) -> float:
+    """Seconds from opening the Discover page's Evaluate tab until the evaluation's figures are shown."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        start = time.perf_counter()
+        page.goto(f"{url}/discover")
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_text("Best method").first.wait_for()
+        return time.perf_counter() - start
+    finally:
+        context.close()
+
+
 def slider(page, label: str):
     """The range input of the slider labelled ``label``."""
     return page.locator('[data-testid="stSlider"]', has_text=label).locator('input[type="range"]').first
@@ -240,6 +255,9 @@ def main() -> None:
     parser.add_argument("--gil-seconds", type=float, default=60,
                         help="under load, sample for this long which thread holds the server's interpreter lock "
                              "(`py-spy record --gil`; skipped when py-spy is not installed; 0: never)")
+    parser.add_argument("--warm-discover", action="store_true",
+                        help="the warm-up visit also opens the Discover page and waits for its evaluation, so that "
+                             "the driving sessions find it done")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -261,6 +279,9 @@ def main() -> None:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 warm = map_time(browser, running.url, args.timeout)
                 print(f"warm-up (sample built, encoded, UMAP fitted): {warm:.1f} s", flush=True)
+                if args.warm_discover:
+                    print(f"warm-up of the Discover page's evaluation: {evaluation_time(browser, running.url, args.timeout):.1f} s",
+                          flush=True)
                 idle_rss = watch.last
                 alone = [map_time(browser, running.url, args.timeout) for _ in range(args.alone)]
                 print("alone: " + ", ".join(f"{t:.2f} s" for t in alone), flush=True)

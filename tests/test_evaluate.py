@@ -118,7 +118,7 @@ def test_a_family_only_the_text_shows_is_found_by_tfidf_alone():
     ap = ap_of(report)
     assert report.folds[0]["scores"]["tfidf_text"]["p@30"] == 1.0
     # The methods that read the words find it; no other does.
-    readers = ("tfidf_text", "latents_and_text")
+    readers = ("tfidf_text", "latents_and_text", "text_latent_copies")
     assert ap["latents_and_text"] > 0.5, ap
     assert all(value < 0.5 for method, value in ap.items() if method not in readers), ap
     assert report.purity["mean"] < 0.3, "random latents keep no family together"
