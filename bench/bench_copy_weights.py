@@ -2,7 +2,7 @@
 
 Run from the checkout (about five minutes a checkpoint on two CPU cores)::
 
-    python bench/bench_copy_weights.py [--checkpoint CKPT ...] [--latent-weights W ...]
+    python bench/bench_copy_weights.py [--checkpoint CKPT ...] [--latent-weights W ... | --unlabelled-factors F ...]
 
 For each checkpoint (default: the shipped one) it builds and encodes the realistic sample
 (``quack sample --realistic``, 5,000 measurements, seed 0) and, where
@@ -11,7 +11,8 @@ scores ``latents_and_text`` with each weighting of :data:`WEIGHTS`: mean AP over
 realistic sample's leave-fingerprints-out folds, AP and P@50 against its truth, and AP on
 the real dev set. ``oracle`` is no method: it weighs the rows of the family a fold hid 0,
 and shows how far the weights alone could take the folds. With ``--latent-weights`` it
-scores the shipped copy weights with each weight of the latents beside the words instead.
+scores the shipped copy weights with each weight of the latents beside the words instead, and
+with ``--unlabelled-factors`` the copy weights times each factor on the undetermined rows.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def _weights(name, data, labels, seed, tfidf, domains, countries):
 
     if name == "copies (shipped)":
         return rankers.copy_weights(data.latents, labels, seed)
+    if name.startswith("copies times "):
+        factor = float(name.split()[-1])
+        weights = rankers.copy_weights(data.latents, labels, seed)
+        return np.where(labels == Label.UNDETERMINED, weights * factor, weights)
     if name == "oracle":
         hidden = (np.asarray(data.families) != "") & (labels == Label.UNDETERMINED)
         return np.where(hidden, 0.0, rankers.copy_weights(data.latents, labels, seed))
@@ -107,6 +112,9 @@ def main() -> int:
     parser.add_argument("--latent-weights", type=float, nargs="+", default=None, metavar="W",
                         help="score the shipped copy weights with each of these weights of the latents beside the "
                              "words, instead of the weightings of WEIGHTS")
+    parser.add_argument("--unlabelled-factors", type=float, nargs="+", default=None, metavar="F",
+                        help="score the shipped copy weights times each of these factors on the undetermined rows "
+                             "(how much they count as uncensored examples), instead of the weightings of WEIGHTS")
     args = parser.parse_args()
     from quack.cli.main import main as quack_main
     from quack.discovery import rankers
@@ -116,8 +124,13 @@ def main() -> int:
     from quack.schema import Label
 
     started = time.perf_counter()
-    variants = ([(f"copies, latent weight {w:g}", "copies (shipped)", w) for w in args.latent_weights]
-                if args.latent_weights else [(name, name, rankers.LATENT_WEIGHT) for name in WEIGHTS])
+    if args.latent_weights:
+        variants = [(f"copies, latent weight {w:g}", "copies (shipped)", w) for w in args.latent_weights]
+    elif args.unlabelled_factors:
+        variants = [(f"copies times {f:g} on undetermined rows", f"copies times {f:g}", rankers.LATENT_WEIGHT)
+                    for f in args.unlabelled_factors]
+    else:
+        variants = [(name, name, rankers.LATENT_WEIGHT) for name in WEIGHTS]
     lines = ["| checkpoint | weights | realistic folds AP | realistic truth AP | realistic truth P@50 | real dev AP |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as work:
@@ -158,7 +171,9 @@ def main() -> int:
                         f"{figures['realistic'][1]:.2f} | {real} |")
                 print(line, flush=True)
                 lines.append(line)
-    weights_arg = f" --latent-weights {' '.join(f'{w:g}' for w in args.latent_weights)}" if args.latent_weights else ""
+    weights_arg = (f" --latent-weights {' '.join(f'{w:g}' for w in args.latent_weights)}" if args.latent_weights else
+                   f" --unlabelled-factors {' '.join(f'{f:g}' for f in args.unlabelled_factors)}"
+                   if args.unlabelled_factors else "")
     print(f"\n`python bench/bench_copy_weights.py --checkpoint {' '.join(map(str, args.checkpoint))}{weights_arg}` "
           f"({time.perf_counter() - started:.0f} s)\n")
     print("\n".join(lines))
