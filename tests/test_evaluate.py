@@ -377,3 +377,32 @@ def test_copies_of_one_template_weigh_about_one_page_when_learned_as_uncensored(
     monkeypatch.setattr(rankers, "COPY_SAMPLE", 300)
     sampled = rankers.copy_weights(latents, labels, seed=0)
     assert sampled[groups == "new"].max() < 0.1 and np.median(sampled[groups == "ordinary"]) >= 0.4
+
+
+def test_text_latent_copies_counts_a_template_served_many_times_about_once():
+    """Words alone score; the latents only say which undetermined rows are copies of one template.
+
+    150 copies of a page no fingerprint knows share one word with the censored rows and have
+    two of their own. Learned as uncensored at full weight, their own words outweigh the shared
+    one and they rank among the ordinary pages; counted about once, they rank first.
+    """
+    from quack.discovery.rankers import unlabelled_logistic
+
+    for seed in (1, 2, 3):
+        groups, latents, labels = _dense_unknown_family(seed)
+        rng = np.random.default_rng(seed)
+        vocabulary = [f"site{i}" for i in range(300)]
+        words = {"censored": "access denied blocked notice", "template": "template reply", "new": "blocked kiosk portal"}
+        texts = [words.get(g) or " ".join(rng.choice(vocabulary, 8)) for g in groups]
+        families = np.where(groups == "censored", "censored", "")
+        tokens = token_counts([rng.integers(4, 50, size=10) for _ in groups], 50)
+        data = EvaluationData(labels, families, latents, np.zeros(len(groups)), tokens, text_counts(texts))
+        ranked = np.flatnonzero(labels == Label.UNDETERMINED)
+        new = groups == "new"
+
+        def ap(scores) -> float:
+            return average_precision(new[rank(scores, ranked, np.random.default_rng(0))])
+
+        plain = ap(unlabelled_logistic(SharedFeatures(data, 5).tfidf, labels, seed=0))
+        weighed = ap(score_rows("text_latent_copies", data, labels, seed=0))
+        assert weighed > plain + 0.1 and weighed > 0.9, (seed, plain, weighed)
