@@ -93,7 +93,7 @@ def _ranking(s: Session, labels: np.ndarray, state: rankings.EvaluationState) ->
 
 
 def _cards(s: Session, labels: np.ndarray, state: rankings.EvaluationState, method: str, values: np.ndarray) -> None:
-    cards = st.columns(4)
+    cards = st.columns([1.6, 1, 1, 1])
     if method == rankings.LATENT:
         classifier_report, _ = results.classifier(s)
         cards[0].metric("Held-out accuracy", f"{classifier_report.accuracy:.1%}")

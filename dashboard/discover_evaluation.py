@@ -53,7 +53,8 @@ def _progress(s: Session, labels: np.ndarray, state: rankings.EvaluationState) -
 def _figures(state: rankings.EvaluationState) -> None:
     report, best = state.report, state.best
     hidden = sum(fold["positives"] for fold in report.folds)
-    cards = st.columns(4)
+    # The best method's name is the longest value: its card is the widest, so the name is not cut off.
+    cards = st.columns([1, 1, 1.6, 1])
     cards[0].metric("Folds", len(report.folds), help="Each fold hides one or more fingerprint families.")
     cards[1].metric("Hidden records", f"{hidden:,}")
     cards[2].metric("Best method", rankings.method_name(best), delta=f"AP {state.aps[best]:.2f}", delta_color="off",
