@@ -31,9 +31,9 @@ NEIGHBOURS = 10
 #: Parts the positive-unlabelled latent classifier splits the undetermined rows into.
 PU_FOLDS = 5
 #: Weight of each standardised latent beside the TF-IDF words in ``latents_and_text``
-#: (0.05, 0.1, 0.2 and 0.3 measured with the copy weights, on the real dev set and the realistic sample,
-#: each with the shipped checkpoint and one trained on real-like pages: 0.05 ranked best or within 0.005 in
-#: all four; 0.3 was best before the copy weights, BENCHMARKS.md).
+#: (0, 0.05, 0.1 and 0.3 measured with the copy weights on the real dev set and the realistic sample, with the
+#: shipped checkpoint and two trained on real-like pages: 0.05 gave the best realistic folds with all three;
+#: 0 is ``text_latent_copies``; 0.3 was best before the copy weights; the other figures are in BENCHMARKS.md).
 LATENT_WEIGHT = 0.05
 #: Near copies of an undetermined row counted among this many nearest latents (``copy_weights``).
 COPY_NEIGHBOURS = 20
