@@ -69,10 +69,6 @@ def _weights(name, data, labels, seed, tfidf, domains, countries):
 
     if name == "copies (shipped)":
         return rankers.copy_weights(data.latents, labels, seed)
-    if name.startswith("copies times "):
-        factor = float(name.split()[-1])
-        weights = rankers.copy_weights(data.latents, labels, seed)
-        return np.where(labels == Label.UNDETERMINED, weights * factor, weights)
     if name == "oracle":
         hidden = (np.asarray(data.families) != "") & (labels == Label.UNDETERMINED)
         return np.where(hidden, 0.0, rankers.copy_weights(data.latents, labels, seed))
@@ -109,12 +105,13 @@ def _load(raw: Path, out: Path, model, truth_file: Path, signatures=None):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, nargs="+", default=[CHECKPOINT])
-    parser.add_argument("--latent-weights", type=float, nargs="+", default=None, metavar="W",
-                        help="score the shipped copy weights with each of these weights of the latents beside the "
-                             "words, instead of the weightings of WEIGHTS")
-    parser.add_argument("--unlabelled-factors", type=float, nargs="+", default=None, metavar="F",
-                        help="score the shipped copy weights times each of these factors on the undetermined rows "
-                             "(how much they count as uncensored examples), instead of the weightings of WEIGHTS")
+    sweep = parser.add_mutually_exclusive_group()
+    sweep.add_argument("--latent-weights", type=float, nargs="+", default=None, metavar="W",
+                       help="score the shipped copy weights with each of these weights of the latents beside the "
+                            "words, instead of the weightings of WEIGHTS")
+    sweep.add_argument("--unlabelled-factors", type=float, nargs="+", default=None, metavar="F",
+                       help="score the shipped copy weights times each of these factors on the undetermined rows "
+                            "(how much they count as uncensored examples), instead of the weightings of WEIGHTS")
     args = parser.parse_args()
     from quack.cli.main import main as quack_main
     from quack.discovery import rankers
@@ -124,13 +121,14 @@ def main() -> int:
     from quack.schema import Label
 
     started = time.perf_counter()
+    # (label, weighting of WEIGHTS, latent weight, factor on the undetermined rows' weights)
     if args.latent_weights:
-        variants = [(f"copies, latent weight {w:g}", "copies (shipped)", w) for w in args.latent_weights]
+        variants = [(f"copies, latent weight {w:g}", "copies (shipped)", w, 1.0) for w in args.latent_weights]
     elif args.unlabelled_factors:
-        variants = [(f"copies times {f:g} on undetermined rows", f"copies times {f:g}", rankers.LATENT_WEIGHT)
+        variants = [(f"copies times {f:g} on undetermined rows", "copies (shipped)", rankers.LATENT_WEIGHT, f)
                     for f in args.unlabelled_factors]
     else:
-        variants = [(name, name, rankers.LATENT_WEIGHT) for name in WEIGHTS]
+        variants = [(name, name, rankers.LATENT_WEIGHT, 1.0) for name in WEIGHTS]
     lines = ["| checkpoint | weights | realistic folds AP | realistic truth AP | realistic truth P@50 | real dev AP |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as work:
@@ -143,14 +141,15 @@ def main() -> int:
             if (REAL / "measurements.jsonl.gz").is_file():
                 sets["real"] = _load(REAL / "measurements.jsonl.gz", Path(work) / f"d{number}", model,
                                      REAL / "truth.jsonl.gz", SIGNATURES)
-            for label, name, latent_weight in variants:
+            for label, name, latent_weight, factor in variants:
                 figures = {}
                 for which, (data, domains, countries) in sets.items():
                     shared = rankers.SharedFeatures(data, 5)
 
                     def score(data_, shared_, labels, seed, domains=domains, countries=countries, name=name,
-                              latent_weight=latent_weight):
+                              latent_weight=latent_weight, factor=factor):
                         weights = _weights(name, data_, labels, seed, shared_.tfidf, domains, countries)
+                        weights = np.where(labels == Label.UNDETERMINED, weights * factor, weights)
                         return rankers.latents_and_text(data_, shared_, labels, seed, weights=weights,
                                                         latent_weight=latent_weight)
 

@@ -147,8 +147,9 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
 
 
 def _purity(purity: dict) -> str:
-    return (f"purity of the unknown families {purity['mean']:.2f}, at most {purity['ceiling']:.2f} with families this "
-            f"small, {purity['within_reach']:.2f} of the nearest a family can fill")
+    from quack.discovery.report import purity_reach
+
+    return f"purity of the unknown families {purity['mean']:.2f}, {purity_reach(purity)}"
 
 
 def _measure(label: str, data_dir: Path, truth_file: Path, model, seed: int = 0) -> tuple[list[tuple], dict, object]:

@@ -133,33 +133,32 @@ class GilWatch(threading.Thread):
         self.top = [(name, n / expected) for name, n in sorted(threads.items(), key=lambda kv: -kv[1])[:3]]
 
 
-def map_time(browser, url: str, timeout_s: float) -> float:
-    """Seconds from opening the Latent map in a fresh context until "Map: UMAP" is shown."""
+def _visit_time(browser, url: str, timeout_s: float, until) -> float:
+    """Seconds from opening ``url`` in a fresh context until ``until(page)`` returns."""
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
         page.set_default_timeout(timeout_s * 1000)
         start = time.perf_counter()
         page.goto(url)
-        page.get_by_text("Map: UMAP").wait_for()
+        until(page)
         return time.perf_counter() - start
     finally:
         context.close()
+
+
+def map_time(browser, url: str, timeout_s: float) -> float:
+    """Seconds from opening the Latent map in a fresh context until "Map: UMAP" is shown."""
+    return _visit_time(browser, url, timeout_s, lambda page: page.get_by_text("Map: UMAP").wait_for())
 
 
 def evaluation_time(browser, url: str, timeout_s: float) -> float:
     """Seconds from opening the Discover page's Evaluate tab until the evaluation's figures are shown."""
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
-        page.set_default_timeout(timeout_s * 1000)
-        start = time.perf_counter()
-        page.goto(f"{url}/discover")
+    def figures_shown(page) -> None:
         page.get_by_role("tab", name="Evaluate").click()
         page.get_by_text("Best method").first.wait_for()
-        return time.perf_counter() - start
-    finally:
-        context.close()
+
+    return _visit_time(browser, f"{url}/discover", timeout_s, figures_shown)
 
 
 def slider(page, label: str):

@@ -16,7 +16,8 @@ import numpy as np
 from quack.discovery.rankers import METHODS, NEIGHBOURS
 from quack.schema import Label
 
-__all__ = ["EvaluationReport", "rank", "precision_at", "distinct_at", "recall_at", "average_precision", "ranking_scores"]
+__all__ = ["EvaluationReport", "rank", "precision_at", "distinct_at", "recall_at", "average_precision", "ranking_scores",
+           "purity_reach"]
 
 
 def rank(scores: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -183,7 +184,7 @@ class EvaluationReport:
         if self.folds:
             lines.append(
                 f"purity: {_number(self.purity['mean'])} of the {NEIGHBOURS} nearest latents of a hidden record are "
-                f"of its own family (mean over {self.purity['records']} records); {_reach(self.purity)}"
+                f"of its own family (mean over {self.purity['records']} records); {purity_reach(self.purity)}"
             )
         if self.truth is not None:
             truth = self.truth
@@ -200,11 +201,11 @@ class EvaluationReport:
             if "f@" + str(self.top[0]) in scores["random"]:
                 lines.append("F@K: distinct unknown pages (families) among the first K")
             lines.append(f"purity of unknown pages: {_number(truth['purity']['mean'])} "
-                         f"(mean over {truth['purity']['records']} records); {_reach(truth['purity'])}")
+                         f"(mean over {truth['purity']['records']} records); {purity_reach(truth['purity'])}")
         return "\n".join(lines)
 
 
-def _reach(purity: dict) -> str:
+def purity_reach(purity: dict) -> str:
     """The purity's ceiling and its figure within reach, for a family of fewer than eleven rows."""
     return (f"at most {_number(purity['ceiling'])} with families this small, "
             f"{_number(purity['within_reach'])} of the nearest a family can fill")
