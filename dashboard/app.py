@@ -90,9 +90,9 @@ def main() -> None:
     finally:
         # Compiling UMAP takes a core for several seconds; starting its worker once the page
         # is drawn keeps both cores for the first encoding, so the first map comes sooner.
-        from dashboard import fit_process
+        from dashboard import worker
 
-        fit_process.warm()
+        worker.warm()
         # Last: after a page's st.stop, Streamlit ends the run at the next message sent.
         links.write(page.title, link)
 

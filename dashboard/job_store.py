@@ -99,7 +99,7 @@ class JobStore:
         Threads for background work other than UMAP maps.
     map_workers : int
         Threads for UMAP maps. Each waits while the dashboard's worker process fits
-        (:mod:`dashboard.fit_process`), so maps queue here instead of holding the work
+        (:mod:`dashboard.worker`), so maps queue here instead of holding the work
         threads the evaluation needs.
     training_workers : int
         Threads for training runs.

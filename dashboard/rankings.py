@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Hashable
 import numpy as np
 import pandas as pd
 
-from dashboard import jobs, results, session
+from dashboard import jobs, results, session, worker
 from dashboard.loaders import Session
 from quack.discovery.options import EVALUATION
 from quack.schema import Label
@@ -114,7 +114,7 @@ def _evaluation_data(s: Session, labels: np.ndarray, relabelled: Path | None, re
             report(0.6 * done / max(total, 1), f"the latents and losses of the records, {done:,} / {total:,}")
 
         # An encoded folder that holds the losses is read: the model runs on no record.
-        encoded = results.encoding_with_loss(s, encoding)
+        encoded = results.encoding_with_loss(s, encoding, background=True)
         store.put(jobs.encoded_key(s.identity, True), encoded)
     report(0.6, "reading every record's tokens and response text")
     data = EvaluationData.from_dataset(s.data_dir, encoded.latents, encoded.loss)
@@ -163,8 +163,9 @@ def evaluation_job(s: Session, labels: np.ndarray, relabelled: Path | None, star
             done[0] += 1
             _report(key, 0.5 + 0.5 * done[0] / (folds + 2), line)
 
-        return evaluate_data(data, folds=folds, top=CONFIG.top, seed=CONFIG.seed, min_rows=CONFIG.min_rows,
-                             progress=say, where="this data set")
+        # In the worker process: its models keep every thread they start busy for minutes.
+        return worker.call(evaluate_data, data, folds=folds, top=CONFIG.top, seed=CONFIG.seed,
+                           min_rows=CONFIG.min_rows, progress=say, where="this data set")
 
     return jobs.store().submit(key, compute, start=start, owner=session.session_id())
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Iterator
 import numpy as np
 import streamlit as st
 
-from dashboard import jobs, loaders, responses, session, tables
+from dashboard import jobs, loaders, responses, session, tables, worker
 from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.loaders import Session, labels, load_model
 from quack.schema import Label, label_names
@@ -102,17 +102,20 @@ def folder_holds_loss(s: Session) -> bool:
     return s.encoded_dir is not None and holds_loss(s.encoded_dir)
 
 
-def encoding_with_loss(s: Session, progress: Callable[[int, int], None] | None = None):
-    """Latents and reconstruction losses of every record, without the store or the page (a background job's).
+def encoding_with_loss(s: Session, progress: Callable[[int, int], None] | None = None, background: bool = False):
+    """Latents and reconstruction losses of every record, without the store or the page.
 
     Read from the session's encoded folder when it holds the losses; the model runs
-    over the data set only when nothing written has them.
+    over the data set only when nothing written has them: in this process for a page that
+    waits for them, in the worker process (:mod:`dashboard.worker`) for a ``background`` job.
     """
     from dashboard.loaders import encoded_latents
     from quack.model.encoding import encode_dataset
 
     if folder_holds_loss(s):
         return encoded_latents(s, progress)
+    if background:
+        return worker.call(encode_dataset, s.model, s.data_dir, progress=progress, with_loss=True)
     return encode_dataset(s.model, s.data_dir, progress=progress, with_loss=True)
 
 
@@ -151,7 +154,6 @@ def umap_job(
     tuple
         The result's key and the job computing it (None when not started).
     """
-    from dashboard import fit_process
     from quack.latents.maps import umap_at_scale
 
     latents = encoded(s).latents
@@ -163,7 +165,7 @@ def umap_job(
     def compute() -> np.ndarray:
         return umap_at_scale(latents, fitted_by, dims, fit_rows=fit_rows, n_neighbors=n_neighbors,
                              min_dist=min_dist, metric=metric, seed=0, progress=progress,
-                             project=fit_process.umap_project)
+                             project=worker.umap_project)
 
     return key, jobs.store().submit(key, compute, start=start, owner=session.session_id(), maps=True)
 

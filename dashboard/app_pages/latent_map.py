@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import (charts, errors, fit_process, jobs, links, loaders, map_charts, map_layers, responses, results, session,
-                       settings, tables)
+from dashboard import (charts, errors, jobs, links, loaders, map_charts, map_layers, responses, results, session,
+                       settings, tables, worker)
 from dashboard.jobs import UMAP_DEFAULTS
 from dashboard.selection import region_ids, selected_ids, selection_counts, selection_key
 from quack.latents.neighbours import METRICS
@@ -79,7 +79,7 @@ if method == "UMAP":
         jobs.store().forget(key)
         failed = True
     else:
-        why = "" if fit_process.ready() else " (compiling UMAP the first time adds about ten seconds)"
+        why = "" if worker.ready() else " (compiling UMAP the first time adds about ten seconds)"
         notice.info(f"Computing the UMAP map{why}; the PCA map is shown meanwhile and is swapped out when it is ready.")
         progress = jobs.store().progress(key)
         fitted = min(fit_rows or n, n)
