@@ -36,6 +36,24 @@ MARK = "## Real pages: the dev set end to end"
 END = "<!-- end of bench_realpages tables -->"
 
 
+#: The simplest baseline's words: a few that blockpages say, in English.
+BLOCK_WORDS = ("blocked", "forbidden", "denied", "restricted", "prohibited", "filtered", "censored", "unavailable",
+               "illegal", "ministry", "court", "violation")
+#: A response of fewer words than this counts as short (blockpages are short).
+SHORT_WORDS = 150
+
+
+def _block_words(data) -> np.ndarray:
+    """The simplest baseline: how many of :data:`BLOCK_WORDS` a response says, and one more when it is short."""
+    from quack.discovery.evaluation_data import text_counts
+
+    columns = text_counts(BLOCK_WORDS).indices
+    said = np.asarray((data.words[:, columns] > 0).sum(axis=1), dtype=np.float64).ravel()
+    # The counts hold each word and each pair of words: about twice the words.
+    words = np.asarray(data.words.sum(axis=1), dtype=np.float64).ravel() / 2
+    return said + (words < SHORT_WORDS)
+
+
 def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> dict[str, np.ndarray]:
     """Rankings measured here beside the library's methods, for issue-level comparison."""
     from scipy import sparse
@@ -53,7 +71,8 @@ def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> d
     both = sparse.hstack([tfidf, sparse.csr_matrix(latents)]).tocsr()
     model = LogisticRegression(max_iter=2000, random_state=seed).fit(both[train], labels[train] == Label.CENSORED)
     out = {"latents+tfidf (LR)": model.predict_proba(both)[:, 1],
-           "tfidf_text, positive-unlabelled": unlabelled_logistic(tfidf, labels, seed)}
+           "tfidf_text, positive-unlabelled": unlabelled_logistic(tfidf, labels, seed),
+           "block words and a short body": _block_words(data)}
     # One template for many domains: the share of distinct domains among a row's latent neighbours.
     k = 10
     _, near = NearestNeighbors(n_neighbors=k + 1).fit(latents).kneighbors(latents)
@@ -127,7 +146,11 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
     from quack.data.datafolder import DataFolder
+    from quack.discovery.rankers import unlabelled_logistic
+    from quack.discovery.report import average_precision, precision_at, rank
     from quack.model.encoding import encode_dataset
+    from quack.schema import Label
+    from sklearn.feature_extraction.text import TfidfTransformer
 
     raw = work / "realistic" / "quack-realistic.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +166,15 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
     folds = report.summary()
     rows = [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
              report.truth["scores"][name]["p@50"]) for name in report.methods]
+    # The baselines measured only here, against the truth (the folds are the library's methods').
+    tfidf = TfidfTransformer(sublinear_tf=True).fit_transform(data.words).tocsr()
+    unknown = data.truth == "unknown_blockpage"
+    ranked = np.flatnonzero(data.labels == Label.UNDETERMINED)
+    for name, values in (("tfidf_text, positive-unlabelled", unlabelled_logistic(tfidf, data.labels, seed)),
+                         ("block words and a short body", _block_words(data)),
+                         ("random", np.random.default_rng(seed).random(len(data.labels)))):
+        hits = unknown[rank(values, ranked, np.random.default_rng(seed))]
+        rows.append((label, name, None, average_precision(hits), precision_at(hits, 50)))
     return f"{label}: {_purity(report.truth['purity'])}", rows
 
 
@@ -261,7 +293,8 @@ def main() -> int:
                   *[f"- {note}" for note in realistic_notes], "",
                   "| checkpoint | ranking | folds AP | truth AP | truth P@50 |", "| --- | --- | ---: | ---: | ---: |"]
         for checkpoint, name, folds_ap, truth_ap, truth_p50 in realistic:
-            lines.append(f"| {checkpoint} | {name} | {folds_ap:.2f} | {truth_ap:.2f} | {truth_p50:.2f} |")
+            folds_text = "–" if folds_ap is None else f"{folds_ap:.2f}"
+            lines.append(f"| {checkpoint} | {name} | {folds_text} | {truth_ap:.2f} | {truth_p50:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
