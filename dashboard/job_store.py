@@ -276,7 +276,8 @@ class JobStore:
     def foreground(self, key: Hashable, owner: str | None) -> Iterator[bool]:
         """A slot to compute ``key`` in the asking thread; yields whether it must be computed.
 
-        Yields False when the result is there, or another session has just computed it.
+        Yields False when the result is there, or another session (or this session's run
+        before) has just computed it.
 
         Raises
         ------
@@ -287,12 +288,14 @@ class JobStore:
         running = mine = None
         with self._lock:
             there = key in self._items
-            if not there and owner is not None and owner in self._foreground_owners:
-                raise QueueFull("This session is still computing a result from an earlier request; "
-                                "wait for it to finish, then try again.")
             if not there:
+                # The result being computed already, by another session or by this one's earlier run (a rerun
+                # starts while the run it replaces still computes): wait for it; it adds no work.
                 running = self._foreground.get(key)
                 if running is None:
+                    if owner is not None and owner in self._foreground_owners:
+                        raise QueueFull("This session is still computing a result from an earlier request; "
+                                        "wait for it to finish, then try again.")
                     if len(self._foreground) >= self.max_foreground:
                         raise QueueFull(f"The server is computing {self.max_foreground} results for other "
                                         "sessions; try again in a minute.")

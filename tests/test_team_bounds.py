@@ -132,10 +132,14 @@ def test_foreground_work_is_computed_once_and_one_at_a_time_per_session(store):
     waited = []
     other = threading.Thread(target=lambda: waited.append(store.foreground("encoded", "b").__enter__()))
     other.start()
+    # A rerun of session a asks for what its run before still computes: it waits for it, it is not refused.
+    again = threading.Thread(target=lambda: waited.append(store.foreground("encoded", "a").__enter__()))
+    again.start()
     release.set()
     thread.join(30)
     other.join(30)
-    assert calls == ["a"] and waited == [False], "the second session took the first one's result"
+    again.join(30)
+    assert calls == ["a"] and waited == [False, False], "the second session and the rerun took the first one's result"
 
 
 # ----------------------------------------------------------------------------------
