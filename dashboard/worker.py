@@ -11,7 +11,7 @@ interpreter from no page run and only the processor time the page runs leave.
 Only what a computation needs crosses to the worker (a map's fitted sample, the latents,
 the evaluation's counts), and only its result comes back. A computation that reports
 progress has its reports sent back as they come (:func:`call`). The worker compiles UMAP
-once when it starts (:func:`warm`). Should the worker die, the computation that was
+once, when the first page is drawn (:func:`warm`). Should the worker die, the computation that was
 running is done in the server instead and the next one starts a new worker.
 """
 
@@ -38,8 +38,11 @@ _lock = threading.Lock()
 # The server's side: who waits for the progress of each running call.
 _listeners: dict[int, Callable[..., None]] = {}
 _tokens = itertools.count()
-# The worker's side: where its calls' progress goes.
+# Calls waiting for the worker or running in it.
+_in_flight = 0
+# The worker's side: where its calls' progress goes, and whether UMAP is compiled.
 _reports = None
+_compiled = False
 
 
 def _end_with_parent() -> None:
@@ -78,10 +81,24 @@ def _start(reports) -> None:
     except OSError:
         pass
     _own_autogroup()
-    from quack.latents.maps import umap_project
 
-    # Compile numba's code now, with the dashboard's options, so the first map does not wait for it.
-    umap_project(np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32), seed=0)
+
+def _compile() -> None:
+    """Compile UMAP's numba code with the dashboard's options, once per worker, so that the first map does not wait."""
+    global _compiled
+    if not _compiled:
+        from quack.latents.maps import umap_project
+
+        umap_project(np.random.default_rng(0).normal(size=(256, 8)).astype(np.float32), seed=0)
+        _compiled = True
+
+
+def _compiled_umap(latents: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """A map fitted after the compiling: a first fit that compiles as it goes may place the records otherwise."""
+    from quack.latents import maps
+
+    _compile()
+    return maps.umap_project(latents, *args, **kwargs)
 
 
 def _listen(reports) -> None:
@@ -114,12 +131,17 @@ def _executor() -> ProcessPoolExecutor:
 
 
 def warm() -> None:
-    """Start the worker, which compiles UMAP, unless it is running already."""
+    """Start the worker and have it compile UMAP when it has nothing else to do, unless it has compiled already.
+
+    The dashboard calls this after every page run. While a computation runs in the worker
+    (a first visit's evaluation), the compiling waits for a later call, so that nothing
+    asked for waits behind it; a map fitted before then compiles what it needs itself.
+    """
     global _warmed
     pool = _executor()
     with _lock:
-        if _warmed is None or (_warmed.done() and _warmed.exception() is not None):
-            _warmed = pool.submit(int)
+        if _in_flight == 0 and (_warmed is None or (_warmed.done() and _warmed.exception() is not None)):
+            _warmed = pool.submit(_compile)
 
 
 def ready() -> bool:
@@ -142,10 +164,12 @@ def call(function: Callable[..., Any], *args: Any, progress: Callable[..., None]
     call of it in the worker calls ``progress`` here with the same values (reports that
     arrive after the result are dropped). An exception ``function`` raises is raised here.
     """
-    global _pool, _warmed
+    global _pool, _warmed, _in_flight
     token = next(_tokens)
     if progress is not None:
         _listeners[token] = progress
+    with _lock:
+        _in_flight += 1
     try:
         return _executor().submit(_run, token, function, args, kwargs, progress is not None).result()
     except BrokenProcessPool:
@@ -155,10 +179,10 @@ def call(function: Callable[..., Any], *args: Any, progress: Callable[..., None]
         return function(*args, **kwargs, **({} if progress is None else {"progress": progress}))
     finally:
         _listeners.pop(token, None)
+        with _lock:
+            _in_flight -= 1
 
 
 def umap_project(latents: np.ndarray, *args, **kwargs) -> np.ndarray:
     """:func:`quack.latents.maps.umap_project`, fitted in the worker process."""
-    from quack.latents import maps
-
-    return call(maps.umap_project, latents, *args, **kwargs)
+    return call(_compiled_umap, latents, *args, **kwargs)
