@@ -215,7 +215,7 @@ def drive(url: str, session: int, until: float, counts: dict, failures: list) ->
                     size.press("ArrowRight" if round_ % 2 else "ArrowLeft")
                     done += 1
                     page.wait_for_timeout(400)
-                box = page.get_by_label("Pattern (Python regular expression)")
+                box = page.get_by_label("Pattern (Python regular expression)").first
                 box.fill(long_pattern(session, round_))
                 box.press("Control+Enter")
                 done += 1
