@@ -37,6 +37,7 @@ _warmed: Future | None = None
 _lock = threading.Lock()
 # The server's side: who waits for the progress of each running call.
 _listeners: dict[int, Callable[..., None]] = {}
+_queue = None
 _tokens = itertools.count()
 # Calls waiting for the worker or running in it.
 _in_flight = 0
@@ -105,9 +106,12 @@ def _listen(reports) -> None:
     """Hand each progress report from the worker to the call that waits for it (server side)."""
     while True:
         try:
-            token, values = reports.get()
+            item = reports.get()
         except (EOFError, OSError, ValueError):
             return
+        if item is None:  # the worker was replaced: its queue is done
+            return
+        token, values = item
         listener = _listeners.get(token)
         if listener is not None:
             try:
@@ -117,13 +121,13 @@ def _listen(reports) -> None:
 
 
 def _executor() -> ProcessPoolExecutor:
-    global _pool
+    global _pool, _queue
     with _lock:
         if _pool is None:
             from quack.data.parallel import process_context
 
             context = process_context("quack.latents.maps")
-            reports = context.Queue()
+            reports = _queue = context.Queue()
             threading.Thread(target=_listen, args=(reports,), name="quack-worker-progress", daemon=True).start()
             _pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=context, initializer=_start,
                                         initargs=(reports,))
@@ -171,11 +175,14 @@ def call(function: Callable[..., Any], *args: Any, progress: Callable[..., None]
     with _lock:
         _in_flight += 1
     try:
-        return _executor().submit(_run, token, function, args, kwargs, progress is not None).result()
+        pool = _executor()
+        return pool.submit(_run, token, function, args, kwargs, progress is not None).result()
     except BrokenProcessPool:
         with _lock:
-            _pool = None
-            _warmed = None
+            if _pool is pool:  # not already replaced by another call that saw it die
+                _queue.put(None)  # ends the dead worker's listener
+                _pool = None
+                _warmed = None
         return function(*args, **kwargs, **({} if progress is None else {"progress": progress}))
     finally:
         _listeners.pop(token, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -42,6 +43,15 @@ def test_a_dead_worker_costs_one_fit_in_the_server_and_the_next_gets_a_new_one(l
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     again = worker._executor().submit(os.getpid).result(timeout=120)
     assert again not in (pid, os.getpid())
+    # The dead worker's progress listener has ended; one listens for the new worker.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _listeners() > 1:
+        time.sleep(0.1)
+    assert _listeners() == 1
+
+
+def _listeners() -> int:
+    return sum(thread.name == "quack-worker-progress" and thread.is_alive() for thread in threading.enumerate())
 
 
 def _counting(n: int, progress) -> int:
