@@ -11,7 +11,7 @@ interpreter from no page run and only the processor time the page runs leave.
 Only what a computation needs crosses to the worker (a map's fitted sample, the latents,
 the evaluation's counts), and only its result comes back. A computation that reports
 progress has its reports sent back as they come (:func:`call`). The worker compiles UMAP
-once, when the first page is drawn (:func:`warm`). Should the worker die, the computation that was
+once, after a page run that finds it idle (:func:`warm`), or before its first map. Should the worker die, the computation that was
 running is done in the server instead and the next one starts a new worker.
 """
 
