@@ -1,18 +1,21 @@
-"""The dashboard's heavy computations in a worker process that runs at a lower priority than the server's page runs.
+"""The dashboard's long background computations in a worker process below the server's page runs.
 
-UMAP's numba code holds the interpreter lock while it fits, and the model, the
-classifiers and the evaluation's methods keep torch's and scikit-learn's threads busy for
-seconds to minutes: done in the server's own process, one session's new map or first
-Discover visit slows every other session's page runs (BENCHMARKS.md, "Where the
+UMAP's numba code holds the interpreter lock while it fits, and the Discover evaluation
+(the model's loss pass, its methods' classifiers) keeps torch's and scikit-learn's threads
+busy for half a minute and more: done in the server's own process, one session's new map
+or first Discover visit slows every other session's page runs (BENCHMARKS.md, "Where the
 interpreter went" and "The Discover page's work in the worker"). Here they run in one
-worker process at niceness :data:`NICENESS`, threads and all, so they take the
-interpreter from no page run and only the processor time the page runs leave.
+worker process at niceness :data:`NICENESS`, in a scheduling group of its own, threads and
+all, so they take the interpreter from no page run and only the processor time others
+leave. What a page waits for (the classifier, a ranking, the clusters) is computed in the
+server: here it would queue behind other sessions' fits and evaluations.
 
 Only what a computation needs crosses to the worker (a map's fitted sample, the latents,
 the evaluation's counts), and only its result comes back. A computation that reports
 progress has its reports sent back as they come (:func:`call`). The worker compiles UMAP
-once, after a page run that finds it idle (:func:`warm`), or before its first map. Should the worker die, the computation that was
-running is done in the server instead and the next one starts a new worker.
+once, after a page run that finds it idle (:func:`warm`), or before its first map. Should
+the worker die, the computation that was running is done in the server instead and the
+next one starts a new worker.
 """
 
 from __future__ import annotations
