@@ -57,16 +57,16 @@ def _block_words(data) -> np.ndarray:
 def _extra_scores(data, labels: np.ndarray, seed: int, domains: np.ndarray) -> dict[str, np.ndarray]:
     """Rankings measured here beside the library's methods, for issue-level comparison."""
     from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import NearestNeighbors
 
-    from quack.discovery.rankers import unlabelled_logistic
+    from quack.discovery.options import EVALUATION
+    from quack.discovery.rankers import SharedFeatures, unlabelled_logistic
     from quack.latents.classifier import split_labelled
     from quack.schema import Label
 
     train = split_labelled(labels, 0.2, seed)[0]
-    tfidf = TfidfTransformer(sublinear_tf=True).fit_transform(data.words).tocsr()
+    tfidf = SharedFeatures(data, EVALUATION.min_rows).tfidf
     latents = data.latents / (np.linalg.norm(data.latents, axis=1, keepdims=True) + 1e-9)
     both = sparse.hstack([tfidf, sparse.csr_matrix(latents)]).tocsr()
     model = LogisticRegression(max_iter=2000, random_state=seed).fit(both[train], labels[train] == Label.CENSORED)
@@ -146,11 +146,11 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
     from quack.discovery.evaluation import evaluate_data, read_truth
     from quack.discovery.evaluation_data import EvaluationData
     from quack.data.datafolder import DataFolder
-    from quack.discovery.rankers import unlabelled_logistic
+    from quack.discovery.options import EVALUATION
+    from quack.discovery.rankers import SharedFeatures, unlabelled_logistic
     from quack.discovery.report import average_precision, precision_at, rank
     from quack.model.encoding import encode_dataset
     from quack.schema import Label
-    from sklearn.feature_extraction.text import TfidfTransformer
 
     raw = work / "realistic" / "quack-realistic.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def _realistic(label: str, model, work: Path, seed: int = 0) -> tuple[str, list[
     rows = [(label, name, folds[name]["ap"]["mean"], report.truth["scores"][name]["ap"],
              report.truth["scores"][name]["p@50"]) for name in report.methods]
     # The baselines measured only here, against the truth (the folds are the library's methods').
-    tfidf = TfidfTransformer(sublinear_tf=True).fit_transform(data.words).tocsr()
+    tfidf = SharedFeatures(data, EVALUATION.min_rows).tfidf
     unknown = data.truth == "unknown_blockpage"
     ranked = np.flatnonzero(data.labels == Label.UNDETERMINED)
     for name, values in (("tfidf_text, positive-unlabelled", unlabelled_logistic(tfidf, data.labels, seed)),

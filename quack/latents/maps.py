@@ -2,7 +2,7 @@
 
 PCA answers at once and serves as the first map; UMAP gives the better map but its
 numba code takes several seconds to compile in a fresh process (the dashboard fits in a
-worker process that compiles it when it starts: ``dashboard.worker``).
+worker process that compiles it once, before its first map: ``dashboard.worker``).
 """
 
 from __future__ import annotations
